@@ -1,0 +1,361 @@
+//! Applying a plan: exactly its changes, each as soon as everything it waits for has finished,
+//! at most `parallelism` provider operations at once. Every finished operation is journaled
+//! (durable) before its dependents start; the journal is folded into the state document at the
+//! end. A failure skips its dependents and lets independent branches go on. Cancellation starts
+//! nothing new and lets operations in flight finish.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
+
+use crate::addr::Addr;
+use crate::checks::{run_checks, CheckResult};
+use crate::diag::{Diagnostic, Diagnostics};
+use crate::eval::{eval, ObjectValue};
+use crate::plan::saved::check_fresh;
+use crate::plan::{same, Action, Change, Plan};
+use crate::provider::{CallContext, Provider};
+use crate::session::{propose, Session, Values};
+use crate::state::journal::Journal;
+use crate::state::local::LocalBackend;
+use crate::state::lock::LockGuard;
+use crate::state::{Change as StateChange, ObjectRecord, State};
+use crate::value::{Map, Value};
+use crate::walk::{walk, Outcome};
+
+/// How to apply.
+#[derive(Clone, Debug)]
+pub struct ApplyOptions {
+    /// At most this many provider operations at once.
+    pub parallelism: usize,
+    /// Set to stop starting new operations (Ctrl-C).
+    pub cancel: Arc<AtomicBool>,
+}
+
+impl Default for ApplyOptions {
+    fn default() -> Self {
+        ApplyOptions { parallelism: 10, cancel: Arc::new(AtomicBool::new(false)) }
+    }
+}
+
+/// Receives progress; the CLI draws it.
+pub trait Observer: Sync {
+    /// An operation starts.
+    fn started(&self, _c: &Change) {}
+    /// An operation ended.
+    fn finished(&self, _c: &Change, _result: &NodeResult, _elapsed: Duration) {}
+}
+
+/// An observer that ignores everything.
+pub struct Quiet;
+impl Observer for Quiet {}
+
+/// How one change ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NodeResult {
+    /// Done; `id` of the object, when there is one.
+    Done {
+        /// The object's id.
+        id: Option<String>,
+    },
+    /// Failed.
+    Failed(String),
+    /// Not run because an upstream change failed.
+    Skipped {
+        /// The failed upstream change.
+        because: Addr,
+    },
+    /// Not run because apply was interrupted.
+    Cancelled,
+}
+
+/// What apply did.
+#[derive(Debug, Default)]
+pub struct ApplyReport {
+    /// Each change that does something, with how it ended, in address order.
+    pub results: Vec<(Addr, Action, NodeResult)>,
+    /// The outputs after apply (sensitive ones redacted).
+    pub outputs: Map,
+    /// Checks evaluated after a complete apply.
+    pub checks: Vec<CheckResult>,
+    /// Apply was interrupted.
+    pub cancelled: bool,
+    /// The state serial written.
+    pub serial: u64,
+}
+
+impl ApplyReport {
+    /// Count of results matching a predicate.
+    pub fn count(&self, f: impl Fn(&NodeResult) -> bool) -> usize {
+        self.results.iter().filter(|(_, _, r)| f(r)).count()
+    }
+
+    /// Whether everything that was planned succeeded.
+    pub fn success(&self) -> bool {
+        !self.cancelled && self.results.iter().all(|(_, _, r)| matches!(r, NodeResult::Done { .. }))
+    }
+}
+
+const CANCELLED: &str = "\u{0}cancelled";
+
+/// Applies `plan` to `state`, writing through `backend` (whose lock the caller holds).
+pub async fn apply(
+    s: &Session,
+    plan: &Plan,
+    backend: &LocalBackend,
+    _lock: &LockGuard,
+    state: &mut State,
+    opts: &ApplyOptions,
+    observer: &dyn Observer,
+) -> Result<ApplyReport, Diagnostics> {
+    check_fresh(plan, state).map_err(|m| Diagnostics::from(Diagnostic::global(m)))?;
+    s.configure().await?;
+    let values = Values::for_session(s);
+    let clusters = s.read_clusters(&values).await?;
+    // Objects referenced but outside a targeted plan resolve to their recorded values.
+    for r in state.objects.values() {
+        values.set(r.address.clone(), ObjectValue { attrs: r.attributes.clone(), sensitive: Arc::new(r.sensitive_set()) });
+    }
+    let deps = edges(plan, state);
+    let journal = backend.journal(state).map_err(|m| Diagnostics::from(Diagnostic::global(m)))?;
+    let objects = Mutex::new(std::mem::take(&mut state.objects));
+    let run = Run { s, values: &values, clusters, journal: &journal, objects: &objects, sem: Semaphore::new(opts.parallelism.max(1)), cancel: &opts.cancel, observer };
+    let outcomes = walk(&deps, Some(&opts.cancel), |i| run.node(&plan.changes[i])).await;
+    let clusters = run.clusters.clone();
+    drop(run);
+    journal.close();
+    state.objects = objects.into_inner().unwrap_or_else(|e| e.into_inner());
+
+    let mut report = ApplyReport { cancelled: opts.cancel.load(Ordering::SeqCst), ..ApplyReport::default() };
+    for (c, o) in plan.changes.iter().zip(&outcomes) {
+        let r = match o {
+            Outcome::Done => NodeResult::Done { id: values.get(&c.address).and_then(|v| v.attrs.get("id").and_then(Value::to_interpolated)) },
+            Outcome::Failed(m) if m == CANCELLED => NodeResult::Cancelled,
+            Outcome::Failed(m) => NodeResult::Failed(m.clone()),
+            Outcome::Skipped(i) => NodeResult::Skipped { because: plan.changes[*i].address.clone() },
+            Outcome::Cancelled => NodeResult::Cancelled,
+        };
+        if c.action != Action::NoOp {
+            report.results.push((c.address.clone(), c.action, r));
+        }
+    }
+    let complete = report.success();
+    if complete && plan.mode == crate::plan::Mode::Normal {
+        let mut diags = Diagnostics::default();
+        let mut outputs = Map::new();
+        for (name, o) in &s.cfg.outputs {
+            match eval(&o.value, &s.scope(None, &values)) {
+                Ok(r) => {
+                    let v = if o.sensitive || r.sensitive { r.value.redact() } else { r.value };
+                    outputs.insert(name.clone(), v);
+                }
+                Err(d) => diags.push(d),
+            }
+        }
+        state.outputs = outputs.clone();
+        report.outputs = outputs;
+    } else if plan.mode == crate::plan::Mode::Destroy && complete {
+        state.outputs.clear();
+    }
+    backend.write(state).map_err(|m| Diagnostics::from(Diagnostic::global(m)))?;
+    backend.clear_journal();
+    report.serial = state.serial;
+    if complete && plan.mode == crate::plan::Mode::Normal {
+        let live = |a: &Addr| values.get(a);
+        report.checks = run_checks(s, &values, &clusters, &live).await;
+    }
+    Ok(report)
+}
+
+/// The order of changes: create/update after what they reference; a deletion after every change
+/// of an object that depended on the deleted one.
+fn edges(plan: &Plan, state: &State) -> Vec<Vec<usize>> {
+    let index: HashMap<&Addr, usize> = plan.changes.iter().enumerate().map(|(i, c)| (&c.address, i)).collect();
+    let mut deps: Vec<Vec<usize>> = vec![Vec::new(); plan.changes.len()];
+    for (i, c) in plan.changes.iter().enumerate() {
+        if c.action != Action::Delete {
+            deps[i].extend(c.depends_on.iter().filter_map(|d| index.get(d).copied()));
+        }
+    }
+    for r in state.objects.values() {
+        let Some(&dependent) = index.get(&r.address) else { continue };
+        for d in &r.dependencies {
+            if let Some(&del) = index.get(d) {
+                if plan.changes[del].action == Action::Delete && del != dependent {
+                    deps[del].push(dependent);
+                }
+            }
+        }
+    }
+    for d in &mut deps {
+        d.sort_unstable();
+        d.dedup();
+    }
+    deps
+}
+
+struct Run<'a> {
+    s: &'a Session,
+    values: &'a Values,
+    clusters: Arc<BTreeMap<String, Map>>,
+    journal: &'a Journal,
+    objects: &'a Mutex<BTreeMap<Addr, ObjectRecord>>,
+    sem: Semaphore,
+    cancel: &'a AtomicBool,
+    observer: &'a dyn Observer,
+}
+
+impl Run<'_> {
+    async fn node(&self, c: &Change) -> Result<(), String> {
+        match c.action {
+            Action::NoOp => self.no_op(c),
+            Action::Read => self.read(c).await,
+            _ => {
+                let started = Instant::now();
+                let result = self.change(c).await;
+                let r = match &result {
+                    Ok(()) => NodeResult::Done { id: self.values.get(&c.address).and_then(|v| v.attrs.get("id").and_then(Value::to_interpolated)) },
+                    Err(m) if m == CANCELLED => NodeResult::Cancelled,
+                    Err(m) => NodeResult::Failed(m.clone()),
+                };
+                self.observer.finished(c, &r, started.elapsed());
+                result
+            }
+        }
+    }
+
+    fn no_op(&self, c: &Change) -> Result<(), String> {
+        let (desired, tainted) = self.s.eval_instance(&c.address, self.values).map_err(|d| self.render(d))?;
+        let mut attrs = c.before.clone().unwrap_or_default();
+        attrs.extend(desired);
+        let mut sensitive = c.sensitive.clone();
+        sensitive.extend(tainted);
+        self.values.set(c.address.clone(), ObjectValue { attrs, sensitive: Arc::new(sensitive) });
+        Ok(())
+    }
+
+    async fn read(&self, c: &Change) -> Result<(), String> {
+        let (config, sensitive) = self.s.eval_instance(&c.address, self.values).map_err(|d| self.render(d))?;
+        let (p, _) = self.s.provider_of(&c.address).ok_or("no provider")?;
+        let _permit = self.sem.acquire().await.map_err(|e| e.to_string())?;
+        let attrs = p.read_data(&c.address.block.ty, &config, &self.ctx(p.as_ref())).await.map_err(|e| format!("cannot read {}: {e}", c.address))?;
+        self.values.set(c.address.clone(), ObjectValue { attrs, sensitive: Arc::new(sensitive) });
+        Ok(())
+    }
+
+    fn ctx(&self, p: &dyn Provider) -> CallContext {
+        self.s.ctx(p, &self.clusters)
+    }
+
+    fn render(&self, d: Diagnostics) -> String {
+        d.render(&self.s.cfg.sources, false).trim_end().to_string()
+    }
+
+    /// The final attributes of a create or update: the desired state evaluated now that
+    /// everything it references exists, checked against what the plan promised.
+    async fn final_planned(&self, c: &Change, p: &dyn Provider) -> Result<(Map, std::collections::BTreeSet<String>), String> {
+        let (desired, tainted) = self.s.eval_instance(&c.address, self.values).map_err(|d| self.render(d))?;
+        let (_, schema) = self.s.provider_of(&c.address).ok_or("no provider")?;
+        let prior = if c.action == Action::Update { c.before.as_ref() } else { None };
+        let mut proposed = propose(schema, prior, &desired);
+        proposed.sensitive.extend(c.sensitive.iter().cloned());
+        proposed.sensitive.extend(tainted.iter().cloned());
+        let mut planned = p.plan(&c.address.block.ty, prior, proposed, &self.ctx(p)).await.map_err(|e| e.to_string())?;
+        if let (Some(block), Some(before)) = (self.s.cfg.blocks.get(&c.address.block), c.before.as_ref()) {
+            for (name, _) in &block.lifecycle.ignore_changes {
+                if let Some(v) = before.get(name) {
+                    planned.attrs.insert(name.clone(), v.clone());
+                }
+            }
+        }
+        let mut sensitive = c.sensitive.clone();
+        sensitive.extend(tainted);
+        sensitive.extend(planned.sensitive.iter().cloned());
+        if let Some(after) = &c.after {
+            for (name, promised) in after {
+                if matches!(promised, Value::Unknown) {
+                    continue;
+                }
+                let now = planned.attrs.get(name);
+                if !same(Some(promised), now) && !(matches!(promised, Value::Null) && now.is_none()) {
+                    let shown = |v: Option<&Value>| {
+                        if sensitive.contains(name) { "(sensitive)".to_string() } else { v.map_or("null".into(), |v| v.to_string()) }
+                    };
+                    return Err(format!(
+                        "`{name}` of {} was planned as {} but is now {}; the desired state or its inputs changed since the plan was made: plan again",
+                        c.address,
+                        shown(Some(promised)),
+                        shown(now)
+                    ));
+                }
+            }
+        }
+        Ok((planned.attrs, sensitive))
+    }
+
+    async fn change(&self, c: &Change) -> Result<(), String> {
+        let ty = &c.ty;
+        let p = match self.s.managed_type(ty) {
+            Some((p, _)) => p.clone(),
+            None => return Err(format!("no provider for type `{ty}`")),
+        };
+        let p = p.as_ref();
+        let planned = if matches!(c.action, Action::Create | Action::Update | Action::Replace) {
+            Some(self.final_planned(c, p).await?)
+        } else {
+            None
+        };
+        let _permit = self.sem.acquire().await.map_err(|e| e.to_string())?;
+        if self.cancel.load(Ordering::SeqCst) {
+            return Err(CANCELLED.into());
+        }
+        self.observer.started(c);
+        let ctx = self.ctx(p);
+        let recorded = self.objects.lock().unwrap_or_else(|e| e.into_inner()).get(&c.address).map(|r| r.attributes.clone());
+        let prior = recorded.or_else(|| c.before.clone()).unwrap_or_default();
+        let deps = c.depends_on.clone();
+        match (c.action, planned) {
+            (Action::Delete, _) => {
+                p.delete(ty, &prior, &ctx).await.map_err(|e| format!("destroying {} failed: {e}", c.address))?;
+                self.commit(StateChange::Remove { address: c.address.clone() }).await
+            }
+            (Action::Create, Some((attrs, sensitive))) => {
+                let new = p.create(ty, &attrs, &ctx).await.map_err(|e| format!("creating {} failed: {e}", c.address))?;
+                self.put(c, new, sensitive, deps).await
+            }
+            (Action::Update, Some((attrs, sensitive))) => {
+                let new = p.update(ty, &prior, &attrs, &ctx).await.map_err(|e| format!("updating {} failed: {e}", c.address))?;
+                self.put(c, new, sensitive, deps).await
+            }
+            (Action::Replace, Some((attrs, sensitive))) => {
+                let create = |attrs: Map| async move { p.create(ty, &attrs, &ctx).await.map_err(|e| format!("creating the replacement of {} failed: {e}", c.address)) };
+                if c.create_before_destroy {
+                    let new = create(attrs).await?;
+                    p.delete(ty, &prior, &self.ctx(p)).await.map_err(|e| format!("destroying the old {} failed: {e}", c.address))?;
+                    self.put(c, new, sensitive, deps).await
+                } else {
+                    p.delete(ty, &prior, &self.ctx(p)).await.map_err(|e| format!("destroying {} for replacement failed: {e}", c.address))?;
+                    self.commit(StateChange::Remove { address: c.address.clone() }).await?;
+                    let new = create(attrs).await?;
+                    self.put(c, new, sensitive, deps).await
+                }
+            }
+            _ => Err(format!("nothing to do for {}", c.address)),
+        }
+    }
+
+    async fn put(&self, c: &Change, attrs: Map, sensitive: std::collections::BTreeSet<String>, deps: Vec<Addr>) -> Result<(), String> {
+        let record = ObjectRecord::new(c.address.clone(), &c.ty, attrs.clone(), &sensitive, deps);
+        self.values.set(c.address.clone(), ObjectValue { attrs, sensitive: Arc::new(sensitive) });
+        self.commit(StateChange::Put { record }).await
+    }
+
+    async fn commit(&self, change: StateChange) -> Result<(), String> {
+        self.journal.append(change.clone()).await?;
+        change.apply_to(&mut self.objects.lock().unwrap_or_else(|e| e.into_inner()));
+        Ok(())
+    }
+}

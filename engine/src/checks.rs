@@ -1,0 +1,99 @@
+//! `[[checks]]`: assertions evaluated against live objects after apply and during drift.
+//! A check has a `condition` (an expression that must be true) or a provider `kind` with
+//! arguments; `for_each` makes one check per key.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::addr::Addr;
+use crate::config::Check;
+use crate::eval::{eval, for_each_instances, ObjectValue, Objects};
+use crate::session::{Session, Values};
+use crate::value::{Map, Value};
+
+/// The outcome of one check (instance).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CheckResult {
+    /// `name`, with `[key]` for `for_each` instances.
+    pub name: String,
+    /// Whether it held.
+    pub passed: bool,
+    /// Why it failed, or what was found.
+    pub message: String,
+}
+
+/// Evaluates every check. `live` gives the value of an instance as it is now.
+pub async fn run_checks(
+    s: &Session,
+    values: &Values,
+    clusters: &Arc<BTreeMap<String, Map>>,
+    _live: &(dyn Fn(&Addr) -> Option<ObjectValue> + Sync),
+) -> Vec<CheckResult> {
+    let mut out = Vec::new();
+    for c in &s.cfg.checks {
+        let instances: Vec<(Option<String>, Value)> = match &c.for_each {
+            None => vec![(None, Value::Null)],
+            Some(fe) => match eval(fe, &s.scope(None, values)).map_err(|d| d.summary).and_then(|r| for_each_instances(&r.value)) {
+                Ok(list) => list.into_iter().map(|(k, v)| (Some(k), v)).collect(),
+                Err(m) => {
+                    out.push(CheckResult { name: c.name.clone(), passed: false, message: format!("invalid for_each: {m}") });
+                    continue;
+                }
+            },
+        };
+        for (key, each_value) in instances {
+            let name = match &key {
+                Some(k) => format!("{}[{k:?}]", c.name),
+                None => c.name.clone(),
+            };
+            let key_v = key.clone().map(Value::String);
+            let each = key_v.as_ref().map(|k| (k, &each_value));
+            out.push(run_one(s, c, name, each, values, clusters).await);
+        }
+    }
+    out
+}
+
+async fn run_one(
+    s: &Session,
+    c: &Check,
+    name: String,
+    each: Option<(&Value, &Value)>,
+    values: &dyn Objects,
+    clusters: &Arc<BTreeMap<String, Map>>,
+) -> CheckResult {
+    let scope = s.scope(each, values);
+    let fail = |message: String| CheckResult { name: name.clone(), passed: false, message };
+    if let Some((kind, _)) = &c.kind {
+        let mut args = Map::new();
+        for (k, a) in &c.args {
+            match eval(&a.expr, &scope) {
+                Ok(r) => {
+                    args.insert(k.clone(), r.value);
+                }
+                Err(d) => return fail(d.summary),
+            }
+        }
+        let Some(p) = s.registry.check_provider(kind) else { return fail(format!("no provider runs checks of kind `{kind}`")) };
+        return match p.check(kind, &args, &s.ctx(p.as_ref(), clusters)).await {
+            Ok(o) => CheckResult { name, passed: o.passed, message: o.detail },
+            Err(e) => fail(e.to_string()),
+        };
+    }
+    let Some(cond) = &c.condition else { return fail("no condition".into()) };
+    let message = || match &c.error_message {
+        Some(e) => eval(e, &scope).ok().and_then(|r| r.value.to_interpolated()).unwrap_or_default(),
+        None => "condition is false".into(),
+    };
+    match eval(cond, &scope) {
+        Ok(r) => match r.value {
+            Value::Bool(true) => CheckResult { name, passed: true, message: "ok".into() },
+            Value::Bool(false) => fail(message()),
+            Value::Unknown => fail("condition depends on values not known".into()),
+            other => fail(format!("condition is a {}, not true or false", other.type_name())),
+        },
+        Err(d) => fail(d.summary),
+    }
+}

@@ -1,0 +1,59 @@
+//! Drift detection: a refresh only. Reports objects changed or deleted outside meshform
+//! (attribute level), separately the desired-state changes not yet applied, and the checks.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::addr::{Addr, Mode as AddrMode};
+use crate::checks::{run_checks, CheckResult};
+use crate::diag::Diagnostics;
+use crate::eval::ObjectValue;
+use crate::plan::planner::{plan, PlanOptions};
+use crate::plan::{Change, Drift, Mode};
+use crate::session::{Session, Values};
+use crate::state::State;
+
+/// What a drift run found.
+#[derive(Debug, Serialize)]
+pub struct DriftReport {
+    /// Objects changed or deleted outside meshform since the last apply.
+    pub drift: Vec<Drift>,
+    /// Desired-state changes not applied yet (planned against the recorded state).
+    pub pending: Vec<Change>,
+    /// Check outcomes against the live objects.
+    pub checks: Vec<CheckResult>,
+}
+
+impl DriftReport {
+    /// Whether anything differs: drift, pending changes, or a failed check.
+    pub fn found(&self) -> bool {
+        !self.drift.is_empty() || !self.pending.is_empty() || self.checks.iter().any(|c| !c.passed)
+    }
+}
+
+/// Refreshes and compares.
+pub async fn detect_drift(s: &Session, state: &State, targets: &[Addr], parallelism: usize) -> Result<DriftReport, Diagnostics> {
+    let opts = PlanOptions { mode: Mode::Normal, targets: targets.to_vec(), refresh: true, parallelism };
+    let refreshed = plan(s, state, &opts).await?;
+    let recorded = plan(s, state, &PlanOptions { refresh: false, ..opts }).await?;
+    let pending: Vec<Change> = recorded.plan.changes.into_iter().filter(|c| c.action.is_change()).collect();
+    // Checks see live objects: managed ones as read, data sources and clusters as looked up.
+    let live = Values::for_session(s);
+    for inst in &s.graph.instances {
+        let a = &inst.addr;
+        let v = match a.block.mode {
+            AddrMode::Managed => refreshed.live.get(a).cloned().flatten().map(|attrs| ObjectValue {
+                attrs,
+                sensitive: Arc::new(state.objects.get(a).map(|r| r.sensitive_set()).unwrap_or_default()),
+            }),
+            _ => refreshed.values.get(a),
+        };
+        if let Some(v) = v {
+            live.set(a.clone(), v);
+        }
+    }
+    let get = |a: &Addr| live.get(a);
+    let checks = run_checks(s, &live, &refreshed.clusters, &get).await;
+    Ok(DriftReport { drift: refreshed.plan.drift, pending, checks })
+}

@@ -1,0 +1,20 @@
+//! meshform's engine: desired state (TOML) → graph → plan → apply → state, and drift.
+pub mod addr;
+pub mod config;
+pub mod diag;
+pub mod eval;
+pub mod expr;
+pub mod functions;
+pub mod provider;
+pub mod value;
+pub mod graph;
+pub mod state;
+pub mod vars;
+pub mod plan;
+pub mod session;
+pub mod walk;
+pub mod apply;
+pub mod checks;
+pub mod drift;
+pub mod builtin;
+pub mod testing;

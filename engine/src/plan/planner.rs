@@ -1,0 +1,443 @@
+//! Making a plan: read the clusters, refresh every object in state (concurrently, bounded),
+//! then walk the graph deciding one action per instance, and delete what is no longer desired.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Semaphore;
+
+use super::{attr_diff, same, Action, AttrDrift, Change, Drift, Inputs, Mode, Plan, PlannedOutput};
+use crate::addr::{Addr, Mode as AddrMode};
+use crate::diag::{Diagnostic, Diagnostics};
+use crate::eval::{eval, ObjectValue};
+use crate::session::{propose, Session, Values};
+use crate::state::State;
+use crate::value::{sha256_hex, Map, Value};
+use crate::walk::{walk, Outcome};
+
+/// How to plan.
+#[derive(Clone, Debug)]
+pub struct PlanOptions {
+    /// Normal or destroy.
+    pub mode: Mode,
+    /// Only these (with what they depend on; with what depends on them for destroy).
+    pub targets: Vec<Addr>,
+    /// Read live objects first (off: trust state).
+    pub refresh: bool,
+    /// At most this many provider calls at once.
+    pub parallelism: usize,
+}
+
+impl Default for PlanOptions {
+    fn default() -> Self {
+        PlanOptions { mode: Mode::Normal, targets: Vec::new(), refresh: true, parallelism: 10 }
+    }
+}
+
+/// A plan and what was learned making it.
+pub struct PlanOutcome {
+    /// The plan.
+    pub plan: Plan,
+    /// Live objects read by the refresh (None: gone).
+    pub live: BTreeMap<Addr, Option<Map>>,
+    /// The values of every instance as planned.
+    pub values: Values,
+    /// The clusters as read.
+    pub clusters: Arc<BTreeMap<String, Map>>,
+}
+
+/// Makes a plan.
+pub async fn plan(s: &Session, state: &State, opts: &PlanOptions) -> Result<PlanOutcome, Diagnostics> {
+    s.configure().await?;
+    let values = Values::for_session(s);
+    let clusters = s.read_clusters(&values).await?;
+    let sem = Semaphore::new(opts.parallelism.max(1));
+    let (live, drift) = refresh(s, state, opts, &clusters, &sem).await?;
+
+    let mut changes = Vec::new();
+    let mut diags = Diagnostics::default();
+    match opts.mode {
+        Mode::Destroy => {
+            for addr in destroy_selection(state, &opts.targets) {
+                let r = &state.objects[&addr];
+                let (before, reason) = before_delete(&live, &addr, r, None);
+                changes.push(Change {
+                    address: addr.clone(),
+                    ty: r.ty.clone(),
+                    action: Action::Delete,
+                    reason,
+                    before: Some(before),
+                    after: None,
+                    sensitive: r.sensitive_set(),
+                    replace_because: vec![],
+                    depends_on: vec![],
+                    create_before_destroy: false,
+                });
+            }
+        }
+        Mode::Normal => {
+            let selected = selection(s, &opts.targets);
+            plan_instances(s, state, &selected, &live, &values, &clusters, &sem, &mut changes, &mut diags).await;
+            let targeted = |a: &Addr| opts.targets.is_empty() || opts.targets.iter().any(|t| matches_target(t, a));
+            for (addr, r) in &state.objects {
+                if s.graph.index.contains_key(addr) || !targeted(addr) {
+                    continue;
+                }
+                let (before, reason) = before_delete(&live, addr, r, Some("not in the desired state"));
+                changes.push(Change {
+                    address: addr.clone(),
+                    ty: r.ty.clone(),
+                    action: Action::Delete,
+                    reason,
+                    before: Some(before),
+                    after: None,
+                    sensitive: r.sensitive_set(),
+                    replace_because: vec![],
+                    depends_on: vec![],
+                    create_before_destroy: false,
+                });
+            }
+        }
+    }
+    check_prevent_destroy(s, &changes, &mut diags);
+    if diags.has_errors() {
+        diags.sort();
+        return Err(diags);
+    }
+    changes.sort_by(|a, b| a.address.cmp(&b.address));
+    let outputs = if opts.mode == Mode::Normal { plan_outputs(s, &values, &mut diags) } else { BTreeMap::new() };
+    if diags.has_errors() {
+        return Err(diags);
+    }
+    let plan = Plan {
+        mode: opts.mode,
+        lineage: state.lineage.clone(),
+        serial: state.serial,
+        changes,
+        drift,
+        outputs,
+        inputs: inputs_of(s, &opts.targets),
+    };
+    Ok(PlanOutcome { plan, live, values, clusters })
+}
+
+/// The object a deletion starts from, and why it is deleted.
+fn before_delete(live: &BTreeMap<Addr, Option<Map>>, addr: &Addr, r: &crate::state::ObjectRecord, why: Option<&str>) -> (Map, Option<String>) {
+    match live.get(addr) {
+        Some(None) => {
+            let gone = "already deleted outside meshform; only its state entry is removed";
+            (r.attributes.clone(), Some(why.map_or(gone.to_string(), |w| format!("{w}; {gone}"))))
+        }
+        Some(Some(l)) => (l.clone(), why.map(str::to_string)),
+        None => (r.attributes.clone(), why.map(str::to_string)),
+    }
+}
+
+/// What a plan was made from.
+pub fn inputs_of(s: &Session, targets: &[Addr]) -> Inputs {
+    let mut variables = Map::new();
+    for (k, v) in &s.vars.values {
+        let v = if s.vars.sensitive.contains(k) { v.redact() } else { v.clone() };
+        variables.insert(k.clone(), v);
+    }
+    Inputs {
+        config_path: s.cfg.path.display().to_string(),
+        config_sha256: sha256_hex(s.cfg.sources.text(s.cfg.file).as_bytes()),
+        files: s.files_read.lock().map(|f| f.clone()).unwrap_or_default(),
+        variables,
+        targets: targets.iter().map(ToString::to_string).collect(),
+    }
+}
+
+/// Whether `addr` is selected by `target` (a block address selects all its instances).
+pub fn matches_target(target: &Addr, addr: &Addr) -> bool {
+    target == addr || (target.key.is_none() && target.block == addr.block)
+}
+
+/// The instances a normal plan covers: all, or the targets and everything they depend on.
+pub fn selection(s: &Session, targets: &[Addr]) -> Vec<bool> {
+    let n = s.graph.instances.len();
+    if targets.is_empty() {
+        return vec![true; n];
+    }
+    let mut sel = vec![false; n];
+    let mut stack: Vec<usize> = (0..n).filter(|&i| targets.iter().any(|t| matches_target(t, &s.graph.instances[i].addr))).collect();
+    while let Some(i) = stack.pop() {
+        if !sel[i] {
+            sel[i] = true;
+            stack.extend(s.graph.instances[i].deps.iter().copied());
+        }
+    }
+    sel
+}
+
+/// The objects a destroy covers: all in state, or the targets and everything depending on them.
+fn destroy_selection(state: &State, targets: &[Addr]) -> Vec<Addr> {
+    if targets.is_empty() {
+        return state.objects.keys().cloned().collect();
+    }
+    let mut dependents: HashMap<&Addr, Vec<&Addr>> = HashMap::new();
+    for r in state.objects.values() {
+        for d in &r.dependencies {
+            dependents.entry(d).or_default().push(&r.address);
+        }
+    }
+    let mut out = BTreeSet::new();
+    let mut stack: Vec<&Addr> = state.objects.keys().filter(|a| targets.iter().any(|t| matches_target(t, a))).collect();
+    while let Some(a) = stack.pop() {
+        if out.insert(a.clone()) {
+            stack.extend(dependents.get(a).into_iter().flatten().copied());
+        }
+    }
+    out.into_iter().collect()
+}
+
+type Refreshed = (BTreeMap<Addr, Option<Map>>, Vec<Drift>);
+
+/// Reads every object in state that the plan covers; notes what changed outside meshform.
+async fn refresh(s: &Session, state: &State, opts: &PlanOptions, clusters: &Arc<BTreeMap<String, Map>>, sem: &Semaphore) -> Result<Refreshed, Diagnostics> {
+    let mut live = BTreeMap::new();
+    if !opts.refresh {
+        for (a, r) in &state.objects {
+            live.insert(a.clone(), Some(r.attributes.clone()));
+        }
+        return Ok((live, Vec::new()));
+    }
+    let wanted: Vec<&crate::state::ObjectRecord> = match (opts.mode, opts.targets.is_empty()) {
+        (_, true) => state.objects.values().collect(),
+        (Mode::Destroy, false) => destroy_selection(state, &opts.targets).iter().filter_map(|a| state.objects.get(a)).collect(),
+        (Mode::Normal, false) => {
+            let sel = selection(s, &opts.targets);
+            state
+                .objects
+                .values()
+                .filter(|r| match s.graph.index.get(&r.address) {
+                    Some(&i) => sel[i],
+                    None => opts.targets.iter().any(|t| matches_target(t, &r.address)),
+                })
+                .collect()
+        }
+    };
+    let reads = wanted.into_iter().map(|r| async move {
+        let Some((p, _)) = s.managed_type(&r.ty) else {
+            return Err(Diagnostic::global(format!("{}: no provider for type `{}` recorded in state", r.address, r.ty)));
+        };
+        let _permit = sem.acquire().await.map_err(|_| Diagnostic::global("refresh cancelled"))?;
+        let ctx = s.ctx(p.as_ref(), clusters);
+        p.read(&r.ty, &r.attributes, &ctx)
+            .await
+            .map(|l| (r, l))
+            .map_err(|e| Diagnostic::global(format!("cannot read {}: {e}", r.address)))
+    });
+    let mut diags = Diagnostics::default();
+    let mut drift = Vec::new();
+    for res in futures::future::join_all(reads).await {
+        match res {
+            Ok((r, l)) => {
+                if let Some(d) = drift_of(r, l.as_ref()) {
+                    drift.push(d);
+                }
+                live.insert(r.address.clone(), l);
+            }
+            Err(d) => diags.push(d),
+        }
+    }
+    if diags.has_errors() {
+        return Err(diags);
+    }
+    Ok((live, drift))
+}
+
+/// The attribute-level difference between a state record and the live object.
+pub fn drift_of(r: &crate::state::ObjectRecord, live: Option<&Map>) -> Option<Drift> {
+    let sensitive = r.sensitive_set();
+    let Some(live) = live else {
+        return Some(Drift { address: r.address.clone(), ty: r.ty.clone(), deleted: true, attributes: vec![], sensitive });
+    };
+    let attributes: Vec<AttrDrift> = attr_diff(Some(&r.attributes), Some(live))
+        .into_iter()
+        .filter(|(_, a, b)| !same(*a, *b) && !matches!(b, Some(Value::Unknown)))
+        .map(|(n, a, b)| {
+            let hide = |v: Option<&Value>| v.map(|v| if sensitive.contains(n) { v.redact() } else { v.clone() });
+            AttrDrift { name: n.to_string(), recorded: hide(a), live: hide(b) }
+        })
+        .collect();
+    (!attributes.is_empty()).then(|| Drift { address: r.address.clone(), ty: r.ty.clone(), deleted: false, attributes, sensitive })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn plan_instances(
+    s: &Session,
+    state: &State,
+    selected: &[bool],
+    live: &BTreeMap<Addr, Option<Map>>,
+    values: &Values,
+    clusters: &Arc<BTreeMap<String, Map>>,
+    sem: &Semaphore,
+    changes: &mut Vec<Change>,
+    diags: &mut Diagnostics,
+) {
+    // Walk only selected instances; indices into `nodes`.
+    let nodes: Vec<usize> = (0..s.graph.instances.len()).filter(|&i| selected[i]).collect();
+    let local: HashMap<usize, usize> = nodes.iter().enumerate().map(|(l, &g)| (g, l)).collect();
+    let deps: Vec<Vec<usize>> = nodes.iter().map(|&g| s.graph.instances[g].deps.iter().filter_map(|d| local.get(d).copied()).collect()).collect();
+    let out: Mutex<Vec<Change>> = Mutex::new(Vec::new());
+    let errs: Mutex<Diagnostics> = Mutex::new(Diagnostics::default());
+    let never = AtomicBool::new(false);
+    let outcomes = walk(&deps, Some(&never), |l| {
+        let inst = &s.graph.instances[nodes[l]];
+        let out = &out;
+        let errs = &errs;
+        async move {
+            match plan_one(s, state, inst, live, values, clusters, sem).await {
+                Ok(Some(c)) => {
+                    out.lock().unwrap_or_else(|e| e.into_inner()).push(c);
+                    Ok(())
+                }
+                Ok(None) => Ok(()),
+                Err(d) => {
+                    errs.lock().unwrap_or_else(|e| e.into_inner()).0.extend(d.0);
+                    Err(String::new())
+                }
+            }
+        }
+    })
+    .await;
+    debug_assert!(outcomes.iter().all(|o| !matches!(o, Outcome::Cancelled)));
+    changes.extend(out.into_inner().unwrap_or_else(|e| e.into_inner()));
+    diags.0.extend(errs.into_inner().unwrap_or_else(|e| e.into_inner()).0);
+}
+
+async fn plan_one(
+    s: &Session,
+    state: &State,
+    inst: &crate::graph::Instance,
+    live: &BTreeMap<Addr, Option<Map>>,
+    values: &Values,
+    clusters: &Arc<BTreeMap<String, Map>>,
+    sem: &Semaphore,
+) -> Result<Option<Change>, Diagnostics> {
+    let addr = &inst.addr;
+    let block = &s.cfg.blocks[&addr.block];
+    let deps: Vec<Addr> = inst.deps.iter().map(|&d| s.graph.instances[d].addr.clone()).collect();
+    match addr.block.mode {
+        AddrMode::Cluster => Ok(None), // read before the walk
+        AddrMode::Data => {
+            let (config, sensitive) = s.eval_instance(addr, values)?;
+            let Some((p, schema)) = s.provider_of(addr) else { return Ok(None) };
+            if config.values().any(Value::has_unknown) {
+                let after = crate::session::propose(schema, None, &config).attrs;
+                return Ok(Some(Change {
+                    address: addr.clone(),
+                    ty: addr.block.ty.clone(),
+                    action: Action::Read,
+                    reason: Some("its inputs are known only after apply".into()),
+                    before: None,
+                    after: Some(after),
+                    sensitive,
+                    replace_because: vec![],
+                    depends_on: deps,
+                    create_before_destroy: false,
+                }));
+            }
+            let _permit = sem.acquire().await.map_err(|_| Diagnostics::default())?;
+            let attrs = p.read_data(&addr.block.ty, &config, &s.ctx(p.as_ref(), clusters)).await.map_err(|e| {
+                Diagnostics::from(Diagnostic::error(format!("cannot read {addr}"), block.span).label(e.to_string()))
+            })?;
+            let mut sens = sensitive;
+            sens.extend(schema.attrs.iter().filter(|a| a.sensitive).map(|a| a.name.clone()));
+            values.set(addr.clone(), ObjectValue { attrs, sensitive: Arc::new(sens) });
+            Ok(None)
+        }
+        AddrMode::Managed => {
+            let (desired, tainted) = s.eval_instance(addr, values)?;
+            let Some((p, schema)) = s.provider_of(addr) else { return Ok(None) };
+            let recorded = state.objects.get(addr);
+            let prior: Option<&Map> = match live.get(addr) {
+                Some(l) => l.as_ref(),
+                None => recorded.map(|r| &r.attributes),
+            };
+            let mut sensitive: BTreeSet<String> = schema.attrs.iter().filter(|a| a.sensitive).map(|a| a.name.clone()).collect();
+            sensitive.extend(tainted);
+            let mut proposed = propose(schema, prior, &desired);
+            proposed.sensitive.extend(sensitive.iter().cloned());
+            let mut planned = p.plan(&addr.block.ty, prior, proposed, &s.ctx(p.as_ref(), clusters)).await.map_err(|e| {
+                Diagnostics::from(Diagnostic::error(format!("cannot plan {addr}"), block.span).label(e.to_string()))
+            })?;
+            if let Some(prior) = prior {
+                for (name, _) in &block.lifecycle.ignore_changes {
+                    match prior.get(name) {
+                        Some(v) => planned.attrs.insert(name.clone(), v.clone()),
+                        None => planned.attrs.remove(name),
+                    };
+                    planned.replace_because.retain(|r| r != name);
+                }
+            }
+            sensitive.extend(planned.sensitive.iter().cloned());
+            let (action, reason) = match prior {
+                None if recorded.is_some() => (Action::Create, Some("deleted outside meshform".to_string())),
+                None => (Action::Create, None),
+                Some(_) if !planned.replace_because.is_empty() => (Action::Replace, None),
+                Some(prior) => {
+                    let changed = attr_diff(Some(prior), Some(&planned.attrs)).iter().any(|(_, a, b)| !same(*a, *b));
+                    (if changed { Action::Update } else { Action::NoOp }, None)
+                }
+            };
+            // Downstream references see the planned object, plaintext included (in memory only).
+            let value = if action == Action::NoOp { prior.cloned().unwrap_or_default() } else { planned.attrs.clone() };
+            let mut merged = value;
+            if action == Action::NoOp {
+                for (k, v) in &desired {
+                    merged.insert(k.clone(), v.clone());
+                }
+            }
+            values.set(addr.clone(), ObjectValue { attrs: merged, sensitive: Arc::new(sensitive.clone()) });
+            Ok(Some(Change {
+                address: addr.clone(),
+                ty: addr.block.ty.clone(),
+                action,
+                reason,
+                before: prior.cloned(),
+                after: Some(planned.attrs),
+                sensitive,
+                replace_because: planned.replace_because,
+                depends_on: deps,
+                create_before_destroy: block.lifecycle.create_before_destroy,
+            }))
+        }
+    }
+}
+
+fn check_prevent_destroy(s: &Session, changes: &[Change], diags: &mut Diagnostics) {
+    for c in changes.iter().filter(|c| matches!(c.action, Action::Delete | Action::Replace)) {
+        if let Some(b) = s.cfg.blocks.get(&c.address.block) {
+            if b.lifecycle.prevent_destroy {
+                let why = if c.action == Action::Replace {
+                    format!("the plan replaces it because {} changed", c.replace_because.join(", "))
+                } else {
+                    "the plan destroys it".to_string()
+                };
+                diags.push(
+                    Diagnostic::error(format!("{} has lifecycle.prevent_destroy set, but {why}", c.address), b.span)
+                        .label("prevent_destroy = true")
+                        .help("remove prevent_destroy to allow it, or change the plan so the object is kept"),
+                );
+            }
+        }
+    }
+}
+
+/// Evaluates outputs against the planned values.
+pub fn plan_outputs(s: &Session, values: &Values, diags: &mut Diagnostics) -> BTreeMap<String, PlannedOutput> {
+    let mut out = BTreeMap::new();
+    for (name, o) in &s.cfg.outputs {
+        match eval(&o.value, &s.scope(None, values)) {
+            Ok(r) => {
+                out.insert(name.clone(), PlannedOutput { value: r.value, sensitive: o.sensitive || r.sensitive });
+            }
+            Err(d) => diags.push(d),
+        }
+    }
+    out
+}

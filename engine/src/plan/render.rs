@@ -1,0 +1,316 @@
+//! The human rendering of a plan: attribute-level diffs with `+ ~ -/+ -` symbols that read
+//! without colour, multi-line values as unified diffs, sensitive values as `(sensitive)`.
+
+use std::fmt::Write;
+
+use similar::TextDiff;
+
+use super::{attr_diff, same, Action, Change, Drift, Plan};
+use crate::value::{render_key, Value};
+
+/// ANSI styles, or nothing when colour is off.
+#[derive(Clone, Copy, Debug)]
+pub struct Style {
+    on: bool,
+}
+
+impl Style {
+    /// Colour on or off.
+    pub fn new(color: bool) -> Style {
+        Style { on: color }
+    }
+
+    fn wrap(&self, code: &str, s: &str) -> String {
+        if self.on { format!("\x1b[{code}m{s}\x1b[0m") } else { s.to_string() }
+    }
+
+    /// Green.
+    pub fn green(&self, s: &str) -> String {
+        self.wrap("32", s)
+    }
+    /// Yellow.
+    pub fn yellow(&self, s: &str) -> String {
+        self.wrap("33", s)
+    }
+    /// Red.
+    pub fn red(&self, s: &str) -> String {
+        self.wrap("31", s)
+    }
+    /// Cyan.
+    pub fn cyan(&self, s: &str) -> String {
+        self.wrap("36", s)
+    }
+    /// Bold.
+    pub fn bold(&self, s: &str) -> String {
+        self.wrap("1", s)
+    }
+    /// Dim.
+    pub fn dim(&self, s: &str) -> String {
+        self.wrap("2", s)
+    }
+
+    /// A symbol in its action's colour.
+    pub fn action(&self, a: Action, s: &str) -> String {
+        match a {
+            Action::Create => self.green(s),
+            Action::Update => self.yellow(s),
+            Action::Replace | Action::Delete => self.red(s),
+            Action::Read => self.cyan(s),
+            Action::NoOp => s.to_string(),
+        }
+    }
+}
+
+/// One line of an attribute diff, before colouring: a symbol, the name, and the text.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AttrLine {
+    /// `+`, `-`, `~`.
+    pub symbol: &'static str,
+    /// Attribute name.
+    pub name: String,
+    /// What follows `name =`; may span several lines.
+    pub text: String,
+    /// This attribute forces replacement.
+    pub forces: bool,
+}
+
+fn shown(c: &Change, name: &str, v: &Value) -> String {
+    if c.sensitive.contains(name) && !matches!(v, Value::Unknown | Value::Null) {
+        return "(sensitive)".into();
+    }
+    v.to_string()
+}
+
+fn multiline(v: Option<&Value>) -> Option<String> {
+    match v {
+        Some(Value::String(s)) if s.contains('\n') => Some(s.clone()),
+        Some(v @ (Value::Map(_) | Value::List(_))) if v.to_string().len() > 70 => Some(pretty(v, 0)),
+        _ => None,
+    }
+}
+
+/// A list or map laid out one item per line, for diffing.
+fn pretty(v: &Value, indent: usize) -> String {
+    let pad = "  ".repeat(indent + 1);
+    let end = "  ".repeat(indent);
+    match v {
+        Value::Map(m) if !m.is_empty() => {
+            let mut s = String::from("{\n");
+            for (k, x) in m {
+                let _ = writeln!(s, "{pad}{} = {}", render_key(k), pretty(x, indent + 1));
+            }
+            s.push_str(&end);
+            s.push('}');
+            s
+        }
+        Value::List(l) if !l.is_empty() => {
+            let mut s = String::from("[\n");
+            for x in l {
+                let _ = writeln!(s, "{pad}{},", pretty(x, indent + 1));
+            }
+            s.push_str(&end);
+            s.push(']');
+            s
+        }
+        other => other.to_string(),
+    }
+}
+
+/// The attribute lines of a change: every attribute for create and delete, the changed ones
+/// for update and replace. Also returns how many unchanged attributes were hidden.
+pub fn attr_lines(c: &Change) -> (Vec<AttrLine>, usize) {
+    let mut lines = Vec::new();
+    let mut hidden = 0;
+    for (name, before, after) in attr_diff(c.before.as_ref(), c.after.as_ref()) {
+        let forces = c.replace_because.iter().any(|r| r == name);
+        let sens = c.sensitive.contains(name);
+        let (symbol, text) = match c.action {
+            Action::Create | Action::Read => match after {
+                None | Some(Value::Null) => continue,
+                Some(v) => ("+", multiline(Some(v)).filter(|_| !sens).map_or_else(|| shown(c, name, v), |m| block(&add_prefix(&m, "+ ")))),
+            },
+            Action::Delete => match before {
+                None | Some(Value::Null) => continue,
+                Some(v) => ("-", shown(c, name, v)),
+            },
+            Action::Update | Action::Replace | Action::NoOp => {
+                if same(before, after) {
+                    hidden += 1;
+                    continue;
+                }
+                match (before, after) {
+                    (None | Some(Value::Null), Some(a)) => ("+", shown(c, name, a)),
+                    (Some(b), None | Some(Value::Null)) => ("-", format!("{} -> null", shown(c, name, b))),
+                    (Some(b), Some(a)) => {
+                        let text = match (multiline(Some(b)), multiline(Some(a))) {
+                            (Some(x), Some(y)) if !sens => block(&unified(&x, &y)),
+                            _ => format!("{} -> {}", shown(c, name, b), shown(c, name, a)),
+                        };
+                        ("~", text)
+                    }
+                    (None, None) => continue,
+                }
+            }
+        };
+        lines.push(AttrLine { symbol, name: name.to_string(), text, forces });
+    }
+    (lines, hidden)
+}
+
+fn add_prefix(text: &str, prefix: &str) -> String {
+    text.lines().map(|l| format!("{prefix}{l}\n")).collect()
+}
+
+fn block(body: &str) -> String {
+    let mut s = String::from("<<EOT\n");
+    s.push_str(body);
+    if !body.ends_with('\n') {
+        s.push('\n');
+    }
+    s.push_str("EOT");
+    s
+}
+
+/// A unified diff of two texts, without file headers.
+pub fn unified(a: &str, b: &str) -> String {
+    let diff = TextDiff::from_lines(a, b);
+    let mut out = String::new();
+    for hunk in diff.unified_diff().context_radius(3).iter_hunks() {
+        for change in hunk.iter_changes() {
+            let sign = match change.tag() {
+                similar::ChangeTag::Delete => "- ",
+                similar::ChangeTag::Insert => "+ ",
+                similar::ChangeTag::Equal => "  ",
+            };
+            let line = change.value();
+            out.push_str(sign);
+            out.push_str(line.strip_suffix('\n').unwrap_or(line));
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// Why a change happens, as shown after its address.
+pub fn headline(c: &Change) -> String {
+    let what = match c.action {
+        Action::NoOp => "no changes".to_string(),
+        Action::Read => "read during apply".to_string(),
+        Action::Create => "create".to_string(),
+        Action::Update => "update in place".to_string(),
+        Action::Replace => {
+            let order = if c.create_before_destroy { "create before destroy" } else { "destroy, then create" };
+            format!("replace ({order}): {} forces replacement", c.replace_because.join(", "))
+        }
+        Action::Delete => "destroy".to_string(),
+    };
+    match &c.reason {
+        Some(r) if c.action != Action::Read => format!("{what}: {r}"),
+        _ => what,
+    }
+}
+
+/// Renders one change with its attribute lines.
+pub fn render_change(c: &Change, st: Style, out: &mut String) {
+    let sym = format!("{:>3}", c.action.symbol());
+    let _ = writeln!(out, "{} {}  {}", st.action(c.action, &sym), st.bold(&c.address.to_string()), st.dim(&format!("({})", headline(c))));
+    let (lines, hidden) = attr_lines(c);
+    let width = lines.iter().filter(|l| !l.text.contains('\n')).map(|l| l.name.len()).max().unwrap_or(0);
+    for l in &lines {
+        let sym = st.action(
+            match l.symbol {
+                "+" => Action::Create,
+                "-" => Action::Delete,
+                _ => Action::Update,
+            },
+            l.symbol,
+        );
+        let forces = if l.forces { st.red("  # forces replacement") } else { String::new() };
+        if l.text.contains('\n') {
+            let _ = writeln!(out, "      {sym} {} = {}{forces}", l.name, indent_rest(&l.text, "          "));
+        } else {
+            let _ = writeln!(out, "      {sym} {:<width$} = {}{forces}", l.name, l.text);
+        }
+    }
+    if hidden > 0 {
+        let s = if hidden == 1 { "" } else { "s" };
+        let _ = writeln!(out, "        {}", st.dim(&format!("({hidden} unchanged attribute{s} hidden)")));
+    }
+    out.push('\n');
+}
+
+fn indent_rest(text: &str, pad: &str) -> String {
+    let mut it = text.lines();
+    let mut s = it.next().unwrap_or("").to_string();
+    for l in it {
+        s.push('\n');
+        s.push_str(pad);
+        s.push_str(l);
+    }
+    s
+}
+
+/// Renders what the refresh found changed outside meshform.
+pub fn render_drift(drift: &[Drift], st: Style, out: &mut String) {
+    for d in drift {
+        if d.deleted {
+            let _ = writeln!(out, "  {} {}  {}", st.red("-"), st.bold(&d.address.to_string()), st.dim("(deleted outside meshform)"));
+            continue;
+        }
+        let _ = writeln!(out, "  {} {}  {}", st.yellow("~"), st.bold(&d.address.to_string()), st.dim("(changed outside meshform)"));
+        for a in &d.attributes {
+            let show = |v: &Option<Value>| match v {
+                None => "null".to_string(),
+                Some(v) if d.sensitive.contains(&a.name) => {
+                    if matches!(v, Value::Null) { "null".into() } else { "(sensitive)".into() }
+                }
+                Some(v) => v.to_string(),
+            };
+            let _ = writeln!(out, "      {} {} = {} -> {}", st.yellow("~"), a.name, show(&a.recorded), show(&a.live));
+        }
+    }
+    out.push('\n');
+}
+
+/// The summary line.
+pub fn summary_line(p: &Plan) -> String {
+    let s = p.summary();
+    format!("Plan: {} to add, {} to change, {} to destroy.", s.add, s.change, s.destroy)
+}
+
+/// Renders a whole plan for a terminal or a log.
+pub fn render_plan(p: &Plan, color: bool) -> String {
+    let st = Style::new(color);
+    let mut out = String::new();
+    if !p.drift.is_empty() {
+        let _ = writeln!(out, "{}\n", st.bold("Objects changed outside meshform since the last apply:"));
+        render_drift(&p.drift, st, &mut out);
+    }
+    if !p.has_changes() && p.visible_changes().next().is_none() {
+        let _ = writeln!(out, "{}", st.green("No changes. Live objects match the desired state."));
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "meshform will perform these actions ({} create, {} update, {} replace, {} destroy, {} read):\n",
+        st.green("+"),
+        st.yellow("~"),
+        st.red("-/+"),
+        st.red("-"),
+        st.cyan("<=")
+    );
+    for c in p.visible_changes() {
+        render_change(c, st, &mut out);
+    }
+    let changed_outputs: Vec<_> = p.outputs.iter().filter(|(_, o)| !matches!(o.value, Value::Null)).collect();
+    if !changed_outputs.is_empty() && p.has_changes() {
+        let _ = writeln!(out, "Outputs after apply:");
+        for (name, o) in changed_outputs {
+            let v = if o.sensitive { "(sensitive)".to_string() } else { o.value.to_string() };
+            let _ = writeln!(out, "    {name} = {v}");
+        }
+        out.push('\n');
+    }
+    let _ = writeln!(out, "{}", st.bold(&summary_line(p)));
+    out
+}

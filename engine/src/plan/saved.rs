@@ -1,0 +1,67 @@
+//! Saved plans (`plan --out FILE`): the plan with every sensitive value redacted, bound to the
+//! state's lineage and serial and to a hash of its inputs. Apply executes a saved plan exactly,
+//! or refuses it as stale.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::Plan;
+use crate::state::local::atomic_write;
+use crate::state::State;
+
+/// The saved-plan file format version.
+pub const SAVED_PLAN_VERSION: u32 = 1;
+
+#[derive(Serialize, Deserialize)]
+struct File {
+    meshform_plan: u32,
+    meshform_version: String,
+    plan: Plan,
+}
+
+/// Writes a plan (redacted) to `path`, mode 0600.
+pub fn save(plan: &Plan, path: &Path) -> Result<(), String> {
+    let mut p = plan.clone();
+    p.changes = p.changes.iter().map(|c| c.redacted()).collect();
+    for o in p.outputs.values_mut() {
+        if o.sensitive {
+            o.value = o.value.redact();
+        }
+    }
+    let f = File { meshform_plan: SAVED_PLAN_VERSION, meshform_version: env!("CARGO_PKG_VERSION").into(), plan: p };
+    let body = serde_json::to_vec(&f).map_err(|e| e.to_string())?;
+    atomic_write(path, &body).map_err(|e| format!("cannot write plan {}: {e}", path.display()))
+}
+
+/// Whether `path` holds a saved plan (rather than a desired-state file).
+pub fn is_saved_plan(path: &Path) -> bool {
+    std::fs::read(path).is_ok_and(|b| b.starts_with(b"{\"meshform_plan\""))
+}
+
+/// Reads a saved plan.
+pub fn load(path: &Path) -> Result<Plan, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read plan {}: {e}", path.display()))?;
+    let f: File = serde_json::from_slice(&bytes).map_err(|e| format!("{} is not a meshform plan: {e}", path.display()))?;
+    if f.meshform_plan != SAVED_PLAN_VERSION {
+        return Err(format!("{} has plan format {}, this meshform reads {SAVED_PLAN_VERSION}", path.display(), f.meshform_plan));
+    }
+    Ok(f.plan)
+}
+
+/// Refuses a plan made against another state, or when the state moved since.
+pub fn check_fresh(plan: &Plan, state: &State) -> Result<(), String> {
+    if plan.lineage != state.lineage {
+        return Err(format!(
+            "the saved plan was made for another state (lineage {}, this state is {}); make a new plan",
+            plan.lineage, state.lineage
+        ));
+    }
+    if plan.serial != state.serial {
+        return Err(format!(
+            "the saved plan is stale: it was made at state serial {}, and the state is now at serial {}; make a new plan",
+            plan.serial, state.serial
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,377 @@
+//! The provider interface: what a family of resource types (Google Cloud, Kubernetes, the built-in
+//! `meshform_data`) implements so the engine can plan and apply it, and the registry that maps
+//! type names to providers.
+//!
+//! The engine never does network I/O itself: every read and write of a live object goes through
+//! these methods. Values cross the boundary as [`Map`]s of attributes.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::value::{Map, Value};
+
+/// The type of an attribute.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AttrType {
+    /// Text.
+    String,
+    /// A number.
+    Number,
+    /// true or false.
+    Bool,
+    /// A list of one element type.
+    List(Box<AttrType>),
+    /// A map of string to one element type.
+    Map(Box<AttrType>),
+    /// A table with known attributes.
+    Object(Vec<AttrSchema>),
+    /// Anything (manifests, free-form inputs).
+    Any,
+}
+
+impl fmt::Display for AttrType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AttrType::String => f.write_str("string"),
+            AttrType::Number => f.write_str("number"),
+            AttrType::Bool => f.write_str("bool"),
+            AttrType::List(t) => write!(f, "list of {t}"),
+            AttrType::Map(t) => write!(f, "map of {t}"),
+            AttrType::Object(_) => f.write_str("table"),
+            AttrType::Any => f.write_str("any value"),
+        }
+    }
+}
+
+/// Whether an attribute is set by the user, by the provider, or either.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Presence {
+    /// Must be set in the desired state.
+    Required,
+    /// May be set; absent means absent.
+    Optional,
+    /// Set only by the provider (ids, server-assigned values).
+    Computed,
+    /// May be set; when absent the provider chooses and meshform keeps its choice.
+    OptionalComputed,
+}
+
+/// One attribute of a resource type.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AttrSchema {
+    /// Attribute name.
+    pub name: String,
+    /// Its type.
+    pub ty: AttrType,
+    /// Who sets it.
+    pub presence: Presence,
+    /// A change replaces the object instead of updating it.
+    pub force_new: bool,
+    /// Never printed, never stored in plaintext.
+    pub sensitive: bool,
+    /// One line for `validate` and the docs.
+    pub description: String,
+}
+
+impl AttrSchema {
+    /// An attribute with the given name, type and presence.
+    pub fn new(name: &str, ty: AttrType, presence: Presence) -> AttrSchema {
+        AttrSchema {
+            name: name.into(),
+            ty,
+            presence,
+            force_new: false,
+            sensitive: false,
+            description: String::new(),
+        }
+    }
+
+    /// Marks it as forcing replacement when changed.
+    pub fn force_new(mut self) -> Self {
+        self.force_new = true;
+        self
+    }
+
+    /// Marks it sensitive.
+    pub fn sensitive(mut self) -> Self {
+        self.sensitive = true;
+        self
+    }
+
+    /// Sets its description.
+    pub fn describe(mut self, d: &str) -> Self {
+        self.description = d.into();
+        self
+    }
+
+    /// Whether the user may set it.
+    pub fn settable(&self) -> bool {
+        self.presence != Presence::Computed
+    }
+}
+
+/// Managed resource or data source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TypeKind {
+    /// `[resources.TYPE.NAME]`
+    Managed,
+    /// `[data.TYPE.NAME]` (and `[clusters.NAME]` for the `cluster` data type)
+    Data,
+}
+
+/// The schema of one resource or data type.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TypeSchema {
+    /// Type name, e.g. `gcp_firewall`.
+    pub name: String,
+    /// Managed or data.
+    pub kind: TypeKind,
+    /// Its attributes.
+    pub attrs: Vec<AttrSchema>,
+    /// One line for the docs.
+    pub description: String,
+}
+
+impl TypeSchema {
+    /// A schema with no attributes yet.
+    pub fn new(name: &str, kind: TypeKind, description: &str) -> TypeSchema {
+        TypeSchema { name: name.into(), kind, attrs: Vec::new(), description: description.into() }
+    }
+
+    /// Adds an attribute.
+    pub fn attr(mut self, a: AttrSchema) -> Self {
+        self.attrs.push(a);
+        self
+    }
+
+    /// Looks up an attribute.
+    pub fn get(&self, name: &str) -> Option<&AttrSchema> {
+        self.attrs.iter().find(|a| a.name == name)
+    }
+}
+
+/// What kind of failure a provider hit; the engine and the CLI act on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The object does not exist.
+    NotFound,
+    /// It exists already, or a concurrent change won (409, 412).
+    Conflict,
+    /// Try again later (429, 5xx, connection reset); the provider has already retried.
+    Transient,
+    /// Credentials are missing or lack a permission (401, 403).
+    Permission,
+    /// The request was rejected as invalid (400).
+    Invalid,
+    /// Anything else.
+    Other,
+}
+
+/// A provider failure. The message must never hold a secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProviderError {
+    /// What kind.
+    pub kind: ErrorKind,
+    /// What happened, in words for the user.
+    pub message: String,
+}
+
+impl ProviderError {
+    /// An error of a kind.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> ProviderError {
+        ProviderError { kind, message: message.into() }
+    }
+}
+
+impl fmt::Display for ProviderError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.kind {
+            ErrorKind::NotFound => "not found",
+            ErrorKind::Conflict => "conflict",
+            ErrorKind::Transient => "temporary failure",
+            ErrorKind::Permission => "permission denied",
+            ErrorKind::Invalid => "invalid request",
+            ErrorKind::Other => "error",
+        };
+        write!(f, "{kind}: {}", self.message)
+    }
+}
+
+impl std::error::Error for ProviderError {}
+
+/// Provider results.
+pub type ProviderResult<T> = Result<T, ProviderError>;
+
+/// What every call can see besides its own attributes.
+#[derive(Clone, Debug, Default)]
+pub struct CallContext {
+    /// The `[providers.NAME]` settings of this provider, evaluated.
+    pub config: Arc<Map>,
+    /// Every `[clusters.NAME]` looked up so far: name → its attributes.
+    pub clusters: Arc<BTreeMap<String, Map>>,
+}
+
+/// A proposed new state for an object.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Planned {
+    /// Attributes after the change; unknowns are known only after apply.
+    pub attrs: Map,
+    /// Attributes whose change forces replacement (empty means update in place).
+    pub replace_because: Vec<String>,
+    /// Sensitive attributes: the engine fills in the schema's and those computed from sensitive
+    /// inputs; a provider adds attributes it derives from sensitive ones.
+    pub sensitive: std::collections::BTreeSet<String>,
+}
+
+/// The result of a provider check (`[[checks]]` with a `kind`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckOutcome {
+    /// Whether it held.
+    pub passed: bool,
+    /// What was found, for the report.
+    pub detail: String,
+}
+
+/// A family of resource types.
+///
+/// Every method may be called concurrently for different objects. Methods must not print; they
+/// return errors with a [`ErrorKind`] and a message without secrets.
+#[async_trait]
+pub trait Provider: Send + Sync {
+    /// The provider's name: the key of its `[providers.NAME]` table.
+    fn name(&self) -> &str;
+
+    /// The schemas of every managed and data type this provider serves. Called once at startup.
+    fn schemas(&self) -> Vec<TypeSchema>;
+
+    /// The `kind`s of `[[checks]]` this provider evaluates.
+    fn check_kinds(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Receives the evaluated `[providers.NAME]` table before any other call of a run.
+    /// Must not contact the cloud (a plan of nothing must work offline); validate settings only.
+    async fn configure(&self, _config: &Map) -> ProviderResult<()> {
+        Ok(())
+    }
+
+    /// Reads the live state of an object recorded as `prior` (as stored in state: sensitive
+    /// attributes may be [`Value::Redacted`]). Returns `None` when the object no longer exists;
+    /// returns attributes in the same shape `create` returns, with plaintext for sensitive ones
+    /// where the API gives them (the engine hashes them before anything is stored).
+    async fn read(&self, ty: &str, prior: &Map, ctx: &CallContext) -> ProviderResult<Option<Map>>;
+
+    /// Adjusts the engine's proposal for a change. `prior` is the refreshed live object (None for
+    /// a create); `proposed` already holds the desired attributes over the prior ones, unknowns
+    /// for computed attributes on create, and replacement reasons from `force_new` attributes.
+    /// Normalise here (e.g. canonical CIDR forms) so that equal things compare equal, and name
+    /// extra attributes that force replacement. Must not change anything live.
+    async fn plan(
+        &self,
+        _ty: &str,
+        _prior: Option<&Map>,
+        proposed: Planned,
+        _ctx: &CallContext,
+    ) -> ProviderResult<Planned> {
+        Ok(proposed)
+    }
+
+    /// Creates the object. `planned` has every known attribute; returns the full new state
+    /// (with every computed attribute known). On `Conflict` (it already exists) the caller shows
+    /// the message; providers that can adopt a matching object do so and return it.
+    async fn create(&self, ty: &str, planned: &Map, ctx: &CallContext) -> ProviderResult<Map>;
+
+    /// Updates the object in place from `prior` to `planned`; returns the full new state.
+    async fn update(&self, ty: &str, prior: &Map, planned: &Map, ctx: &CallContext) -> ProviderResult<Map>;
+
+    /// Deletes the object. Deleting an object that is already gone succeeds.
+    async fn delete(&self, ty: &str, prior: &Map, ctx: &CallContext) -> ProviderResult<()>;
+
+    /// Reads an existing object by its provider-specific id so it can be adopted into state.
+    async fn import(&self, ty: &str, id: &str, ctx: &CallContext) -> ProviderResult<Map>;
+
+    /// Evaluates a data source (and `[clusters.NAME]`) from its fully known configuration.
+    async fn read_data(&self, ty: &str, config: &Map, _ctx: &CallContext) -> ProviderResult<Map> {
+        let _ = config;
+        Err(ProviderError::new(ErrorKind::Invalid, format!("{ty} is not a data type of {}", self.name())))
+    }
+
+    /// Runs a check of one of [`Provider::check_kinds`] with its evaluated arguments.
+    async fn check(&self, kind: &str, _args: &Map, _ctx: &CallContext) -> ProviderResult<CheckOutcome> {
+        Err(ProviderError::new(ErrorKind::Invalid, format!("no check kind `{kind}` in {}", self.name())))
+    }
+}
+
+/// The providers of a run, by type name.
+#[derive(Default, Clone)]
+pub struct Registry {
+    providers: Vec<Arc<dyn Provider>>,
+    types: BTreeMap<(bool, String), (usize, Arc<TypeSchema>)>,
+    checks: BTreeMap<String, usize>,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Registry {
+        Registry::default()
+    }
+
+    /// Adds a provider with all its types. A type already registered keeps its first provider.
+    pub fn register(&mut self, p: Arc<dyn Provider>) {
+        let idx = self.providers.len();
+        for s in p.schemas() {
+            let key = (s.kind == TypeKind::Data, s.name.clone());
+            self.types.entry(key).or_insert((idx, Arc::new(s)));
+        }
+        for k in p.check_kinds() {
+            self.checks.entry(k).or_insert(idx);
+        }
+        self.providers.push(p);
+    }
+
+    /// The provider and schema of a managed (`data = false`) or data type.
+    pub fn lookup(&self, data: bool, ty: &str) -> Option<(&Arc<dyn Provider>, &Arc<TypeSchema>)> {
+        self.types.get(&(data, ty.to_string())).map(|(i, s)| (&self.providers[*i], s))
+    }
+
+    /// The provider that runs a check kind.
+    pub fn check_provider(&self, kind: &str) -> Option<&Arc<dyn Provider>> {
+        self.checks.get(kind).map(|i| &self.providers[*i])
+    }
+
+    /// Every registered provider.
+    pub fn providers(&self) -> &[Arc<dyn Provider>] {
+        &self.providers
+    }
+
+    /// Names of every managed (or data) type, sorted.
+    pub fn type_names(&self, data: bool) -> Vec<&str> {
+        self.types.keys().filter(|(d, _)| *d == data).map(|(_, n)| n.as_str()).collect()
+    }
+
+    /// Names of every check kind, sorted.
+    pub fn check_kinds(&self) -> Vec<&str> {
+        self.checks.keys().map(String::as_str).collect()
+    }
+}
+
+/// Whether a value fits an attribute type (unknowns fit anything).
+pub fn type_fits(ty: &AttrType, v: &Value) -> bool {
+    match (ty, v) {
+        (_, Value::Unknown | Value::Null | Value::Redacted(_)) | (AttrType::Any, _) => true,
+        (AttrType::String, Value::String(_)) => true,
+        // Numbers and bools interpolate into strings without loss.
+        (AttrType::String, Value::Int(_) | Value::Float(_) | Value::Bool(_)) => true,
+        (AttrType::Number, Value::Int(_) | Value::Float(_)) => true,
+        (AttrType::Bool, Value::Bool(_)) => true,
+        (AttrType::List(t), Value::List(items)) => items.iter().all(|i| type_fits(t, i)),
+        (AttrType::Map(t), Value::Map(m)) => m.values().all(|i| type_fits(t, i)),
+        (AttrType::Object(fields), Value::Map(m)) => m.iter().all(|(k, v)| {
+            fields.iter().find(|f| &f.name == k).is_some_and(|f| type_fits(&f.ty, v))
+        }),
+        _ => false,
+    }
+}

@@ -1,0 +1,314 @@
+//! A session: one desired-state file loaded, its variables resolved, its graph built and its
+//! providers configured, plus the shared machinery plan and apply both use: evaluating an
+//! instance's attributes against known values, and reading the clusters.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
+
+use crate::addr::{Addr, BlockAddr, Mode};
+use crate::config::{self, Config};
+use crate::diag::{Diagnostic, Diagnostics, Sources};
+use crate::eval::{eval, for_each_instances, ObjectValue, Objects, Scope};
+use crate::graph::{self, Graph};
+use crate::provider::{CallContext, Presence, Provider, Registry, TypeSchema};
+use crate::value::{Map, Value};
+use crate::vars::{self, VarInputs, Vars};
+
+/// Diagnostics with the sources they point into.
+#[derive(Debug, Default)]
+pub struct Failure {
+    /// The files.
+    pub sources: Sources,
+    /// The problems.
+    pub diags: Diagnostics,
+}
+
+impl Failure {
+    /// Renders every diagnostic.
+    pub fn render(&self, color: bool) -> String {
+        self.diags.render(&self.sources, color)
+    }
+}
+
+/// A loaded desired-state file, ready to plan.
+pub struct Session {
+    /// The parsed file.
+    pub cfg: Config,
+    /// Variable values.
+    pub vars: Vars,
+    /// The instance graph.
+    pub graph: Graph,
+    /// The providers.
+    pub registry: Registry,
+    /// Files read by `file()`, path → SHA-256.
+    pub files_read: Mutex<BTreeMap<String, String>>,
+    provider_configs: RwLock<HashMap<String, Arc<Map>>>,
+    for_each: Mutex<HashMap<BlockAddr, Arc<BTreeMap<String, Value>>>>,
+}
+
+impl Session {
+    /// Loads, resolves variables and builds the graph. Reads local files only.
+    pub fn load(path: &Path, registry: Registry, inputs: &VarInputs) -> Result<Session, Failure> {
+        let mut cfg = config::load(path, &registry).map_err(|(sources, diags)| Failure { sources, diags })?;
+        let vars = match vars::resolve(&mut cfg, inputs) {
+            Ok(v) => v,
+            Err(diags) => return Err(Failure { sources: cfg.sources.clone(), diags }),
+        };
+        let graph = match graph::build(&cfg, &vars, &registry) {
+            Ok(g) => g,
+            Err(diags) => return Err(Failure { sources: cfg.sources.clone(), diags }),
+        };
+        Ok(Session {
+            cfg,
+            vars,
+            graph,
+            registry,
+            files_read: Mutex::new(BTreeMap::new()),
+            provider_configs: RwLock::new(HashMap::new()),
+            for_each: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// A failure pointing into this session's files.
+    pub fn failure(&self, diags: Diagnostics) -> Failure {
+        Failure { sources: self.cfg.sources.clone(), diags }
+    }
+
+    /// Evaluates every `[providers.NAME]` table and hands it to its provider.
+    pub async fn configure(&self) -> Result<(), Diagnostics> {
+        let mut diags = Diagnostics::default();
+        let empty = Values::default();
+        for p in self.registry.providers() {
+            let mut m = Map::new();
+            if let Some(block) = self.cfg.providers.get(p.name()) {
+                for (name, attr) in &block.attrs {
+                    match eval(&attr.expr, &self.scope(None, &empty)) {
+                        Ok(r) if r.value.has_unknown() => diags.push(Diagnostic::error(
+                            "provider settings must be known before planning",
+                            attr.expr.span,
+                        )),
+                        Ok(r) => {
+                            m.insert(name.clone(), r.value);
+                        }
+                        Err(d) => diags.push(d),
+                    }
+                }
+            }
+            if let Err(e) = p.configure(&m).await {
+                let d = match self.cfg.providers.get(p.name()) {
+                    Some(b) => Diagnostic::error(format!("provider {} rejected its settings", p.name()), b.span).label(e.to_string()),
+                    None => Diagnostic::global(format!("provider {}: {e}", p.name())),
+                };
+                diags.push(d);
+            }
+            self.provider_configs.write().unwrap_or_else(|e| e.into_inner()).insert(p.name().to_string(), Arc::new(m));
+        }
+        if diags.has_errors() { Err(diags) } else { Ok(()) }
+    }
+
+    /// The call context for a provider.
+    pub fn ctx(&self, provider: &dyn Provider, clusters: &Arc<BTreeMap<String, Map>>) -> CallContext {
+        let config = self.provider_configs.read().unwrap_or_else(|e| e.into_inner()).get(provider.name()).cloned().unwrap_or_default();
+        CallContext { config, clusters: clusters.clone() }
+    }
+
+    /// The provider and schema of an instance's type.
+    pub fn provider_of(&self, addr: &Addr) -> Option<(&Arc<dyn Provider>, &Arc<TypeSchema>)> {
+        self.registry.lookup(addr.block.mode != Mode::Managed, &addr.block.ty)
+    }
+
+    /// The provider and schema of a managed type by name (for objects only in state).
+    pub fn managed_type(&self, ty: &str) -> Option<(&Arc<dyn Provider>, &Arc<TypeSchema>)> {
+        self.registry.lookup(false, ty)
+    }
+
+    /// A scope over `objects`, with `each` for a `for_each` instance.
+    pub fn scope<'a>(&'a self, each: Option<(&'a Value, &'a Value)>, objects: &'a dyn Objects) -> Scope<'a> {
+        Scope {
+            vars: &self.vars.values,
+            sensitive_vars: &self.vars.sensitive,
+            each,
+            objects,
+            dir: &self.cfg.dir,
+            files: Some(&self.files_read),
+        }
+    }
+
+    /// Evaluates the attributes of instance `addr` against `objects`: the values, and the names
+    /// of attributes that read something sensitive.
+    pub fn eval_instance(&self, addr: &Addr, objects: &dyn Objects) -> Result<(Map, BTreeSet<String>), Diagnostics> {
+        let mut diags = Diagnostics::default();
+        let Some(block) = self.cfg.blocks.get(&addr.block) else {
+            return Err(Diagnostic::global(format!("{addr} is not in the desired state")).into());
+        };
+        let each_value = match (&block.for_each, &addr.key) {
+            (Some(fe), Some(k)) => {
+                let cached = self.for_each.lock().unwrap_or_else(|e| e.into_inner()).get(&addr.block).cloned();
+                let all = match cached {
+                    Some(a) => a,
+                    None => {
+                        let r = eval(fe, &self.scope(None, objects)).map_err(Diagnostics::from)?;
+                        let inst = for_each_instances(&r.value)
+                            .map_err(|m| Diagnostics::from(Diagnostic::error("invalid `for_each`", fe.span).label(m)))?;
+                        let a: Arc<BTreeMap<String, Value>> = Arc::new(inst.into_iter().collect());
+                        self.for_each.lock().unwrap_or_else(|e| e.into_inner()).insert(addr.block.clone(), a.clone());
+                        a
+                    }
+                };
+                Some(all.get(k).cloned().unwrap_or(Value::Unknown))
+            }
+            _ => None,
+        };
+        let key = addr.key.clone().map(Value::String);
+        let each = match (&key, &each_value) {
+            (Some(k), Some(v)) => Some((k, v)),
+            _ => None,
+        };
+        let scope = self.scope(each, objects);
+        let mut out = Map::new();
+        let mut sensitive = BTreeSet::new();
+        for (name, attr) in &block.attrs {
+            match eval(&attr.expr, &scope) {
+                Ok(r) => {
+                    if r.sensitive {
+                        sensitive.insert(name.clone());
+                    }
+                    out.insert(name.clone(), r.value);
+                }
+                Err(d) => diags.push(d),
+            }
+        }
+        if let Some((_, schema)) = self.provider_of(addr) {
+            for (name, v) in &out {
+                if let Some(a) = schema.get(name) {
+                    if !crate::provider::type_fits(&a.ty, v) {
+                        let span = block.attrs.get(name).map(|a| a.expr.span).unwrap_or(block.span);
+                        diags.push(
+                            Diagnostic::error(format!("wrong type for `{name}`: expected {}", a.ty), span)
+                                .label(format!("this evaluates to a {}", v.type_name())),
+                        );
+                    }
+                }
+            }
+        }
+        if diags.has_errors() { Err(diags) } else { Ok((out, sensitive)) }
+    }
+
+    /// Reads every declared cluster (concurrently); they are the context of every provider call.
+    pub async fn read_clusters(&self, values: &Values) -> Result<Arc<BTreeMap<String, Map>>, Diagnostics> {
+        let clusters: Vec<&Addr> = self.graph.instances.iter().map(|i| &i.addr).filter(|a| a.block.mode == Mode::Cluster).collect();
+        let empty = Arc::new(BTreeMap::new());
+        let reads = clusters.iter().map(|addr| {
+            let empty = empty.clone();
+            async move {
+                let (mut config, _) = self.eval_instance(addr, values)?;
+                // A cluster's name defaults to its table key.
+                config.entry("name".to_string()).or_insert_with(|| Value::String(addr.block.name.clone()));
+                let block = &self.cfg.blocks[&addr.block];
+                if config.values().any(Value::has_unknown) {
+                    return Err(Diagnostics::from(
+                        Diagnostic::error("cluster settings must be known before planning", block.span)
+                            .help("use variables and literals in [clusters] tables"),
+                    ));
+                }
+                let (p, _) = self.provider_of(addr).ok_or_else(|| Diagnostics::from(Diagnostic::global("no cluster provider")))?;
+                let ctx = self.ctx(p.as_ref(), &empty);
+                match p.read_data(&addr.block.ty, &config, &ctx).await {
+                    Ok(attrs) => Ok((addr.block.name.clone(), attrs)),
+                    Err(e) => Err(Diagnostics::from(
+                        Diagnostic::error(format!("cannot look up cluster `{}`", addr.block.name), block.span).label(e.to_string()),
+                    )),
+                }
+            }
+        });
+        let results = futures::future::join_all(reads).await;
+        let mut diags = Diagnostics::default();
+        let mut out = BTreeMap::new();
+        for r in results {
+            match r {
+                Ok((name, attrs)) => {
+                    values.set(
+                        Addr { block: BlockAddr { mode: Mode::Cluster, ty: crate::addr::CLUSTER_TYPE.into(), name: name.clone() }, key: None },
+                        ObjectValue { attrs: attrs.clone(), sensitive: Default::default() },
+                    );
+                    out.insert(name, attrs);
+                }
+                Err(d) => diags.0.extend(d.0),
+            }
+        }
+        if diags.has_errors() { Err(diags) } else { Ok(Arc::new(out)) }
+    }
+}
+
+/// The values of instances known so far in a run; what references resolve to.
+#[derive(Default)]
+pub struct Values {
+    map: RwLock<HashMap<Addr, ObjectValue>>,
+    keys: BTreeMap<BlockAddr, Vec<String>>,
+    clusters: Vec<String>,
+}
+
+impl Values {
+    /// An empty store for a session's graph.
+    pub fn for_session(s: &Session) -> Values {
+        Values {
+            map: RwLock::new(HashMap::with_capacity(s.graph.instances.len())),
+            keys: s.graph.keys.clone(),
+            clusters: s.cfg.blocks.keys().filter(|b| b.mode == Mode::Cluster).map(|b| b.name.clone()).collect(),
+        }
+    }
+
+    /// Records an instance's value.
+    pub fn set(&self, addr: Addr, v: ObjectValue) {
+        self.map.write().unwrap_or_else(|e| e.into_inner()).insert(addr, v);
+    }
+
+    /// An instance's value, if known.
+    pub fn get(&self, addr: &Addr) -> Option<ObjectValue> {
+        self.map.read().unwrap_or_else(|e| e.into_inner()).get(addr).cloned()
+    }
+}
+
+impl Objects for Values {
+    fn instance(&self, addr: &Addr) -> Option<ObjectValue> {
+        self.get(addr)
+    }
+    fn keys(&self, block: &BlockAddr) -> Option<Vec<String>> {
+        self.keys.get(block).cloned()
+    }
+    fn cluster_names(&self) -> Vec<String> {
+        self.clusters.clone()
+    }
+}
+
+/// The engine's proposal for an object, from its schema: desired attributes over the prior
+/// object; computed attributes kept (or unknown on create); `force_new` changes named.
+pub fn propose(schema: &TypeSchema, prior: Option<&Map>, desired: &Map) -> crate::provider::Planned {
+    let mut attrs = Map::new();
+    let mut replace = Vec::new();
+    for a in &schema.attrs {
+        let d = desired.get(&a.name);
+        let p = prior.and_then(|p| p.get(&a.name));
+        let v = match a.presence {
+            Presence::Required | Presence::Optional => d.cloned(),
+            Presence::Computed => match prior {
+                Some(_) => p.cloned(),
+                None => Some(Value::Unknown),
+            },
+            Presence::OptionalComputed => d.cloned().or_else(|| p.cloned()).or(if prior.is_none() { Some(Value::Unknown) } else { None }),
+        };
+        if let Some(v) = v {
+            attrs.insert(a.name.clone(), v);
+        }
+        if a.force_new && prior.is_some() && a.presence != Presence::Computed && !crate::plan::same(p, attrs.get(&a.name)) {
+            replace.push(a.name.clone());
+        }
+    }
+    if !replace.is_empty() {
+        for a in schema.attrs.iter().filter(|a| a.presence == Presence::Computed) {
+            attrs.insert(a.name.clone(), Value::Unknown);
+        }
+    }
+    crate::provider::Planned { attrs, replace_because: replace, sensitive: schema.attrs.iter().filter(|a| a.sensitive).map(|a| a.name.clone()).collect() }
+}

@@ -1,0 +1,196 @@
+//! The `meshform` command: argument parsing, provider wiring, exit codes. The work is in the
+//! engine and the providers; this is glue.
+
+mod commands;
+mod exit;
+mod ui;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Desired state for multi-cluster service meshes on Google Cloud.
+#[derive(Parser, Debug)]
+#[command(name = "meshform", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Never colour output (NO_COLOR does the same).
+    #[arg(long, global = true)]
+    pub no_color: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Variable inputs shared by commands that read a desired-state file.
+#[derive(Args, Debug, Clone, Default)]
+pub struct VarArgs {
+    /// Set a variable: NAME=VALUE (repeatable).
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    pub vars: Vec<String>,
+    /// Read variables from a TOML file (repeatable).
+    #[arg(long = "var-file", value_name = "FILE")]
+    pub var_files: Vec<PathBuf>,
+}
+
+/// Options of commands that plan.
+#[derive(Args, Debug, Clone)]
+pub struct PlanArgs {
+    /// Only this object (with what it depends on; with what depends on it for destroy). Repeatable.
+    #[arg(long = "target", value_name = "ADDRESS")]
+    pub targets: Vec<String>,
+    /// At most this many provider operations at once.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub parallelism: u32,
+    /// Read live objects before planning (false: trust the state).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub refresh: bool,
+}
+
+/// Plan renderings.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// For people at a terminal or reading a log.
+    Human,
+    /// For tools; schema in the README.
+    Json,
+    /// For a pull-request comment.
+    Markdown,
+}
+
+/// Subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Check a desired-state file without touching anything live.
+    Validate {
+        /// The desired-state file.
+        file: PathBuf,
+        #[command(flatten)]
+        vars: VarArgs,
+    },
+    /// Show what apply would change.
+    Plan {
+        /// The desired-state file.
+        file: PathBuf,
+        #[command(flatten)]
+        vars: VarArgs,
+        #[command(flatten)]
+        plan: PlanArgs,
+        /// Save the plan for `meshform apply PLANFILE`.
+        #[arg(long, value_name = "PLANFILE")]
+        out: Option<PathBuf>,
+        /// How to render the plan.
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+        /// Exit 2 when there are changes, 0 when there are none.
+        #[arg(long)]
+        detailed_exitcode: bool,
+        /// Plan the destruction of everything (or the targets).
+        #[arg(long)]
+        destroy: bool,
+    },
+    /// Make live objects match the desired state (or run a saved plan exactly).
+    Apply {
+        /// A desired-state file, or a plan saved with `plan --out`.
+        file: PathBuf,
+        #[command(flatten)]
+        vars: VarArgs,
+        #[command(flatten)]
+        plan: PlanArgs,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        auto_approve: bool,
+    },
+    /// Destroy everything meshform manages for this file (or the targets and their dependents).
+    Destroy {
+        /// The desired-state file.
+        file: PathBuf,
+        #[command(flatten)]
+        vars: VarArgs,
+        #[command(flatten)]
+        plan: PlanArgs,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        auto_approve: bool,
+    },
+    /// Report what changed outside meshform; exit 2 when anything differs.
+    Drift {
+        /// The desired-state file.
+        file: PathBuf,
+        #[command(flatten)]
+        vars: VarArgs,
+        /// Only these objects (with what they depend on).
+        #[arg(long = "target", value_name = "ADDRESS")]
+        targets: Vec<String>,
+        /// At most this many reads at once.
+        #[arg(long, default_value_t = 10)]
+        parallelism: u32,
+        /// How to render the report.
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
+    /// Print the dependency graph in Graphviz DOT.
+    Graph {
+        /// The desired-state file.
+        file: PathBuf,
+        #[command(flatten)]
+        vars: VarArgs,
+    },
+    /// Adopt an existing object into state.
+    Import {
+        /// The desired-state file.
+        file: PathBuf,
+        /// The address it takes, e.g. gcp_firewall.pods.
+        address: String,
+        /// The provider's id of the object.
+        id: String,
+        #[command(flatten)]
+        vars: VarArgs,
+    },
+    /// Inspect or edit the state.
+    #[command(subcommand)]
+    State(StateCommand),
+    /// Remove a state lock left by a run that did not finish.
+    ForceUnlock {
+        /// The lock id, as printed in the lock error.
+        lock_id: String,
+        /// The desired-state file whose state is locked (default: search this directory).
+        file: Option<PathBuf>,
+    },
+}
+
+/// `state` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum StateCommand {
+    /// List the addresses in state.
+    List {
+        /// The desired-state file.
+        file: PathBuf,
+    },
+    /// Show one object (sensitive values hidden).
+    Show {
+        /// The desired-state file.
+        file: PathBuf,
+        /// The address.
+        address: String,
+    },
+    /// Forget an object without deleting it.
+    Rm {
+        /// The desired-state file.
+        file: PathBuf,
+        /// The address.
+        address: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(exit::ERROR);
+        }
+    };
+    let code = rt.block_on(commands::run(cli));
+    ExitCode::from(code)
+}
