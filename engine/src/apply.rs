@@ -16,7 +16,7 @@ use crate::checks::{run_checks, CheckResult};
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::eval::{eval, ObjectValue};
 use crate::plan::saved::check_fresh;
-use crate::plan::{same, Action, Change, Plan};
+use crate::plan::{conforms, Action, Change, Plan};
 use crate::provider::{CallContext, Provider};
 use crate::session::{propose, Session, Values};
 use crate::state::journal::Journal;
@@ -210,6 +210,9 @@ struct Run<'a> {
 
 impl Run<'_> {
     async fn node(&self, c: &Change) -> Result<(), String> {
+        if c.address.block.mode == crate::addr::Mode::Data {
+            return self.read(c).await;
+        }
         match c.action {
             Action::NoOp => self.no_op(c),
             Action::Read => self.read(c).await,
@@ -280,7 +283,11 @@ impl Run<'_> {
                     continue;
                 }
                 let now = planned.attrs.get(name);
-                if !same(Some(promised), now) && !(matches!(promised, Value::Null) && now.is_none()) {
+                let ok = match now {
+                    Some(v) => conforms(promised, v),
+                    None => matches!(promised, Value::Null),
+                };
+                if !ok {
                     let shown = |v: Option<&Value>| {
                         if sensitive.contains(name) { "(sensitive)".to_string() } else { v.map_or("null".into(), |v| v.to_string()) }
                     };

@@ -138,6 +138,8 @@ pub struct Block {
     pub addr: BlockAddr,
     /// Where its name is.
     pub span: Span,
+    /// Where its type is (its name for clusters and providers).
+    pub type_span: Span,
     /// Its attributes (meta-arguments removed).
     pub attrs: BTreeMap<String, Attr>,
     /// `for_each`.
@@ -193,7 +195,18 @@ pub fn suggest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) ->
 }
 
 /// Reads and parses a desired-state file, checking it against the registry's schemas.
+/// Fails on the first kind of problem it finds; [`parse`] gives more.
 pub fn load(path: &Path, registry: &Registry) -> Result<Config, (Sources, Diagnostics)> {
+    let (cfg, diags) = read(path, registry)?;
+    if diags.has_errors() {
+        return Err((cfg.sources, diags));
+    }
+    Ok(cfg)
+}
+
+/// Reads and parses a desired-state file. TOML syntax errors fail at once; other problems come
+/// back with the config (with what could be understood of it) so later checks can add theirs.
+pub fn read(path: &Path, registry: &Registry) -> Result<(Config, Diagnostics), (Sources, Diagnostics)> {
     let mut sources = Sources::default();
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
@@ -207,14 +220,14 @@ pub fn load(path: &Path, registry: &Registry) -> Result<Config, (Sources, Diagno
     parse(sources, file, path.to_path_buf(), dir, registry)
 }
 
-/// Parses the file `file` of `sources`.
+/// Parses the file `file` of `sources` (see [`read`] for what comes back).
 pub fn parse(
     sources: Sources,
     file: FileId,
     path: PathBuf,
     dir: PathBuf,
     registry: &Registry,
-) -> Result<Config, (Sources, Diagnostics)> {
+) -> Result<(Config, Diagnostics), (Sources, Diagnostics)> {
     let text = sources.text(file).to_string();
     let mut diags = Diagnostics::default();
     let (root, errors) = DeTable::parse_recoverable(&text);
@@ -257,10 +270,11 @@ pub fn parse(
                 } else {
                     &["for_each", "depends_on", "lifecycle"]
                 };
-                p.each_table(value, "resource type", |p, ty, _, t| {
+                p.each_table(value, "resource type", |p, ty, ty_span, t| {
                     p.each_table_in(t, "resource", |p, n, s, body| {
                         let addr = BlockAddr { mode, ty: ty.into(), name: n.into() };
-                        if let Some(b) = p.block(addr, s, body, meta) {
+                        if let Some(mut b) = p.block(addr, s, body, meta) {
+                            b.type_span = ty_span;
                             cfg.blocks.insert(b.addr.clone(), b);
                         }
                     });
@@ -281,12 +295,8 @@ pub fn parse(
         }
     }
     check_schemas(&cfg, registry, &mut diags);
-    if diags.has_errors() {
-        diags.sort();
-        return Err((sources, diags));
-    }
     cfg.sources = sources;
-    Ok(cfg)
+    Ok((cfg, diags))
 }
 
 trait HelpDefault {
@@ -431,7 +441,8 @@ impl<'t> Parse<'t> {
                 );
             }
         }
-        (self.diags.0.len() == ok_before).then_some(var)
+        let _ = ok_before;
+        Some(var)
     }
 
     fn expr(&mut self, v: &Spanned<DeValue<'_>>) -> Option<Expr> {
@@ -478,6 +489,7 @@ impl<'t> Parse<'t> {
         let mut b = Block {
             addr,
             span,
+            type_span: span,
             attrs: BTreeMap::new(),
             for_each: None,
             depends_on: Vec::new(),
@@ -498,7 +510,8 @@ impl<'t> Parse<'t> {
                 }
             }
         }
-        (self.diags.0.len() == before).then_some(b)
+        let _ = before;
+        Some(b)
     }
 
     fn depends_on(&mut self, v: &Spanned<DeValue<'_>>, out: &mut Vec<(Addr, Span)>) {
@@ -573,7 +586,7 @@ impl<'t> Parse<'t> {
             }
             None => {}
         }
-        (self.diags.0.len() == before).then_some(out)
+        Some(out)
     }
 
     fn checks(&mut self, v: &Spanned<DeValue<'_>>, out: &mut Vec<Check>) {
@@ -695,7 +708,7 @@ fn check_schemas(cfg: &Config, registry: &Registry, diags: &mut Diagnostics) {
             }
             let kind = if data { "data source" } else { "resource" };
             diags.push(
-                Diagnostic::error(format!("unknown {kind} type `{}`", b.addr.ty), b.span)
+                Diagnostic::error(format!("unknown {kind} type `{}`", b.addr.ty), b.type_span)
                     .maybe_help(suggest(&b.addr.ty, registry.type_names(data)))
                     .help_default(format!("available {kind} types: {}", registry.type_names(data).join(", "))),
             );

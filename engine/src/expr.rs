@@ -218,6 +218,10 @@ pub fn parse_template(text: &str, spans: StrSpans) -> Result<Expr, Diagnostic> {
             return Ok(e.clone());
         }
     }
+    if parts.iter().all(|p| matches!(p, TemplatePart::Text(_))) {
+        let text: String = parts.iter().map(|p| if let TemplatePart::Text(t) = p { t.as_str() } else { "" }).collect();
+        return Ok(Expr::lit(Value::String(text), spans.whole));
+    }
     Ok(Expr { kind: ExprKind::Template(parts), span: spans.whole })
 }
 

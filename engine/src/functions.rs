@@ -47,7 +47,7 @@ pub const FUNCTIONS: &[(&str, usize, Option<usize>, &str)] = &[
 ];
 
 /// Functions that work on structure and so can pass unknown items through.
-const STRUCTURAL: &[&str] = &["concat", "length", "flatten", "merge", "keys", "lookup", "element", "coalesce", "values"];
+const STRUCTURAL: &[&str] = &["pairs", "concat", "length", "flatten", "merge", "keys", "lookup", "element", "coalesce", "values"];
 
 /// Checks a call's name and argument count; returns a message and a suggestion.
 pub fn check_call(name: &str, argc: usize) -> Result<(), (String, Option<String>)> {
@@ -63,7 +63,8 @@ pub fn check_call(name: &str, argc: usize) -> Result<(), (String, Option<String>
                     Some(m) => format!("{min} to {m}"),
                     None => format!("at least {min}"),
                 };
-                Err((format!("{name}() takes {want} arguments, {argc} given"), Some(format!("usage: {sig}"))))
+                let noun = if want == "1" { "argument" } else { "arguments" };
+                Err((format!("{name}() takes {want} {noun}, {argc} given"), Some(format!("usage: {sig}"))))
             } else {
                 Ok(())
             }
@@ -80,6 +81,7 @@ pub fn call(name: &str, args: Vec<Value>, ctx: &CallCtx<'_>) -> Result<Value, St
     {
         return Ok(Value::Unknown);
     }
+    let argc = args.len();
     let mut a = args.into_iter();
     let mut next = || a.next().unwrap_or(Value::Null);
     Ok(match name {
@@ -92,7 +94,7 @@ pub fn call(name: &str, args: Vec<Value>, ctx: &CallCtx<'_>) -> Result<Value, St
         }
         "coalesce" => {
             let mut found = Value::Null;
-            for v in std::iter::from_fn(|| Some(next())).take(64) {
+            for v in std::iter::from_fn(|| Some(next())).take(argc) {
                 let empty = matches!(&v, Value::Null) || v.as_str() == Some("");
                 if !empty {
                     found = v;
@@ -103,7 +105,7 @@ pub fn call(name: &str, args: Vec<Value>, ctx: &CallCtx<'_>) -> Result<Value, St
         }
         "concat" => {
             let mut out = Vec::new();
-            for v in std::iter::from_fn(|| Some(next())).take_while(|v| !matches!(v, Value::Null)) {
+            for v in std::iter::from_fn(|| Some(next())).take(argc) {
                 out.extend(list(v)?);
             }
             Value::List(out)
@@ -153,7 +155,7 @@ pub fn call(name: &str, args: Vec<Value>, ctx: &CallCtx<'_>) -> Result<Value, St
         }
         "format" => {
             let spec = text(&next())?;
-            let rest: Vec<Value> = std::iter::from_fn(|| Some(next())).take(64).collect();
+            let rest: Vec<Value> = std::iter::from_fn(|| Some(next())).take(argc - 1).collect();
             Value::String(format_spec(&spec, &rest)?)
         }
         "join" => {
@@ -183,7 +185,7 @@ pub fn call(name: &str, args: Vec<Value>, ctx: &CallCtx<'_>) -> Result<Value, St
         "upper" => Value::String(text(&next())?.to_uppercase()),
         "merge" => {
             let mut out = Map::new();
-            for v in std::iter::from_fn(|| Some(next())).take_while(|v| !matches!(v, Value::Null)) {
+            for v in std::iter::from_fn(|| Some(next())).take(argc) {
                 out.extend(map(v)?);
             }
             Value::Map(out)
@@ -193,6 +195,9 @@ pub fn call(name: &str, args: Vec<Value>, ctx: &CallCtx<'_>) -> Result<Value, St
                 Value::Map(m) => m.into_keys().map(Value::String).collect(),
                 other => list(other)?,
             };
+            if items.iter().any(Value::has_unknown) {
+                return Ok(Value::Unknown);
+            }
             let mut out = Vec::new();
             for (i, a) in items.iter().enumerate() {
                 for (j, b) in items.iter().enumerate() {
@@ -284,7 +289,7 @@ fn format_spec(spec: &str, args: &[Value]) -> Result<String, String> {
             None => return Err("format spec ends with `%`".into()),
         }
     }
-    let given = args.iter().take_while(|a| !matches!(a, Value::Null)).count();
+    let given = args.len();
     if n < given {
         return Err(format!("format spec uses {n} values but {given} were given"));
     }

@@ -50,15 +50,27 @@ pub struct Session {
 impl Session {
     /// Loads, resolves variables and builds the graph. Reads local files only.
     pub fn load(path: &Path, registry: Registry, inputs: &VarInputs) -> Result<Session, Failure> {
-        let mut cfg = config::load(path, &registry).map_err(|(sources, diags)| Failure { sources, diags })?;
-        let vars = match vars::resolve(&mut cfg, inputs) {
-            Ok(v) => v,
-            Err(diags) => return Err(Failure { sources: cfg.sources.clone(), diags }),
-        };
+        let (cfg, diags) = config::read(path, &registry).map_err(|(sources, diags)| Failure { sources, diags })?;
+        Session::from_config(cfg, diags, registry, inputs)
+    }
+
+    /// Resolves variables and builds the graph of a parsed file, reporting every problem of
+    /// every stage together (`diags` are the parser's).
+    pub fn from_config(mut cfg: Config, mut diags: Diagnostics, registry: Registry, inputs: &VarInputs) -> Result<Session, Failure> {
+        let (vars, var_diags) = vars::resolve(&mut cfg, inputs);
+        diags.0.extend(var_diags.0);
         let graph = match graph::build(&cfg, &vars, &registry) {
-            Ok(g) => g,
-            Err(diags) => return Err(Failure { sources: cfg.sources.clone(), diags }),
+            Ok(g) => Some(g),
+            Err(d) => {
+                diags.0.extend(d.0);
+                None
+            }
         };
+        if diags.has_errors() {
+            diags.sort();
+            return Err(Failure { sources: cfg.sources.clone(), diags });
+        }
+        let graph = graph.unwrap_or_default();
         Ok(Session {
             cfg,
             vars,

@@ -41,6 +41,8 @@ pub struct TestProvider {
     pub calls: Mutex<Vec<Call>>,
     /// Delay of every create/update/delete.
     pub latency: Mutex<Duration>,
+    /// Extra delay of operations on objects with these names.
+    pub delays: Mutex<BTreeMap<String, Duration>>,
     /// Names whose create or update fails.
     pub fail_names: Mutex<BTreeSet<String>>,
     in_flight: AtomicUsize,
@@ -94,7 +96,7 @@ impl TestProvider {
         let at = self.now();
         let n = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         self.max_in_flight.fetch_max(n, Ordering::SeqCst);
-        let delay = *self.latency.lock().unwrap();
+        let delay = *self.latency.lock().unwrap() + self.delays.lock().unwrap().get(name).copied().unwrap_or_default();
         if !delay.is_zero() && op != "read" {
             tokio::time::sleep(delay).await;
         }

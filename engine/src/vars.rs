@@ -40,8 +40,8 @@ pub struct Vars {
 }
 
 /// Resolves every declared variable. Var files are added to `cfg.sources` so their errors point
-/// into them.
-pub fn resolve(cfg: &mut Config, inputs: &VarInputs) -> Result<Vars, Diagnostics> {
+/// into them. A variable without a value is reported and set to unknown so later checks go on.
+pub fn resolve(cfg: &mut Config, inputs: &VarInputs) -> (Vars, Diagnostics) {
     let mut diags = Diagnostics::default();
     let mut set: Map = Map::new();
     let names: Vec<String> = cfg.variables.keys().cloned().collect();
@@ -125,21 +125,19 @@ pub fn resolve(cfg: &mut Config, inputs: &VarInputs) -> Result<Vars, Diagnostics
             Some(v) => {
                 out.values.insert(name.clone(), v);
             }
-            None => diags.push(
-                Diagnostic::error(format!("no value for required variable `{name}`"), decl.span)
-                    .help(format!("set it with --var {name}=..., --var-file, or MESHFORM_VAR_{name}")),
-            ),
+            None => {
+                diags.push(
+                    Diagnostic::error(format!("no value for required variable `{name}`"), decl.span)
+                        .help(format!("set it with --var {name}=..., --var-file, or MESHFORM_VAR_{name}")),
+                );
+                out.values.insert(name.clone(), Value::Unknown);
+            }
         }
         if decl.sensitive {
             out.sensitive.insert(name.clone());
         }
     }
-    if diags.has_errors() {
-        diags.sort();
-        Err(diags)
-    } else {
-        Ok(out)
-    }
+    (out, diags)
 }
 
 /// Interprets a command-line or environment value according to the declared type.

@@ -258,3 +258,16 @@ pub fn same(a: Option<&Value>, b: Option<&Value>) -> bool {
         _ => false,
     }
 }
+
+/// Whether an actual value fulfils a planned one: unknown parts of the plan match anything,
+/// known parts must be the same.
+pub fn conforms(planned: &Value, actual: &Value) -> bool {
+    match (planned, actual) {
+        (Value::Unknown, _) => true,
+        (Value::List(p), Value::List(a)) => p.len() == a.len() && p.iter().zip(a).all(|(x, y)| conforms(x, y)),
+        (Value::Map(p), Value::Map(a)) => {
+            p.len() == a.len() && p.iter().zip(a).all(|((kp, vp), (ka, va))| kp == ka && conforms(vp, va))
+        }
+        (p, a) => p.same_as(a),
+    }
+}

@@ -347,8 +347,20 @@ async fn plan_one(
             })?;
             let mut sens = sensitive;
             sens.extend(schema.attrs.iter().filter(|a| a.sensitive).map(|a| a.name.clone()));
-            values.set(addr.clone(), ObjectValue { attrs, sensitive: Arc::new(sens) });
-            Ok(None)
+            values.set(addr.clone(), ObjectValue { attrs: attrs.clone(), sensitive: Arc::new(sens.clone()) });
+            // Kept as a no-op so apply reads it again (live) before its dependents.
+            Ok(Some(Change {
+                address: addr.clone(),
+                ty: addr.block.ty.clone(),
+                action: Action::NoOp,
+                reason: None,
+                before: None,
+                after: Some(attrs),
+                sensitive: sens,
+                replace_because: vec![],
+                depends_on: deps,
+                create_before_destroy: false,
+            }))
         }
         AddrMode::Managed => {
             let (desired, tainted) = s.eval_instance(addr, values)?;

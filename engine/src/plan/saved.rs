@@ -51,6 +51,12 @@ pub fn load(path: &Path) -> Result<Plan, String> {
 
 /// Refuses a plan made against another state, or when the state moved since.
 pub fn check_fresh(plan: &Plan, state: &State) -> Result<(), String> {
+    if plan.lineage.is_empty() && !state.lineage.is_empty() {
+        return Err(format!(
+            "the saved plan is stale: it was made before the state existed, and the state is now at serial {}; make a new plan",
+            state.serial
+        ));
+    }
     if plan.lineage != state.lineage {
         return Err(format!(
             "the saved plan was made for another state (lineage {}, this state is {}); make a new plan",

@@ -117,6 +117,9 @@ impl LocalBackend {
     /// Writes the state atomically with the serial incremented, keeping the previous version as
     /// the backup.
     pub fn write(&self, state: &mut State) -> Result<(), String> {
+        if state.lineage.is_empty() {
+            state.lineage = uuid::Uuid::new_v4().to_string();
+        }
         state.serial += 1;
         state.meshform_version = env!("CARGO_PKG_VERSION").to_string();
         let mut body = serde_json::to_vec_pretty(state).map_err(|e| e.to_string())?;

@@ -86,11 +86,12 @@ pub struct State {
 }
 
 impl State {
-    /// A new, empty state with a fresh lineage.
+    /// A new, empty state. Its lineage is assigned when it is first written, so that a plan
+    /// made against "no state yet" still applies to it.
     pub fn new() -> State {
         State {
             format_version: FORMAT_VERSION,
-            lineage: uuid::Uuid::new_v4().to_string(),
+            lineage: String::new(),
             serial: 0,
             meshform_version: env!("CARGO_PKG_VERSION").to_string(),
             objects: BTreeMap::new(),

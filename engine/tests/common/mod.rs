@@ -1,0 +1,101 @@
+//! Shared test fixture: a desired-state file in a temporary directory, the built-in provider and
+//! the recording test provider, and helpers to plan and apply.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use meshform_engine::apply::{apply, ApplyOptions, ApplyReport, Quiet};
+use meshform_engine::builtin::Builtin;
+use meshform_engine::diag::Diagnostics;
+use meshform_engine::plan::planner::{plan, PlanOptions};
+use meshform_engine::plan::Plan;
+use meshform_engine::provider::Registry;
+use meshform_engine::session::Session;
+use meshform_engine::state::local::LocalBackend;
+use meshform_engine::state::State;
+use meshform_engine::testing::TestProvider;
+use meshform_engine::vars::VarInputs;
+
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+    pub path: PathBuf,
+    pub test: Arc<TestProvider>,
+}
+
+impl Fixture {
+    pub fn new(toml: &str) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("main.toml");
+        std::fs::write(&path, toml).unwrap();
+        Fixture { dir, path, test: TestProvider::new() }
+    }
+
+    pub fn write(&self, toml: &str) {
+        std::fs::write(&self.path, toml).unwrap();
+    }
+
+    pub fn registry(&self) -> Registry {
+        let mut r = Registry::new();
+        r.register(Arc::new(Builtin));
+        r.register(self.test.clone());
+        r
+    }
+
+    pub fn session(&self) -> Session {
+        match Session::load(&self.path, self.registry(), &VarInputs::default()) {
+            Ok(s) => s,
+            Err(f) => panic!("desired state does not load:\n{}", f.render(false)),
+        }
+    }
+
+    pub fn load_error(&self) -> String {
+        match Session::load(&self.path, self.registry(), &VarInputs::default()) {
+            Ok(_) => panic!("expected the desired state to be rejected"),
+            Err(f) => f.render(false),
+        }
+    }
+
+    pub fn backend(&self) -> LocalBackend {
+        LocalBackend::new(self.dir.path().join("main.state.json"))
+    }
+
+    pub fn state(&self) -> State {
+        self.backend().read().unwrap()
+    }
+
+    pub async fn plan_with(&self, opts: PlanOptions) -> Result<Plan, Diagnostics> {
+        let s = self.session();
+        let b = self.backend();
+        let lock = b.lock("plan").unwrap();
+        let (state, _) = b.load(&lock).unwrap();
+        plan(&s, &state, &opts).await.map(|o| o.plan)
+    }
+
+    pub async fn plan(&self) -> Plan {
+        match self.plan_with(PlanOptions::default()).await {
+            Ok(p) => p,
+            Err(d) => panic!("plan failed: {d:?}"),
+        }
+    }
+
+    /// Applies `p` (made by this fixture) with options.
+    pub async fn apply_plan(&self, p: &Plan, opts: &ApplyOptions) -> ApplyReport {
+        let s = self.session();
+        let b = self.backend();
+        let lock = b.lock("apply").unwrap();
+        let (mut state, _) = b.load(&lock).unwrap();
+        apply(&s, p, &b, &lock, &mut state, opts, &Quiet).await.expect("apply runs")
+    }
+
+    /// Plans and applies with default options.
+    pub async fn apply(&self) -> ApplyReport {
+        let p = self.plan().await;
+        self.apply_plan(&p, &ApplyOptions::default()).await
+    }
+
+    /// Actions of a plan as "symbol address" strings, no-ops left out.
+    pub fn actions(p: &Plan) -> Vec<String> {
+        p.visible_changes().map(|c| format!("{} {}", c.action.symbol(), c.address)).collect()
+    }
+}

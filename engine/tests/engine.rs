@@ -1,0 +1,400 @@
+//! Engine behaviour with the recording test provider: order, parallelism, failure isolation,
+//! idempotence, stale plans, cycles, lifecycle rules, targeting, drift, secrets, cancellation.
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::Fixture;
+use meshform_engine::addr::Addr;
+use meshform_engine::apply::{ApplyOptions, NodeResult};
+use meshform_engine::drift::detect_drift;
+use meshform_engine::plan::planner::PlanOptions;
+use meshform_engine::plan::{saved, Action, Mode};
+use meshform_engine::value::Value;
+
+fn chain() -> &'static str {
+    r#"
+[resources.test_object.a]
+name = "a"
+
+[resources.test_object.b]
+name = "b"
+value = "${test_object.a.id}"
+
+[resources.test_object.c]
+name = "c"
+value = "${test_object.b.id}"
+
+[resources.test_object.d]
+name = "d"
+depends_on = ["test_object.a"]
+"#
+}
+
+#[tokio::test]
+async fn dependencies_are_created_first_and_destroyed_last() {
+    let f = Fixture::new(chain());
+    let r = f.apply().await;
+    assert!(r.success(), "{r:?}");
+    let creates: Vec<String> = f.test.ops().into_iter().filter(|(op, _)| op == "create").map(|(_, n)| n).collect();
+    let pos = |n: &str| creates.iter().position(|x| x == n).unwrap();
+    assert!(pos("a") < pos("b") && pos("b") < pos("c") && pos("a") < pos("d"), "{creates:?}");
+    // b's value is a's real id, resolved during apply.
+    assert_eq!(f.test.live_by_name("b").unwrap()["value"], f.test.live_by_name("a").unwrap()["id"]);
+
+    f.test.clear_calls();
+    let p = f.plan_with(PlanOptions { mode: Mode::Destroy, ..Default::default() }).await.unwrap();
+    assert_eq!(p.summary().destroy, 4);
+    let r = f.apply_plan(&p, &ApplyOptions::default()).await;
+    assert!(r.success());
+    let deletes: Vec<String> = f.test.ops().into_iter().filter(|(op, _)| op == "delete").map(|(_, n)| n).collect();
+    let pos = |n: &str| deletes.iter().position(|x| x == n).unwrap();
+    assert!(pos("c") < pos("b") && pos("b") < pos("a") && pos("d") < pos("a"), "{deletes:?}");
+    assert!(f.state().objects.is_empty());
+    assert!(f.test.live.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn parallelism_bound_is_respected_and_used() {
+    let mut toml = String::new();
+    for i in 0..12 {
+        toml.push_str(&format!("[resources.test_object.o{i}]\nname = \"o{i}\"\n\n"));
+    }
+    let f = Fixture::new(&toml);
+    *f.test.latency.lock().unwrap() = Duration::from_millis(40);
+    let p = f.plan().await;
+    let r = f.apply_plan(&p, &ApplyOptions { parallelism: 4, ..Default::default() }).await;
+    assert!(r.success());
+    assert_eq!(f.test.max_in_flight.load(Ordering::SeqCst), 4, "independent objects must overlap up to the bound, never beyond");
+}
+
+#[tokio::test]
+async fn a_dependent_starts_when_its_dependency_finishes_not_a_whole_level() {
+    // slow (a) and fast (b) are independent; fast_child depends on b only. It must start
+    // before slow finishes: no level-by-level barrier.
+    let f = Fixture::new(
+        r#"
+[resources.test_object.slow]
+name = "slow"
+[resources.test_object.fast]
+name = "fast"
+[resources.test_object.fast_child]
+name = "fast_child"
+value = "${test_object.fast.id}"
+"#,
+    );
+    f.test.delays.lock().unwrap().insert("slow".into(), Duration::from_millis(300));
+    assert!(f.apply().await.success());
+    let calls = f.test.calls.lock().unwrap().clone();
+    let creates: Vec<&str> = calls.iter().filter(|c| c.op == "create").map(|c| c.name.as_str()).collect();
+    assert_eq!(creates, ["fast", "fast_child", "slow"], "fast_child must not wait for the unrelated slow object");
+}
+
+#[tokio::test]
+async fn failure_skips_dependents_keeps_independent_work_and_state() {
+    let f = Fixture::new(chain());
+    f.test.fail_names.lock().unwrap().insert("b".into());
+    let r = f.apply().await;
+    assert!(!r.success());
+    let result = |a: &str| r.results.iter().find(|(x, _, _)| x.to_string() == a).unwrap().2.clone();
+    assert!(matches!(result("test_object.a"), NodeResult::Done { .. }));
+    assert!(matches!(result("test_object.b"), NodeResult::Failed(m) if m.contains("injected failure")));
+    assert_eq!(result("test_object.c"), NodeResult::Skipped { because: "test_object.b".parse().unwrap() });
+    assert!(matches!(result("test_object.d"), NodeResult::Done { .. }));
+    let state: Vec<String> = f.state().objects.keys().map(|a| a.to_string()).collect();
+    assert_eq!(state, ["test_object.a", "test_object.d"]);
+
+    // Fixed: the next apply creates only what is missing.
+    f.test.fail_names.lock().unwrap().clear();
+    let p = f.plan().await;
+    assert_eq!(Fixture::actions(&p), ["+ test_object.b", "+ test_object.c"]);
+    assert!(f.apply_plan(&p, &ApplyOptions::default()).await.success());
+}
+
+#[tokio::test]
+async fn apply_then_plan_is_empty() {
+    let f = Fixture::new(&format!(
+        "{}\n[resources.meshform_data.m]\ninput = {{ list = [1, 2], from = \"${{test_object.c.id}}\" }}\n",
+        chain()
+    ));
+    assert!(f.apply().await.success());
+    let p = f.plan().await;
+    assert!(!p.has_changes(), "{:?}", Fixture::actions(&p));
+    assert!(p.drift.is_empty());
+}
+
+#[tokio::test]
+async fn update_in_place_and_replace_on_force_new() {
+    let f = Fixture::new("[resources.test_object.a]\nname = \"a\"\nvalue = 1\n");
+    f.apply().await;
+    f.write("[resources.test_object.a]\nname = \"a\"\nvalue = 2\n");
+    let p = f.plan().await;
+    assert_eq!(Fixture::actions(&p), ["~ test_object.a"]);
+    f.apply_plan(&p, &ApplyOptions::default()).await;
+    assert_eq!(f.test.live_by_name("a").unwrap()["version"], Value::Int(2));
+    f.write("[resources.test_object.a]\nname = \"a2\"\nvalue = 2\n");
+    let p = f.plan().await;
+    assert_eq!(p.changes[0].action, Action::Replace);
+    assert_eq!(p.changes[0].replace_because, ["name"]);
+}
+
+#[tokio::test]
+async fn stale_saved_plan_is_refused() {
+    let f = Fixture::new("[resources.meshform_data.a]\ninput = 1\n");
+    let planfile = f.dir.path().join("p.plan");
+    let p = f.plan().await;
+    saved::save(&p, &planfile).unwrap();
+    // Someone else applies first: the state moves on.
+    assert!(f.apply().await.success());
+    let loaded = saved::load(&planfile).unwrap();
+    let err = saved::check_fresh(&loaded, &f.state()).unwrap_err();
+    assert!(err.contains("stale"), "{err}");
+    // And apply itself refuses it without touching anything.
+    let s = f.session();
+    let b = f.backend();
+    let lock = b.lock("apply").unwrap();
+    let (mut state, _) = b.load(&lock).unwrap();
+    let before = state.clone();
+    let r = meshform_engine::apply::apply(&s, &loaded, &b, &lock, &mut state, &ApplyOptions::default(), &meshform_engine::apply::Quiet).await;
+    assert!(r.is_err());
+    assert_eq!(state, before);
+}
+
+#[tokio::test]
+async fn lock_contention_fails_at_once_naming_the_holder() {
+    let f = Fixture::new("[resources.meshform_data.a]\ninput = 1\n");
+    let b = f.backend();
+    let held = b.lock("apply").unwrap();
+    let started = std::time::Instant::now();
+    let err = b.lock("plan").unwrap_err().to_string();
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert!(err.contains("locked by") && err.contains(&held.info.id) && err.contains("`apply`"), "{err}");
+}
+
+#[tokio::test]
+async fn cycle_is_reported_with_its_path() {
+    let f = Fixture::new(
+        r#"
+[resources.test_object.b]
+name = "b"
+value = "${test_object.c.id}"
+[resources.test_object.c]
+name = "c"
+value = "${test_object.a.id}"
+[resources.test_object.a]
+name = "a"
+value = "${test_object.b.id}"
+"#,
+    );
+    let err = f.load_error();
+    assert!(err.contains("dependency cycle: test_object.a → test_object.b → test_object.c → test_object.a"), "{err}");
+}
+
+#[tokio::test]
+async fn prevent_destroy_blocks_destroy_and_replace() {
+    let f = Fixture::new("[resources.test_object.a]\nname = \"a\"\nlifecycle = { prevent_destroy = true }\n");
+    assert!(f.apply().await.success());
+    let err = f.plan_with(PlanOptions { mode: Mode::Destroy, ..Default::default() }).await.unwrap_err();
+    assert!(err.0[0].summary.contains("prevent_destroy"), "{err:?}");
+    f.write("[resources.test_object.a]\nname = \"renamed\"\nlifecycle = { prevent_destroy = true }\n");
+    let err = f.plan_with(PlanOptions::default()).await.unwrap_err();
+    assert!(err.0[0].summary.contains("replaces it because name changed"), "{err:?}");
+}
+
+#[tokio::test]
+async fn ignore_changes_hides_out_of_band_and_desired_changes() {
+    let f = Fixture::new("[resources.test_object.a]\nname = \"a\"\nvalue = 1\nlifecycle = { ignore_changes = [\"value\"] }\n");
+    assert!(f.apply().await.success());
+    f.test.tamper("a", "value", Value::Int(99));
+    f.write("[resources.test_object.a]\nname = \"a\"\nvalue = 2\nlifecycle = { ignore_changes = [\"value\"] }\n");
+    let p = f.plan().await;
+    assert!(!p.has_changes(), "{:?}", Fixture::actions(&p));
+}
+
+#[tokio::test]
+async fn create_before_destroy_orders_the_replacement() {
+    let cfg = |n: &str, cbd: bool| format!("[resources.test_object.a]\nname = \"{n}\"\nlifecycle = {{ create_before_destroy = {cbd} }}\n");
+    let f = Fixture::new(&cfg("one", true));
+    f.apply().await;
+    f.test.clear_calls();
+    f.write(&cfg("two", true));
+    assert!(f.apply().await.success());
+    let ops: Vec<(String, String)> = f.test.ops().into_iter().filter(|(op, _)| op != "read").collect();
+    assert_eq!(ops, [("create".into(), "two".into()), ("delete".into(), "one".into())]);
+
+    f.write(&cfg("three", false));
+    f.test.clear_calls();
+    assert!(f.apply().await.success());
+    let ops: Vec<(String, String)> = f.test.ops().into_iter().filter(|(op, _)| op != "read").collect();
+    assert_eq!(ops, [("delete".into(), "two".into()), ("create".into(), "three".into())]);
+}
+
+#[tokio::test]
+async fn targeting_takes_the_target_and_its_dependencies() {
+    let f = Fixture::new(chain());
+    let target: Addr = "test_object.b".parse().unwrap();
+    let p = f.plan_with(PlanOptions { targets: vec![target], ..Default::default() }).await.unwrap();
+    assert_eq!(Fixture::actions(&p), ["+ test_object.a", "+ test_object.b"]);
+    assert!(f.apply_plan(&p, &ApplyOptions::default()).await.success());
+    assert_eq!(f.state().objects.len(), 2);
+    // Destroy with a target takes what depends on it too.
+    assert!(f.apply().await.success());
+    let target: Addr = "test_object.b".parse().unwrap();
+    let p = f.plan_with(PlanOptions { mode: Mode::Destroy, targets: vec![target], ..Default::default() }).await.unwrap();
+    assert_eq!(Fixture::actions(&p), ["- test_object.b", "- test_object.c"]);
+}
+
+#[tokio::test]
+async fn removed_objects_are_deleted_and_for_each_follows_its_keys() {
+    let f = Fixture::new("[resources.test_object.x]\nfor_each = [\"p\", \"q\"]\nname = \"${each.key}\"\n");
+    assert!(f.apply().await.success());
+    f.write("[resources.test_object.x]\nfor_each = [\"q\", \"r\"]\nname = \"${each.key}\"\n");
+    let p = f.plan().await;
+    assert_eq!(Fixture::actions(&p), ["- test_object.x[\"p\"]", "+ test_object.x[\"r\"]"]);
+    assert_eq!(p.changes.iter().find(|c| c.action == Action::Delete).unwrap().reason.as_deref(), Some("not in the desired state"));
+}
+
+#[tokio::test]
+async fn drift_names_changed_attributes_deletions_and_pending_changes() {
+    let f = Fixture::new(chain());
+    assert!(f.apply().await.success());
+    let s = f.session();
+    let b = f.backend();
+    let report = {
+        let lock = b.lock("drift").unwrap();
+        let (state, _) = b.load(&lock).unwrap();
+        detect_drift(&s, &state, &[], 4).await.unwrap()
+    };
+    assert!(!report.found());
+    f.test.tamper("a", "value", Value::str("changed by hand"));
+    f.test.remove_live("d");
+    f.write(&chain().replace("name = \"c\"", "name = \"c\"\ntags = { team = \"mesh\" }"));
+    let s = f.session();
+    let lock = b.lock("drift").unwrap();
+    let (state, _) = b.load(&lock).unwrap();
+    let report = detect_drift(&s, &state, &[], 4).await.unwrap();
+    assert!(report.found());
+    let a = report.drift.iter().find(|d| d.address.to_string() == "test_object.a").unwrap();
+    assert_eq!(a.attributes.len(), 1);
+    assert_eq!(a.attributes[0].name, "value");
+    assert_eq!(a.attributes[0].live, Some(Value::str("changed by hand")));
+    assert!(report.drift.iter().any(|d| d.address.to_string() == "test_object.d" && d.deleted));
+    let pending: Vec<String> = report.pending.iter().map(|c| c.address.to_string()).collect();
+    assert_eq!(pending, ["test_object.c"]);
+    // Drift does not change the state.
+    assert_eq!(f.state(), state);
+}
+
+#[tokio::test]
+async fn secrets_never_reach_state_plans_or_renderings() {
+    let f = Fixture::new(
+        r#"
+[variables.password]
+default = "correct-horse-battery"
+sensitive = true
+
+[resources.test_object.a]
+name = "a"
+secret = "literal-secret-value"
+
+[resources.meshform_data.b]
+input = { pw = "${var.password}" }
+
+[outputs.pw]
+value = "${meshform_data.b.output.pw}"
+"#,
+    );
+    let p = f.plan().await;
+    let planfile = f.dir.path().join("p.plan");
+    saved::save(&p, &planfile).unwrap();
+    let rendered = [
+        meshform_engine::plan::render::render_plan(&p, false),
+        meshform_engine::plan::json::render_json(&p),
+        meshform_engine::plan::markdown::render_markdown(&p),
+        std::fs::read_to_string(&planfile).unwrap(),
+    ];
+    assert!(f.apply().await.success());
+    let state = std::fs::read_to_string(f.backend().path()).unwrap();
+    for text in rendered.iter().chain([&state]) {
+        assert!(!text.contains("correct-horse") && !text.contains("literal-secret"), "secret leaked into:\n{text}");
+    }
+    assert!(rendered[0].contains("(sensitive)"));
+    // A changed secret is still detected (salted hash in state).
+    f.write(&std::fs::read_to_string(&f.path).unwrap().replace("literal-secret-value", "another-secret"));
+    let p = f.plan().await;
+    assert_eq!(Fixture::actions(&p), ["~ test_object.a"]);
+    // And an unchanged one is not.
+    f.write(&std::fs::read_to_string(&f.path).unwrap().replace("another-secret", "literal-secret-value"));
+    assert!(!f.plan().await.has_changes());
+}
+
+#[tokio::test]
+async fn interrupt_starts_nothing_new_and_saves_what_finished() {
+    let mut toml = String::new();
+    for i in 0..6 {
+        let dep = if i > 0 { format!("value = \"${{test_object.o{}.id}}\"\n", i - 1) } else { String::new() };
+        toml.push_str(&format!("[resources.test_object.o{i}]\nname = \"o{i}\"\n{dep}\n"));
+    }
+    let f = Fixture::new(&toml);
+    *f.test.latency.lock().unwrap() = Duration::from_millis(60);
+    let p = f.plan().await;
+    let opts = ApplyOptions::default();
+    let cancel = opts.cancel.clone();
+    let interrupter = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(90)).await;
+        cancel.store(true, Ordering::SeqCst);
+    });
+    let r = f.apply_plan(&p, &opts).await;
+    interrupter.await.unwrap();
+    assert!(r.cancelled);
+    let done = r.count(|x| matches!(x, NodeResult::Done { .. }));
+    assert!((1..6).contains(&done), "{r:?}");
+    assert_eq!(f.state().objects.len(), done, "everything finished is in state");
+    assert_eq!(f.test.live.lock().unwrap().len(), done, "nothing started after the interrupt");
+    assert!(!f.backend().journal_path().exists());
+}
+
+#[tokio::test]
+async fn data_sources_and_clusters_feed_references() {
+    let f = Fixture::new(
+        r#"
+[clusters.c1]
+project = "p"
+location = "europe-west1"
+
+[clusters.c2]
+project = "p"
+location = "us-central1"
+
+[data.test_lookup.l]
+input = '${join(",", sort(clusters.*.pod_cidr))}'
+
+[resources.test_object.fw]
+name = "fw"
+value = "${data.test_lookup.l.output}"
+tags = { first = "${clusters.c1.node_tag}" }
+
+[resources.test_object.pair]
+for_each = "${pairs(clusters)}"
+name = "${each.value[0]}-to-${each.value[1]}"
+
+[[checks]]
+name = "tags"
+kind = "test_equal"
+a = "${test_object.fw.tags.first}"
+b = "gke-c1-node"
+"#,
+    );
+    let r = f.apply().await;
+    assert!(r.success(), "{r:?}");
+    let fw = f.test.live_by_name("fw").unwrap();
+    assert!(fw["value"].as_str().unwrap().contains("/14,"), "{fw:?}");
+    assert!(f.test.live_by_name("c1-to-c2").is_some() && f.test.live_by_name("c2-to-c1").is_some());
+    assert_eq!(r.checks.len(), 1);
+    assert!(r.checks[0].passed, "{:?}", r.checks);
+    let _ = Arc::clone(&f.test);
+}
+
