@@ -1,0 +1,239 @@
+//! The `meshform` command end to end with the built-in `meshform_data` type: exit codes, saved
+//! plans, locking, refusal without a terminal, renderings, state commands.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+struct Dir {
+    dir: tempfile::TempDir,
+}
+
+impl Dir {
+    fn new(toml: &str) -> Dir {
+        let d = Dir { dir: tempfile::tempdir().unwrap() };
+        d.write("main.toml", toml);
+        d
+    }
+
+    fn write(&self, name: &str, text: &str) {
+        std::fs::write(self.dir.path().join(name), text).unwrap();
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_meshform"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("HOME", self.dir.path())
+            .env_remove("NO_COLOR")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    fn state(&self) -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(self.path("main.state.json")).unwrap()).unwrap()
+    }
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+const CHAIN: &str = r#"
+[variables.greeting]
+default = "hello"
+
+[resources.meshform_data.a]
+input = "${var.greeting}"
+
+[resources.meshform_data.b]
+input = "${meshform_data.a.output}-b"
+
+[outputs.b]
+value = "${meshform_data.b.output}"
+"#;
+
+#[test]
+fn validate_plan_apply_plan_destroy() {
+    let d = Dir::new(CHAIN);
+    let o = d.run(&["validate", "main.toml"]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let o = d.run(&["plan", "main.toml", "--detailed-exitcode"]);
+    assert_eq!(code(&o), 2, "{}", text(&o));
+    assert!(text(&o).contains("Plan: 2 to add, 0 to change, 0 to destroy."));
+    assert!(!d.path("main.state.json").exists(), "plan must not write state");
+    let o = d.run(&["apply", "main.toml", "--auto-approve"]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert!(text(&o).contains("b = \"hello-b\""), "{}", text(&o));
+    assert_eq!(d.state()["objects"].as_array().unwrap().len(), 2);
+    let o = d.run(&["plan", "main.toml", "--detailed-exitcode"]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let o = d.run(&["destroy", "main.toml", "--auto-approve"]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert!(d.state()["objects"].as_array().unwrap().is_empty());
+    assert!(!text(&o).contains('\u{1b}'), "no colour when not on a terminal");
+}
+
+#[test]
+fn apply_without_a_terminal_or_approval_refuses_and_changes_nothing() {
+    let d = Dir::new(CHAIN);
+    let o = d.run(&["apply", "main.toml"]);
+    assert_eq!(code(&o), 1);
+    assert!(text(&o).contains("--auto-approve"), "{}", text(&o));
+    assert!(!d.path("main.state.json").exists());
+}
+
+#[test]
+fn invalid_input_points_at_the_file_and_writes_nothing() {
+    let d = Dir::new("[resources.meshform_data.a]\ninptu = 1\n");
+    for cmd in ["validate", "plan", "apply"] {
+        let o = d.run(&[cmd, "main.toml", "--auto-approve"].into_iter().filter(|a| cmd == "apply" || *a != "--auto-approve").collect::<Vec<_>>());
+        assert_eq!(code(&o), 1);
+        assert!(text(&o).contains("main.toml:2:1: unknown attribute `inptu`"), "{}", text(&o));
+    }
+    assert!(!d.path("main.state.json").exists());
+    let o = d.run(&["validate", "missing.toml"]);
+    assert_eq!(code(&o), 1);
+    assert!(text(&o).contains("cannot read missing.toml"));
+}
+
+#[test]
+fn saved_plan_applies_exactly_once_and_then_is_stale() {
+    let d = Dir::new(CHAIN);
+    let o = d.run(&["plan", "main.toml", "--out", "p.plan"]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let o = d.run(&["apply", "p.plan"]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert!(text(&o).contains("Apply complete: 2 added"), "{}", text(&o));
+    let o = d.run(&["apply", "p.plan"]);
+    assert_eq!(code(&o), 1);
+    assert!(text(&o).contains("stale"), "{}", text(&o));
+    // A plan whose desired state changed since is refused too.
+    d.write("main.toml", &CHAIN.replace("hello", "howdy"));
+    d.run(&["plan", "main.toml", "--out", "q.plan"]);
+    d.write("main.toml", &CHAIN.replace("hello", "hi"));
+    let o = d.run(&["apply", "q.plan"]);
+    assert_eq!(code(&o), 1);
+    assert!(text(&o).contains("changed since the plan was made"), "{}", text(&o));
+    assert_eq!(d.state()["serial"], 1);
+}
+
+#[test]
+fn a_held_lock_fails_at_once_and_a_stale_one_can_be_removed() {
+    let d = Dir::new(CHAIN);
+    let lock = |pid: u32| {
+        serde_json::json!({"id": "LOCK-1", "operation": "apply", "who": "ci@builder", "pid": pid,
+            "host": hostname(), "created": "2026-11-22T00:00:00Z"})
+        .to_string()
+    };
+    d.write("main.state.json.lock", &lock(std::process::id()));
+    let o = d.run(&["plan", "main.toml"]);
+    assert_eq!(code(&o), 1);
+    let t = text(&o);
+    assert!(t.contains("locked by ci@builder") && t.contains("LOCK-1") && !t.contains("stale"), "{t}");
+    d.write("main.state.json.lock", &lock(0x7fff_fff0));
+    let o = d.run(&["apply", "main.toml", "--auto-approve"]);
+    assert_eq!(code(&o), 1);
+    assert!(text(&o).contains("stale") && text(&o).contains("meshform force-unlock LOCK-1"), "{}", text(&o));
+    let o = d.run(&["force-unlock", "WRONG", "main.toml"]);
+    assert_eq!(code(&o), 1);
+    let o = d.run(&["force-unlock", "LOCK-1", "main.toml"]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert_eq!(code(&d.run(&["apply", "main.toml", "--auto-approve"])), 0);
+}
+
+fn hostname() -> String {
+    String::from_utf8(Command::new("hostname").output().unwrap().stdout).unwrap().trim().to_string()
+}
+
+#[test]
+fn drift_exits_2_for_unapplied_changes_and_0_when_in_sync() {
+    let d = Dir::new(CHAIN);
+    assert_eq!(code(&d.run(&["apply", "main.toml", "--auto-approve"])), 0);
+    let o = d.run(&["drift", "main.toml"]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    d.write("main.toml", &CHAIN.replace("hello", "howdy"));
+    let o = d.run(&["drift", "main.toml"]);
+    assert_eq!(code(&o), 2, "{}", text(&o));
+    assert!(text(&o).contains("meshform_data.a"), "{}", text(&o));
+    let o = d.run(&["drift", "main.toml", "--format", "json"]);
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["found"], true);
+    assert_eq!(j["pending"][0]["address"], "meshform_data.a");
+}
+
+#[test]
+fn renderings_graph_and_state_commands() {
+    let d = Dir::new(CHAIN);
+    let o = d.run(&["plan", "main.toml", "--format", "json"]);
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["summary"]["add"], 2);
+    assert_eq!(j["changes"][1]["after_unknown"], serde_json::json!(["id"]));
+    let o = d.run(&["plan", "main.toml", "--format", "markdown"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("| `+` | `meshform_data.a` | create |"));
+    let o = d.run(&["graph", "main.toml"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("\"meshform_data.a\" -> \"meshform_data.b\";"));
+
+    assert_eq!(code(&d.run(&["apply", "main.toml", "--auto-approve"])), 0);
+    let o = d.run(&["state", "list", "main.toml"]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "meshform_data.a\nmeshform_data.b\n");
+    let o = d.run(&["state", "show", "main.toml", "meshform_data.b"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("output = \"hello-b\""));
+    let o = d.run(&["state", "rm", "main.toml", "meshform_data.b"]);
+    assert_eq!(code(&o), 0);
+    let o = d.run(&["plan", "main.toml", "--detailed-exitcode"]);
+    assert_eq!(code(&o), 2);
+    let o = d.run(&["import", "main.toml", "meshform_data.b", "some-id"]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let o = d.run(&["state", "show", "main.toml", "meshform_data.b"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("\"some-id\""));
+}
+
+#[test]
+fn variables_from_flags_files_and_environment() {
+    let d = Dir::new(CHAIN);
+    d.write("vars.toml", "greeting = \"from-file\"\n");
+    let plan_input = |extra: &[&str], env: Option<&str>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_meshform"));
+        c.args(["plan", "main.toml", "--format", "json"]).args(extra).current_dir(d.dir.path());
+        if let Some(v) = env {
+            c.env("MESHFORM_VAR_greeting", v);
+        }
+        let o = c.output().unwrap();
+        let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+        j["changes"][0]["after"]["input"].as_str().unwrap_or("").to_string()
+    };
+    assert_eq!(plan_input(&[], None), "hello");
+    assert_eq!(plan_input(&[], Some("from-env")), "from-env");
+    assert_eq!(plan_input(&["--var-file", "vars.toml"], Some("from-env")), "from-file");
+    assert_eq!(plan_input(&["--var-file", "vars.toml", "--var", "greeting=from-flag"], None), "from-flag");
+    let o = d.run(&["plan", "main.toml", "--var", "greting=x"]);
+    assert_eq!(code(&o), 1);
+    assert!(text(&o).contains("did you mean `greeting`?"), "{}", text(&o));
+}
+
+#[test]
+fn every_file_in_plans_and_testdata_valid_validates() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut checked = 0;
+    for dir in ["plans", "testdata/valid"] {
+        let Ok(rd) = std::fs::read_dir(root.join(dir)) else { continue };
+        for e in rd {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "toml") {
+                let o = Command::new(env!("CARGO_BIN_EXE_meshform")).args(["validate"]).arg(&p).output().unwrap();
+                assert_eq!(code(&o), 0, "{}: {}", p.display(), text(&o));
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 1);
+}
