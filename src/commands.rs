@@ -2,26 +2,26 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use meshform_engine::addr::{Addr, Mode as AddrMode};
-use meshform_engine::apply::{apply, ApplyOptions, ApplyReport, NodeResult};
+use meshform_engine::apply::{ApplyOptions, ApplyReport, NodeResult, apply};
 use meshform_engine::diag::Diagnostics;
-use meshform_engine::drift::{detect_drift, DriftReport};
-use meshform_engine::plan::planner::{plan, PlanOptions};
-use meshform_engine::plan::render::{render_change, render_drift, render_plan, Style};
-use meshform_engine::plan::{json, markdown, saved, Mode, Plan};
+use meshform_engine::drift::{DriftReport, detect_drift};
+use meshform_engine::plan::planner::{PlanOptions, plan};
+use meshform_engine::plan::render::{Style, render_change, render_drift, render_plan};
+use meshform_engine::plan::{Mode, Plan, json, markdown, saved};
 use meshform_engine::provider::Registry;
 use meshform_engine::session::{Failure, Session, Values};
 use meshform_engine::state::local::LocalBackend;
 use meshform_engine::state::lock::{self, LockError, LockGuard};
 use meshform_engine::state::{ObjectRecord, State};
-use meshform_engine::value::{sha256_hex, Value};
+use meshform_engine::value::{Value, sha256_hex};
 use meshform_engine::vars::VarInputs;
 
 use crate::exit::{CHANGES, ERROR, INTERRUPTED, OK};
-use crate::{ui, Cli, Command, Format, PlanArgs, StateCommand, VarArgs};
+use crate::{Cli, Command, Format, PlanArgs, StateCommand, VarArgs, ui};
 
 /// What every command needs to print well.
 struct Out {
@@ -69,8 +69,12 @@ pub async fn run(cli: Cli) -> u8 {
                 cmd_apply(&out, &file, &vars, &p, auto_approve, Mode::Normal).await
             }
         }
-        Command::Destroy { file, vars, plan: p, auto_approve } => cmd_apply(&out, &file, &vars, &p, auto_approve, Mode::Destroy).await,
-        Command::Drift { file, vars, targets, parallelism, format } => cmd_drift(&out, &file, &vars, &targets, parallelism, format).await,
+        Command::Destroy { file, vars, plan: p, auto_approve } => {
+            cmd_apply(&out, &file, &vars, &p, auto_approve, Mode::Destroy).await
+        }
+        Command::Drift { file, vars, targets, parallelism, format } => {
+            cmd_drift(&out, &file, &vars, &targets, parallelism, format).await
+        }
         Command::Graph { file, vars } => match load(&out, &file, &vars, Default::default()) {
             Ok(s) => {
                 print!("{}", meshform_engine::graph::to_dot(&s.graph));
@@ -96,8 +100,17 @@ fn parse_targets(out: &Out, s: &Session, targets: &[String]) -> Result<Vec<Addr>
         let a: Addr = t.parse().map_err(|e: String| out.error(&format!("--target: {e}")))?;
         let known = s.graph.instances.iter().any(|i| meshform_engine::plan::planner::matches_target(&a, &i.addr));
         if !known {
-            let all: Vec<String> = s.graph.instances.iter().map(|i| i.addr.block.to_string()).collect::<BTreeSet<_>>().into_iter().collect();
-            let hint = meshform_engine::config::suggest(&a.block.to_string(), all.iter().map(String::as_str)).map(|h| format!(" ({h})")).unwrap_or_default();
+            let all: Vec<String> = s
+                .graph
+                .instances
+                .iter()
+                .map(|i| i.addr.block.to_string())
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            let hint = meshform_engine::config::suggest(&a.block.to_string(), all.iter().map(String::as_str))
+                .map(|h| format!(" ({h})"))
+                .unwrap_or_default();
             return Err(out.error(&format!("--target {t}: no such object in the desired state{hint}")));
         }
         v.push(a);
@@ -108,7 +121,9 @@ fn parse_targets(out: &Out, s: &Session, targets: &[String]) -> Result<Vec<Addr>
 fn take_lock(out: &Out, backend: &LocalBackend, op: &str, file: &Path) -> Result<LockGuard, u8> {
     backend.lock(op).map_err(|e| {
         let hint = match &e {
-            LockError::Held { info, stale: true } => format!("\n  run `meshform force-unlock {} {}` to remove it", info.id, file.display()),
+            LockError::Held { info, stale: true } => {
+                format!("\n  run `meshform force-unlock {} {}` to remove it", info.id, file.display())
+            }
             LockError::Held { info, .. } => format!(
                 "\n  wait for that run to finish; if it is gone, run `meshform force-unlock {} {}`",
                 info.id,
@@ -132,9 +147,13 @@ fn validate(out: &Out, file: &Path, vars: &VarArgs) -> u8 {
     match load(out, file, vars, Default::default()) {
         Ok(s) => {
             let n = s.graph.instances.iter().filter(|i| i.addr.block.mode == AddrMode::Managed).count();
-            println!("{}: valid ({} objects, {} data sources, {} clusters)", file.display(), n,
+            println!(
+                "{}: valid ({} objects, {} data sources, {} clusters)",
+                file.display(),
+                n,
                 s.graph.instances.iter().filter(|i| i.addr.block.mode == AddrMode::Data).count(),
-                s.graph.instances.iter().filter(|i| i.addr.block.mode == AddrMode::Cluster).count());
+                s.graph.instances.iter().filter(|i| i.addr.block.mode == AddrMode::Cluster).count()
+            );
             OK
         }
         Err(code) => code,
@@ -150,7 +169,16 @@ fn render(p: &Plan, format: Format, color: bool) -> String {
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn cmd_plan(out: &Out, file: &Path, vars: &VarArgs, p: &PlanArgs, save: Option<&Path>, format: Format, detailed: bool, mode: Mode) -> u8 {
+async fn cmd_plan(
+    out: &Out,
+    file: &Path,
+    vars: &VarArgs,
+    p: &PlanArgs,
+    save: Option<&Path>,
+    format: Format,
+    detailed: bool,
+    mode: Mode,
+) -> u8 {
     let s = match load(out, file, vars, Default::default()) {
         Ok(s) => s,
         Err(c) => return c,
@@ -179,7 +207,11 @@ async fn cmd_plan(out: &Out, file: &Path, vars: &VarArgs, p: &PlanArgs, save: Op
             return out.error(&m);
         }
         if format == Format::Human {
-            println!("\nSaved the plan to {}. Apply exactly this plan with:\n    meshform apply {}", path.display(), path.display());
+            println!(
+                "\nSaved the plan to {}. Apply exactly this plan with:\n    meshform apply {}",
+                path.display(),
+                path.display()
+            );
         }
     }
     if detailed && outcome.plan.has_changes() { CHANGES } else { OK }
@@ -190,10 +222,14 @@ fn interrupt_flag() -> Arc<AtomicBool> {
     let f = flag.clone();
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("\nInterrupted: starting no new operations; waiting for those in flight, then saving state. Press Ctrl-C again to stop at once.");
+            eprintln!(
+                "\nInterrupted: starting no new operations; waiting for those in flight, then saving state. Press Ctrl-C again to stop at once."
+            );
             f.store(true, Ordering::SeqCst);
             if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("Stopped. Finished operations are in the state journal and will be recovered by the next run.");
+                eprintln!(
+                    "Stopped. Finished operations are in the state journal and will be recovered by the next run."
+                );
                 std::process::exit(INTERRUPTED as i32);
             }
         }
@@ -244,7 +280,15 @@ async fn cmd_apply(out: &Out, file: &Path, vars: &VarArgs, p: &PlanArgs, auto_ap
     run_apply(out, &s, &outcome.plan, &backend, &guard, &mut state, p.parallelism as usize).await
 }
 
-async fn run_apply(out: &Out, s: &Session, plan: &Plan, backend: &LocalBackend, guard: &LockGuard, state: &mut State, parallelism: usize) -> u8 {
+async fn run_apply(
+    out: &Out,
+    s: &Session,
+    plan: &Plan,
+    backend: &LocalBackend,
+    guard: &LockGuard,
+    state: &mut State,
+    parallelism: usize,
+) -> u8 {
     let cancel = interrupt_flag();
     let total = plan.changes.iter().filter(|c| c.action.is_change()).count() as u64;
     let progress = ui::ApplyProgress::new(total, out.color);
@@ -260,15 +304,21 @@ async fn run_apply(out: &Out, s: &Session, plan: &Plan, backend: &LocalBackend, 
 
 fn summarize(out: &Out, plan: &Plan, r: &ApplyReport) -> u8 {
     let st = Style::new(out.color);
-    let done = |a: meshform_engine::plan::Action| r.results.iter().filter(|(_, act, res)| *act == a && matches!(res, NodeResult::Done { .. })).count();
+    let done = |a: meshform_engine::plan::Action| {
+        r.results.iter().filter(|(_, act, res)| *act == a && matches!(res, NodeResult::Done { .. })).count()
+    };
     use meshform_engine::plan::Action as A;
-    let (added, changed, destroyed) = (done(A::Create) + done(A::Replace), done(A::Update), done(A::Delete) + done(A::Replace));
+    let (added, changed, destroyed) =
+        (done(A::Create) + done(A::Replace), done(A::Update), done(A::Delete) + done(A::Replace));
     let failed: Vec<_> = r.results.iter().filter(|(_, _, res)| matches!(res, NodeResult::Failed(_))).collect();
     let skipped: Vec<_> = r.results.iter().filter(|(_, _, res)| matches!(res, NodeResult::Skipped { .. })).collect();
     let verb = if plan.mode == Mode::Destroy { "Destroy" } else { "Apply" };
     println!();
     if r.success() {
-        println!("{}", st.green(&st.bold(&format!("{verb} complete: {added} added, {changed} changed, {destroyed} destroyed."))));
+        println!(
+            "{}",
+            st.green(&st.bold(&format!("{verb} complete: {added} added, {changed} changed, {destroyed} destroyed.")))
+        );
     } else {
         for (a, _, res) in &failed {
             if let NodeResult::Failed(m) = res {
@@ -328,7 +378,13 @@ async fn apply_saved(out: &Out, planfile: &Path, vars: &VarArgs, p: &PlanArgs) -
         Ok(p) => p,
         Err(m) => return out.error(&m),
     };
-    let fixed = plan.inputs.variables.iter().filter(|(_, v)| !matches!(v, Value::Redacted(_))).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let fixed = plan
+        .inputs
+        .variables
+        .iter()
+        .filter(|(_, v)| !matches!(v, Value::Redacted(_)))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     let file = PathBuf::from(&plan.inputs.config_path);
     let s = match load(out, &file, vars, fixed) {
         Ok(s) => s,
@@ -353,7 +409,11 @@ async fn apply_saved(out: &Out, planfile: &Path, vars: &VarArgs, p: &PlanArgs) -
         println!("The saved plan has no changes.");
         return OK;
     }
-    println!("Applying the saved plan {}: {}\n", planfile.display(), meshform_engine::plan::render::summary_line(&plan));
+    println!(
+        "Applying the saved plan {}: {}\n",
+        planfile.display(),
+        meshform_engine::plan::render::summary_line(&plan)
+    );
     run_apply(out, &s, &plan, &backend, &guard, &mut state, p.parallelism as usize).await
 }
 
@@ -373,7 +433,9 @@ fn check_inputs(s: &Session, plan: &Plan) -> Result<(), String> {
         match s.vars.values.get(k) {
             Some(v) if planned.same_as(v) => {}
             _ if matches!(planned, Value::Redacted(_)) => {
-                return Err(format!("sensitive variable `{k}` is not the value the plan was made with (give it again with --var or MESHFORM_VAR_{k})"));
+                return Err(format!(
+                    "sensitive variable `{k}` is not the value the plan was made with (give it again with --var or MESHFORM_VAR_{k})"
+                ));
             }
             _ => return Err(format!("variable `{k}` differs from the plan's")),
         }
@@ -452,7 +514,10 @@ fn render_drift_report(r: &DriftReport, color: bool) -> String {
             failed
         )));
     } else {
-        s.push_str(&st.green(&format!("No drift: live objects match the state and the desired state ({} checks passed).\n", r.checks.len())));
+        s.push_str(&st.green(&format!(
+            "No drift: live objects match the state and the desired state ({} checks passed).\n",
+            r.checks.len()
+        )));
     }
     s
 }
@@ -479,7 +544,8 @@ async fn cmd_import(out: &Out, file: &Path, vars: &VarArgs, address: &str, id: &
         Err(c) => return c,
     };
     if state.objects.contains_key(&addr) {
-        return out.error(&format!("{addr} is already in state; `meshform state rm` it first to import another object"));
+        return out
+            .error(&format!("{addr} is already in state; `meshform state rm` it first to import another object"));
     }
     if let Err(d) = s.configure().await {
         return out.diags(&s, d);
@@ -495,12 +561,16 @@ async fn cmd_import(out: &Out, file: &Path, vars: &VarArgs, address: &str, id: &
         Err(e) => return out.error(&format!("cannot import {id} as {addr}: {e}")),
     };
     let sensitive = schema.attrs.iter().filter(|a| a.sensitive).map(|a| a.name.clone()).collect();
-    let deps = s.graph.instances[s.graph.index[&addr]].deps.iter().map(|&d| s.graph.instances[d].addr.clone()).collect();
+    let deps =
+        s.graph.instances[s.graph.index[&addr]].deps.iter().map(|&d| s.graph.instances[d].addr.clone()).collect();
     state.objects.insert(addr.clone(), ObjectRecord::new(addr.clone(), &addr.block.ty, attrs, &sensitive, deps));
     if let Err(m) = backend.write(&mut state) {
         return out.error(&m);
     }
-    println!("Imported {id} as {addr}. Run `meshform plan {}` to see how it differs from the desired state.", file.display());
+    println!(
+        "Imported {id} as {addr}. Run `meshform plan {}` to see how it differs from the desired state.",
+        file.display()
+    );
     OK
 }
 
@@ -549,7 +619,10 @@ fn cmd_state(out: &Out, sc: StateCommand) -> u8 {
                 println!("{k:<w$} = {shown}");
             }
             if !r.dependencies.is_empty() {
-                println!("# depends on: {}", r.dependencies.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "));
+                println!(
+                    "# depends on: {}",
+                    r.dependencies.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+                );
             }
             OK
         }
@@ -589,14 +662,21 @@ fn force_unlock(out: &Out, id: &str, file: Option<&Path>) -> u8 {
             Err(c) => return c,
         },
         None => std::fs::read_dir(".")
-            .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "lock")).collect())
+            .map(|rd| {
+                rd.filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.extension().is_some_and(|x| x == "lock"))
+                    .collect()
+            })
             .unwrap_or_default(),
     };
     let mut last_err = format!("no lock with id {id} found; give the desired-state file as the second argument");
     for p in candidates {
         match lock::force_unlock(&p, id) {
             Ok(info) => {
-                println!("Removed the lock {id} held by {} (pid {}, operation `{}`).", info.who, info.pid, info.operation);
+                println!(
+                    "Removed the lock {id} held by {} (pid {}, operation `{}`).",
+                    info.who, info.pid, info.operation
+                );
                 return OK;
             }
             Err(m) => last_err = m,

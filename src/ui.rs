@@ -52,7 +52,11 @@ pub struct ApplyProgress {
 impl ApplyProgress {
     /// Progress over `total` operations.
     pub fn new(total: u64, color: bool) -> ApplyProgress {
-        ApplyProgress { bar: progress(total, "applying"), color, out: Mutex::new(std::io::BufWriter::new(std::io::stdout())) }
+        ApplyProgress {
+            bar: progress(total, "applying"),
+            color,
+            out: Mutex::new(std::io::BufWriter::new(std::io::stdout())),
+        }
     }
 
     /// Flushes buffered lines.
@@ -76,8 +80,17 @@ impl Observer for ApplyProgress {
                     Action::Read => "read",
                     Action::NoOp => "unchanged",
                 };
-                let id = id.as_ref().filter(|_| c.action != Action::Delete).map(|i| format!(" [id={i}]")).unwrap_or_default();
-                format!("{} {}: {verb}{id} ({:.1}s)", st.action(c.action, c.action.symbol()), c.address, elapsed.as_secs_f64())
+                let id = id
+                    .as_ref()
+                    .filter(|_| c.action != Action::Delete)
+                    .map(|i| format!(" [id={i}]"))
+                    .unwrap_or_default();
+                format!(
+                    "{} {}: {verb}{id} ({:.1}s)",
+                    st.action(c.action, c.action.symbol()),
+                    c.address,
+                    elapsed.as_secs_f64()
+                )
             }
             NodeResult::Failed(m) => format!("{} {}: {} failed: {m}", st.red("!"), c.address, c.action.verb()),
             NodeResult::Cancelled => return,

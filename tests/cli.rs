@@ -95,7 +95,12 @@ fn apply_without_a_terminal_or_approval_refuses_and_changes_nothing() {
 fn invalid_input_points_at_the_file_and_writes_nothing() {
     let d = Dir::new("[resources.meshform_data.a]\ninptu = 1\n");
     for cmd in ["validate", "plan", "apply"] {
-        let o = d.run(&[cmd, "main.toml", "--auto-approve"].into_iter().filter(|a| cmd == "apply" || *a != "--auto-approve").collect::<Vec<_>>());
+        let o = d.run(
+            &[cmd, "main.toml", "--auto-approve"]
+                .into_iter()
+                .filter(|a| cmd == "apply" || *a != "--auto-approve")
+                .collect::<Vec<_>>(),
+        );
         assert_eq!(code(&o), 1);
         assert!(text(&o).contains("main.toml:2:1: unknown attribute `inptu`"), "{}", text(&o));
     }

@@ -106,9 +106,7 @@ impl FromStr for Addr {
         }
         let block = match parts.as_slice() {
             ["data", ty, name] => BlockAddr { mode: Mode::Data, ty: ty.to_string(), name: name.to_string() },
-            ["clusters", name] => {
-                BlockAddr { mode: Mode::Cluster, ty: CLUSTER_TYPE.into(), name: name.to_string() }
-            }
+            ["clusters", name] => BlockAddr { mode: Mode::Cluster, ty: CLUSTER_TYPE.into(), name: name.to_string() },
             [ty, name] => BlockAddr::managed(ty, name),
             _ => return Err(bad()),
         };

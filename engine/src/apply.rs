@@ -12,19 +12,19 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
 use crate::addr::Addr;
-use crate::checks::{run_checks, CheckResult};
+use crate::checks::{CheckResult, run_checks};
 use crate::diag::{Diagnostic, Diagnostics};
-use crate::eval::{eval, ObjectValue};
+use crate::eval::{ObjectValue, eval};
 use crate::plan::saved::check_fresh;
-use crate::plan::{conforms, Action, Change, Plan};
+use crate::plan::{Action, Change, Plan, conforms};
 use crate::provider::{CallContext, Provider};
-use crate::session::{propose, Session, Values};
+use crate::session::{Session, Values, propose};
 use crate::state::journal::Journal;
 use crate::state::local::LocalBackend;
 use crate::state::lock::LockGuard;
 use crate::state::{Change as StateChange, ObjectRecord, State};
 use crate::value::{Map, Value};
-use crate::walk::{walk, Outcome};
+use crate::walk::{Outcome, walk};
 
 /// How to apply.
 #[derive(Clone, Debug)]
@@ -117,12 +117,24 @@ pub async fn apply(
     let clusters = s.read_clusters(&values).await?;
     // Objects referenced but outside a targeted plan resolve to their recorded values.
     for r in state.objects.values() {
-        values.set(r.address.clone(), ObjectValue { attrs: r.attributes.clone(), sensitive: Arc::new(r.sensitive_set()) });
+        values.set(
+            r.address.clone(),
+            ObjectValue { attrs: r.attributes.clone(), sensitive: Arc::new(r.sensitive_set()) },
+        );
     }
     let deps = edges(plan, state);
     let journal = backend.journal(state).map_err(|m| Diagnostics::from(Diagnostic::global(m)))?;
     let objects = Mutex::new(std::mem::take(&mut state.objects));
-    let run = Run { s, values: &values, clusters, journal: &journal, objects: &objects, sem: Semaphore::new(opts.parallelism.max(1)), cancel: &opts.cancel, observer };
+    let run = Run {
+        s,
+        values: &values,
+        clusters,
+        journal: &journal,
+        objects: &objects,
+        sem: Semaphore::new(opts.parallelism.max(1)),
+        cancel: &opts.cancel,
+        observer,
+    };
     let outcomes = walk(&deps, Some(&opts.cancel), |i| run.node(&plan.changes[i])).await;
     let clusters = run.clusters.clone();
     drop(run);
@@ -132,7 +144,9 @@ pub async fn apply(
     let mut report = ApplyReport { cancelled: opts.cancel.load(Ordering::SeqCst), ..ApplyReport::default() };
     for (c, o) in plan.changes.iter().zip(&outcomes) {
         let r = match o {
-            Outcome::Done => NodeResult::Done { id: values.get(&c.address).and_then(|v| v.attrs.get("id").and_then(Value::to_interpolated)) },
+            Outcome::Done => NodeResult::Done {
+                id: values.get(&c.address).and_then(|v| v.attrs.get("id").and_then(Value::to_interpolated)),
+            },
             Outcome::Failed(m) if m == CANCELLED => NodeResult::Cancelled,
             Outcome::Failed(m) => NodeResult::Failed(m.clone()),
             Outcome::Skipped(i) => NodeResult::Skipped { because: plan.changes[*i].address.clone() },
@@ -183,10 +197,11 @@ fn edges(plan: &Plan, state: &State) -> Vec<Vec<usize>> {
     for r in state.objects.values() {
         let Some(&dependent) = index.get(&r.address) else { continue };
         for d in &r.dependencies {
-            if let Some(&del) = index.get(d) {
-                if plan.changes[del].action == Action::Delete && del != dependent {
-                    deps[del].push(dependent);
-                }
+            if let Some(&del) = index.get(d)
+                && plan.changes[del].action == Action::Delete
+                && del != dependent
+            {
+                deps[del].push(dependent);
             }
         }
     }
@@ -220,7 +235,12 @@ impl Run<'_> {
                 let started = Instant::now();
                 let result = self.change(c).await;
                 let r = match &result {
-                    Ok(()) => NodeResult::Done { id: self.values.get(&c.address).and_then(|v| v.attrs.get("id").and_then(Value::to_interpolated)) },
+                    Ok(()) => NodeResult::Done {
+                        id: self
+                            .values
+                            .get(&c.address)
+                            .and_then(|v| v.attrs.get("id").and_then(Value::to_interpolated)),
+                    },
                     Err(m) if m == CANCELLED => NodeResult::Cancelled,
                     Err(m) => NodeResult::Failed(m.clone()),
                 };
@@ -244,7 +264,10 @@ impl Run<'_> {
         let (config, sensitive) = self.s.eval_instance(&c.address, self.values).map_err(|d| self.render(d))?;
         let (p, _) = self.s.provider_of(&c.address).ok_or("no provider")?;
         let _permit = self.sem.acquire().await.map_err(|e| e.to_string())?;
-        let attrs = p.read_data(&c.address.block.ty, &config, &self.ctx(p.as_ref())).await.map_err(|e| format!("cannot read {}: {e}", c.address))?;
+        let attrs = p
+            .read_data(&c.address.block.ty, &config, &self.ctx(p.as_ref()))
+            .await
+            .map_err(|e| format!("cannot read {}: {e}", c.address))?;
         self.values.set(c.address.clone(), ObjectValue { attrs, sensitive: Arc::new(sensitive) });
         Ok(())
     }
@@ -259,14 +282,19 @@ impl Run<'_> {
 
     /// The final attributes of a create or update: the desired state evaluated now that
     /// everything it references exists, checked against what the plan promised.
-    async fn final_planned(&self, c: &Change, p: &dyn Provider) -> Result<(Map, std::collections::BTreeSet<String>), String> {
+    async fn final_planned(
+        &self,
+        c: &Change,
+        p: &dyn Provider,
+    ) -> Result<(Map, std::collections::BTreeSet<String>), String> {
         let (desired, tainted) = self.s.eval_instance(&c.address, self.values).map_err(|d| self.render(d))?;
         let (_, schema) = self.s.provider_of(&c.address).ok_or("no provider")?;
         let prior = if c.action == Action::Update { c.before.as_ref() } else { None };
         let mut proposed = propose(schema, prior, &desired);
         proposed.sensitive.extend(c.sensitive.iter().cloned());
         proposed.sensitive.extend(tainted.iter().cloned());
-        let mut planned = p.plan(&c.address.block.ty, prior, proposed, &self.ctx(p)).await.map_err(|e| e.to_string())?;
+        let mut planned =
+            p.plan(&c.address.block.ty, prior, proposed, &self.ctx(p)).await.map_err(|e| e.to_string())?;
         if let (Some(block), Some(before)) = (self.s.cfg.blocks.get(&c.address.block), c.before.as_ref()) {
             for (name, _) in &block.lifecycle.ignore_changes {
                 if let Some(v) = before.get(name) {
@@ -289,7 +317,11 @@ impl Run<'_> {
                 };
                 if !ok {
                     let shown = |v: Option<&Value>| {
-                        if sensitive.contains(name) { "(sensitive)".to_string() } else { v.map_or("null".into(), |v| v.to_string()) }
+                        if sensitive.contains(name) {
+                            "(sensitive)".to_string()
+                        } else {
+                            v.map_or("null".into(), |v| v.to_string())
+                        }
                     };
                     return Err(format!(
                         "`{name}` of {} was planned as {} but is now {}; the desired state or its inputs changed since the plan was made: plan again",
@@ -321,7 +353,8 @@ impl Run<'_> {
         }
         self.observer.started(c);
         let ctx = self.ctx(p);
-        let recorded = self.objects.lock().unwrap_or_else(|e| e.into_inner()).get(&c.address).map(|r| r.attributes.clone());
+        let recorded =
+            self.objects.lock().unwrap_or_else(|e| e.into_inner()).get(&c.address).map(|r| r.attributes.clone());
         let prior = recorded.or_else(|| c.before.clone()).unwrap_or_default();
         let deps = c.depends_on.clone();
         match (c.action, planned) {
@@ -330,21 +363,33 @@ impl Run<'_> {
                 self.commit(StateChange::Remove { address: c.address.clone() }).await
             }
             (Action::Create, Some((attrs, sensitive))) => {
-                let new = p.create(ty, &attrs, &ctx).await.map_err(|e| format!("creating {} failed: {e}", c.address))?;
+                let new =
+                    p.create(ty, &attrs, &ctx).await.map_err(|e| format!("creating {} failed: {e}", c.address))?;
                 self.put(c, new, sensitive, deps).await
             }
             (Action::Update, Some((attrs, sensitive))) => {
-                let new = p.update(ty, &prior, &attrs, &ctx).await.map_err(|e| format!("updating {} failed: {e}", c.address))?;
+                let new = p
+                    .update(ty, &prior, &attrs, &ctx)
+                    .await
+                    .map_err(|e| format!("updating {} failed: {e}", c.address))?;
                 self.put(c, new, sensitive, deps).await
             }
             (Action::Replace, Some((attrs, sensitive))) => {
-                let create = |attrs: Map| async move { p.create(ty, &attrs, &ctx).await.map_err(|e| format!("creating the replacement of {} failed: {e}", c.address)) };
+                let create = |attrs: Map| async move {
+                    p.create(ty, &attrs, &ctx)
+                        .await
+                        .map_err(|e| format!("creating the replacement of {} failed: {e}", c.address))
+                };
                 if c.create_before_destroy {
                     let new = create(attrs).await?;
-                    p.delete(ty, &prior, &self.ctx(p)).await.map_err(|e| format!("destroying the old {} failed: {e}", c.address))?;
+                    p.delete(ty, &prior, &self.ctx(p))
+                        .await
+                        .map_err(|e| format!("destroying the old {} failed: {e}", c.address))?;
                     self.put(c, new, sensitive, deps).await
                 } else {
-                    p.delete(ty, &prior, &self.ctx(p)).await.map_err(|e| format!("destroying {} for replacement failed: {e}", c.address))?;
+                    p.delete(ty, &prior, &self.ctx(p))
+                        .await
+                        .map_err(|e| format!("destroying {} for replacement failed: {e}", c.address))?;
                     self.commit(StateChange::Remove { address: c.address.clone() }).await?;
                     let new = create(attrs).await?;
                     self.put(c, new, sensitive, deps).await
@@ -354,7 +399,13 @@ impl Run<'_> {
         }
     }
 
-    async fn put(&self, c: &Change, attrs: Map, sensitive: std::collections::BTreeSet<String>, deps: Vec<Addr>) -> Result<(), String> {
+    async fn put(
+        &self,
+        c: &Change,
+        attrs: Map,
+        sensitive: std::collections::BTreeSet<String>,
+        deps: Vec<Addr>,
+    ) -> Result<(), String> {
         let record = ObjectRecord::new(c.address.clone(), &c.ty, attrs.clone(), &sensitive, deps);
         self.values.set(c.address.clone(), ObjectValue { attrs, sensitive: Arc::new(sensitive) });
         self.commit(StateChange::Put { record }).await

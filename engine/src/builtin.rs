@@ -4,7 +4,9 @@
 
 use async_trait::async_trait;
 
-use crate::provider::{AttrSchema, AttrType, CallContext, Planned, Presence, Provider, ProviderResult, TypeKind, TypeSchema};
+use crate::provider::{
+    AttrSchema, AttrType, CallContext, Planned, Presence, Provider, ProviderResult, TypeKind, TypeSchema,
+};
 use crate::value::{Map, Value};
 
 /// The provider serving `meshform_data`.
@@ -22,13 +24,19 @@ impl Provider for Builtin {
     fn schemas(&self) -> Vec<TypeSchema> {
         vec![
             TypeSchema::new("meshform_data", TypeKind::Managed, "A value kept in state; input is copied to output.")
-                .attr(AttrSchema::new("input", AttrType::Any, Presence::Optional).describe("Any value; copied to `output`."))
+                .attr(
+                    AttrSchema::new("input", AttrType::Any, Presence::Optional)
+                        .describe("Any value; copied to `output`."),
+                )
                 .attr(
                     AttrSchema::new("triggers_replace", AttrType::Any, Presence::Optional)
                         .force_new()
                         .describe("Any value; a change replaces the object."),
                 )
-                .attr(AttrSchema::new("id", AttrType::String, Presence::Computed).describe("A random id, new on every replacement."))
+                .attr(
+                    AttrSchema::new("id", AttrType::String, Presence::Computed)
+                        .describe("A random id, new on every replacement."),
+                )
                 .attr(AttrSchema::new("output", AttrType::Any, Presence::Computed).describe("The applied `input`.")),
         ]
     }
@@ -37,7 +45,13 @@ impl Provider for Builtin {
         Ok(Some(prior.clone()))
     }
 
-    async fn plan(&self, _ty: &str, prior: Option<&Map>, mut proposed: Planned, _ctx: &CallContext) -> ProviderResult<Planned> {
+    async fn plan(
+        &self,
+        _ty: &str,
+        prior: Option<&Map>,
+        mut proposed: Planned,
+        _ctx: &CallContext,
+    ) -> ProviderResult<Planned> {
         let input = proposed.attrs.get("input").cloned().unwrap_or(Value::Null);
         let input_changed = !crate::plan::same(prior.and_then(|p| p.get("input")), Some(&input));
         if prior.is_none() || input_changed || !proposed.replace_because.is_empty() {

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::addr::Addr;
 use crate::config::Check;
-use crate::eval::{eval, for_each_instances, ObjectValue, Objects};
+use crate::eval::{ObjectValue, Objects, eval, for_each_instances};
 use crate::session::{Session, Values};
 use crate::value::{Map, Value};
 
@@ -35,13 +35,20 @@ pub async fn run_checks(
     for c in &s.cfg.checks {
         let instances: Vec<(Option<String>, Value)> = match &c.for_each {
             None => vec![(None, Value::Null)],
-            Some(fe) => match eval(fe, &s.scope(None, values)).map_err(|d| d.summary).and_then(|r| for_each_instances(&r.value)) {
-                Ok(list) => list.into_iter().map(|(k, v)| (Some(k), v)).collect(),
-                Err(m) => {
-                    out.push(CheckResult { name: c.name.clone(), passed: false, message: format!("invalid for_each: {m}") });
-                    continue;
+            Some(fe) => {
+                match eval(fe, &s.scope(None, values)).map_err(|d| d.summary).and_then(|r| for_each_instances(&r.value))
+                {
+                    Ok(list) => list.into_iter().map(|(k, v)| (Some(k), v)).collect(),
+                    Err(m) => {
+                        out.push(CheckResult {
+                            name: c.name.clone(),
+                            passed: false,
+                            message: format!("invalid for_each: {m}"),
+                        });
+                        continue;
+                    }
                 }
-            },
+            }
         };
         for (key, each_value) in instances {
             let name = match &key {
@@ -76,7 +83,9 @@ async fn run_one(
                 Err(d) => return fail(d.summary),
             }
         }
-        let Some(p) = s.registry.check_provider(kind) else { return fail(format!("no provider runs checks of kind `{kind}`")) };
+        let Some(p) = s.registry.check_provider(kind) else {
+            return fail(format!("no provider runs checks of kind `{kind}`"));
+        };
         return match p.check(kind, &args, &s.ctx(p.as_ref(), clusters)).await {
             Ok(o) => CheckResult { name, passed: o.passed, message: o.detail },
             Err(e) => fail(e.to_string()),

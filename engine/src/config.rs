@@ -5,13 +5,13 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use toml::de::{DeTable, DeValue};
 use toml::Spanned;
+use toml::de::{DeTable, DeValue};
 
-use crate::addr::{Addr, BlockAddr, Mode, CLUSTER_TYPE};
+use crate::addr::{Addr, BlockAddr, CLUSTER_TYPE, Mode};
 use crate::diag::{Diagnostic, Diagnostics, FileId, Sources, Span};
-use crate::expr::{parse_template, Expr, ExprKind, StrSpans};
-use crate::provider::{type_fits, AttrSchema, AttrType, Presence, Registry, TypeSchema};
+use crate::expr::{Expr, ExprKind, StrSpans, parse_template};
+use crate::provider::{AttrSchema, AttrType, Presence, Registry, TypeSchema, type_fits};
 use crate::value::Value;
 
 /// A parsed desired-state file.
@@ -380,10 +380,8 @@ impl<'t> Parse<'t> {
                     Some("local") => {}
                     _ => {
                         let span = self.span(v.span());
-                        self.diags.push(
-                            Diagnostic::error("unsupported state backend", span)
-                                .label("expected \"local\""),
-                        );
+                        self.diags
+                            .push(Diagnostic::error("unsupported state backend", span).label("expected \"local\""));
                     }
                 },
                 other => self.unknown_key(other, k.span(), &["path", "backend"], "[state]"),
@@ -430,16 +428,18 @@ impl<'t> Parse<'t> {
                     Some(b) => var.sensitive = b,
                     None => self.wrong_type("`sensitive`", "true or false", v),
                 },
-                other => self.unknown_key(other, k.span(), &["type", "default", "description", "sensitive"], "a variable"),
+                other => {
+                    self.unknown_key(other, k.span(), &["type", "default", "description", "sensitive"], "a variable")
+                }
             }
         }
-        if let (Some(d), Some(sp)) = (&var.default, default_span) {
-            if !var.ty.fits(d) {
-                self.diags.push(
-                    Diagnostic::error(format!("default value does not match the variable's type `{}`", var.ty.name()), sp)
-                        .label(format!("this is a {}", d.type_name())),
-                );
-            }
+        if let (Some(d), Some(sp)) = (&var.default, default_span)
+            && !var.ty.fits(d)
+        {
+            self.diags.push(
+                Diagnostic::error(format!("default value does not match the variable's type `{}`", var.ty.name()), sp)
+                    .label(format!("this is a {}", d.type_name())),
+            );
         }
         let _ = ok_before;
         Some(var)
@@ -564,7 +564,8 @@ impl<'t> Parse<'t> {
     fn output(&mut self, span: Span, t: &Table<'_>) -> Option<Output> {
         let before = self.diags.0.len();
         let mut value = None;
-        let mut out = Output { span, value: Expr::lit(Value::Null, span), sensitive: false, description: String::new() };
+        let mut out =
+            Output { span, value: Expr::lit(Value::Null, span), sensitive: false, description: String::new() };
         for (k, v) in t {
             match k.get_ref().as_ref() {
                 "value" => value = self.expr(v),
@@ -639,8 +640,12 @@ impl<'t> Parse<'t> {
                 ),
                 (Some(_), None) => {
                     if let Some((k, a)) = c.args.iter().next() {
-                        self.unknown_key(k, a.name_span.start as usize..a.name_span.end as usize,
-                            &["name", "condition", "error_message", "for_each", "kind"], "a check");
+                        self.unknown_key(
+                            k,
+                            a.name_span.start as usize..a.name_span.end as usize,
+                            &["name", "condition", "error_message", "for_each", "kind"],
+                            "a check",
+                        );
                     }
                 }
                 _ => {}
@@ -671,15 +676,18 @@ fn toml_type(v: &DeValue<'_>) -> &'static str {
 pub fn literal(v: &DeValue<'_>) -> Value {
     match v {
         DeValue::String(s) => Value::str(s.as_ref()),
-        DeValue::Integer(i) => {
-            i64::from_str_radix(&i.as_str().replace('_', "").replace("0x", "").replace("0o", "").replace("0b", ""), i.radix())
-                .map_or(Value::Null, Value::Int)
-        }
+        DeValue::Integer(i) => i64::from_str_radix(
+            &i.as_str().replace('_', "").replace("0x", "").replace("0o", "").replace("0b", ""),
+            i.radix(),
+        )
+        .map_or(Value::Null, Value::Int),
         DeValue::Float(f) => f.as_str().replace('_', "").parse::<f64>().map_or(Value::Null, Value::Float),
         DeValue::Boolean(b) => Value::Bool(*b),
         DeValue::Datetime(d) => Value::str(d.to_string()),
         DeValue::Array(a) => Value::List(a.iter().map(|i| literal(i.get_ref())).collect()),
-        DeValue::Table(t) => Value::Map(t.iter().map(|(k, v)| (k.get_ref().to_string(), literal(v.get_ref()))).collect()),
+        DeValue::Table(t) => {
+            Value::Map(t.iter().map(|(k, v)| (k.get_ref().to_string(), literal(v.get_ref()))).collect())
+        }
     }
 }
 
@@ -725,14 +733,14 @@ fn check_schemas(cfg: &Config, registry: &Registry, diags: &mut Diagnostics) {
         }
     }
     for c in &cfg.checks {
-        if let Some((kind, span)) = &c.kind {
-            if registry.check_provider(kind).is_none() {
-                diags.push(
-                    Diagnostic::error(format!("unknown check kind `{kind}`"), *span)
-                        .maybe_help(suggest(kind, registry.check_kinds()))
-                        .help_default(format!("available check kinds: {}", registry.check_kinds().join(", "))),
-                );
-            }
+        if let Some((kind, span)) = &c.kind
+            && registry.check_provider(kind).is_none()
+        {
+            diags.push(
+                Diagnostic::error(format!("unknown check kind `{kind}`"), *span)
+                    .maybe_help(suggest(kind, registry.check_kinds()))
+                    .help_default(format!("available check kinds: {}", registry.check_kinds().join(", "))),
+            );
         }
     }
 }
@@ -778,12 +786,14 @@ fn check_literal_type(e: &Expr, ty: &AttrType, name: &str, diags: &mut Diagnosti
     };
     match (&e.kind, ty) {
         (ExprKind::Lit(v), _) if !type_fits(ty, v) => diags.push(mismatch(v.type_name())),
-        (ExprKind::Template(_), AttrType::Number | AttrType::Bool | AttrType::List(_) | AttrType::Map(_) | AttrType::Object(_)) => {
-            diags.push(mismatch("string"))
-        }
-        (ExprKind::List(_), AttrType::String | AttrType::Number | AttrType::Bool | AttrType::Map(_) | AttrType::Object(_)) => {
-            diags.push(mismatch("list"))
-        }
+        (
+            ExprKind::Template(_),
+            AttrType::Number | AttrType::Bool | AttrType::List(_) | AttrType::Map(_) | AttrType::Object(_),
+        ) => diags.push(mismatch("string")),
+        (
+            ExprKind::List(_),
+            AttrType::String | AttrType::Number | AttrType::Bool | AttrType::Map(_) | AttrType::Object(_),
+        ) => diags.push(mismatch("list")),
         (ExprKind::Map(_), AttrType::String | AttrType::Number | AttrType::Bool | AttrType::List(_)) => {
             diags.push(mismatch("table"))
         }

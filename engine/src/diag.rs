@@ -92,13 +92,7 @@ pub struct Diagnostic {
 impl Diagnostic {
     /// An error at a span.
     pub fn error(summary: impl Into<String>, span: Span) -> Diagnostic {
-        Diagnostic {
-            severity: Severity::Error,
-            summary: summary.into(),
-            span: Some(span),
-            label: None,
-            help: None,
-        }
+        Diagnostic { severity: Severity::Error, summary: summary.into(), span: Some(span), label: None, help: None }
     }
 
     /// An error with no location (missing file, state problems).
@@ -149,8 +143,11 @@ impl Diagnostics {
     /// Sorts by file and position, errors before warnings at one place, and drops duplicates.
     pub fn sort(&mut self) {
         self.0.sort_by(|a, b| {
-            (a.span.map(|s| (s.file, s.start)), a.severity, &a.summary)
-                .cmp(&(b.span.map(|s| (s.file, s.start)), b.severity, &b.summary))
+            (a.span.map(|s| (s.file, s.start)), a.severity, &a.summary).cmp(&(
+                b.span.map(|s| (s.file, s.start)),
+                b.severity,
+                &b.summary,
+            ))
         });
         self.0.dedup();
     }
@@ -191,9 +188,7 @@ pub fn render_one(d: &Diagnostic, sources: &Sources, color: bool) -> String {
     };
     let theme = if color { GraphicalTheme::unicode() } else { GraphicalTheme::unicode_nocolor() };
     let handler = GraphicalReportHandler::new_themed(theme).with_width(100).with_links(false);
-    let source = d.span.map(|span| {
-        NamedSource::new(sources.name(span.file), sources.text(span.file).to_string())
-    });
+    let source = d.span.map(|span| NamedSource::new(sources.name(span.file), sources.text(span.file).to_string()));
     let report = Report { d, source };
     let mut snippet = String::new();
     if handler.render_report(&mut snippet, &report).is_ok() {

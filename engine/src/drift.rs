@@ -6,10 +6,10 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::addr::{Addr, Mode as AddrMode};
-use crate::checks::{run_checks, CheckResult};
+use crate::checks::{CheckResult, run_checks};
 use crate::diag::Diagnostics;
 use crate::eval::ObjectValue;
-use crate::plan::planner::{plan, PlanOptions};
+use crate::plan::planner::{PlanOptions, plan};
 use crate::plan::{Change, Drift, Mode};
 use crate::session::{Session, Values};
 use crate::state::State;
@@ -33,7 +33,12 @@ impl DriftReport {
 }
 
 /// Refreshes and compares.
-pub async fn detect_drift(s: &Session, state: &State, targets: &[Addr], parallelism: usize) -> Result<DriftReport, Diagnostics> {
+pub async fn detect_drift(
+    s: &Session,
+    state: &State,
+    targets: &[Addr],
+    parallelism: usize,
+) -> Result<DriftReport, Diagnostics> {
     let opts = PlanOptions { mode: Mode::Normal, targets: targets.to_vec(), refresh: true, parallelism };
     let refreshed = plan(s, state, &opts).await?;
     let recorded = plan(s, state, &PlanOptions { refresh: false, ..opts }).await?;

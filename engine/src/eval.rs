@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use crate::addr::{Addr, BlockAddr, Mode, CLUSTER_TYPE};
+use crate::addr::{Addr, BlockAddr, CLUSTER_TYPE, Mode};
 use crate::diag::Diagnostic;
 use crate::expr::{BinOp, Expr, ExprKind, Step, TemplatePart, UnOp};
 use crate::functions;
@@ -108,9 +108,8 @@ impl Evaluator<'_, '_> {
                     vals.push(self.eval(a)?);
                 }
                 let ctx = functions::CallCtx { dir: self.scope.dir, files: self.scope.files };
-                functions::call(name, vals, &ctx).map_err(|msg| {
-                    Diagnostic::error(format!("call to {name}() failed"), e.span).label(msg)
-                })
+                functions::call(name, vals, &ctx)
+                    .map_err(|msg| Diagnostic::error(format!("call to {name}() failed"), e.span).label(msg))
             }
             ExprKind::List(items) => items.iter().map(|i| self.eval(i)).collect::<Result<_, _>>().map(Value::List),
             ExprKind::Map(entries) => {
@@ -184,9 +183,9 @@ impl Evaluator<'_, '_> {
                         BinOp::Div => p.checked_div(*q),
                         _ => p.checked_rem(*q),
                     };
-                    return r.map(Value::Int).ok_or_else(|| {
-                        Diagnostic::error("arithmetic overflow or division by zero", e.span)
-                    });
+                    return r
+                        .map(Value::Int)
+                        .ok_or_else(|| Diagnostic::error("arithmetic overflow or division by zero", e.span));
                 }
                 let (Some(p), Some(q)) = (num(&x), num(&y)) else { return Err(bad()) };
                 Value::Float(match op {
@@ -223,7 +222,10 @@ impl Evaluator<'_, '_> {
             }
             "each" => {
                 let Some((k, v)) = self.scope.each else {
-                    return Err(Diagnostic::error("`each` is only available inside a block with `for_each`", root_span));
+                    return Err(Diagnostic::error(
+                        "`each` is only available inside a block with `for_each`",
+                        root_span,
+                    ));
                 };
                 match attr(0) {
                     Some("key") => self.steps(k.clone(), &steps[1..], None),
@@ -378,7 +380,10 @@ impl Evaluator<'_, '_> {
                         Step::Attr(n, _) => format!("attribute `{n}`"),
                         _ => "`*`".to_string(),
                     };
-                    return Err(Diagnostic::error(format!("cannot take {what} of a {}", other.type_name()), step_span(st)));
+                    return Err(Diagnostic::error(
+                        format!("cannot take {what} of a {}", other.type_name()),
+                        step_span(st),
+                    ));
                 }
             };
         }
@@ -446,9 +451,9 @@ pub fn for_each_instances(v: &Value) -> Result<Vec<(String, Value)>, String> {
                         .collect::<Result<Vec<_>, _>>()?
                         .join(","),
                     Value::Unknown => return Err("for_each holds a value known only after apply".into()),
-                    other => other
-                        .to_interpolated()
-                        .ok_or_else(|| format!("for_each items must be text or lists of text, found a {}", other.type_name()))?,
+                    other => other.to_interpolated().ok_or_else(|| {
+                        format!("for_each items must be text or lists of text, found a {}", other.type_name())
+                    })?,
                 };
                 if out.iter().any(|(k, _)| *k == key) {
                     return Err(format!("for_each has the key {key:?} twice"));
@@ -457,7 +462,10 @@ pub fn for_each_instances(v: &Value) -> Result<Vec<(String, Value)>, String> {
             }
             Ok(out)
         }
-        Value::Unknown => Err("for_each depends on values known only after apply; it may use variables, literals and the cluster set".into()),
+        Value::Unknown => {
+            Err("for_each depends on values known only after apply; it may use variables, literals and the cluster set"
+                .into())
+        }
         other => Err(format!("for_each must be a map or a list, found a {}", other.type_name())),
     }
 }

@@ -213,10 +213,10 @@ pub fn parse_template(text: &str, spans: StrSpans) -> Result<Expr, Diagnostic> {
     if !lit.is_empty() {
         parts.push(TemplatePart::Text(lit));
     }
-    if parts.len() == 1 {
-        if let TemplatePart::Interp(e) = &parts[0] {
-            return Ok(e.clone());
-        }
+    if parts.len() == 1
+        && let TemplatePart::Interp(e) = &parts[0]
+    {
+        return Ok(e.clone());
     }
     if parts.iter().all(|p| matches!(p, TemplatePart::Text(_))) {
         let text: String = parts.iter().map(|p| if let TemplatePart::Text(t) = p { t.as_str() } else { "" }).collect();
@@ -253,8 +253,8 @@ struct Parser<'a> {
 }
 
 const PUNCTS: [&str; 25] = [
-    "==", "!=", "<=", ">=", "&&", "||", ".", ",", "[", "]", "(", ")", "{", "}", "?", ":", "<", ">",
-    "!", "+", "-", "*", "/", "%", "=",
+    "==", "!=", "<=", ">=", "&&", "||", ".", ",", "[", "]", "(", ")", "{", "}", "?", ":", "<", ">", "!", "+", "-", "*",
+    "/", "%", "=",
 ];
 
 impl<'a> Parser<'a> {
@@ -282,11 +282,12 @@ impl<'a> Parser<'a> {
 
     fn err_here(&self, msg: &str) -> Diagnostic {
         let end = (self.pos + self.peek_char().map_or(0, char::len_utf8)).min(self.src.len());
-        Diagnostic::error(format!("invalid expression: {msg}"), self.spans.at(self.pos, end))
-            .label(match self.peek_char() {
+        Diagnostic::error(format!("invalid expression: {msg}"), self.spans.at(self.pos, end)).label(
+            match self.peek_char() {
                 Some(c) => format!("found `{c}`"),
                 None => "found the end of the string".into(),
-            })
+            },
+        )
     }
 
     /// Reads the next token without consuming it; returns it with its start and end offsets.
@@ -296,9 +297,8 @@ impl<'a> Parser<'a> {
         let rest = &self.src[start..];
         let Some(c) = rest.chars().next() else { return Ok((Tok::End, start, start)) };
         if c.is_ascii_alphabetic() || c == '_' {
-            let len = rest
-                .find(|ch: char| !(ch.is_ascii_alphanumeric() || ch == '_' || ch == '-'))
-                .unwrap_or(rest.len());
+            let len =
+                rest.find(|ch: char| !(ch.is_ascii_alphanumeric() || ch == '_' || ch == '-')).unwrap_or(rest.len());
             return Ok((Tok::Ident(rest[..len].to_string()), start, start + len));
         }
         if c.is_ascii_digit() {
@@ -379,10 +379,7 @@ impl<'a> Parser<'a> {
             let a = self.expr()?;
             self.expect(":", "between the two branches of `?`")?;
             let b = self.expr()?;
-            return Ok(Expr {
-                kind: ExprKind::Cond(Box::new(cond), Box::new(a), Box::new(b)),
-                span: self.span(start),
-            });
+            return Ok(Expr { kind: ExprKind::Cond(Box::new(cond), Box::new(a), Box::new(b)), span: self.span(start) });
         }
         Ok(cond)
     }
@@ -428,10 +425,8 @@ impl<'a> Parser<'a> {
                     self.next()?;
                     match self.next()? {
                         (Tok::Ident(name), _, e) => steps.push(Step::Attr(name, self.spans.at(s, e))),
-                        (Tok::Int(i), _, e) => steps.push(Step::Index(
-                            Expr::lit(Value::Int(i), self.spans.at(s + 1, e)),
-                            self.spans.at(s, e),
-                        )),
+                        (Tok::Int(i), _, e) => steps
+                            .push(Step::Index(Expr::lit(Value::Int(i), self.spans.at(s + 1, e)), self.spans.at(s, e))),
                         (Tok::Punct("*"), _, e) => steps.push(Step::Splat(self.spans.at(s, e))),
                         (_, ts, _) => {
                             self.pos = ts;
@@ -591,7 +586,9 @@ mod tests {
         let e = parse("a-${join(\",\", clusters.*.pod_cidr)}-b");
         let ExprKind::Template(parts) = e.kind else { panic!("not a template") };
         assert_eq!(parts.len(), 3);
-        assert!(matches!(&parts[1], TemplatePart::Interp(Expr { kind: ExprKind::Call(n, a), .. }) if n == "join" && a.len() == 2));
+        assert!(
+            matches!(&parts[1], TemplatePart::Interp(Expr { kind: ExprKind::Call(n, a), .. }) if n == "join" && a.len() == 2)
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use base64::Engine as _;
 
-use crate::value::{sha256_hex, Map, Value};
+use crate::value::{Map, Value, sha256_hex};
 
 /// What a function call can see.
 pub struct CallCtx<'a> {
@@ -47,15 +47,15 @@ pub const FUNCTIONS: &[(&str, usize, Option<usize>, &str)] = &[
 ];
 
 /// Functions that work on structure and so can pass unknown items through.
-const STRUCTURAL: &[&str] = &["pairs", "concat", "length", "flatten", "merge", "keys", "lookup", "element", "coalesce", "values"];
+const STRUCTURAL: &[&str] =
+    &["pairs", "concat", "length", "flatten", "merge", "keys", "lookup", "element", "coalesce", "values"];
 
 /// Checks a call's name and argument count; returns a message and a suggestion.
 pub fn check_call(name: &str, argc: usize) -> Result<(), (String, Option<String>)> {
     match FUNCTIONS.iter().find(|f| f.0 == name) {
-        None => Err((
-            format!("unknown function `{name}`"),
-            crate::config::suggest(name, FUNCTIONS.iter().map(|f| f.0)),
-        )),
+        None => {
+            Err((format!("unknown function `{name}`"), crate::config::suggest(name, FUNCTIONS.iter().map(|f| f.0))))
+        }
         Some((_, min, max, sig)) => {
             if argc < *min || max.is_some_and(|m| argc > m) {
                 let want = match max {
@@ -136,10 +136,10 @@ pub fn call(name: &str, args: Vec<Value>, ctx: &CallCtx<'_>) -> Result<Value, St
             let rel = text(&next())?;
             let path = ctx.dir.join(&rel);
             let data = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            if let Some(files) = ctx.files {
-                if let Ok(mut f) = files.lock() {
-                    f.insert(rel, sha256_hex(data.as_bytes()));
-                }
+            if let Some(files) = ctx.files
+                && let Ok(mut f) = files.lock()
+            {
+                f.insert(rel, sha256_hex(data.as_bytes()));
             }
             Value::String(data)
         }

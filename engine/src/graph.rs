@@ -6,10 +6,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use petgraph::graph::{DiGraph, NodeIndex};
 
-use crate::addr::{Addr, BlockAddr, Mode, CLUSTER_TYPE};
-use crate::config::{schema_of, suggest, Block, Config};
+use crate::addr::{Addr, BlockAddr, CLUSTER_TYPE, Mode};
+use crate::config::{Block, Config, schema_of, suggest};
 use crate::diag::{Diagnostic, Diagnostics, Span};
-use crate::eval::{eval, for_each_instances, NoObjects, Scope};
+use crate::eval::{NoObjects, Scope, eval, for_each_instances};
 use crate::expr::{Expr, ExprKind, Step};
 use crate::functions;
 use crate::provider::Registry;
@@ -79,7 +79,8 @@ pub fn build(cfg: &Config, vars: &Vars, registry: &Registry) -> Result<Graph, Di
         let Some(block) = cfg.blocks.get(&addr.block) else { continue };
         let each_key = g.instances[i].each_key.clone();
         let mut deps: BTreeMap<usize, Span> = BTreeMap::new();
-        let ctx = RefCtx { cfg, vars, registry, g: &g, objects: &objects, each_key: each_key.as_ref(), block: Some(block) };
+        let ctx =
+            RefCtx { cfg, vars, registry, g: &g, objects: &objects, each_key: each_key.as_ref(), block: Some(block) };
         for e in block_exprs(block) {
             ctx.collect(e, &mut deps, &mut diags);
         }
@@ -88,7 +89,10 @@ pub fn build(cfg: &Config, vars: &Vars, registry: &Registry) -> Result<Graph, Di
             if found.is_empty() {
                 diags.push(
                     Diagnostic::error(format!("`depends_on` names `{target}`, which is not declared"), *span)
-                        .maybe_help(suggest(&target.block.to_string(), cfg.blocks.keys().map(|b| b.to_string()).collect::<Vec<_>>().iter().map(String::as_str))),
+                        .maybe_help(suggest(
+                            &target.block.to_string(),
+                            cfg.blocks.keys().map(|b| b.to_string()).collect::<Vec<_>>().iter().map(String::as_str),
+                        )),
                 );
             }
             for t in found {
@@ -170,7 +174,14 @@ fn expand(cfg: &Config, vars: &Vars, diags: &mut Diagnostics) -> BTreeMap<BlockA
             for b in failed {
                 if let Some(fe) = &b.for_each {
                     let objects = static_objects(cfg, &keys);
-                    let scope = Scope { vars: &vars.values, sensitive_vars: &vars.sensitive, each: None, objects: &objects, dir: &cfg.dir, files: None };
+                    let scope = Scope {
+                        vars: &vars.values,
+                        sensitive_vars: &vars.sensitive,
+                        each: None,
+                        objects: &objects,
+                        dir: &cfg.dir,
+                        files: None,
+                    };
                     if let Ok(r) = eval(fe, &scope) {
                         let msg = for_each_instances(&r.value).err().unwrap_or_default();
                         diags.push(Diagnostic::error("invalid `for_each`", fe.span).label(msg));
@@ -183,6 +194,7 @@ fn expand(cfg: &Config, vars: &Vars, diags: &mut Diagnostics) -> BTreeMap<BlockA
     }
 }
 
+#[derive(Clone, Copy)]
 struct RefCtx<'a> {
     cfg: &'a Config,
     vars: &'a Vars,
@@ -193,24 +205,16 @@ struct RefCtx<'a> {
     block: Option<&'a Block>,
 }
 
-impl Clone for RefCtx<'_> {
-    fn clone(&self) -> Self {
-        RefCtx { ..*self }
-    }
-}
-
-impl Copy for RefCtx<'_> {}
-
 impl RefCtx<'_> {
     /// Instances an address names (all instances for a block address of a for_each block).
     fn targets(&self, a: &Addr) -> Vec<usize> {
         if let Some(&i) = self.g.index.get(a) {
             return vec![i];
         }
-        if a.key.is_none() {
-            if let Some(ks) = self.g.keys.get(&a.block) {
-                return ks.iter().filter_map(|k| self.g.index.get(&a.block.instance(Some(k.clone())))).copied().collect();
-            }
+        if a.key.is_none()
+            && let Some(ks) = self.g.keys.get(&a.block)
+        {
+            return ks.iter().filter_map(|k| self.g.index.get(&a.block.instance(Some(k.clone())))).copied().collect();
         }
         Vec::new()
     }
@@ -277,7 +281,15 @@ impl RefCtx<'_> {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn reference(&self, x: &Expr, root: &str, rspan: Span, steps: &[Step], deps: &mut BTreeMap<usize, Span>, diags: &mut Diagnostics) {
+    fn reference(
+        &self,
+        x: &Expr,
+        root: &str,
+        rspan: Span,
+        steps: &[Step],
+        deps: &mut BTreeMap<usize, Span>,
+        diags: &mut Diagnostics,
+    ) {
         let attr = |i: usize| match steps.get(i) {
             Some(Step::Attr(n, s)) => Some((n.as_str(), *s)),
             _ => None,
@@ -329,7 +341,9 @@ impl RefCtx<'_> {
                                 deps.entry(i).or_insert(x.span);
                             }
                         }
-                        if let (Some(schema), Some(Step::Splat(_)), Some(Step::Attr(a, sp))) = (&schema, steps.first(), steps.get(1)) {
+                        if let (Some(schema), Some(Step::Splat(_)), Some(Step::Attr(a, sp))) =
+                            (&schema, steps.first(), steps.get(1))
+                        {
                             check_attr(schema, a, *sp, diags);
                         }
                     }
@@ -340,7 +354,8 @@ impl RefCtx<'_> {
                     let block = BlockAddr { mode: Mode::Data, ty: ty.into(), name: name.into() };
                     self.block_ref(x, block, &steps[2..], deps, diags);
                 }
-                _ => diags.push(Diagnostic::error("incomplete reference", x.span).help("write `data.TYPE.NAME.ATTRIBUTE`")),
+                _ => diags
+                    .push(Diagnostic::error("incomplete reference", x.span).help("write `data.TYPE.NAME.ATTRIBUTE`")),
             },
             ty => {
                 let known_type = self.cfg.blocks.keys().any(|b| b.mode == Mode::Managed && b.ty == ty)
@@ -358,16 +373,25 @@ impl RefCtx<'_> {
                 match attr(0) {
                     Some((name, _)) => self.block_ref(x, BlockAddr::managed(ty, name), &steps[1..], deps, diags),
                     None => diags.push(
-                        Diagnostic::error(format!("incomplete reference `{ty}`"), x.span).help("write `TYPE.NAME.ATTRIBUTE`"),
+                        Diagnostic::error(format!("incomplete reference `{ty}`"), x.span)
+                            .help("write `TYPE.NAME.ATTRIBUTE`"),
                     ),
                 }
             }
         }
     }
 
-    fn block_ref(&self, x: &Expr, block: BlockAddr, rest: &[Step], deps: &mut BTreeMap<usize, Span>, diags: &mut Diagnostics) {
+    fn block_ref(
+        &self,
+        x: &Expr,
+        block: BlockAddr,
+        rest: &[Step],
+        deps: &mut BTreeMap<usize, Span>,
+        diags: &mut Diagnostics,
+    ) {
         if !self.cfg.blocks.contains_key(&block) {
-            let same_mode: Vec<String> = self.cfg.blocks.keys().filter(|b| b.mode == block.mode).map(|b| b.to_string()).collect();
+            let same_mode: Vec<String> =
+                self.cfg.blocks.keys().filter(|b| b.mode == block.mode).map(|b| b.to_string()).collect();
             diags.push(
                 Diagnostic::error(format!("unknown reference `{block}`"), x.span)
                     .label("no such block in this file")
@@ -375,7 +399,7 @@ impl RefCtx<'_> {
             );
             return;
         }
-        if self.block.is_some_and(|b| b.addr == block) && self.g.keys.get(&block).is_none() {
+        if self.block.is_some_and(|b| b.addr == block) && !self.g.keys.contains_key(&block) {
             diags.push(Diagnostic::error(format!("{block} refers to itself"), x.span));
             return;
         }

@@ -79,14 +79,7 @@ pub struct AttrSchema {
 impl AttrSchema {
     /// An attribute with the given name, type and presence.
     pub fn new(name: &str, ty: AttrType, presence: Presence) -> AttrSchema {
-        AttrSchema {
-            name: name.into(),
-            ty,
-            presence,
-            force_new: false,
-            sensitive: false,
-            description: String::new(),
-        }
+        AttrSchema { name: name.into(), ty, presence, force_new: false, sensitive: false, description: String::new() }
     }
 
     /// Marks it as forcing replacement when changed.
@@ -369,9 +362,9 @@ pub fn type_fits(ty: &AttrType, v: &Value) -> bool {
         (AttrType::Bool, Value::Bool(_)) => true,
         (AttrType::List(t), Value::List(items)) => items.iter().all(|i| type_fits(t, i)),
         (AttrType::Map(t), Value::Map(m)) => m.values().all(|i| type_fits(t, i)),
-        (AttrType::Object(fields), Value::Map(m)) => m.iter().all(|(k, v)| {
-            fields.iter().find(|f| &f.name == k).is_some_and(|f| type_fits(&f.ty, v))
-        }),
+        (AttrType::Object(fields), Value::Map(m)) => {
+            m.iter().all(|(k, v)| fields.iter().find(|f| &f.name == k).is_some_and(|f| type_fits(&f.ty, v)))
+        }
         _ => false,
     }
 }

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use crate::addr::{Addr, BlockAddr, Mode};
 use crate::config::{self, Config};
 use crate::diag::{Diagnostic, Diagnostics, Sources};
-use crate::eval::{eval, for_each_instances, ObjectValue, Objects, Scope};
+use crate::eval::{ObjectValue, Objects, Scope, eval, for_each_instances};
 use crate::graph::{self, Graph};
 use crate::provider::{CallContext, Presence, Provider, Registry, TypeSchema};
 use crate::value::{Map, Value};
@@ -56,7 +56,12 @@ impl Session {
 
     /// Resolves variables and builds the graph of a parsed file, reporting every problem of
     /// every stage together (`diags` are the parser's).
-    pub fn from_config(mut cfg: Config, mut diags: Diagnostics, registry: Registry, inputs: &VarInputs) -> Result<Session, Failure> {
+    pub fn from_config(
+        mut cfg: Config,
+        mut diags: Diagnostics,
+        registry: Registry,
+        inputs: &VarInputs,
+    ) -> Result<Session, Failure> {
         let (vars, var_diags) = vars::resolve(&mut cfg, inputs);
         diags.0.extend(var_diags.0);
         let graph = match graph::build(&cfg, &vars, &registry) {
@@ -96,10 +101,8 @@ impl Session {
             if let Some(block) = self.cfg.providers.get(p.name()) {
                 for (name, attr) in &block.attrs {
                     match eval(&attr.expr, &self.scope(None, &empty)) {
-                        Ok(r) if r.value.has_unknown() => diags.push(Diagnostic::error(
-                            "provider settings must be known before planning",
-                            attr.expr.span,
-                        )),
+                        Ok(r) if r.value.has_unknown() => diags
+                            .push(Diagnostic::error("provider settings must be known before planning", attr.expr.span)),
                         Ok(r) => {
                             m.insert(name.clone(), r.value);
                         }
@@ -109,7 +112,8 @@ impl Session {
             }
             if let Err(e) = p.configure(&m).await {
                 let d = match self.cfg.providers.get(p.name()) {
-                    Some(b) => Diagnostic::error(format!("provider {} rejected its settings", p.name()), b.span).label(e.to_string()),
+                    Some(b) => Diagnostic::error(format!("provider {} rejected its settings", p.name()), b.span)
+                        .label(e.to_string()),
                     None => Diagnostic::global(format!("provider {}: {e}", p.name())),
                 };
                 diags.push(d);
@@ -121,7 +125,13 @@ impl Session {
 
     /// The call context for a provider.
     pub fn ctx(&self, provider: &dyn Provider, clusters: &Arc<BTreeMap<String, Map>>) -> CallContext {
-        let config = self.provider_configs.read().unwrap_or_else(|e| e.into_inner()).get(provider.name()).cloned().unwrap_or_default();
+        let config = self
+            .provider_configs
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(provider.name())
+            .cloned()
+            .unwrap_or_default();
         CallContext { config, clusters: clusters.clone() }
     }
 
@@ -161,8 +171,9 @@ impl Session {
                     Some(a) => a,
                     None => {
                         let r = eval(fe, &self.scope(None, objects)).map_err(Diagnostics::from)?;
-                        let inst = for_each_instances(&r.value)
-                            .map_err(|m| Diagnostics::from(Diagnostic::error("invalid `for_each`", fe.span).label(m)))?;
+                        let inst = for_each_instances(&r.value).map_err(|m| {
+                            Diagnostics::from(Diagnostic::error("invalid `for_each`", fe.span).label(m))
+                        })?;
                         let a: Arc<BTreeMap<String, Value>> = Arc::new(inst.into_iter().collect());
                         self.for_each.lock().unwrap_or_else(|e| e.into_inner()).insert(addr.block.clone(), a.clone());
                         a
@@ -193,14 +204,14 @@ impl Session {
         }
         if let Some((_, schema)) = self.provider_of(addr) {
             for (name, v) in &out {
-                if let Some(a) = schema.get(name) {
-                    if !crate::provider::type_fits(&a.ty, v) {
-                        let span = block.attrs.get(name).map(|a| a.expr.span).unwrap_or(block.span);
-                        diags.push(
-                            Diagnostic::error(format!("wrong type for `{name}`: expected {}", a.ty), span)
-                                .label(format!("this evaluates to a {}", v.type_name())),
-                        );
-                    }
+                if let Some(a) = schema.get(name)
+                    && !crate::provider::type_fits(&a.ty, v)
+                {
+                    let span = block.attrs.get(name).map(|a| a.expr.span).unwrap_or(block.span);
+                    diags.push(
+                        Diagnostic::error(format!("wrong type for `{name}`: expected {}", a.ty), span)
+                            .label(format!("this evaluates to a {}", v.type_name())),
+                    );
                 }
             }
         }
@@ -209,7 +220,8 @@ impl Session {
 
     /// Reads every declared cluster (concurrently); they are the context of every provider call.
     pub async fn read_clusters(&self, values: &Values) -> Result<Arc<BTreeMap<String, Map>>, Diagnostics> {
-        let clusters: Vec<&Addr> = self.graph.instances.iter().map(|i| &i.addr).filter(|a| a.block.mode == Mode::Cluster).collect();
+        let clusters: Vec<&Addr> =
+            self.graph.instances.iter().map(|i| &i.addr).filter(|a| a.block.mode == Mode::Cluster).collect();
         let empty = Arc::new(BTreeMap::new());
         let reads = clusters.iter().map(|addr| {
             let empty = empty.clone();
@@ -224,12 +236,15 @@ impl Session {
                             .help("use variables and literals in [clusters] tables"),
                     ));
                 }
-                let (p, _) = self.provider_of(addr).ok_or_else(|| Diagnostics::from(Diagnostic::global("no cluster provider")))?;
+                let (p, _) = self
+                    .provider_of(addr)
+                    .ok_or_else(|| Diagnostics::from(Diagnostic::global("no cluster provider")))?;
                 let ctx = self.ctx(p.as_ref(), &empty);
                 match p.read_data(&addr.block.ty, &config, &ctx).await {
                     Ok(attrs) => Ok((addr.block.name.clone(), attrs)),
                     Err(e) => Err(Diagnostics::from(
-                        Diagnostic::error(format!("cannot look up cluster `{}`", addr.block.name), block.span).label(e.to_string()),
+                        Diagnostic::error(format!("cannot look up cluster `{}`", addr.block.name), block.span)
+                            .label(e.to_string()),
                     )),
                 }
             }
@@ -241,7 +256,14 @@ impl Session {
             match r {
                 Ok((name, attrs)) => {
                     values.set(
-                        Addr { block: BlockAddr { mode: Mode::Cluster, ty: crate::addr::CLUSTER_TYPE.into(), name: name.clone() }, key: None },
+                        Addr {
+                            block: BlockAddr {
+                                mode: Mode::Cluster,
+                                ty: crate::addr::CLUSTER_TYPE.into(),
+                                name: name.clone(),
+                            },
+                            key: None,
+                        },
                         ObjectValue { attrs: attrs.clone(), sensitive: Default::default() },
                     );
                     out.insert(name, attrs);
@@ -308,12 +330,18 @@ pub fn propose(schema: &TypeSchema, prior: Option<&Map>, desired: &Map) -> crate
                 Some(_) => p.cloned(),
                 None => Some(Value::Unknown),
             },
-            Presence::OptionalComputed => d.cloned().or_else(|| p.cloned()).or(if prior.is_none() { Some(Value::Unknown) } else { None }),
+            Presence::OptionalComputed => {
+                d.cloned().or_else(|| p.cloned()).or(if prior.is_none() { Some(Value::Unknown) } else { None })
+            }
         };
         if let Some(v) = v {
             attrs.insert(a.name.clone(), v);
         }
-        if a.force_new && prior.is_some() && a.presence != Presence::Computed && !crate::plan::same(p, attrs.get(&a.name)) {
+        if a.force_new
+            && prior.is_some()
+            && a.presence != Presence::Computed
+            && !crate::plan::same(p, attrs.get(&a.name))
+        {
             replace.push(a.name.clone());
         }
     }
@@ -322,5 +350,9 @@ pub fn propose(schema: &TypeSchema, prior: Option<&Map>, desired: &Map) -> crate
             attrs.insert(a.name.clone(), Value::Unknown);
         }
     }
-    crate::provider::Planned { attrs, replace_because: replace, sensitive: schema.attrs.iter().filter(|a| a.sensitive).map(|a| a.name.clone()).collect() }
+    crate::provider::Planned {
+        attrs,
+        replace_because: replace,
+        sensitive: schema.attrs.iter().filter(|a| a.sensitive).map(|a| a.name.clone()).collect(),
+    }
 }

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 
 use crate::provider::{
-    AttrSchema, AttrType, CallContext, CheckOutcome, ErrorKind, Presence, Provider, ProviderError, ProviderResult, TypeKind,
-    TypeSchema,
+    AttrSchema, AttrType, CallContext, CheckOutcome, ErrorKind, Presence, Provider, ProviderError, ProviderResult,
+    TypeKind, TypeSchema,
 };
 use crate::value::{Map, Value};
 
@@ -101,7 +101,11 @@ impl TestProvider {
             tokio::time::sleep(delay).await;
         }
         let fail = matches!(op, "create" | "update") && self.fail_names.lock().unwrap().contains(name);
-        let r = if fail { Err(ProviderError::new(ErrorKind::Invalid, format!("injected failure for {name}"))) } else { f() };
+        let r = if fail {
+            Err(ProviderError::new(ErrorKind::Invalid, format!("injected failure for {name}")))
+        } else {
+            f()
+        };
         self.in_flight.fetch_sub(1, Ordering::SeqCst);
         let took = self.now() - at;
         self.calls.lock().unwrap().push(Call { op: op.into(), name: name.into(), at, took });
@@ -174,7 +178,9 @@ impl Provider for TestProvider {
         let id = prior.get("id").and_then(Value::to_interpolated).unwrap_or_default();
         self.op("update", &name, || {
             let mut live = self.live.lock().unwrap();
-            let Some(cur) = live.get(&id) else { return Err(ProviderError::new(ErrorKind::NotFound, format!("{id} is gone"))) };
+            let Some(cur) = live.get(&id) else {
+                return Err(ProviderError::new(ErrorKind::NotFound, format!("{id} is gone")));
+            };
             let version = match cur.get("version") {
                 Some(Value::Int(v)) => v + 1,
                 _ => 1,
@@ -199,7 +205,12 @@ impl Provider for TestProvider {
 
     async fn import(&self, _ty: &str, id: &str, _ctx: &CallContext) -> ProviderResult<Map> {
         self.op("import", id, || {
-            self.live.lock().unwrap().get(id).cloned().ok_or_else(|| ProviderError::new(ErrorKind::NotFound, format!("no object {id}")))
+            self.live
+                .lock()
+                .unwrap()
+                .get(id)
+                .cloned()
+                .ok_or_else(|| ProviderError::new(ErrorKind::NotFound, format!("no object {id}")))
         })
         .await
     }
@@ -226,6 +237,9 @@ impl Provider for TestProvider {
 
     async fn check(&self, _kind: &str, args: &Map, _ctx: &CallContext) -> ProviderResult<CheckOutcome> {
         let (a, b) = (args.get("a"), args.get("b"));
-        Ok(CheckOutcome { passed: a.is_some() && a == b, detail: format!("a = {}, b = {}", a.unwrap_or(&Value::Null), b.unwrap_or(&Value::Null)) })
+        Ok(CheckOutcome {
+            passed: a.is_some() && a == b,
+            detail: format!("a = {}, b = {}", a.unwrap_or(&Value::Null), b.unwrap_or(&Value::Null)),
+        })
     }
 }

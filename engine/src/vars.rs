@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use toml::de::DeTable;
 
-use crate::config::{literal, suggest, Config, VarType};
+use crate::config::{Config, VarType, literal, suggest};
 use crate::diag::{Diagnostic, Diagnostics, Span};
 use crate::value::{Map, Value};
 
@@ -46,14 +46,14 @@ pub fn resolve(cfg: &mut Config, inputs: &VarInputs) -> (Vars, Diagnostics) {
     let mut set: Map = Map::new();
     let names: Vec<String> = cfg.variables.keys().cloned().collect();
     for (k, v) in &inputs.env {
-        if let Some(name) = k.strip_prefix("MESHFORM_VAR_") {
-            if let Some(decl) = cfg.variables.get(name) {
-                match from_text(decl.ty, v) {
-                    Ok(val) => {
-                        set.insert(name.to_string(), val);
-                    }
-                    Err(e) => diags.push(Diagnostic::global(format!("environment variable {k}: {e}"))),
+        if let Some(name) = k.strip_prefix("MESHFORM_VAR_")
+            && let Some(decl) = cfg.variables.get(name)
+        {
+            match from_text(decl.ty, v) {
+                Ok(val) => {
+                    set.insert(name.to_string(), val);
                 }
+                Err(e) => diags.push(Diagnostic::global(format!("environment variable {k}: {e}"))),
             }
         }
     }
@@ -88,8 +88,11 @@ pub fn resolve(cfg: &mut Config, inputs: &VarInputs) -> (Vars, Diagnostics) {
                         set.insert(name.to_string(), val);
                     } else {
                         diags.push(
-                            Diagnostic::error(format!("variable `{name}` must be a {}", decl.ty.name()), Span::new(file, v.span()))
-                                .label(format!("this is a {}", val.type_name())),
+                            Diagnostic::error(
+                                format!("variable `{name}` must be a {}", decl.ty.name()),
+                                Span::new(file, v.span()),
+                            )
+                            .label(format!("this is a {}", val.type_name())),
                         );
                     }
                 }

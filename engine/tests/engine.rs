@@ -3,8 +3,8 @@
 
 mod common;
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::Fixture;
@@ -12,7 +12,7 @@ use meshform_engine::addr::Addr;
 use meshform_engine::apply::{ApplyOptions, NodeResult};
 use meshform_engine::drift::detect_drift;
 use meshform_engine::plan::planner::PlanOptions;
-use meshform_engine::plan::{saved, Action, Mode};
+use meshform_engine::plan::{Action, Mode, saved};
 use meshform_engine::value::Value;
 
 fn chain() -> &'static str {
@@ -68,7 +68,11 @@ async fn parallelism_bound_is_respected_and_used() {
     let p = f.plan().await;
     let r = f.apply_plan(&p, &ApplyOptions { parallelism: 4, ..Default::default() }).await;
     assert!(r.success());
-    assert_eq!(f.test.max_in_flight.load(Ordering::SeqCst), 4, "independent objects must overlap up to the bound, never beyond");
+    assert_eq!(
+        f.test.max_in_flight.load(Ordering::SeqCst),
+        4,
+        "independent objects must overlap up to the bound, never beyond"
+    );
 }
 
 #[tokio::test]
@@ -158,7 +162,16 @@ async fn stale_saved_plan_is_refused() {
     let lock = b.lock("apply").unwrap();
     let (mut state, _) = b.load(&lock).unwrap();
     let before = state.clone();
-    let r = meshform_engine::apply::apply(&s, &loaded, &b, &lock, &mut state, &ApplyOptions::default(), &meshform_engine::apply::Quiet).await;
+    let r = meshform_engine::apply::apply(
+        &s,
+        &loaded,
+        &b,
+        &lock,
+        &mut state,
+        &ApplyOptions::default(),
+        &meshform_engine::apply::Quiet,
+    )
+    .await;
     assert!(r.is_err());
     assert_eq!(state, before);
 }
@@ -206,7 +219,9 @@ async fn prevent_destroy_blocks_destroy_and_replace() {
 
 #[tokio::test]
 async fn ignore_changes_hides_out_of_band_and_desired_changes() {
-    let f = Fixture::new("[resources.test_object.a]\nname = \"a\"\nvalue = 1\nlifecycle = { ignore_changes = [\"value\"] }\n");
+    let f = Fixture::new(
+        "[resources.test_object.a]\nname = \"a\"\nvalue = 1\nlifecycle = { ignore_changes = [\"value\"] }\n",
+    );
     assert!(f.apply().await.success());
     f.test.tamper("a", "value", Value::Int(99));
     f.write("[resources.test_object.a]\nname = \"a\"\nvalue = 2\nlifecycle = { ignore_changes = [\"value\"] }\n");
@@ -216,7 +231,9 @@ async fn ignore_changes_hides_out_of_band_and_desired_changes() {
 
 #[tokio::test]
 async fn create_before_destroy_orders_the_replacement() {
-    let cfg = |n: &str, cbd: bool| format!("[resources.test_object.a]\nname = \"{n}\"\nlifecycle = {{ create_before_destroy = {cbd} }}\n");
+    let cfg = |n: &str, cbd: bool| {
+        format!("[resources.test_object.a]\nname = \"{n}\"\nlifecycle = {{ create_before_destroy = {cbd} }}\n")
+    };
     let f = Fixture::new(&cfg("one", true));
     f.apply().await;
     f.test.clear_calls();
@@ -243,7 +260,8 @@ async fn targeting_takes_the_target_and_its_dependencies() {
     // Destroy with a target takes what depends on it too.
     assert!(f.apply().await.success());
     let target: Addr = "test_object.b".parse().unwrap();
-    let p = f.plan_with(PlanOptions { mode: Mode::Destroy, targets: vec![target], ..Default::default() }).await.unwrap();
+    let p =
+        f.plan_with(PlanOptions { mode: Mode::Destroy, targets: vec![target], ..Default::default() }).await.unwrap();
     assert_eq!(Fixture::actions(&p), ["- test_object.b", "- test_object.c"]);
 }
 
@@ -254,7 +272,10 @@ async fn removed_objects_are_deleted_and_for_each_follows_its_keys() {
     f.write("[resources.test_object.x]\nfor_each = [\"q\", \"r\"]\nname = \"${each.key}\"\n");
     let p = f.plan().await;
     assert_eq!(Fixture::actions(&p), ["- test_object.x[\"p\"]", "+ test_object.x[\"r\"]"]);
-    assert_eq!(p.changes.iter().find(|c| c.action == Action::Delete).unwrap().reason.as_deref(), Some("not in the desired state"));
+    assert_eq!(
+        p.changes.iter().find(|c| c.action == Action::Delete).unwrap().reason.as_deref(),
+        Some("not in the desired state")
+    );
 }
 
 #[tokio::test]
@@ -397,4 +418,3 @@ b = "gke-c1-node"
     assert!(r.checks[0].passed, "{:?}", r.checks);
     let _ = Arc::clone(&f.test);
 }
-

@@ -38,7 +38,8 @@ fn diagnostics_of(rel: &str) -> String {
 #[test]
 fn every_invalid_file_has_its_exact_diagnostics() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/invalid");
-    let mut names: Vec<String> = std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let mut names: Vec<String> =
+        std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     names.sort();
     assert!(names.len() >= 15, "at least 15 invalid fixtures");
     for name in names {
@@ -54,7 +55,8 @@ fn loading_never_panics_on_truncated_input() {
     // Every prefix of every invalid file (and of a valid one) loads or fails cleanly.
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata");
     let dir = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(root.join("invalid")).unwrap().chain(std::fs::read_dir(root.join("valid")).unwrap()) {
+    for entry in std::fs::read_dir(root.join("invalid")).unwrap().chain(std::fs::read_dir(root.join("valid")).unwrap())
+    {
         let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
         for cut in (0..text.len()).filter(|i| text.is_char_boundary(*i)).step_by(7) {
             let p = dir.path().join("cut.toml");
@@ -88,8 +90,9 @@ name = "gone"
 name = "secret"
 secret = "${var.token}"
 
-[resources.meshform_data.manifest]
-input = """
+[resources.test_object.manifest]
+name = "manifest"
+value = """
 apiVersion: v1
 kind: Namespace
 metadata:
@@ -106,7 +109,10 @@ async fn showcase_plan() -> meshform_engine::plan::Plan {
         &SHOWCASE
             .replace("value = 1\ntags = { team = \"mesh\" }", "value = 2\ntags = { team = \"mesh\", tier = \"gold\" }")
             .replace("old-name", "new-name")
-            .replace("[resources.test_object.gone]\nname = \"gone\"\n", "[resources.test_object.fresh]\nname = \"fresh\"\nvalue = \"${test_object.keep.id}\"\n")
+            .replace(
+                "[resources.test_object.gone]\nname = \"gone\"\n",
+                "[resources.test_object.fresh]\nname = \"fresh\"\nvalue = \"${test_object.keep.id}\"\n",
+            )
             .replace("istio.io/rev: asm-173-3", "istio.io/rev: asm-173-6")
             .replace("t0ps3cret", "n3ws3cret"),
     );

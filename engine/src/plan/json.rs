@@ -1,7 +1,7 @@
 //! The JSON rendering of a plan, for tools. The schema is stable and documented in the README
 //! ("Plan JSON"): `format_version` changes only when a field changes meaning or disappears.
 
-use serde_json::{json, Map as JMap, Value as J};
+use serde_json::{Map as JMap, Value as J, json};
 
 use super::{Change, Plan};
 use crate::value::Value;

@@ -114,10 +114,10 @@ impl Change {
         let mut c = self.clone();
         for m in [&mut c.before, &mut c.after].into_iter().flatten() {
             for name in &self.sensitive {
-                if let Some(v) = m.get_mut(name) {
-                    if !matches!(v, Value::Null | Value::Unknown) {
-                        *v = v.redact();
-                    }
+                if let Some(v) = m.get_mut(name)
+                    && !matches!(v, Value::Null | Value::Unknown)
+                {
+                    *v = v.redact();
                 }
             }
         }
@@ -238,14 +238,14 @@ impl Plan {
 }
 
 /// The attribute-level difference between two objects, in name order: (name, before, after).
-pub fn attr_diff<'a>(before: Option<&'a Map>, after: Option<&'a Map>) -> Vec<(&'a str, Option<&'a Value>, Option<&'a Value>)> {
+pub fn attr_diff<'a>(
+    before: Option<&'a Map>,
+    after: Option<&'a Map>,
+) -> Vec<(&'a str, Option<&'a Value>, Option<&'a Value>)> {
     let mut names: BTreeSet<&str> = BTreeSet::new();
     names.extend(before.into_iter().flat_map(|m| m.keys().map(String::as_str)));
     names.extend(after.into_iter().flat_map(|m| m.keys().map(String::as_str)));
-    names
-        .into_iter()
-        .map(|n| (n, before.and_then(|m| m.get(n)), after.and_then(|m| m.get(n))))
-        .collect()
+    names.into_iter().map(|n| (n, before.and_then(|m| m.get(n)), after.and_then(|m| m.get(n)))).collect()
 }
 
 /// Whether two optional attribute values are the same (absent equals null; unknown equals

@@ -7,14 +7,14 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::Semaphore;
 
-use super::{attr_diff, same, Action, AttrDrift, Change, Drift, Inputs, Mode, Plan, PlannedOutput};
+use super::{Action, AttrDrift, Change, Drift, Inputs, Mode, Plan, PlannedOutput, attr_diff, same};
 use crate::addr::{Addr, Mode as AddrMode};
 use crate::diag::{Diagnostic, Diagnostics};
-use crate::eval::{eval, ObjectValue};
-use crate::session::{propose, Session, Values};
+use crate::eval::{ObjectValue, eval};
+use crate::session::{Session, Values, propose};
 use crate::state::State;
-use crate::value::{sha256_hex, Map, Value};
-use crate::walk::{walk, Outcome};
+use crate::value::{Map, Value, sha256_hex};
+use crate::walk::{Outcome, walk};
 
 /// How to plan.
 #[derive(Clone, Debug)]
@@ -123,7 +123,12 @@ pub async fn plan(s: &Session, state: &State, opts: &PlanOptions) -> Result<Plan
 }
 
 /// The object a deletion starts from, and why it is deleted.
-fn before_delete(live: &BTreeMap<Addr, Option<Map>>, addr: &Addr, r: &crate::state::ObjectRecord, why: Option<&str>) -> (Map, Option<String>) {
+fn before_delete(
+    live: &BTreeMap<Addr, Option<Map>>,
+    addr: &Addr,
+    r: &crate::state::ObjectRecord,
+    why: Option<&str>,
+) -> (Map, Option<String>) {
     match live.get(addr) {
         Some(None) => {
             let gone = "already deleted outside meshform; only its state entry is removed";
@@ -162,7 +167,8 @@ pub fn selection(s: &Session, targets: &[Addr]) -> Vec<bool> {
         return vec![true; n];
     }
     let mut sel = vec![false; n];
-    let mut stack: Vec<usize> = (0..n).filter(|&i| targets.iter().any(|t| matches_target(t, &s.graph.instances[i].addr))).collect();
+    let mut stack: Vec<usize> =
+        (0..n).filter(|&i| targets.iter().any(|t| matches_target(t, &s.graph.instances[i].addr))).collect();
     while let Some(i) = stack.pop() {
         if !sel[i] {
             sel[i] = true;
@@ -196,7 +202,13 @@ fn destroy_selection(state: &State, targets: &[Addr]) -> Vec<Addr> {
 type Refreshed = (BTreeMap<Addr, Option<Map>>, Vec<Drift>);
 
 /// Reads every object in state that the plan covers; notes what changed outside meshform.
-async fn refresh(s: &Session, state: &State, opts: &PlanOptions, clusters: &Arc<BTreeMap<String, Map>>, sem: &Semaphore) -> Result<Refreshed, Diagnostics> {
+async fn refresh(
+    s: &Session,
+    state: &State,
+    opts: &PlanOptions,
+    clusters: &Arc<BTreeMap<String, Map>>,
+    sem: &Semaphore,
+) -> Result<Refreshed, Diagnostics> {
     let mut live = BTreeMap::new();
     if !opts.refresh {
         for (a, r) in &state.objects {
@@ -206,7 +218,9 @@ async fn refresh(s: &Session, state: &State, opts: &PlanOptions, clusters: &Arc<
     }
     let wanted: Vec<&crate::state::ObjectRecord> = match (opts.mode, opts.targets.is_empty()) {
         (_, true) => state.objects.values().collect(),
-        (Mode::Destroy, false) => destroy_selection(state, &opts.targets).iter().filter_map(|a| state.objects.get(a)).collect(),
+        (Mode::Destroy, false) => {
+            destroy_selection(state, &opts.targets).iter().filter_map(|a| state.objects.get(a)).collect()
+        }
         (Mode::Normal, false) => {
             let sel = selection(s, &opts.targets);
             state
@@ -221,7 +235,10 @@ async fn refresh(s: &Session, state: &State, opts: &PlanOptions, clusters: &Arc<
     };
     let reads = wanted.into_iter().map(|r| async move {
         let Some((p, _)) = s.managed_type(&r.ty) else {
-            return Err(Diagnostic::global(format!("{}: no provider for type `{}` recorded in state", r.address, r.ty)));
+            return Err(Diagnostic::global(format!(
+                "{}: no provider for type `{}` recorded in state",
+                r.address, r.ty
+            )));
         };
         let _permit = sem.acquire().await.map_err(|_| Diagnostic::global("refresh cancelled"))?;
         let ctx = s.ctx(p.as_ref(), clusters);
@@ -253,7 +270,13 @@ async fn refresh(s: &Session, state: &State, opts: &PlanOptions, clusters: &Arc<
 pub fn drift_of(r: &crate::state::ObjectRecord, live: Option<&Map>) -> Option<Drift> {
     let sensitive = r.sensitive_set();
     let Some(live) = live else {
-        return Some(Drift { address: r.address.clone(), ty: r.ty.clone(), deleted: true, attributes: vec![], sensitive });
+        return Some(Drift {
+            address: r.address.clone(),
+            ty: r.ty.clone(),
+            deleted: true,
+            attributes: vec![],
+            sensitive,
+        });
     };
     let attributes: Vec<AttrDrift> = attr_diff(Some(&r.attributes), Some(live))
         .into_iter()
@@ -263,7 +286,13 @@ pub fn drift_of(r: &crate::state::ObjectRecord, live: Option<&Map>) -> Option<Dr
             AttrDrift { name: n.to_string(), recorded: hide(a), live: hide(b) }
         })
         .collect();
-    (!attributes.is_empty()).then(|| Drift { address: r.address.clone(), ty: r.ty.clone(), deleted: false, attributes, sensitive })
+    (!attributes.is_empty()).then(|| Drift {
+        address: r.address.clone(),
+        ty: r.ty.clone(),
+        deleted: false,
+        attributes,
+        sensitive,
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -281,7 +310,10 @@ async fn plan_instances(
     // Walk only selected instances; indices into `nodes`.
     let nodes: Vec<usize> = (0..s.graph.instances.len()).filter(|&i| selected[i]).collect();
     let local: HashMap<usize, usize> = nodes.iter().enumerate().map(|(l, &g)| (g, l)).collect();
-    let deps: Vec<Vec<usize>> = nodes.iter().map(|&g| s.graph.instances[g].deps.iter().filter_map(|d| local.get(d).copied()).collect()).collect();
+    let deps: Vec<Vec<usize>> = nodes
+        .iter()
+        .map(|&g| s.graph.instances[g].deps.iter().filter_map(|d| local.get(d).copied()).collect())
+        .collect();
     let out: Mutex<Vec<Change>> = Mutex::new(Vec::new());
     let errs: Mutex<Diagnostics> = Mutex::new(Diagnostics::default());
     let never = AtomicBool::new(false);
@@ -370,13 +402,15 @@ async fn plan_one(
                 Some(l) => l.as_ref(),
                 None => recorded.map(|r| &r.attributes),
             };
-            let mut sensitive: BTreeSet<String> = schema.attrs.iter().filter(|a| a.sensitive).map(|a| a.name.clone()).collect();
+            let mut sensitive: BTreeSet<String> =
+                schema.attrs.iter().filter(|a| a.sensitive).map(|a| a.name.clone()).collect();
             sensitive.extend(tainted);
             let mut proposed = propose(schema, prior, &desired);
             proposed.sensitive.extend(sensitive.iter().cloned());
-            let mut planned = p.plan(&addr.block.ty, prior, proposed, &s.ctx(p.as_ref(), clusters)).await.map_err(|e| {
-                Diagnostics::from(Diagnostic::error(format!("cannot plan {addr}"), block.span).label(e.to_string()))
-            })?;
+            let mut planned =
+                p.plan(&addr.block.ty, prior, proposed, &s.ctx(p.as_ref(), clusters)).await.map_err(|e| {
+                    Diagnostics::from(Diagnostic::error(format!("cannot plan {addr}"), block.span).label(e.to_string()))
+                })?;
             if let Some(prior) = prior {
                 for (name, _) in &block.lifecycle.ignore_changes {
                     match prior.get(name) {
@@ -423,19 +457,19 @@ async fn plan_one(
 
 fn check_prevent_destroy(s: &Session, changes: &[Change], diags: &mut Diagnostics) {
     for c in changes.iter().filter(|c| matches!(c.action, Action::Delete | Action::Replace)) {
-        if let Some(b) = s.cfg.blocks.get(&c.address.block) {
-            if b.lifecycle.prevent_destroy {
-                let why = if c.action == Action::Replace {
-                    format!("the plan replaces it because {} changed", c.replace_because.join(", "))
-                } else {
-                    "the plan destroys it".to_string()
-                };
-                diags.push(
-                    Diagnostic::error(format!("{} has lifecycle.prevent_destroy set, but {why}", c.address), b.span)
-                        .label("prevent_destroy = true")
-                        .help("remove prevent_destroy to allow it, or change the plan so the object is kept"),
-                );
-            }
+        if let Some(b) = s.cfg.blocks.get(&c.address.block)
+            && b.lifecycle.prevent_destroy
+        {
+            let why = if c.action == Action::Replace {
+                format!("the plan replaces it because {} changed", c.replace_because.join(", "))
+            } else {
+                "the plan destroys it".to_string()
+            };
+            diags.push(
+                Diagnostic::error(format!("{} has lifecycle.prevent_destroy set, but {why}", c.address), b.span)
+                    .label("prevent_destroy = true")
+                    .help("remove prevent_destroy to allow it, or change the plan so the object is kept"),
+            );
         }
     }
 }

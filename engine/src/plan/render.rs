@@ -5,8 +5,8 @@ use std::fmt::Write;
 
 use similar::TextDiff;
 
-use super::{attr_diff, same, Action, Change, Drift, Plan};
-use crate::value::{render_key, Value};
+use super::{Action, Change, Drift, Plan, attr_diff, same};
+use crate::value::{Value, render_key};
 
 /// ANSI styles, or nothing when colour is off.
 #[derive(Clone, Copy, Debug)]
@@ -127,7 +127,12 @@ pub fn attr_lines(c: &Change) -> (Vec<AttrLine>, usize) {
         let (symbol, text) = match c.action {
             Action::Create | Action::Read => match after {
                 None | Some(Value::Null) => continue,
-                Some(v) => ("+", multiline(Some(v)).filter(|_| !sens).map_or_else(|| shown(c, name, v), |m| block(&add_prefix(&m, "+ ")))),
+                Some(v) => (
+                    "+",
+                    multiline(Some(v))
+                        .filter(|_| !sens)
+                        .map_or_else(|| shown(c, name, v), |m| block(&add_prefix(&m, "+ "))),
+                ),
             },
             Action::Delete => match before {
                 None | Some(Value::Null) => continue,
@@ -213,7 +218,13 @@ pub fn headline(c: &Change) -> String {
 /// Renders one change with its attribute lines.
 pub fn render_change(c: &Change, st: Style, out: &mut String) {
     let sym = format!("{:>3}", c.action.symbol());
-    let _ = writeln!(out, "{} {}  {}", st.action(c.action, &sym), st.bold(&c.address.to_string()), st.dim(&format!("({})", headline(c))));
+    let _ = writeln!(
+        out,
+        "{} {}  {}",
+        st.action(c.action, &sym),
+        st.bold(&c.address.to_string()),
+        st.dim(&format!("({})", headline(c)))
+    );
     let (lines, hidden) = attr_lines(c);
     let width = lines.iter().filter(|l| !l.text.contains('\n')).map(|l| l.name.len()).max().unwrap_or(0);
     for l in &lines {
@@ -254,15 +265,31 @@ fn indent_rest(text: &str, pad: &str) -> String {
 pub fn render_drift(drift: &[Drift], st: Style, out: &mut String) {
     for d in drift {
         if d.deleted {
-            let _ = writeln!(out, "  {} {}  {}", st.red("-"), st.bold(&d.address.to_string()), st.dim("(deleted outside meshform)"));
+            let _ = writeln!(
+                out,
+                "  {} {}  {}",
+                st.red("-"),
+                st.bold(&d.address.to_string()),
+                st.dim("(deleted outside meshform)")
+            );
             continue;
         }
-        let _ = writeln!(out, "  {} {}  {}", st.yellow("~"), st.bold(&d.address.to_string()), st.dim("(changed outside meshform)"));
+        let _ = writeln!(
+            out,
+            "  {} {}  {}",
+            st.yellow("~"),
+            st.bold(&d.address.to_string()),
+            st.dim("(changed outside meshform)")
+        );
         for a in &d.attributes {
             let show = |v: &Option<Value>| match v {
                 None => "null".to_string(),
                 Some(v) if d.sensitive.contains(&a.name) => {
-                    if matches!(v, Value::Null) { "null".into() } else { "(sensitive)".into() }
+                    if matches!(v, Value::Null) {
+                        "null".into()
+                    } else {
+                        "(sensitive)".into()
+                    }
                 }
                 Some(v) => v.to_string(),
             };

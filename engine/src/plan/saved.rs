@@ -7,8 +7,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::Plan;
-use crate::state::local::atomic_write;
 use crate::state::State;
+use crate::state::local::atomic_write;
 
 /// The saved-plan file format version.
 pub const SAVED_PLAN_VERSION: u32 = 1;
@@ -42,9 +42,14 @@ pub fn is_saved_plan(path: &Path) -> bool {
 /// Reads a saved plan.
 pub fn load(path: &Path) -> Result<Plan, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read plan {}: {e}", path.display()))?;
-    let f: File = serde_json::from_slice(&bytes).map_err(|e| format!("{} is not a meshform plan: {e}", path.display()))?;
+    let f: File =
+        serde_json::from_slice(&bytes).map_err(|e| format!("{} is not a meshform plan: {e}", path.display()))?;
     if f.meshform_plan != SAVED_PLAN_VERSION {
-        return Err(format!("{} has plan format {}, this meshform reads {SAVED_PLAN_VERSION}", path.display(), f.meshform_plan));
+        return Err(format!(
+            "{} has plan format {}, this meshform reads {SAVED_PLAN_VERSION}",
+            path.display(),
+            f.meshform_plan
+        ));
     }
     Ok(f.plan)
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use super::journal::{self, Journal};
 use super::lock::{self, LockError, LockGuard};
-use super::{State, FORMAT_VERSION};
+use super::{FORMAT_VERSION, State};
 use crate::config::Config;
 
 /// Where a state lives on disk.
@@ -66,10 +66,10 @@ impl LocalBackend {
 
     /// Takes the lock for a whole command.
     pub fn lock(&self, operation: &str) -> Result<LockGuard, LockError> {
-        if let Some(dir) = self.path.parent() {
-            if !dir.as_os_str().is_empty() {
-                fs::create_dir_all(dir).map_err(LockError::Io)?;
-            }
+        if let Some(dir) = self.path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            fs::create_dir_all(dir).map_err(LockError::Io)?;
         }
         lock::acquire(&self.lock_path(), operation)
     }

@@ -49,7 +49,7 @@ pub enum LockError {
     /// Someone holds it.
     Held {
         /// The holder.
-        info: LockInfo,
+        info: Box<LockInfo>,
         /// The holder is gone from this host.
         stale: bool,
     },
@@ -137,7 +137,7 @@ pub fn acquire(path: &Path, operation: &str) -> Result<LockGuard, LockError> {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             let holder = read(path).map_err(LockError::Io)?;
             let stale = holder.host == host && !pid_alive(holder.pid);
-            Err(LockError::Held { info: holder, stale })
+            Err(LockError::Held { info: Box::new(holder), stale })
         }
         Err(e) => Err(LockError::Io(e)),
     }

@@ -43,10 +43,10 @@ impl ObjectRecord {
     /// A record of `attrs`, redacting every attribute named in `sensitive`.
     pub fn new(address: Addr, ty: &str, mut attrs: Map, sensitive: &BTreeSet<String>, dependencies: Vec<Addr>) -> Self {
         for name in sensitive {
-            if let Some(v) = attrs.get_mut(name) {
-                if !matches!(v, Value::Null) {
-                    *v = v.redact();
-                }
+            if let Some(v) = attrs.get_mut(name)
+                && !matches!(v, Value::Null)
+            {
+                *v = v.redact();
             }
         }
         let id = attrs.get("id").and_then(Value::to_interpolated).unwrap_or_default();

@@ -5,15 +5,15 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use meshform_engine::apply::{apply, ApplyOptions, ApplyReport, Quiet};
+use meshform_engine::apply::{ApplyOptions, ApplyReport, Quiet, apply};
 use meshform_engine::builtin::Builtin;
 use meshform_engine::diag::Diagnostics;
-use meshform_engine::plan::planner::{plan, PlanOptions};
 use meshform_engine::plan::Plan;
+use meshform_engine::plan::planner::{PlanOptions, plan};
 use meshform_engine::provider::Registry;
 use meshform_engine::session::Session;
-use meshform_engine::state::local::LocalBackend;
 use meshform_engine::state::State;
+use meshform_engine::state::local::LocalBackend;
 use meshform_engine::testing::TestProvider;
 use meshform_engine::vars::VarInputs;
 
