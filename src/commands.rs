@@ -23,6 +23,10 @@ use meshform_engine::vars::VarInputs;
 use crate::exit::{CHANGES, ERROR, INTERRUPTED, OK};
 use crate::{Cli, Command, Format, PlanArgs, StateCommand, VarArgs, ui};
 
+fn out_err(out: &Out) -> impl Fn(&str) -> u8 + '_ {
+    move |m| out.error(m)
+}
+
 /// What every command needs to print well.
 struct Out {
     color: bool,
@@ -85,6 +89,9 @@ pub async fn run(cli: Cli) -> u8 {
         Command::Import { file, address, id, vars } => cmd_import(&out, &file, &vars, &address, &id).await,
         Command::State(sc) => cmd_state(&out, sc),
         Command::ForceUnlock { lock_id, file } => force_unlock(&out, &lock_id, file.as_deref()),
+        Command::Sim { dir, world, latency, fault_rate, lro_polls, seed } => {
+            crate::sim::run(&out_err(&out), &dir, world.as_deref(), latency, fault_rate, lro_polls, seed).await
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod commands;
 mod exit;
+mod sim;
 mod ui;
 
 use std::path::PathBuf;
@@ -149,6 +150,27 @@ pub enum Command {
     /// Inspect or edit the state.
     #[command(subcommand)]
     State(StateCommand),
+    /// Run the simulator of Google Cloud (and the clusters' API servers) in the foreground.
+    Sim {
+        /// Where to write env.sh, kubeconfig and world.json.
+        #[arg(long, default_value = ".meshform-sim")]
+        dir: PathBuf,
+        /// A TOML world description (default: two private clusters in two regions).
+        #[arg(long)]
+        world: Option<PathBuf>,
+        /// Delay added to every request, in milliseconds.
+        #[arg(long, default_value_t = 0)]
+        latency: u64,
+        /// Fraction of requests answered with 429 or 503 (0 to 1).
+        #[arg(long, default_value_t = 0.0)]
+        fault_rate: f64,
+        /// Polls a long-running operation takes to finish.
+        #[arg(long, default_value_t = 1)]
+        lro_polls: u32,
+        /// Seed of the fault sequence.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Remove a state lock left by a run that did not finish.
     ForceUnlock {
         /// The lock id, as printed in the lock error.

@@ -1,5 +1,6 @@
 //! meshform's engine: desired state (TOML) → graph → plan → apply → state, and drift.
 pub mod addr;
+pub mod clock;
 pub mod apply;
 pub mod builtin;
 pub mod checks;

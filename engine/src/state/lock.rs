@@ -93,24 +93,6 @@ fn pid_alive(pid: u32) -> bool {
     rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
-/// Now as RFC 3339 UTC (seconds).
-pub fn now_rfc3339() -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
-}
-
 fn read(path: &Path) -> Result<LockInfo, std::io::Error> {
     let text = fs::read_to_string(path)?;
     serde_json::from_str(&text).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
@@ -126,7 +108,7 @@ pub fn acquire(path: &Path, operation: &str) -> Result<LockGuard, LockError> {
         who: format!("{user}@{host}"),
         pid: std::process::id(),
         host: host.clone(),
-        created: now_rfc3339(),
+        created: crate::clock::now_rfc3339(),
     };
     match OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
         Ok(mut f) => {
@@ -194,10 +176,4 @@ mod tests {
         assert!(!p.exists());
     }
 
-    #[test]
-    fn dates() {
-        let s = now_rfc3339();
-        assert_eq!(s.len(), 20);
-        assert!(s.starts_with("20"));
-    }
 }

@@ -1,0 +1,133 @@
+//! container v1: clusters get/list/update (the `desiredControlPlaneEndpointsConfig` shape gcloud
+//! 528 sends, and the deprecated forms), and operations.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use crate::errors::{ApiError, ApiResult, Style};
+use crate::server::Shared;
+use crate::store::{now, OpApi, Store, CONTAINER_BASE};
+use crate::world::short_hash;
+
+type S = State<Arc<Shared>>;
+const R: Style = Style::Rpc;
+
+/// The container routes, under `/container/v1`.
+pub fn routes() -> Router<Arc<Shared>> {
+    let p = "/container/v1/projects/{project}/locations/{location}";
+    Router::new()
+        .route(&format!("{p}/clusters"), get(list_clusters))
+        .route(&format!("{p}/clusters/{{cluster}}"), get(get_cluster).put(update_cluster))
+        .route(&format!("{p}/operations/{{op}}"), get(get_op))
+}
+
+fn project<'a>(s: &'a Shared, project: &str) -> ApiResult<std::sync::MutexGuard<'a, Store>> {
+    let st = s.store.lock().unwrap_or_else(|e| e.into_inner());
+    if project != st.project && project != st.project_number {
+        return Err(ApiError::forbidden(R, format!("Permission denied on resource project {project}.")));
+    }
+    Ok(st)
+}
+
+async fn list_clusters(State(s): S, Path((p, l)): Path<(String, String)>) -> ApiResult<Json<Value>> {
+    let st = project(&s, &p)?;
+    let clusters: Vec<Value> = st.clusters.iter().filter(|(k, _)| l == "-" || k.starts_with(&format!("{l}/"))).map(|(_, v)| v.clone()).collect();
+    Ok(Json(json!({ "clusters": clusters })))
+}
+
+fn not_found(p: &str, l: &str, c: &str) -> ApiError {
+    ApiError::not_found(R, format!("Not found: projects/{p}/locations/{l}/clusters/{c}."))
+}
+
+async fn get_cluster(State(s): S, Path((p, l, c)): Path<(String, String, String)>) -> ApiResult<Json<Value>> {
+    let st = project(&s, &p)?;
+    st.clusters.get(&format!("{l}/{c}")).cloned().map(Json).ok_or_else(|| not_found(&p, &l, &c))
+}
+
+fn valid_cidr(c: &str) -> bool {
+    c.split_once('/').is_some_and(|(ip, len)| ip.parse::<std::net::Ipv4Addr>().is_ok() && len.parse::<u8>().is_ok_and(|l| l <= 32))
+}
+
+async fn update_cluster(State(s): S, Path((p, l, c)): Path<(String, String, String)>, Json(body): Json<Value>) -> ApiResult<Json<Value>> {
+    let mut st = project(&s, &p)?;
+    let key = format!("{l}/{c}");
+    if !st.clusters.contains_key(&key) {
+        return Err(not_found(&p, &l, &c));
+    }
+    let update = body.get("update").and_then(Value::as_object).ok_or_else(|| ApiError::invalid(R, "Update must be set."))?;
+    let desired: Vec<&String> = update.keys().filter(|k| k.starts_with("desired")).collect();
+    if desired.len() != 1 {
+        return Err(ApiError::invalid(R, format!("Exactly one update can be applied to a cluster with each request; {} were given.", desired.len())));
+    }
+    if st.cluster_busy(&format!("/clusters/{c}")) {
+        return Err(ApiError::precondition(
+            R,
+            format!("Cluster is running incompatible operation on projects/{p}/locations/{l}/clusters/{c}. Please wait and try again."),
+        ));
+    }
+    let (mut authorized, mut global_access) = (None, None);
+    match desired[0].as_str() {
+        "desiredControlPlaneEndpointsConfig" => {
+            let ip = &update["desiredControlPlaneEndpointsConfig"]["ipEndpointsConfig"];
+            authorized = ip.get("authorizedNetworksConfig").cloned();
+            global_access = ip.get("globalAccess").and_then(Value::as_bool);
+        }
+        "desiredMasterAuthorizedNetworksConfig" => authorized = update.get("desiredMasterAuthorizedNetworksConfig").cloned(),
+        "desiredPrivateClusterConfig" => {
+            global_access = update["desiredPrivateClusterConfig"]["masterGlobalAccessConfig"]["enabled"].as_bool();
+        }
+        other => return Err(ApiError::invalid(R, format!("The simulator does not support `{other}` updates."))),
+    }
+    if authorized.is_none() && global_access.is_none() {
+        return Err(ApiError::invalid(R, "Update must change a setting."));
+    }
+    let mut failure = None;
+    if let Some(a) = &authorized {
+        let blocks = a.get("cidrBlocks").and_then(Value::as_array).cloned().unwrap_or_default();
+        for b in &blocks {
+            let cidr = b["cidrBlock"].as_str().unwrap_or_default();
+            if !valid_cidr(cidr) {
+                return Err(ApiError::invalid(R, format!("Invalid master authorized networks: invalid CIDR block \"{cidr}\".")));
+            }
+        }
+        if blocks.len() > 50 {
+            failure = Some(format!("Master authorized networks can have at most 50 CIDR blocks, {} given.", blocks.len()));
+        }
+    }
+    if failure.is_none() {
+        let cl = st.clusters.get_mut(&key).ok_or_else(|| not_found(&p, &l, &c))?;
+        if let Some(a) = authorized {
+            let mut a = a;
+            if a.get("cidrBlocks").is_none() {
+                a["cidrBlocks"] = json!([]);
+            }
+            cl["controlPlaneEndpointsConfig"]["ipEndpointsConfig"]["authorizedNetworksConfig"] = a.clone();
+            cl["masterAuthorizedNetworksConfig"] = a;
+        }
+        if let Some(g) = global_access {
+            cl["controlPlaneEndpointsConfig"]["ipEndpointsConfig"]["globalAccess"] = json!(g);
+            if cl["privateClusterConfig"].as_object().is_some_and(|m| !m.is_empty()) {
+                cl["privateClusterConfig"]["masterGlobalAccessConfig"] = json!({"enabled": g});
+            }
+        }
+        cl["etag"] = json!(short_hash(&format!("{}{}", cl["etag"], now())));
+    }
+    let number = st.project_number.clone();
+    let name = format!("operation-{}-{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis()), short_hash(&key));
+    let op = json!({
+        "name": name, "zone": l, "location": l, "operationType": "UPDATE_CLUSTER", "status": "PENDING",
+        "selfLink": format!("{CONTAINER_BASE}/projects/{number}/zones/{l}/operations/{name}"),
+        "targetLink": format!("{CONTAINER_BASE}/projects/{number}/zones/{l}/clusters/{c}"),
+        "startTime": now(),
+    });
+    Ok(Json(st.start_op(OpApi::Container, op, failure)))
+}
+
+async fn get_op(State(s): S, Path((p, l, op)): Path<(String, String, String)>) -> ApiResult<Json<Value>> {
+    let mut st = project(&s, &p)?;
+    st.poll_op(&op).map(Json).ok_or_else(|| ApiError::not_found(R, format!("Not found: projects/{p}/locations/{l}/operations/{op}.")))
+}

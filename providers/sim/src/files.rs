@@ -1,0 +1,107 @@
+//! What `meshform sim` writes for the tools pointed at it: `env.sh` (gcloud endpoint overrides,
+//! token, project, KUBECONFIG, meshform's own variables), `kubeconfig` (one context per cluster,
+//! named as `gcloud container clusters get-credentials` names them) and `world.json`.
+
+use std::path::Path;
+
+use base64::Engine as _;
+use serde_json::json;
+
+use crate::server::Sim;
+use crate::world::region_of;
+
+/// The context name gcloud gives a cluster.
+pub fn context_name(project: &str, location: &str, cluster: &str) -> String {
+    format!("gke_{project}_{location}_{cluster}")
+}
+
+/// The environment a shell (or a test) needs to point gcloud, kubectl and meshform at `sim`.
+pub fn env_vars(sim: &Sim, dir: &Path) -> Vec<(String, String)> {
+    let base = sim.base_url();
+    vec![
+        ("CLOUDSDK_API_ENDPOINT_OVERRIDES_COMPUTE".into(), format!("{base}/compute/v1/")),
+        ("CLOUDSDK_API_ENDPOINT_OVERRIDES_CONTAINER".into(), format!("{base}/container/")),
+        ("CLOUDSDK_API_ENDPOINT_OVERRIDES_GKEHUB".into(), format!("{base}/gkehub/")),
+        ("CLOUDSDK_API_ENDPOINT_OVERRIDES_SERVICEUSAGE".into(), format!("{base}/serviceusage/")),
+        ("CLOUDSDK_AUTH_ACCESS_TOKEN".into(), sim.token.clone()),
+        ("CLOUDSDK_CORE_PROJECT".into(), sim.world.project.clone()),
+        ("CLOUDSDK_CORE_DISABLE_PROMPTS".into(), "1".into()),
+        ("KUBECONFIG".into(), dir.join("kubeconfig").display().to_string()),
+        ("MESHFORM_GCP_ENDPOINT".into(), base),
+        ("MESHFORM_GCP_ACCESS_TOKEN".into(), sim.token.clone()),
+        ("MESHFORM_GCP_PROJECT".into(), sim.world.project.clone()),
+    ]
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// The kubeconfig: one cluster, user and context per cluster of the world.
+pub fn kubeconfig(sim: &Sim) -> String {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut clusters = Vec::new();
+    let mut users = Vec::new();
+    let mut contexts = Vec::new();
+    for c in &sim.clusters {
+        let ctx = context_name(&sim.world.project, &c.location, &c.name);
+        clusters.push(format!(
+            "- cluster:\n    certificate-authority-data: {}\n    server: https://{}\n  name: {ctx}\n",
+            b64.encode(c.ca.cert_pem.as_bytes()),
+            c.endpoint
+        ));
+        users.push(format!("- name: {ctx}\n  user:\n    token: {}\n", c.admin_token));
+        contexts.push(format!("- context:\n    cluster: {ctx}\n    user: {ctx}\n  name: {ctx}\n"));
+    }
+    let current = sim.clusters.first().map(|c| context_name(&sim.world.project, &c.location, &c.name)).unwrap_or_default();
+    format!(
+        "apiVersion: v1\nkind: Config\npreferences: {{}}\ncurrent-context: {current}\nclusters:\n{}contexts:\n{}users:\n{}",
+        clusters.concat(),
+        contexts.concat(),
+        users.concat()
+    )
+}
+
+/// The world in machine-readable form.
+pub fn world_json(sim: &Sim) -> serde_json::Value {
+    let st = sim.shared.store.lock().unwrap_or_else(|e| e.into_inner());
+    let clusters: Vec<serde_json::Value> = sim
+        .world
+        .clusters
+        .iter()
+        .map(|c| {
+            let access = sim.clusters.iter().find(|a| a.name == c.name && a.location == c.location);
+            let tags: Vec<String> = st
+                .instances
+                .values()
+                .filter(|i| i["name"].as_str().is_some_and(|n| n.starts_with(&format!("gke-{}-", c.name))))
+                .filter_map(|i| i["tags"]["items"][0].as_str().map(String::from))
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            json!({
+                "name": c.name, "location": c.location, "region": region_of(&c.location), "private": c.private,
+                "autopilot": c.autopilot, "endpoint": access.map(|a| a.endpoint.clone()),
+                "private_endpoint": access.and_then(|a| a.private_endpoint.clone()), "pod_cidr": c.pod_cidr,
+                "node_tags": tags, "context": context_name(&sim.world.project, &c.location, &c.name),
+                "istio_revision": c.istio_revision,
+            })
+        })
+        .collect();
+    json!({
+        "project": sim.world.project, "project_number": sim.world.project_number,
+        "gcp_endpoint": sim.base_url(), "token_uri": sim.token_uri(),
+        "networks": [{"name": sim.world.network, "subnets": sim.world.subnets}],
+        "clusters": clusters,
+    })
+}
+
+/// Writes `env.sh`, `kubeconfig` and `world.json` into `dir`, each atomically.
+pub fn write_all(sim: &Sim, dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let env: String = env_vars(sim, dir).iter().map(|(k, v)| format!("export {k}={}\n", shell_quote(v))).collect();
+    let write = meshform_engine::state::local::atomic_write;
+    write(&dir.join("kubeconfig"), kubeconfig(sim).as_bytes())?;
+    write(&dir.join("world.json"), serde_json::to_string_pretty(&world_json(sim)).unwrap_or_default().as_bytes())?;
+    write(&dir.join("env.sh"), env.as_bytes())
+}

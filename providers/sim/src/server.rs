@@ -1,0 +1,384 @@
+//! The running simulator: one HTTP listener on loopback for the Google Cloud APIs (path
+//! prefixes `/compute/v1`, `/container/v1`, `/gkehub/v1`, `/serviceusage/v1`), an OAuth2 token
+//! endpoint, the compute batch endpoint, and the knobs: bearer tokens, latency, deterministic
+//! faults (429 with Retry-After, or 503), operation polls, and a request log.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine as _;
+use serde::Serialize;
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+
+use crate::certs::ClusterCa;
+use crate::errors::{ApiError, Style};
+use crate::store::{ClusterAccess, Store};
+use crate::world::{short_hash, World};
+
+/// How the simulator behaves.
+#[derive(Clone, Debug)]
+pub struct SimOptions {
+    /// What to seed.
+    pub world: World,
+    /// Delay added to every API request.
+    pub latency: Duration,
+    /// Fraction of API requests answered with 429 or 503.
+    pub fault_rate: f64,
+    /// Polls an operation takes to finish (0: done at once).
+    pub lro_polls: u32,
+    /// Seed of the fault sequence.
+    pub seed: u64,
+}
+
+impl Default for SimOptions {
+    fn default() -> Self {
+        SimOptions { world: World::default(), latency: Duration::ZERO, fault_rate: 0.0, lro_polls: 1, seed: 1 }
+    }
+}
+
+/// One request as the simulator saw it.
+#[derive(Clone, Debug, Serialize)]
+pub struct LogEntry {
+    /// HTTP method.
+    pub method: String,
+    /// Path.
+    pub path: String,
+    /// Query string.
+    pub query: String,
+    /// Status returned.
+    pub status: u16,
+    /// The status was an injected fault.
+    pub injected: bool,
+}
+
+/// State shared by every handler.
+pub struct Shared {
+    /// The resources.
+    pub store: Mutex<Store>,
+    /// Accepted bearer tokens.
+    pub tokens: Mutex<HashSet<String>>,
+    /// Every request.
+    pub log: Mutex<Vec<LogEntry>>,
+    /// Options.
+    pub opts: SimOptions,
+    rng: Mutex<u64>,
+    router: OnceLock<Router>,
+}
+
+/// A running simulator.
+pub struct Sim {
+    /// Shared state (tests may inspect or change it).
+    pub shared: Arc<Shared>,
+    /// The API listener's address.
+    pub addr: SocketAddr,
+    /// The access token gcloud and meshform use.
+    pub token: String,
+    /// The seeded world.
+    pub world: World,
+    /// Each cluster's endpoints, CA and admin token.
+    pub clusters: Vec<ClusterAccess>,
+    /// Listeners reserved for the clusters' API servers (public and private endpoints).
+    pub cluster_listeners: Vec<(String, TcpListener, Option<TcpListener>)>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Sim {
+    /// Starts a simulator on ephemeral loopback ports.
+    pub async fn start(opts: SimOptions) -> Result<Sim, String> {
+        let listener = TcpListener::bind("127.0.0.1:0").await.map_err(|e| format!("cannot listen: {e}"))?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let token = format!("sim-token-{}", short_hash(&format!("{addr}{:?}", std::time::SystemTime::now())));
+        let mut clusters = Vec::new();
+        let mut cluster_listeners = Vec::new();
+        for c in &opts.world.clusters {
+            let public = TcpListener::bind("127.0.0.1:0").await.map_err(|e| format!("cannot listen: {e}"))?;
+            let private = if c.private {
+                Some(TcpListener::bind("127.0.0.2:0").await.map_err(|e| format!("cannot listen on 127.0.0.2: {e}"))?)
+            } else {
+                None
+            };
+            let endpoint = public.local_addr().map_err(|e| e.to_string())?.to_string();
+            let private_endpoint = match &private {
+                Some(l) => Some(l.local_addr().map_err(|e| e.to_string())?.to_string()),
+                None => None,
+            };
+            clusters.push(ClusterAccess {
+                name: c.name.clone(),
+                location: c.location.clone(),
+                endpoint,
+                private_endpoint,
+                ca: ClusterCa::generate(&c.name)?,
+                admin_token: format!("sim-admin-{}-{}", c.name, short_hash(&token)),
+            });
+            cluster_listeners.push((format!("{}/{}", c.location, c.name), public, private));
+        }
+        let store = Store::seed(&opts.world, clusters.clone(), opts.lro_polls);
+        let shared = Arc::new(Shared {
+            store: Mutex::new(store),
+            tokens: Mutex::new(HashSet::from([token.clone()])),
+            log: Mutex::new(Vec::new()),
+            rng: Mutex::new(opts.seed),
+            opts: opts.clone(),
+            router: OnceLock::new(),
+        });
+        let router = app(shared.clone());
+        let _ = shared.router.set(router.clone());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).with_graceful_shutdown(async { let _ = rx.await; }).await;
+        });
+        Ok(Sim {
+            shared,
+            addr,
+            token,
+            world: opts.world,
+            clusters,
+            cluster_listeners,
+            shutdown: Some(tx),
+            task: Some(task),
+        })
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The OAuth2 token endpoint (a service-account key's `token_uri`).
+    pub fn token_uri(&self) -> String {
+        format!("{}/token", self.base_url())
+    }
+
+    /// Every request so far.
+    pub fn log(&self) -> Vec<LogEntry> {
+        self.shared.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Forgets the request log.
+    pub fn clear_log(&self) {
+        self.shared.log.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
+    /// Stops the listener.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+fn app(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .merge(crate::compute::routes())
+        .merge(crate::container::routes())
+        .merge(crate::hub::routes())
+        .route("/token", post(token))
+        .route("/batch/compute/v1", post(batch))
+        .route("/__sim/requests", get(requests).delete(clear_requests))
+        .fallback(fallback)
+        .layer(middleware::from_fn_with_state(shared.clone(), gate))
+        .with_state(shared)
+}
+
+fn style_of(path: &str) -> Style {
+    if path.starts_with("/compute") || path.starts_with("/batch") { Style::Compute } else { Style::Rpc }
+}
+
+async fn fallback(req: Request) -> Response {
+    let path = req.uri().path().to_string();
+    let style = style_of(&path);
+    let e = match style {
+        Style::Compute => ApiError::not_found(style, format!("The requested URL {path} was not found on this server.")),
+        Style::Rpc => ApiError::not_found(style, format!("Method not found: {} {path}", req.method())),
+    };
+    e.into_response()
+}
+
+fn bearer(h: &HeaderMap) -> Option<&str> {
+    h.get("authorization")?.to_str().ok()?.strip_prefix("Bearer ").map(str::trim)
+}
+
+/// Authentication, latency, injected faults and the request log, around every request.
+async fn gate(State(s): State<Arc<Shared>>, req: Request, next: Next) -> Response {
+    let method = req.method().to_string();
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().unwrap_or("").to_string();
+    let exempt = path.starts_with("/__sim") || path == "/token";
+    let style = style_of(&path);
+    let mut injected = false;
+    let resp = if exempt {
+        next.run(req).await
+    } else if !bearer(req.headers()).is_some_and(|t| s.tokens.lock().unwrap_or_else(|e| e.into_inner()).contains(t)) {
+        ApiError::unauthenticated(style).into_response()
+    } else {
+        if !s.opts.latency.is_zero() {
+            tokio::time::sleep(s.opts.latency).await;
+        }
+        match draw_fault(&s) {
+            Some(e) => {
+                injected = true;
+                e(style).into_response()
+            }
+            None => next.run(req).await,
+        }
+    };
+    let status = resp.status().as_u16();
+    s.log.lock().unwrap_or_else(|e| e.into_inner()).push(LogEntry { method, path, query, status, injected });
+    resp
+}
+
+fn draw_fault(s: &Shared) -> Option<fn(Style) -> ApiError> {
+    if s.opts.fault_rate <= 0.0 {
+        return None;
+    }
+    let mut state = s.rng.lock().unwrap_or_else(|e| e.into_inner());
+    let mut next = || {
+        // splitmix64: a fixed sequence from the seed.
+        *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = *state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    let x = next() as f64 / u64::MAX as f64;
+    if x >= s.opts.fault_rate {
+        return None;
+    }
+    Some(if next() % 2 == 0 { ApiError::rate_limited } else { ApiError::unavailable })
+}
+
+async fn requests(State(s): State<Arc<Shared>>) -> Json<Value> {
+    Json(json!(*s.log.lock().unwrap_or_else(|e| e.into_inner())))
+}
+
+async fn clear_requests(State(s): State<Arc<Shared>>) -> StatusCode {
+    s.log.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    StatusCode::NO_CONTENT
+}
+
+fn form_decode(body: &str) -> std::collections::HashMap<String, String> {
+    let dec = |s: &str| {
+        let bytes = s.replace('+', " ").into_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] == b'%' && i + 2 < bytes.len() {
+                if let Ok(b) = u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"), 16) {
+                    out.push(b);
+                    i += 3;
+                    continue;
+                }
+            }
+            out.push(bytes[i]);
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    body.split('&').filter_map(|kv| kv.split_once('=')).map(|(k, v)| (dec(k), dec(v))).collect()
+}
+
+/// OAuth2 token endpoint: exchanges a service-account JWT assertion for an access token.
+async fn token(State(s): State<Arc<Shared>>, body: String) -> Response {
+    let bad = |m: &str| (StatusCode::BAD_REQUEST, Json(json!({"error": "invalid_grant", "error_description": m}))).into_response();
+    let form = form_decode(&body);
+    if form.get("grant_type").map(String::as_str) != Some("urn:ietf:params:oauth:grant-type:jwt-bearer") {
+        return (StatusCode::BAD_REQUEST, Json(json!({"error": "unsupported_grant_type", "error_description": "Invalid grant_type."})))
+            .into_response();
+    }
+    let Some(assertion) = form.get("assertion") else { return bad("Missing assertion.") };
+    let parts: Vec<&str> = assertion.split('.').collect();
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let decode = |p: &str| b64.decode(p.trim_end_matches('=')).ok().and_then(|b| serde_json::from_slice::<Value>(&b).ok());
+    let (Some(header), Some(claims)) = (parts.first().and_then(|p| decode(p)), parts.get(1).and_then(|p| decode(p))) else {
+        return bad("Invalid JWT: not three base64url parts.");
+    };
+    if parts.len() != 3 || parts[2].is_empty() || header["alg"] != "RS256" {
+        return bad("Invalid JWT Signature.");
+    }
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
+    let exp = claims["exp"].as_i64().unwrap_or(0);
+    if claims["iss"].as_str().is_none_or(str::is_empty) || exp < now - 60 || exp > now + 3700 {
+        return bad("Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe.");
+    }
+    if claims["scope"].as_str().is_none() && claims["target_audience"].as_str().is_none() {
+        return bad("Invalid JWT: no scope.");
+    }
+    let t = format!("sim-sa-{}", short_hash(&format!("{assertion}{now}")));
+    s.tokens.lock().unwrap_or_else(|e| e.into_inner()).insert(t.clone());
+    Json(json!({"access_token": t, "expires_in": 3599, "token_type": "Bearer"})).into_response()
+}
+
+/// compute's batch endpoint: a multipart/mixed body of HTTP requests, answered in kind.
+async fn batch(State(s): State<Arc<Shared>>, headers: HeaderMap, body: String) -> Response {
+    use tower::ServiceExt;
+    let ct = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let Some(boundary) = ct.split(';').find_map(|p| p.trim().strip_prefix("boundary=")).map(|b| b.trim_matches('"').to_string()) else {
+        return ApiError::invalid(Style::Compute, "Batch requests must be multipart/mixed with a boundary.").into_response();
+    };
+    let Some(router) = s.router.get().cloned() else { return StatusCode::INTERNAL_SERVER_ERROR.into_response() };
+    let auth = headers.get("authorization").cloned();
+    let mut out = String::new();
+    let reply_boundary = format!("batch_{}", short_hash(&body));
+    for part in body.split(&format!("--{boundary}")).map(|p| p.trim_start_matches("\r\n")).filter(|p| !p.trim().is_empty() && !p.starts_with("--")) {
+        let norm = part.replace("\r\n", "\n");
+        let (part_head, inner) = norm.split_once("\n\n").unwrap_or((&norm, ""));
+        let content_id = part_head.lines().find_map(|l| l.strip_prefix("Content-ID:").or_else(|| l.strip_prefix("content-id:"))).map(|v| v.trim().to_string()).unwrap_or_default();
+        let (inner_head, inner_body) = inner.split_once("\n\n").unwrap_or((inner, ""));
+        let mut lines = inner_head.lines();
+        let request_line = lines.next().unwrap_or("");
+        let mut words = request_line.split_whitespace();
+        let (method, uri) = (words.next().unwrap_or("GET"), words.next().unwrap_or("/"));
+        let uri = match uri.find("/compute/") {
+            Some(i) if uri.starts_with("http") => uri[i..].to_string(),
+            _ => uri.to_string(),
+        };
+        let mut rb = Request::builder().method(method).uri(&uri);
+        for l in lines {
+            if let Some((k, v)) = l.split_once(':') {
+                rb = rb.header(k.trim(), v.trim());
+            }
+        }
+        if let Some(a) = &auth {
+            rb = rb.header("authorization", a.clone());
+        }
+        let req = rb.body(Body::from(inner_body.trim_end().to_string())).unwrap_or_else(|_| Request::new(Body::empty()));
+        let resp = router.clone().oneshot(req).await.unwrap_or_else(|e| match e {});
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), 16 << 20).await.unwrap_or_default();
+        let reply_id = content_id.replacen('<', "<response-", 1);
+        out.push_str(&format!(
+            "--{reply_boundary}\r\nContent-Type: application/http\r\nContent-ID: {reply_id}\r\n\r\nHTTP/1.1 {} {}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n{}\r\n",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or(""),
+            String::from_utf8_lossy(&bytes)
+        ));
+    }
+    out.push_str(&format!("--{reply_boundary}--\r\n"));
+    let mut r = out.into_response();
+    if let Ok(v) = format!("multipart/mixed; boundary={reply_boundary}").parse() {
+        r.headers_mut().insert("content-type", v);
+    }
+    r
+}

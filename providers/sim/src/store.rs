@@ -1,0 +1,343 @@
+//! The simulator's in-memory state: every resource as the JSON the API returns, keyed by its
+//! location and name, plus operations that finish after a set number of polls.
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use serde_json::{json, Map, Value};
+
+use crate::certs::ClusterCa;
+use crate::world::{is_zone, region_of, short_hash, World};
+
+/// Where compute links point (real compute links use this host).
+pub const COMPUTE_BASE: &str = "https://www.googleapis.com/compute/v1";
+/// Where container links point.
+pub const CONTAINER_BASE: &str = "https://container.googleapis.com/v1";
+
+/// A pending or finished operation.
+#[derive(Clone, Debug)]
+pub struct Op {
+    /// The operation as returned.
+    pub body: Value,
+    /// Polls still needed before it is done.
+    pub polls_left: u32,
+    /// Which API's operation this is.
+    pub api: OpApi,
+    /// Set on the result when it finishes with an error.
+    pub failure: Option<String>,
+    /// The LRO `response`, shown once it is done.
+    pub response: Option<Value>,
+}
+
+/// The three operation flavours.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpApi {
+    /// compute#operation (`status: PENDING|RUNNING|DONE`).
+    Compute,
+    /// container Operation (`status`, failure in `statusMessage` + `error`).
+    Container,
+    /// google.longrunning.Operation (`done`, `response` | `error`).
+    Hub,
+}
+
+/// Endpoints and CA of a cluster's API server.
+#[derive(Clone, Debug)]
+pub struct ClusterAccess {
+    /// Cluster name.
+    pub name: String,
+    /// Location.
+    pub location: String,
+    /// `host:port` of the public endpoint.
+    pub endpoint: String,
+    /// `host:port` of the private endpoint (private clusters).
+    pub private_endpoint: Option<String>,
+    /// The cluster CA.
+    pub ca: ClusterCa,
+    /// A token with full access (written to the kubeconfig).
+    pub admin_token: String,
+}
+
+/// All simulated resources of the world's project.
+pub struct Store {
+    /// Project id.
+    pub project: String,
+    /// Project number.
+    pub project_number: String,
+    /// compute: `name` → address.
+    pub addresses: BTreeMap<String, Value>,
+    /// compute: `name` → firewall.
+    pub firewalls: BTreeMap<String, Value>,
+    /// compute: `zone/name` → NEG.
+    pub negs: BTreeMap<String, Value>,
+    /// compute: `zone/name` → instance.
+    pub instances: BTreeMap<String, Value>,
+    /// compute: `name` → network.
+    pub networks: BTreeMap<String, Value>,
+    /// compute: `region/name` → subnetwork.
+    pub subnetworks: BTreeMap<String, Value>,
+    /// container: `location/name` → cluster.
+    pub clusters: BTreeMap<String, Value>,
+    /// gkehub: `location/id` → membership.
+    pub memberships: BTreeMap<String, Value>,
+    /// gkehub: `location/id` → feature.
+    pub features: BTreeMap<String, Value>,
+    /// Feature GETs left before a new feature reports state OK.
+    pub feature_pending: BTreeMap<String, u32>,
+    /// Operations by their short (compute, container) or full (hub) name.
+    pub ops: BTreeMap<String, Op>,
+    /// Access details of every cluster, by `location/name`.
+    pub access: BTreeMap<String, ClusterAccess>,
+    /// Polls an operation takes.
+    pub lro_polls: u32,
+    next_id: u64,
+}
+
+impl Store {
+    /// Seeds the store from a world; `access` gives each cluster's endpoints and CA.
+    pub fn seed(world: &World, access: Vec<ClusterAccess>, lro_polls: u32) -> Store {
+        let mut s = Store {
+            project: world.project.clone(),
+            project_number: world.project_number.clone(),
+            addresses: BTreeMap::new(),
+            firewalls: BTreeMap::new(),
+            negs: BTreeMap::new(),
+            instances: BTreeMap::new(),
+            networks: BTreeMap::new(),
+            subnetworks: BTreeMap::new(),
+            clusters: BTreeMap::new(),
+            memberships: BTreeMap::new(),
+            features: BTreeMap::new(),
+            feature_pending: BTreeMap::new(),
+            ops: BTreeMap::new(),
+            access: access.into_iter().map(|a| (format!("{}/{}", a.location, a.name), a)).collect(),
+            lro_polls,
+            next_id: 1_000_000_000_000,
+        };
+        let p = world.project.clone();
+        let net_link = format!("{COMPUTE_BASE}/projects/{p}/global/networks/{}", world.network);
+        let mut subnet_links = Vec::new();
+        for sn in &world.subnets {
+            let link = format!("{COMPUTE_BASE}/projects/{p}/regions/{}/subnetworks/{}", sn.region, sn.name);
+            subnet_links.push(link.clone());
+            let id = s.id();
+            s.subnetworks.insert(
+                format!("{}/{}", sn.region, sn.name),
+                json!({"kind": "compute#subnetwork", "id": id, "name": sn.name, "network": net_link,
+                       "ipCidrRange": sn.cidr, "region": format!("{COMPUTE_BASE}/projects/{p}/regions/{}", sn.region),
+                       "selfLink": link, "creationTimestamp": now()}),
+            );
+        }
+        let id = s.id();
+        s.networks.insert(
+            world.network.clone(),
+            json!({"kind": "compute#network", "id": id, "name": world.network, "autoCreateSubnetworks": false,
+                   "subnetworks": subnet_links, "selfLink": net_link, "creationTimestamp": now(),
+                   "routingConfig": {"routingMode": "REGIONAL"}}),
+        );
+        for c in &world.clusters {
+            s.seed_cluster(world, c);
+        }
+        s
+    }
+
+    fn seed_cluster(&mut self, world: &World, c: &crate::world::ClusterSpec) {
+        let p = &world.project;
+        let key = format!("{}/{}", c.location, c.name);
+        let access = self.access.get(&key).cloned();
+        let tag = format!("gke-{}-{}-node", c.name, &short_hash(&c.name)[..8]);
+        let region = region_of(&c.location);
+        let zones: Vec<String> = if is_zone(&c.location) { vec![c.location.clone()] } else { vec![format!("{region}-b")] };
+        let net_link = format!("{COMPUTE_BASE}/projects/{p}/global/networks/{}", world.network);
+        let subnet = format!("{COMPUTE_BASE}/projects/{p}/regions/{region}/subnetworks/default");
+        if !c.autopilot {
+            for i in 0..c.nodes {
+                let zone = &zones[i as usize % zones.len()];
+                let name = format!("gke-{}-default-pool-{}-{:04x}", c.name, &short_hash(&c.name)[..8], i * 4099 + 17);
+                let id = self.id();
+                self.instances.insert(
+                    format!("{zone}/{name}"),
+                    json!({"kind": "compute#instance", "id": id, "name": name, "status": "RUNNING",
+                           "zone": format!("{COMPUTE_BASE}/projects/{p}/zones/{zone}"),
+                           "machineType": format!("{COMPUTE_BASE}/projects/{p}/zones/{zone}/machineTypes/e2-standard-4"),
+                           "tags": {"items": [tag], "fingerprint": fingerprint(&json!([tag]))},
+                           "labels": {"goog-gke-node": ""},
+                           "networkInterfaces": [{"network": net_link, "subnetwork": subnet, "networkIP": format!("10.128.0.{}", 10 + i)}],
+                           "selfLink": format!("{COMPUTE_BASE}/projects/{p}/zones/{zone}/instances/{name}"),
+                           "creationTimestamp": now()}),
+                );
+            }
+        } else {
+            // Autopilot: GKE-made firewall rules carry the node target tag.
+            let id = self.id();
+            let fw = format!("gke-{}-{}-vms", c.name, &short_hash(&c.name)[..8]);
+            self.firewalls.insert(
+                fw.clone(),
+                json!({"kind": "compute#firewall", "id": id, "name": fw, "network": net_link, "direction": "INGRESS",
+                       "priority": 1000, "allowed": [{"IPProtocol": "tcp", "ports": ["1-65535"]}],
+                       "sourceRanges": [c.pod_cidr], "targetTags": [tag], "disabled": false,
+                       "selfLink": format!("{COMPUTE_BASE}/projects/{p}/global/firewalls/{fw}"), "creationTimestamp": now()}),
+            );
+        }
+        let (endpoint, private_endpoint, ca_b64) = match &access {
+            Some(a) => (
+                a.endpoint.clone(),
+                a.private_endpoint.clone(),
+                base64::engine::general_purpose::STANDARD.encode(a.ca.cert_pem.as_bytes()),
+            ),
+            None => ("127.0.0.1".into(), None, String::new()),
+        };
+        let cidrs: Vec<Value> = c.authorized_networks.iter().map(|b| json!({"cidrBlock": b, "displayName": "existing"})).collect();
+        let authorized = json!({"enabled": !cidrs.is_empty() || c.private, "cidrBlocks": cidrs});
+        let private_ep = private_endpoint.clone().unwrap_or_default();
+        let id = short_hash(&format!("{key}-id")) + &short_hash(&key) + &short_hash(&format!("{key}-x"));
+        let cluster = json!({
+            "name": c.name, "id": id, "location": c.location, "zone": c.location,
+            "locations": zones, "status": "RUNNING", "currentMasterVersion": "1.30.5-gke.1014000",
+            "currentNodeVersion": "1.30.5-gke.1014000", "initialClusterVersion": "1.30.5-gke.1014000",
+            "currentNodeCount": if c.autopilot { 0 } else { c.nodes },
+            "selfLink": format!("{CONTAINER_BASE}/projects/{p}/locations/{}/clusters/{}", c.location, c.name),
+            "endpoint": endpoint, "network": world.network, "subnetwork": "default",
+            "networkConfig": {"network": format!("projects/{p}/global/networks/{}", world.network),
+                              "subnetwork": format!("projects/{p}/regions/{region}/subnetworks/default")},
+            "clusterIpv4Cidr": c.pod_cidr, "servicesIpv4Cidr": c.services_cidr,
+            "ipAllocationPolicy": {"useIpAliases": true, "clusterIpv4Cidr": c.pod_cidr, "clusterIpv4CidrBlock": c.pod_cidr,
+                                   "servicesIpv4Cidr": c.services_cidr, "servicesIpv4CidrBlock": c.services_cidr, "stackType": "IPV4"},
+            "masterAuth": {"clusterCaCertificate": ca_b64},
+            "autopilot": {"enabled": c.autopilot},
+            "privateClusterConfig": if c.private { json!({
+                "enablePrivateNodes": true, "enablePrivateEndpoint": false, "masterIpv4CidrBlock": "172.16.0.0/28",
+                "privateEndpoint": private_ep, "publicEndpoint": endpoint,
+                "masterGlobalAccessConfig": {"enabled": c.global_access}}) } else { json!({}) },
+            "masterAuthorizedNetworksConfig": authorized,
+            "controlPlaneEndpointsConfig": {"ipEndpointsConfig": {
+                "enabled": true, "enablePublicEndpoint": true, "globalAccess": c.global_access,
+                "authorizedNetworksConfig": authorized, "publicEndpoint": endpoint, "privateEndpoint": private_ep}},
+            "nodePools": if c.autopilot { json!([]) } else { json!([{"name": "default-pool", "status": "RUNNING", "version": "1.30.5-gke.1014000",
+                "config": {"machineType": "e2-standard-4", "tags": []}, "initialNodeCount": c.nodes}]) },
+            "workloadIdentityConfig": {"workloadPool": format!("{p}.svc.id.goog")},
+            "resourceLabels": {}, "labelFingerprint": "a9dc16a7",
+            "etag": short_hash(&format!("{key}-etag")), "createTime": now()
+        });
+        self.clusters.insert(key, cluster);
+    }
+
+    /// A new numeric id, as compute returns them (a decimal string).
+    pub fn id(&mut self) -> String {
+        self.next_id += 7_919;
+        self.next_id.to_string()
+    }
+
+    /// Starts an operation; returns its current body (already done when `lro_polls` is 0).
+    pub fn start_op(&mut self, api: OpApi, body: Value, failure: Option<String>) -> Value {
+        self.start_lro(api, body, failure, None)
+    }
+
+    /// Starts an operation with an LRO `response`.
+    pub fn start_lro(&mut self, api: OpApi, body: Value, failure: Option<String>, response: Option<Value>) -> Value {
+        let name = body["name"].as_str().unwrap_or_default().to_string();
+        let mut op = Op { body, polls_left: self.lro_polls, api, failure, response };
+        op.advance(false);
+        let out = op.body.clone();
+        self.ops.insert(name, op);
+        out
+    }
+
+    /// Polls an operation: each poll brings it one step closer to done.
+    pub fn poll_op(&mut self, name: &str) -> Option<Value> {
+        let op = self.ops.get_mut(name)?;
+        op.advance(true);
+        Some(op.body.clone())
+    }
+
+    /// Whether an unfinished operation is running on a cluster.
+    pub fn cluster_busy(&self, target: &str) -> bool {
+        self.ops.values().any(|o| {
+            o.api == OpApi::Container && o.polls_left > 0 && o.body["targetLink"].as_str().is_some_and(|t| t.ends_with(target))
+        })
+    }
+
+    /// A compute operation for `target` (`global/firewalls/x` or `zones/z/...`).
+    pub fn compute_op(&mut self, op_type: &str, target_path: &str, target_id: &str, zone: Option<&str>) -> Value {
+        let p = self.project.clone();
+        let id = self.id();
+        let name = format!("operation-{}-{}", millis(), short_hash(&format!("{target_path}{id}")));
+        let scope = match zone {
+            Some(z) => format!("zones/{z}"),
+            None => "global".into(),
+        };
+        let mut body = json!({
+            "kind": "compute#operation", "id": id, "name": name, "operationType": op_type,
+            "targetLink": format!("{COMPUTE_BASE}/projects/{p}/{target_path}"), "targetId": target_id,
+            "status": "PENDING", "progress": 0, "user": "meshform-sim@example.iam.gserviceaccount.com",
+            "insertTime": now(), "startTime": now(),
+            "selfLink": format!("{COMPUTE_BASE}/projects/{p}/{scope}/operations/{name}"),
+        });
+        if let Some(z) = zone {
+            body["zone"] = json!(format!("{COMPUTE_BASE}/projects/{p}/zones/{z}"));
+        }
+        self.start_op(OpApi::Compute, body, None)
+    }
+}
+
+impl Op {
+    fn advance(&mut self, poll: bool) {
+        if poll && self.polls_left > 0 {
+            self.polls_left -= 1;
+        }
+        let done = self.polls_left == 0;
+        match self.api {
+            OpApi::Compute => {
+                self.body["status"] = json!(if done { "DONE" } else if poll { "RUNNING" } else { "PENDING" });
+                self.body["progress"] = json!(if done { 100 } else { 50 });
+                if done {
+                    self.body["endTime"] = json!(now());
+                    if let Some(f) = &self.failure {
+                        self.body["error"] = json!({"errors": [{"code": "INVALID_FIELD_VALUE", "message": f}]});
+                        self.body["httpErrorStatusCode"] = json!(400);
+                        self.body["httpErrorMessage"] = json!("BAD REQUEST");
+                    }
+                }
+            }
+            OpApi::Container => {
+                self.body["status"] = json!(if done { "DONE" } else if poll { "RUNNING" } else { "PENDING" });
+                if done {
+                    self.body["endTime"] = json!(now());
+                    if let Some(f) = &self.failure {
+                        self.body["statusMessage"] = json!(f);
+                        self.body["error"] = json!({"code": 3, "message": f});
+                    }
+                }
+            }
+            OpApi::Hub => {
+                self.body["done"] = json!(done);
+                if done {
+                    self.body["metadata"]["endTime"] = json!(now());
+                    match (&self.failure, self.response.take()) {
+                        (Some(f), _) => self.body["error"] = json!({"code": 9, "message": f}),
+                        (None, Some(r)) => self.body["response"] = r,
+                        (None, None) => {}
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Now in RFC 3339.
+pub fn now() -> String {
+    meshform_engine::clock::now_rfc3339()
+}
+
+fn millis() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis())
+}
+
+/// A label fingerprint: base64 of the first 8 bytes of a hash of the canonical labels.
+pub fn fingerprint(v: &Value) -> String {
+    if v.as_object().is_some_and(Map::is_empty) || v.is_null() {
+        return "42WmSpB8rSM=".into();
+    }
+    let h = short_hash(&v.to_string()) + &short_hash(&format!("{v}#"));
+    let bytes: Vec<u8> = (0..8).map(|i| u8::from_str_radix(&h[i * 2..i * 2 + 2], 16).unwrap_or(0)).collect();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}

@@ -1,0 +1,180 @@
+//! The simulated world: one project, its network and subnets, and GKE clusters with their node
+//! instances, endpoints and certificate authorities. Read from a TOML file (`--world`) or the
+//! default, which mirrors the setup guides: two private clusters in two regions.
+
+use serde::{Deserialize, Serialize};
+
+/// A world description.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct World {
+    /// Project id.
+    #[serde(default = "default_project")]
+    pub project: String,
+    /// Project number (Google returns it in some names).
+    #[serde(default = "default_project_number")]
+    pub project_number: String,
+    /// The VPC network.
+    #[serde(default = "default_network")]
+    pub network: String,
+    /// Subnets of the network.
+    #[serde(default)]
+    pub subnets: Vec<Subnet>,
+    /// GKE clusters.
+    #[serde(default)]
+    pub clusters: Vec<ClusterSpec>,
+}
+
+/// A subnet.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Subnet {
+    /// Region.
+    pub region: String,
+    /// Name (default `default`).
+    #[serde(default = "default_network")]
+    pub name: String,
+    /// Primary range.
+    pub cidr: String,
+}
+
+/// A GKE cluster of the world.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSpec {
+    /// Cluster name.
+    pub name: String,
+    /// Zone (zonal cluster) or region (regional cluster).
+    pub location: String,
+    /// Private nodes and a private endpoint.
+    #[serde(default = "yes")]
+    pub private: bool,
+    /// Autopilot cluster.
+    #[serde(default)]
+    pub autopilot: bool,
+    /// Pod range.
+    pub pod_cidr: String,
+    /// Service range.
+    #[serde(default = "default_services")]
+    pub services_cidr: String,
+    /// Node count.
+    #[serde(default = "three")]
+    pub nodes: u32,
+    /// Master authorized networks present before anyone touches the cluster.
+    #[serde(default)]
+    pub authorized_networks: Vec<String>,
+    /// Control-plane global access at the start.
+    #[serde(default)]
+    pub global_access: bool,
+    /// The istiod revision label of the pre-installed control plane.
+    #[serde(default = "default_revision")]
+    pub istio_revision: String,
+}
+
+fn default_project() -> String {
+    "meshform-demo".into()
+}
+fn default_project_number() -> String {
+    "469301857210".into()
+}
+fn default_network() -> String {
+    "default".into()
+}
+fn default_services() -> String {
+    "10.96.0.0/20".into()
+}
+fn default_revision() -> String {
+    "asm-173-3".into()
+}
+fn yes() -> bool {
+    true
+}
+fn three() -> u32 {
+    3
+}
+
+impl Default for World {
+    fn default() -> Self {
+        World {
+            project: default_project(),
+            project_number: default_project_number(),
+            network: default_network(),
+            subnets: vec![
+                Subnet { region: "us-central1".into(), name: "default".into(), cidr: "10.128.0.0/20".into() },
+                Subnet { region: "europe-west1".into(), name: "default".into(), cidr: "10.132.0.0/20".into() },
+            ],
+            clusters: vec![
+                ClusterSpec {
+                    name: "cluster-1".into(),
+                    location: "us-central1-a".into(),
+                    private: true,
+                    autopilot: false,
+                    pod_cidr: "10.0.0.0/14".into(),
+                    services_cidr: "10.96.0.0/20".into(),
+                    nodes: 3,
+                    authorized_networks: vec!["203.0.113.0/24".into()],
+                    global_access: false,
+                    istio_revision: default_revision(),
+                },
+                ClusterSpec {
+                    name: "cluster-2".into(),
+                    location: "europe-west1-b".into(),
+                    private: true,
+                    autopilot: false,
+                    pod_cidr: "10.4.0.0/14".into(),
+                    services_cidr: "10.96.16.0/20".into(),
+                    nodes: 3,
+                    authorized_networks: vec!["203.0.113.0/24".into()],
+                    global_access: false,
+                    istio_revision: default_revision(),
+                },
+            ],
+        }
+    }
+}
+
+impl World {
+    /// Parses a world file.
+    pub fn from_toml(text: &str) -> Result<World, String> {
+        let w: World = toml::from_str(text).map_err(|e| e.to_string())?;
+        w.check()?;
+        Ok(w)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let mut names = std::collections::BTreeSet::new();
+        for c in &self.clusters {
+            if !names.insert((&c.location, &c.name)) {
+                return Err(format!("cluster {} in {} is declared twice", c.name, c.location));
+            }
+            if region_of(&c.location).is_empty() {
+                return Err(format!("cluster {}: `{}` is not a zone or region", c.name, c.location));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The region of a zone (`us-central1-a` → `us-central1`), or the region itself.
+pub fn region_of(location: &str) -> String {
+    let parts: Vec<&str> = location.split('-').collect();
+    match parts.len() {
+        3 => format!("{}-{}", parts[0], parts[1]),
+        2 => location.to_string(),
+        _ => String::new(),
+    }
+}
+
+/// Whether a location is a zone (`us-central1-a`) rather than a region.
+pub fn is_zone(location: &str) -> bool {
+    location.split('-').count() == 3
+}
+
+/// A short stable hash used in GKE-made names (`gke-NAME-HASH-node`).
+pub fn short_hash(s: &str) -> String {
+    let mut h: u32 = 2166136261;
+    for b in s.bytes() {
+        h = (h ^ u32::from(b)).wrapping_mul(16777619);
+    }
+    format!("{h:08x}")
+}
