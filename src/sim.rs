@@ -4,7 +4,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use meshform_sim::world::World;
-use meshform_sim::{files, Sim, SimOptions};
+use meshform_sim::{Sim, SimOptions, files};
 
 use crate::exit::OK;
 
@@ -52,7 +52,7 @@ pub async fn run(
 }
 
 async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
+    use tokio::signal::unix::{SignalKind, signal};
     match signal(SignalKind::terminate()) {
         Ok(mut term) => {
             tokio::select! {

@@ -1,9 +1,9 @@
 //! meshform's engine: desired state (TOML) → graph → plan → apply → state, and drift.
 pub mod addr;
-pub mod clock;
 pub mod apply;
 pub mod builtin;
 pub mod checks;
+pub mod clock;
 pub mod config;
 pub mod diag;
 pub mod drift;

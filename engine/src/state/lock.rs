@@ -175,5 +175,4 @@ mod tests {
         force_unlock(&p, &info.id).unwrap();
         assert!(!p.exists());
     }
-
 }

@@ -7,12 +7,12 @@ use std::sync::Arc;
 use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use crate::errors::{ApiError, ApiResult, Style};
 use crate::filter::Filter;
 use crate::server::Shared;
-use crate::store::{fingerprint, now, Store, COMPUTE_BASE};
+use crate::store::{COMPUTE_BASE, Store, fingerprint, now};
 use crate::world::region_of;
 
 type S = State<Arc<Shared>>;
@@ -63,7 +63,9 @@ fn check_name(name: Option<&str>) -> ApiResult<String> {
     if !ok {
         return Err(ApiError::invalid(
             C,
-            format!("Invalid value for field 'resource.name': '{name}'. Must be a match of regex '(?:[a-z](?:[-a-z0-9]{{0,61}}[a-z0-9])?)'"),
+            format!(
+                "Invalid value for field 'resource.name': '{name}'. Must be a match of regex '(?:[a-z](?:[-a-z0-9]{{0,61}}[a-z0-9])?)'"
+            ),
         ));
     }
     Ok(name.to_string())
@@ -97,7 +99,8 @@ pub fn list_page(kind: &str, self_link: String, items: Vec<Value>, q: &HashMap<S
         items.reverse();
     }
     let max: usize = q.get("maxResults").and_then(|m| m.parse().ok()).filter(|m| *m > 0).unwrap_or(500).min(500);
-    let start: usize = q.get("pageToken").and_then(|t| t.strip_prefix("page-")).and_then(|t| t.parse().ok()).unwrap_or(0);
+    let start: usize =
+        q.get("pageToken").and_then(|t| t.strip_prefix("page-")).and_then(|t| t.parse().ok()).unwrap_or(0);
     let page: Vec<Value> = items.iter().skip(start).take(max).cloned().collect();
     let mut out = json!({"kind": kind, "id": self_link.clone(), "selfLink": self_link});
     if !page.is_empty() {
@@ -126,7 +129,10 @@ async fn insert_address(State(s): S, Path(p): Path<String>, Json(body): Json<Val
     let mut st = project(&s, &p)?;
     let name = check_name(body["name"].as_str())?;
     if st.addresses.contains_key(&name) {
-        return Err(ApiError::already_exists(C, format!("The resource 'projects/{p}/global/addresses/{name}' already exists")));
+        return Err(ApiError::already_exists(
+            C,
+            format!("The resource 'projects/{p}/global/addresses/{name}' already exists"),
+        ));
     }
     let ip_version = body["ipVersion"].as_str().unwrap_or("IPV4").to_string();
     let id = st.id();
@@ -162,7 +168,11 @@ async fn delete_address(State(s): S, Path((p, name)): Path<(String, String)>) ->
     Ok(Json(st.compute_op("delete", &format!("global/addresses/{name}"), &id, None)))
 }
 
-async fn set_labels(State(s): S, Path((p, name)): Path<(String, String)>, Json(body): Json<Value>) -> ApiResult<Json<Value>> {
+async fn set_labels(
+    State(s): S,
+    Path((p, name)): Path<(String, String)>,
+    Json(body): Json<Value>,
+) -> ApiResult<Json<Value>> {
     let mut st = project(&s, &p)?;
     let a = st.addresses.get_mut(&name).ok_or_else(|| not_found(&p, &format!("global/addresses/{name}")))?;
     let current = a["labelFingerprint"].as_str().unwrap_or_default().to_string();
@@ -197,13 +207,20 @@ fn normalize_firewall(p: &str, body: &Value) -> ApiResult<Value> {
     let allowed = body.get("allowed").and_then(Value::as_array).filter(|a| !a.is_empty());
     let denied = body.get("denied").and_then(Value::as_array).filter(|a| !a.is_empty());
     if allowed.is_some() == denied.is_some() {
-        return Err(ApiError::invalid(C, "Invalid value for field 'resource': exactly one of 'allowed' or 'denied' must be set."));
+        return Err(ApiError::invalid(
+            C,
+            "Invalid value for field 'resource': exactly one of 'allowed' or 'denied' must be set.",
+        ));
     }
     for rule in allowed.or(denied).into_iter().flatten() {
         let proto = rule["IPProtocol"].as_str().unwrap_or_default();
-        let known = ["tcp", "udp", "icmp", "esp", "ah", "ipip", "sctp", "all"].contains(&proto) || proto.parse::<u8>().is_ok();
+        let known =
+            ["tcp", "udp", "icmp", "esp", "ah", "ipip", "sctp", "all"].contains(&proto) || proto.parse::<u8>().is_ok();
         if !known {
-            return Err(ApiError::invalid(C, format!("Invalid value for field 'resource.allowed[0].IPProtocol': '{proto}'.")));
+            return Err(ApiError::invalid(
+                C,
+                format!("Invalid value for field 'resource.allowed[0].IPProtocol': '{proto}'."),
+            ));
         }
     }
     let direction = body["direction"].as_str().unwrap_or("INGRESS");
@@ -213,7 +230,13 @@ fn normalize_firewall(p: &str, body: &Value) -> ApiResult<Value> {
     for field in ["sourceRanges", "destinationRanges"] {
         for r in body.get(field).and_then(Value::as_array).into_iter().flatten() {
             if !r.as_str().is_some_and(valid_cidr) {
-                return Err(ApiError::invalid(C, format!("Invalid value for field 'resource.{field}[0]': '{}'. Must be a CIDR address range.", r.as_str().unwrap_or(""))));
+                return Err(ApiError::invalid(
+                    C,
+                    format!(
+                        "Invalid value for field 'resource.{field}[0]': '{}'. Must be a CIDR address range.",
+                        r.as_str().unwrap_or("")
+                    ),
+                ));
             }
         }
     }
@@ -227,14 +250,28 @@ fn normalize_firewall(p: &str, body: &Value) -> ApiResult<Value> {
         "selfLink": format!("{COMPUTE_BASE}/projects/{p}/global/firewalls/{name}"),
         "logConfig": body.get("logConfig").cloned().unwrap_or_else(|| json!({"enable": false})),
     });
-    for k in ["allowed", "denied", "sourceRanges", "destinationRanges", "sourceTags", "targetTags", "sourceServiceAccounts", "targetServiceAccounts", "description"] {
+    for k in [
+        "allowed",
+        "denied",
+        "sourceRanges",
+        "destinationRanges",
+        "sourceTags",
+        "targetTags",
+        "sourceServiceAccounts",
+        "targetServiceAccounts",
+        "description",
+    ] {
         match body.get(k) {
             Some(Value::Array(a)) if a.is_empty() => {}
             Some(Value::Null) | None => {}
             Some(v) => fw[k] = v.clone(),
         }
     }
-    if direction == "INGRESS" && fw.get("sourceRanges").is_none() && fw.get("sourceTags").is_none() && fw.get("sourceServiceAccounts").is_none() {
+    if direction == "INGRESS"
+        && fw.get("sourceRanges").is_none()
+        && fw.get("sourceTags").is_none()
+        && fw.get("sourceServiceAccounts").is_none()
+    {
         fw["sourceRanges"] = json!(["0.0.0.0/0"]);
     }
     if direction == "EGRESS" && fw.get("destinationRanges").is_none() {
@@ -248,7 +285,10 @@ async fn insert_firewall(State(s): S, Path(p): Path<String>, Json(body): Json<Va
     let mut fw = normalize_firewall(&p, &body)?;
     let name = fw["name"].as_str().unwrap_or_default().to_string();
     if st.firewalls.contains_key(&name) {
-        return Err(ApiError::already_exists(C, format!("The resource 'projects/{p}/global/firewalls/{name}' already exists")));
+        return Err(ApiError::already_exists(
+            C,
+            format!("The resource 'projects/{p}/global/firewalls/{name}' already exists"),
+        ));
     }
     let id = st.id();
     fw["id"] = json!(id);
@@ -262,11 +302,20 @@ fn replace_firewall(st: &mut Store, p: &str, name: &str, merged: Value, op_type:
     let mut fw = normalize_firewall(p, &merged)?;
     for (k, what) in [("name", "name"), ("network", "network"), ("direction", "direction")] {
         if fw[k] != old[k] {
-            return Err(ApiError::invalid(C, format!("Invalid value for field 'resource.{what}': '{}'. The {what} of a firewall cannot be changed.", fw[k].as_str().unwrap_or(""))));
+            return Err(ApiError::invalid(
+                C,
+                format!(
+                    "Invalid value for field 'resource.{what}': '{}'. The {what} of a firewall cannot be changed.",
+                    fw[k].as_str().unwrap_or("")
+                ),
+            ));
         }
     }
     if old.get("allowed").is_some() != fw.get("allowed").is_some() {
-        return Err(ApiError::invalid(C, "Invalid value for field 'resource': the action (allowed or denied) of a firewall cannot be changed."));
+        return Err(ApiError::invalid(
+            C,
+            "Invalid value for field 'resource': the action (allowed or denied) of a firewall cannot be changed.",
+        ));
     }
     fw["id"] = old["id"].clone();
     fw["creationTimestamp"] = old["creationTimestamp"].clone();
@@ -275,22 +324,34 @@ fn replace_firewall(st: &mut Store, p: &str, name: &str, merged: Value, op_type:
     Ok(st.compute_op(op_type, &format!("global/firewalls/{name}"), &id, None))
 }
 
-async fn patch_firewall(State(s): S, Path((p, name)): Path<(String, String)>, Json(body): Json<Value>) -> ApiResult<Json<Value>> {
+async fn patch_firewall(
+    State(s): S,
+    Path((p, name)): Path<(String, String)>,
+    Json(body): Json<Value>,
+) -> ApiResult<Json<Value>> {
     let mut st = project(&s, &p)?;
-    let mut merged = st.firewalls.get(&name).cloned().ok_or_else(|| not_found(&p, &format!("global/firewalls/{name}")))?;
+    let mut merged =
+        st.firewalls.get(&name).cloned().ok_or_else(|| not_found(&p, &format!("global/firewalls/{name}")))?;
     if let (Some(m), Some(b)) = (merged.as_object_mut(), body.as_object()) {
         for (k, v) in b {
             m.insert(k.clone(), v.clone());
         }
         // allowed and denied are one choice: sending one replaces the other.
-        if b.contains_key("denied") && !b.contains_key("allowed") && b["denied"].as_array().is_some_and(|a| !a.is_empty()) {
+        if b.contains_key("denied")
+            && !b.contains_key("allowed")
+            && b["denied"].as_array().is_some_and(|a| !a.is_empty())
+        {
             m.remove("allowed");
         }
     }
     Ok(Json(replace_firewall(&mut st, &p, &name, merged, "patch")?))
 }
 
-async fn update_firewall(State(s): S, Path((p, name)): Path<(String, String)>, Json(body): Json<Value>) -> ApiResult<Json<Value>> {
+async fn update_firewall(
+    State(s): S,
+    Path((p, name)): Path<(String, String)>,
+    Json(body): Json<Value>,
+) -> ApiResult<Json<Value>> {
     let mut st = project(&s, &p)?;
     Ok(Json(replace_firewall(&mut st, &p, &name, body, "update")?))
 }
@@ -330,17 +391,27 @@ async fn get_neg(State(s): S, Path((p, zone, name)): Path<(String, String, Strin
         .ok_or_else(|| not_found(&p, &format!("zones/{zone}/networkEndpointGroups/{name}")))
 }
 
-async fn insert_neg(State(s): S, Path((p, zone)): Path<(String, String)>, Json(body): Json<Value>) -> ApiResult<Json<Value>> {
+async fn insert_neg(
+    State(s): S,
+    Path((p, zone)): Path<(String, String)>,
+    Json(body): Json<Value>,
+) -> ApiResult<Json<Value>> {
     let mut st = project(&s, &p)?;
     zone_ok(&zone)?;
     let name = check_name(body["name"].as_str())?;
     let key = format!("{zone}/{name}");
     if st.negs.contains_key(&key) {
-        return Err(ApiError::already_exists(C, format!("The resource 'projects/{p}/zones/{zone}/networkEndpointGroups/{name}' already exists")));
+        return Err(ApiError::already_exists(
+            C,
+            format!("The resource 'projects/{p}/zones/{zone}/networkEndpointGroups/{name}' already exists"),
+        ));
     }
     let ty = body["networkEndpointType"].as_str().unwrap_or("GCE_VM_IP_PORT");
     if body.get("defaultPort").is_some() && ["GCE_VM_IP", "SERVERLESS", "PRIVATE_SERVICE_CONNECT"].contains(&ty) {
-        return Err(ApiError::invalid(C, format!("Invalid value for field 'resource.defaultPort': not allowed for {ty}.")));
+        return Err(ApiError::invalid(
+            C,
+            format!("Invalid value for field 'resource.defaultPort': not allowed for {ty}."),
+        ));
     }
     let id = st.id();
     let region = region_of(&zone);
@@ -364,17 +435,28 @@ async fn insert_neg(State(s): S, Path((p, zone)): Path<(String, String)>, Json(b
 
 async fn delete_neg(State(s): S, Path((p, zone, name)): Path<(String, String, String)>) -> ApiResult<Json<Value>> {
     let mut st = project(&s, &p)?;
-    let neg = st.negs.remove(&format!("{zone}/{name}")).ok_or_else(|| not_found(&p, &format!("zones/{zone}/networkEndpointGroups/{name}")))?;
+    let neg = st
+        .negs
+        .remove(&format!("{zone}/{name}"))
+        .ok_or_else(|| not_found(&p, &format!("zones/{zone}/networkEndpointGroups/{name}")))?;
     let id = neg["id"].as_str().unwrap_or_default().to_string();
     Ok(Json(st.compute_op("delete", &format!("zones/{zone}/networkEndpointGroups/{name}"), &id, Some(&zone))))
 }
 
 /// An aggregated list: items by `zones/Z`, with a warning for zones that have none.
-fn aggregated(kind: &str, collection: &str, p: &str, entries: Vec<(String, Value)>, zones: &[String], q: &HashMap<String, String>) -> ApiResult<Value> {
+fn aggregated(
+    kind: &str,
+    collection: &str,
+    p: &str,
+    entries: Vec<(String, Value)>,
+    zones: &[String],
+    q: &HashMap<String, String>,
+) -> ApiResult<Value> {
     let filter = Filter::parse(q.get("filter").map_or("", String::as_str)).map_err(|m| ApiError::invalid(C, m))?;
     let mut items = serde_json::Map::new();
     for z in zones {
-        let list: Vec<Value> = entries.iter().filter(|(zz, v)| zz == z && filter.matches(v)).map(|(_, v)| v.clone()).collect();
+        let list: Vec<Value> =
+            entries.iter().filter(|(zz, v)| zz == z && filter.matches(v)).map(|(_, v)| v.clone()).collect();
         let scope = format!("zones/{z}");
         let entry = if list.is_empty() {
             json!({"warning": {"code": "NO_RESULTS_ON_PAGE", "message": format!("There are no results for scope '{scope}' on this page."),
@@ -389,7 +471,8 @@ fn aggregated(kind: &str, collection: &str, p: &str, entries: Vec<(String, Value
 }
 
 fn zones_of(st: &Store) -> Vec<String> {
-    let mut z: std::collections::BTreeSet<String> = st.instances.keys().chain(st.negs.keys()).filter_map(|k| k.split('/').next().map(String::from)).collect();
+    let mut z: std::collections::BTreeSet<String> =
+        st.instances.keys().chain(st.negs.keys()).filter_map(|k| k.split('/').next().map(String::from)).collect();
     for r in st.subnetworks.keys().filter_map(|k| k.split('/').next()) {
         for suffix in ["a", "b", "c"] {
             z.insert(format!("{r}-{suffix}"));
@@ -401,7 +484,14 @@ fn zones_of(st: &Store) -> Vec<String> {
 async fn aggregated_negs(State(s): S, Path(p): Path<String>, Query(q): Q) -> ApiResult<Json<Value>> {
     let st = project(&s, &p)?;
     let entries = st.negs.iter().map(|(k, v)| (k.split('/').next().unwrap_or("").to_string(), v.clone())).collect();
-    Ok(Json(aggregated("compute#networkEndpointGroupAggregatedList", "networkEndpointGroups", &p, entries, &zones_of(&st), &q)?))
+    Ok(Json(aggregated(
+        "compute#networkEndpointGroupAggregatedList",
+        "networkEndpointGroups",
+        &p,
+        entries,
+        &zones_of(&st),
+        &q,
+    )?))
 }
 
 async fn list_instances(State(s): S, Path((p, zone)): Path<(String, String)>, Query(q): Q) -> ApiResult<Json<Value>> {
@@ -409,17 +499,27 @@ async fn list_instances(State(s): S, Path((p, zone)): Path<(String, String)>, Qu
     zone_ok(&zone)?;
     let prefix = format!("{zone}/");
     let items = st.instances.iter().filter(|(k, _)| k.starts_with(&prefix)).map(|(_, v)| v.clone()).collect();
-    Ok(Json(list_page("compute#instanceList", format!("{COMPUTE_BASE}/projects/{p}/zones/{zone}/instances"), items, &q)?))
+    Ok(Json(list_page(
+        "compute#instanceList",
+        format!("{COMPUTE_BASE}/projects/{p}/zones/{zone}/instances"),
+        items,
+        &q,
+    )?))
 }
 
 async fn get_instance(State(s): S, Path((p, zone, name)): Path<(String, String, String)>) -> ApiResult<Json<Value>> {
     let st = project(&s, &p)?;
-    st.instances.get(&format!("{zone}/{name}")).cloned().map(Json).ok_or_else(|| not_found(&p, &format!("zones/{zone}/instances/{name}")))
+    st.instances
+        .get(&format!("{zone}/{name}"))
+        .cloned()
+        .map(Json)
+        .ok_or_else(|| not_found(&p, &format!("zones/{zone}/instances/{name}")))
 }
 
 async fn aggregated_instances(State(s): S, Path(p): Path<String>, Query(q): Q) -> ApiResult<Json<Value>> {
     let st = project(&s, &p)?;
-    let entries = st.instances.iter().map(|(k, v)| (k.split('/').next().unwrap_or("").to_string(), v.clone())).collect();
+    let entries =
+        st.instances.iter().map(|(k, v)| (k.split('/').next().unwrap_or("").to_string(), v.clone())).collect();
     Ok(Json(aggregated("compute#instanceAggregatedList", "instances", &p, entries, &zones_of(&st), &q)?))
 }
 
@@ -428,9 +528,16 @@ async fn get_network(State(s): S, Path((p, name)): Path<(String, String)>) -> Ap
     st.networks.get(&name).cloned().map(Json).ok_or_else(|| not_found(&p, &format!("global/networks/{name}")))
 }
 
-async fn get_subnetwork(State(s): S, Path((p, region, name)): Path<(String, String, String)>) -> ApiResult<Json<Value>> {
+async fn get_subnetwork(
+    State(s): S,
+    Path((p, region, name)): Path<(String, String, String)>,
+) -> ApiResult<Json<Value>> {
     let st = project(&s, &p)?;
-    st.subnetworks.get(&format!("{region}/{name}")).cloned().map(Json).ok_or_else(|| not_found(&p, &format!("regions/{region}/subnetworks/{name}")))
+    st.subnetworks
+        .get(&format!("{region}/{name}"))
+        .cloned()
+        .map(Json)
+        .ok_or_else(|| not_found(&p, &format!("regions/{region}/subnetworks/{name}")))
 }
 
 async fn get_op(State(s): S, Path((p, op)): Path<(String, String)>) -> ApiResult<Json<Value>> {

@@ -6,11 +6,11 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use crate::errors::{ApiError, ApiResult, Style};
 use crate::server::Shared;
-use crate::store::{now, OpApi, Store, CONTAINER_BASE};
+use crate::store::{CONTAINER_BASE, OpApi, Store, now};
 use crate::world::short_hash;
 
 type S = State<Arc<Shared>>;
@@ -35,7 +35,12 @@ fn project<'a>(s: &'a Shared, project: &str) -> ApiResult<std::sync::MutexGuard<
 
 async fn list_clusters(State(s): S, Path((p, l)): Path<(String, String)>) -> ApiResult<Json<Value>> {
     let st = project(&s, &p)?;
-    let clusters: Vec<Value> = st.clusters.iter().filter(|(k, _)| l == "-" || k.starts_with(&format!("{l}/"))).map(|(_, v)| v.clone()).collect();
+    let clusters: Vec<Value> = st
+        .clusters
+        .iter()
+        .filter(|(k, _)| l == "-" || k.starts_with(&format!("{l}/")))
+        .map(|(_, v)| v.clone())
+        .collect();
     Ok(Json(json!({ "clusters": clusters })))
 }
 
@@ -49,24 +54,35 @@ async fn get_cluster(State(s): S, Path((p, l, c)): Path<(String, String, String)
 }
 
 fn valid_cidr(c: &str) -> bool {
-    c.split_once('/').is_some_and(|(ip, len)| ip.parse::<std::net::Ipv4Addr>().is_ok() && len.parse::<u8>().is_ok_and(|l| l <= 32))
+    c.split_once('/')
+        .is_some_and(|(ip, len)| ip.parse::<std::net::Ipv4Addr>().is_ok() && len.parse::<u8>().is_ok_and(|l| l <= 32))
 }
 
-async fn update_cluster(State(s): S, Path((p, l, c)): Path<(String, String, String)>, Json(body): Json<Value>) -> ApiResult<Json<Value>> {
+async fn update_cluster(
+    State(s): S,
+    Path((p, l, c)): Path<(String, String, String)>,
+    Json(body): Json<Value>,
+) -> ApiResult<Json<Value>> {
     let mut st = project(&s, &p)?;
     let key = format!("{l}/{c}");
     if !st.clusters.contains_key(&key) {
         return Err(not_found(&p, &l, &c));
     }
-    let update = body.get("update").and_then(Value::as_object).ok_or_else(|| ApiError::invalid(R, "Update must be set."))?;
+    let update =
+        body.get("update").and_then(Value::as_object).ok_or_else(|| ApiError::invalid(R, "Update must be set."))?;
     let desired: Vec<&String> = update.keys().filter(|k| k.starts_with("desired")).collect();
     if desired.len() != 1 {
-        return Err(ApiError::invalid(R, format!("Exactly one update can be applied to a cluster with each request; {} were given.", desired.len())));
+        return Err(ApiError::invalid(
+            R,
+            format!("Exactly one update can be applied to a cluster with each request; {} were given.", desired.len()),
+        ));
     }
     if st.cluster_busy(&format!("/clusters/{c}")) {
         return Err(ApiError::precondition(
             R,
-            format!("Cluster is running incompatible operation on projects/{p}/locations/{l}/clusters/{c}. Please wait and try again."),
+            format!(
+                "Cluster is running incompatible operation on projects/{p}/locations/{l}/clusters/{c}. Please wait and try again."
+            ),
         ));
     }
     let (mut authorized, mut global_access) = (None, None);
@@ -76,7 +92,9 @@ async fn update_cluster(State(s): S, Path((p, l, c)): Path<(String, String, Stri
             authorized = ip.get("authorizedNetworksConfig").cloned();
             global_access = ip.get("globalAccess").and_then(Value::as_bool);
         }
-        "desiredMasterAuthorizedNetworksConfig" => authorized = update.get("desiredMasterAuthorizedNetworksConfig").cloned(),
+        "desiredMasterAuthorizedNetworksConfig" => {
+            authorized = update.get("desiredMasterAuthorizedNetworksConfig").cloned()
+        }
         "desiredPrivateClusterConfig" => {
             global_access = update["desiredPrivateClusterConfig"]["masterGlobalAccessConfig"]["enabled"].as_bool();
         }
@@ -91,11 +109,15 @@ async fn update_cluster(State(s): S, Path((p, l, c)): Path<(String, String, Stri
         for b in &blocks {
             let cidr = b["cidrBlock"].as_str().unwrap_or_default();
             if !valid_cidr(cidr) {
-                return Err(ApiError::invalid(R, format!("Invalid master authorized networks: invalid CIDR block \"{cidr}\".")));
+                return Err(ApiError::invalid(
+                    R,
+                    format!("Invalid master authorized networks: invalid CIDR block \"{cidr}\"."),
+                ));
             }
         }
         if blocks.len() > 50 {
-            failure = Some(format!("Master authorized networks can have at most 50 CIDR blocks, {} given.", blocks.len()));
+            failure =
+                Some(format!("Master authorized networks can have at most 50 CIDR blocks, {} given.", blocks.len()));
         }
     }
     if failure.is_none() {
@@ -117,7 +139,11 @@ async fn update_cluster(State(s): S, Path((p, l, c)): Path<(String, String, Stri
         cl["etag"] = json!(short_hash(&format!("{}{}", cl["etag"], now())));
     }
     let number = st.project_number.clone();
-    let name = format!("operation-{}-{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis()), short_hash(&key));
+    let name = format!(
+        "operation-{}-{}",
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis()),
+        short_hash(&key)
+    );
     let op = json!({
         "name": name, "zone": l, "location": l, "operationType": "UPDATE_CLUSTER", "status": "PENDING",
         "selfLink": format!("{CONTAINER_BASE}/projects/{number}/zones/{l}/operations/{name}"),
@@ -129,5 +155,7 @@ async fn update_cluster(State(s): S, Path((p, l, c)): Path<(String, String, Stri
 
 async fn get_op(State(s): S, Path((p, l, op)): Path<(String, String, String)>) -> ApiResult<Json<Value>> {
     let mut st = project(&s, &p)?;
-    st.poll_op(&op).map(Json).ok_or_else(|| ApiError::not_found(R, format!("Not found: projects/{p}/locations/{l}/operations/{op}.")))
+    st.poll_op(&op)
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(R, format!("Not found: projects/{p}/locations/{l}/operations/{op}.")))
 }

@@ -2,9 +2,9 @@
 //! `google.rpc.Status` form (`status` carries the canonical code) used by container, gkehub and
 //! serviceusage.
 
+use axum::Json;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde_json::json;
 
 /// Which error format an API uses.
@@ -37,7 +37,13 @@ pub struct ApiError {
 pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
-    fn new(style: Style, code: u16, reason: &'static str, status: &'static str, message: impl Into<String>) -> ApiError {
+    fn new(
+        style: Style,
+        code: u16,
+        reason: &'static str,
+        status: &'static str,
+        message: impl Into<String>,
+    ) -> ApiError {
         ApiError { code, reason, status, message: message.into(), style, retry_after: None }
     }
 

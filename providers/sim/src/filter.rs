@@ -77,7 +77,8 @@ impl Filter {
 
 fn parse_cond(g: &str) -> Result<Cond, String> {
     let g = g.trim();
-    let (field, rest) = g.split_once(char::is_whitespace).ok_or_else(|| format!("Invalid list filter expression '{g}'."))?;
+    let (field, rest) =
+        g.split_once(char::is_whitespace).ok_or_else(|| format!("Invalid list filter expression '{g}'."))?;
     let rest = rest.trim_start();
     let (op, value) = rest.split_once(char::is_whitespace).map_or((rest, ""), |(a, b)| (a, b.trim()));
     let value = unquote(value);
@@ -89,7 +90,9 @@ fn parse_cond(g: &str) -> Result<Cond, String> {
         _ => return Err(format!("Invalid list filter expression '{g}'.")),
     };
     let matcher = if regex {
-        Matcher::Regex(Regex::new(&format!("^(?:{value})$")).map_err(|e| format!("Invalid regular expression in filter: {e}"))?)
+        Matcher::Regex(
+            Regex::new(&format!("^(?:{value})$")).map_err(|e| format!("Invalid regular expression in filter: {e}"))?,
+        )
     } else {
         Matcher::Exact(value.to_string())
     };
@@ -133,7 +136,8 @@ mod tests {
 
     #[test]
     fn gcloud_forms() {
-        let fw = json!({"name": "cluster-1-pods", "network": "https://x/global/networks/default", "targetTags": ["a", "b"]});
+        let fw =
+            json!({"name": "cluster-1-pods", "network": "https://x/global/networks/default", "targetTags": ["a", "b"]});
         assert!(Filter::parse(r#"name eq ".*\bcluster\-1.*""#).unwrap().matches(&fw));
         assert!(!Filter::parse(r#"name eq ".*\bcluster\-2.*""#).unwrap().matches(&fw));
         assert!(Filter::parse(r#"(name eq ".*\bcluster.*")(network eq ".*\bdefault\b.*")"#).unwrap().matches(&fw));

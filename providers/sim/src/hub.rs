@@ -7,11 +7,11 @@ use std::sync::Arc;
 use axum::extract::{Path, Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use crate::errors::{ApiError, ApiResult, Style};
 use crate::server::Shared;
-use crate::store::{now, OpApi, Store};
+use crate::store::{OpApi, Store, now};
 use crate::world::short_hash;
 
 type S = State<Arc<Shared>>;
@@ -19,14 +19,18 @@ type Q = Query<HashMap<String, String>>;
 const R: Style = Style::Rpc;
 
 /// Feature ids the simulator knows.
-const FEATURES: [&str; 4] = ["multiclusteringress", "multiclusterservicediscovery", "servicemesh", "fleetobservability"];
+const FEATURES: [&str; 4] =
+    ["multiclusteringress", "multiclusterservicediscovery", "servicemesh", "fleetobservability"];
 
 /// The gkehub and serviceusage routes.
 pub fn routes() -> Router<Arc<Shared>> {
     let p = "/gkehub/v1/projects/{project}/locations/{location}";
     Router::new()
         .route(&format!("{p}/memberships"), get(list_memberships).post(create_membership))
-        .route(&format!("{p}/memberships/{{id}}"), get(get_membership).patch(patch_membership).delete(delete_membership))
+        .route(
+            &format!("{p}/memberships/{{id}}"),
+            get(get_membership).patch(patch_membership).delete(delete_membership),
+        )
         .route(&format!("{p}/features"), get(list_features).post(create_feature))
         .route(&format!("{p}/features/{{id}}"), get(get_feature).patch(patch_feature).delete(delete_feature))
         .route(&format!("{p}/operations/{{op}}"), get(get_op))
@@ -36,7 +40,10 @@ pub fn routes() -> Router<Arc<Shared>> {
 fn project<'a>(s: &'a Shared, project: &str) -> ApiResult<std::sync::MutexGuard<'a, Store>> {
     let st = s.store.lock().unwrap_or_else(|e| e.into_inner());
     if project != st.project && project != st.project_number {
-        return Err(ApiError::forbidden(R, format!("Permission 'gkehub.memberships.list' denied on 'projects/{project}'")));
+        return Err(ApiError::forbidden(
+            R,
+            format!("Permission 'gkehub.memberships.list' denied on 'projects/{project}'"),
+        ));
     }
     Ok(st)
 }
@@ -47,8 +54,20 @@ fn valid_id(id: &str) -> bool {
 }
 
 /// Starts a hub LRO whose `response` is `resource` with `type_name`.
-fn lro(st: &mut Store, p: &str, l: &str, verb: &str, target: &str, type_name: &str, resource: Value, failure: Option<String>) -> Value {
-    let id = format!("operation-{}-{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis()), short_hash(&format!("{target}{}", st.id())));
+fn lro(
+    st: &mut Store,
+    (p, l): (&str, &str),
+    verb: &str,
+    target: &str,
+    type_name: &str,
+    resource: Value,
+    failure: Option<String>,
+) -> Value {
+    let id = format!(
+        "operation-{}-{}",
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis()),
+        short_hash(&format!("{target}{}", st.id()))
+    );
     let mut response = resource;
     if let Some(m) = response.as_object_mut() {
         m.insert("@type".into(), json!(format!("type.googleapis.com/{type_name}")));
@@ -71,7 +90,12 @@ async fn get_op(State(s): S, Path((p, l, op)): Path<(String, String, String)>) -
 
 async fn list_memberships(State(s): S, Path((p, l)): Path<(String, String)>) -> ApiResult<Json<Value>> {
     let st = project(&s, &p)?;
-    let items: Vec<Value> = st.memberships.iter().filter(|(k, _)| l == "-" || k.starts_with(&format!("{l}/"))).map(|(_, v)| v.clone()).collect();
+    let items: Vec<Value> = st
+        .memberships
+        .iter()
+        .filter(|(k, _)| l == "-" || k.starts_with(&format!("{l}/")))
+        .map(|(_, v)| v.clone())
+        .collect();
     Ok(Json(if items.is_empty() { json!({}) } else { json!({ "resources": items }) }))
 }
 
@@ -94,11 +118,19 @@ fn authority(p: &str, body: &Value) -> Value {
     }
 }
 
-async fn create_membership(State(s): S, Path((p, l)): Path<(String, String)>, Query(q): Q, Json(body): Json<Value>) -> ApiResult<Json<Value>> {
+async fn create_membership(
+    State(s): S,
+    Path((p, l)): Path<(String, String)>,
+    Query(q): Q,
+    Json(body): Json<Value>,
+) -> ApiResult<Json<Value>> {
     let mut st = project(&s, &p)?;
     let id = q.get("membershipId").cloned().ok_or_else(|| ApiError::invalid(R, "membership_id must be specified."))?;
     if !valid_id(&id) {
-        return Err(ApiError::invalid(R, format!("Invalid membership id \"{id}\": must be an RFC 1123 label of at most 63 characters.")));
+        return Err(ApiError::invalid(
+            R,
+            format!("Invalid membership id \"{id}\": must be an RFC 1123 label of at most 63 characters."),
+        ));
     }
     let key = format!("{l}/{id}");
     let name = format!("projects/{p}/locations/{l}/memberships/{id}");
@@ -119,7 +151,7 @@ async fn create_membership(State(s): S, Path((p, l)): Path<(String, String)>, Qu
         "monitoringConfig": {"project": p, "location": l, "cluster": link.rsplit('/').next().unwrap_or("")},
     });
     st.memberships.insert(key, m.clone());
-    Ok(Json(lro(&mut st, &p, &l, "create", &name, "google.cloud.gkehub.v1.Membership", m, None)))
+    Ok(Json(lro(&mut st, (&p, &l), "create", &name, "google.cloud.gkehub.v1.Membership", m, None)))
 }
 
 /// `location/name` of the cluster a resource link (`//host/projects/P/locations/L/clusters/C`) names.
@@ -172,7 +204,12 @@ fn set_path(target: &mut Value, path: &str, from: &Value) {
     dst[parts[parts.len() - 1]] = src.clone();
 }
 
-async fn patch_membership(State(s): S, Path((p, l, id)): Path<(String, String, String)>, Query(q): Q, Json(body): Json<Value>) -> ApiResult<Json<Value>> {
+async fn patch_membership(
+    State(s): S,
+    Path((p, l, id)): Path<(String, String, String)>,
+    Query(q): Q,
+    Json(body): Json<Value>,
+) -> ApiResult<Json<Value>> {
     let mut st = project(&s, &p)?;
     let fields = mask_fields(&q)?;
     let key = format!("{l}/{id}");
@@ -183,7 +220,10 @@ async fn patch_membership(State(s): S, Path((p, l, id)): Path<(String, String, S
                 let old = m["authority"]["issuer"].as_str().unwrap_or_default().to_string();
                 let new = body["authority"]["issuer"].as_str().unwrap_or_default().to_string();
                 if !old.is_empty() && !new.is_empty() && old != new {
-                    return Err(ApiError::invalid(R, "authority.issuer cannot be changed in place; clear it first, then set the new issuer."));
+                    return Err(ApiError::invalid(
+                        R,
+                        "authority.issuer cannot be changed in place; clear it first, then set the new issuer.",
+                    ));
                 }
                 m["authority"] = authority(&p, &body);
             }
@@ -196,14 +236,14 @@ async fn patch_membership(State(s): S, Path((p, l, id)): Path<(String, String, S
     m["updateTime"] = json!(now());
     st.memberships.insert(key, m.clone());
     let name = m["name"].as_str().unwrap_or_default().to_string();
-    Ok(Json(lro(&mut st, &p, &l, "update", &name, "google.cloud.gkehub.v1.Membership", m, None)))
+    Ok(Json(lro(&mut st, (&p, &l), "update", &name, "google.cloud.gkehub.v1.Membership", m, None)))
 }
 
 async fn delete_membership(State(s): S, Path((p, l, id)): Path<(String, String, String)>) -> ApiResult<Json<Value>> {
     let mut st = project(&s, &p)?;
     let m = st.memberships.remove(&format!("{l}/{id}")).ok_or_else(|| membership_not_found(&p, &l, &id))?;
     let name = m["name"].as_str().unwrap_or_default().to_string();
-    Ok(Json(lro(&mut st, &p, &l, "delete", &name, "google.protobuf.Empty", json!({}), None)))
+    Ok(Json(lro(&mut st, (&p, &l), "delete", &name, "google.protobuf.Empty", json!({}), None)))
 }
 
 // ---- features ----
@@ -228,7 +268,8 @@ fn read_feature(st: &mut Store, key: &str) -> Option<Value> {
 
 async fn list_features(State(s): S, Path((p, l)): Path<(String, String)>) -> ApiResult<Json<Value>> {
     let mut st = project(&s, &p)?;
-    let keys: Vec<String> = st.features.keys().filter(|k| l == "-" || k.starts_with(&format!("{l}/"))).cloned().collect();
+    let keys: Vec<String> =
+        st.features.keys().filter(|k| l == "-" || k.starts_with(&format!("{l}/"))).cloned().collect();
     let items: Vec<Value> = keys.iter().filter_map(|k| read_feature(&mut st, k)).collect();
     Ok(Json(if items.is_empty() { json!({}) } else { json!({ "resources": items }) }))
 }
@@ -243,7 +284,9 @@ fn config_membership_problem(st: &Store, spec: &Value) -> Option<String> {
     let cm = spec["multiclusteringress"]["configMembership"].as_str()?;
     let parts: Vec<&str> = cm.split('/').collect();
     if parts.len() != 6 || parts[0] != "projects" || parts[2] != "locations" || parts[4] != "memberships" {
-        return Some(format!("configMembership \"{cm}\" is not a full membership name (projects/P/locations/L/memberships/M)."));
+        return Some(format!(
+            "configMembership \"{cm}\" is not a full membership name (projects/P/locations/L/memberships/M)."
+        ));
     }
     if !st.memberships.contains_key(&format!("{}/{}", parts[3], parts[5])) {
         return Some(format!("configMembership {cm} does not exist."));
@@ -255,12 +298,20 @@ fn membership_states(st: &Store) -> Value {
     let mut m = serde_json::Map::new();
     for k in st.memberships.keys() {
         let (l, id) = k.split_once('/').unwrap_or(("", k));
-        m.insert(format!("projects/{}/locations/{l}/memberships/{id}", st.project_number), json!({"state": {"code": "OK"}}));
+        m.insert(
+            format!("projects/{}/locations/{l}/memberships/{id}", st.project_number),
+            json!({"state": {"code": "OK"}}),
+        );
     }
     Value::Object(m)
 }
 
-async fn create_feature(State(s): S, Path((p, l)): Path<(String, String)>, Query(q): Q, Json(body): Json<Value>) -> ApiResult<Json<Value>> {
+async fn create_feature(
+    State(s): S,
+    Path((p, l)): Path<(String, String)>,
+    Query(q): Q,
+    Json(body): Json<Value>,
+) -> ApiResult<Json<Value>> {
     let mut st = project(&s, &p)?;
     let id = q.get("featureId").cloned().ok_or_else(|| ApiError::invalid(R, "feature_id must be specified."))?;
     if !FEATURES.contains(&id.as_str()) {
@@ -286,10 +337,15 @@ async fn create_feature(State(s): S, Path((p, l)): Path<(String, String)>, Query
         let polls = st.lro_polls;
         st.feature_pending.insert(key, polls);
     }
-    Ok(Json(lro(&mut st, &p, &l, "create", &name, "google.cloud.gkehub.v1.Feature", f, failure)))
+    Ok(Json(lro(&mut st, (&p, &l), "create", &name, "google.cloud.gkehub.v1.Feature", f, failure)))
 }
 
-async fn patch_feature(State(s): S, Path((p, l, id)): Path<(String, String, String)>, Query(q): Q, Json(body): Json<Value>) -> ApiResult<Json<Value>> {
+async fn patch_feature(
+    State(s): S,
+    Path((p, l, id)): Path<(String, String, String)>,
+    Query(q): Q,
+    Json(body): Json<Value>,
+) -> ApiResult<Json<Value>> {
     let mut st = project(&s, &p)?;
     let fields = mask_fields(&q)?;
     let key = format!("{l}/{id}");
@@ -303,7 +359,7 @@ async fn patch_feature(State(s): S, Path((p, l, id)): Path<(String, String, Stri
         st.features.insert(key, f.clone());
     }
     let name = f["name"].as_str().unwrap_or_default().to_string();
-    Ok(Json(lro(&mut st, &p, &l, "update", &name, "google.cloud.gkehub.v1.Feature", f, failure)))
+    Ok(Json(lro(&mut st, (&p, &l), "update", &name, "google.cloud.gkehub.v1.Feature", f, failure)))
 }
 
 async fn delete_feature(State(s): S, Path((p, l, id)): Path<(String, String, String)>) -> ApiResult<Json<Value>> {
@@ -312,7 +368,7 @@ async fn delete_feature(State(s): S, Path((p, l, id)): Path<(String, String, Str
     let f = st.features.remove(&key).ok_or_else(|| feature_not_found(&p, &l, &id))?;
     st.feature_pending.remove(&key);
     let name = f["name"].as_str().unwrap_or_default().to_string();
-    Ok(Json(lro(&mut st, &p, &l, "delete", &name, "google.protobuf.Empty", json!({}), None)))
+    Ok(Json(lro(&mut st, (&p, &l), "delete", &name, "google.protobuf.Empty", json!({}), None)))
 }
 
 async fn get_service(State(s): S, Path((p, service)): Path<(String, String)>) -> ApiResult<Json<Value>> {

@@ -17,13 +17,13 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
 use crate::certs::ClusterCa;
 use crate::errors::{ApiError, Style};
 use crate::store::{ClusterAccess, Store};
-use crate::world::{short_hash, World};
+use crate::world::{World, short_hash};
 
 /// How the simulator behaves.
 #[derive(Clone, Debug)]
@@ -136,7 +136,11 @@ impl Sim {
         let _ = shared.router.set(router.clone());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, router).with_graceful_shutdown(async { let _ = rx.await; }).await;
+            let _ = axum::serve(listener, router)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await;
         });
         Ok(Sim {
             shared,
@@ -284,12 +288,13 @@ fn form_decode(body: &str) -> std::collections::HashMap<String, String> {
         let mut out = Vec::with_capacity(bytes.len());
         let mut i = 0;
         while i < bytes.len() {
-            if bytes[i] == b'%' && i + 2 < bytes.len() {
-                if let Ok(b) = u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"), 16) {
-                    out.push(b);
-                    i += 3;
-                    continue;
-                }
+            if bytes[i] == b'%'
+                && i + 2 < bytes.len()
+                && let Ok(b) = u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"), 16)
+            {
+                out.push(b);
+                i += 3;
+                continue;
             }
             out.push(bytes[i]);
             i += 1;
@@ -301,17 +306,24 @@ fn form_decode(body: &str) -> std::collections::HashMap<String, String> {
 
 /// OAuth2 token endpoint: exchanges a service-account JWT assertion for an access token.
 async fn token(State(s): State<Arc<Shared>>, body: String) -> Response {
-    let bad = |m: &str| (StatusCode::BAD_REQUEST, Json(json!({"error": "invalid_grant", "error_description": m}))).into_response();
+    let bad = |m: &str| {
+        (StatusCode::BAD_REQUEST, Json(json!({"error": "invalid_grant", "error_description": m}))).into_response()
+    };
     let form = form_decode(&body);
     if form.get("grant_type").map(String::as_str) != Some("urn:ietf:params:oauth:grant-type:jwt-bearer") {
-        return (StatusCode::BAD_REQUEST, Json(json!({"error": "unsupported_grant_type", "error_description": "Invalid grant_type."})))
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "unsupported_grant_type", "error_description": "Invalid grant_type."})),
+        )
             .into_response();
     }
     let Some(assertion) = form.get("assertion") else { return bad("Missing assertion.") };
     let parts: Vec<&str> = assertion.split('.').collect();
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let decode = |p: &str| b64.decode(p.trim_end_matches('=')).ok().and_then(|b| serde_json::from_slice::<Value>(&b).ok());
-    let (Some(header), Some(claims)) = (parts.first().and_then(|p| decode(p)), parts.get(1).and_then(|p| decode(p))) else {
+    let decode =
+        |p: &str| b64.decode(p.trim_end_matches('=')).ok().and_then(|b| serde_json::from_slice::<Value>(&b).ok());
+    let (Some(header), Some(claims)) = (parts.first().and_then(|p| decode(p)), parts.get(1).and_then(|p| decode(p)))
+    else {
         return bad("Invalid JWT: not three base64url parts.");
     };
     if parts.len() != 3 || parts[2].is_empty() || header["alg"] != "RS256" {
@@ -334,17 +346,28 @@ async fn token(State(s): State<Arc<Shared>>, body: String) -> Response {
 async fn batch(State(s): State<Arc<Shared>>, headers: HeaderMap, body: String) -> Response {
     use tower::ServiceExt;
     let ct = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
-    let Some(boundary) = ct.split(';').find_map(|p| p.trim().strip_prefix("boundary=")).map(|b| b.trim_matches('"').to_string()) else {
-        return ApiError::invalid(Style::Compute, "Batch requests must be multipart/mixed with a boundary.").into_response();
+    let Some(boundary) =
+        ct.split(';').find_map(|p| p.trim().strip_prefix("boundary=")).map(|b| b.trim_matches('"').to_string())
+    else {
+        return ApiError::invalid(Style::Compute, "Batch requests must be multipart/mixed with a boundary.")
+            .into_response();
     };
     let Some(router) = s.router.get().cloned() else { return StatusCode::INTERNAL_SERVER_ERROR.into_response() };
     let auth = headers.get("authorization").cloned();
     let mut out = String::new();
     let reply_boundary = format!("batch_{}", short_hash(&body));
-    for part in body.split(&format!("--{boundary}")).map(|p| p.trim_start_matches("\r\n")).filter(|p| !p.trim().is_empty() && !p.starts_with("--")) {
+    for part in body
+        .split(&format!("--{boundary}"))
+        .map(|p| p.trim_start_matches("\r\n"))
+        .filter(|p| !p.trim().is_empty() && !p.starts_with("--"))
+    {
         let norm = part.replace("\r\n", "\n");
         let (part_head, inner) = norm.split_once("\n\n").unwrap_or((&norm, ""));
-        let content_id = part_head.lines().find_map(|l| l.strip_prefix("Content-ID:").or_else(|| l.strip_prefix("content-id:"))).map(|v| v.trim().to_string()).unwrap_or_default();
+        let content_id = part_head
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-ID:").or_else(|| l.strip_prefix("content-id:")))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_default();
         let (inner_head, inner_body) = inner.split_once("\n\n").unwrap_or((inner, ""));
         let mut lines = inner_head.lines();
         let request_line = lines.next().unwrap_or("");
@@ -363,7 +386,8 @@ async fn batch(State(s): State<Arc<Shared>>, headers: HeaderMap, body: String) -
         if let Some(a) = &auth {
             rb = rb.header("authorization", a.clone());
         }
-        let req = rb.body(Body::from(inner_body.trim_end().to_string())).unwrap_or_else(|_| Request::new(Body::empty()));
+        let req =
+            rb.body(Body::from(inner_body.trim_end().to_string())).unwrap_or_else(|_| Request::new(Body::empty()));
         let resp = router.clone().oneshot(req).await.unwrap_or_else(|e| match e {});
         let status = resp.status();
         let bytes = axum::body::to_bytes(resp.into_body(), 16 << 20).await.unwrap_or_default();

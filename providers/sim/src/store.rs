@@ -4,10 +4,10 @@
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value, json};
 
 use crate::certs::ClusterCa;
-use crate::world::{is_zone, region_of, short_hash, World};
+use crate::world::{World, is_zone, region_of, short_hash};
 
 /// Where compute links point (real compute links use this host).
 pub const COMPUTE_BASE: &str = "https://www.googleapis.com/compute/v1";
@@ -146,7 +146,8 @@ impl Store {
         let access = self.access.get(&key).cloned();
         let tag = format!("gke-{}-{}-node", c.name, &short_hash(&c.name)[..8]);
         let region = region_of(&c.location);
-        let zones: Vec<String> = if is_zone(&c.location) { vec![c.location.clone()] } else { vec![format!("{region}-b")] };
+        let zones: Vec<String> =
+            if is_zone(&c.location) { vec![c.location.clone()] } else { vec![format!("{region}-b")] };
         let net_link = format!("{COMPUTE_BASE}/projects/{p}/global/networks/{}", world.network);
         let subnet = format!("{COMPUTE_BASE}/projects/{p}/regions/{region}/subnetworks/default");
         if !c.autopilot {
@@ -186,7 +187,8 @@ impl Store {
             ),
             None => ("127.0.0.1".into(), None, String::new()),
         };
-        let cidrs: Vec<Value> = c.authorized_networks.iter().map(|b| json!({"cidrBlock": b, "displayName": "existing"})).collect();
+        let cidrs: Vec<Value> =
+            c.authorized_networks.iter().map(|b| json!({"cidrBlock": b, "displayName": "existing"})).collect();
         let authorized = json!({"enabled": !cidrs.is_empty() || c.private, "cidrBlocks": cidrs});
         let private_ep = private_endpoint.clone().unwrap_or_default();
         let id = short_hash(&format!("{key}-id")) + &short_hash(&key) + &short_hash(&format!("{key}-x"));
@@ -252,7 +254,9 @@ impl Store {
     /// Whether an unfinished operation is running on a cluster.
     pub fn cluster_busy(&self, target: &str) -> bool {
         self.ops.values().any(|o| {
-            o.api == OpApi::Container && o.polls_left > 0 && o.body["targetLink"].as_str().is_some_and(|t| t.ends_with(target))
+            o.api == OpApi::Container
+                && o.polls_left > 0
+                && o.body["targetLink"].as_str().is_some_and(|t| t.ends_with(target))
         })
     }
 
@@ -287,7 +291,13 @@ impl Op {
         let done = self.polls_left == 0;
         match self.api {
             OpApi::Compute => {
-                self.body["status"] = json!(if done { "DONE" } else if poll { "RUNNING" } else { "PENDING" });
+                self.body["status"] = json!(if done {
+                    "DONE"
+                } else if poll {
+                    "RUNNING"
+                } else {
+                    "PENDING"
+                });
                 self.body["progress"] = json!(if done { 100 } else { 50 });
                 if done {
                     self.body["endTime"] = json!(now());
@@ -299,7 +309,13 @@ impl Op {
                 }
             }
             OpApi::Container => {
-                self.body["status"] = json!(if done { "DONE" } else if poll { "RUNNING" } else { "PENDING" });
+                self.body["status"] = json!(if done {
+                    "DONE"
+                } else if poll {
+                    "RUNNING"
+                } else {
+                    "PENDING"
+                });
                 if done {
                     self.body["endTime"] = json!(now());
                     if let Some(f) = &self.failure {

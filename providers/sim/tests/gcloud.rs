@@ -1,0 +1,332 @@
+//! The real gcloud 528 against the simulator: every command of the setup guides (the reference's
+//! "What gcloud 528 sends"), what a following describe/list shows, out-of-band changes, faults,
+//! operation polls, and service-account keys whose token_uri is the simulator.
+
+mod common;
+
+use common::Env;
+use meshform_sim::SimOptions;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn addresses_create_list_label_delete() {
+    let e = Env::default().await;
+    e.gcloud(&["compute", "addresses", "create", "my-ip", "--global"]).await.ok();
+    let list = e.gcloud(&["compute", "addresses", "list", "--global", "--format=json"]).await;
+    let j = Env::json(list.ok());
+    assert_eq!(j[0]["name"], "my-ip");
+    assert_eq!(j[0]["status"], "RESERVED");
+    assert_eq!(j[0]["ipVersion"], "IPV4");
+    assert!(j[0]["address"].as_str().unwrap().parse::<std::net::Ipv4Addr>().is_ok());
+    let again = e.gcloud(&["compute", "addresses", "create", "my-ip", "--global"]).await;
+    assert_eq!(again.code, 1);
+    assert!(again.stderr.contains("already exists"), "{}", again.stderr);
+    e.gcloud(&["beta", "compute", "addresses", "update", "my-ip", "--global", "--update-labels=env=prod"]).await.ok();
+    let d = Env::json(e.gcloud(&["compute", "addresses", "describe", "my-ip", "--global", "--format=json"]).await.ok());
+    assert_eq!(d["labels"]["env"], "prod");
+    assert_ne!(d["labelFingerprint"], "42WmSpB8rSM=");
+    e.gcloud(&["compute", "addresses", "delete", "my-ip", "--global", "--quiet"]).await.ok();
+    let gone = e.gcloud(&["compute", "addresses", "describe", "my-ip", "--global"]).await;
+    assert_eq!(gone.code, 1);
+    assert!(gone.stderr.contains("was not found"), "{}", gone.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn firewall_rule_of_the_guide_and_filters() {
+    let e = Env::default().await;
+    e.gcloud(&[
+        "compute",
+        "firewall-rules",
+        "create",
+        "istio-multicluster-pods",
+        "--allow=tcp,udp,icmp,esp,ah,sctp",
+        "--direction=INGRESS",
+        "--priority=900",
+        "--source-ranges=10.0.0.0/14,10.4.0.0/14",
+        "--target-tags=gke-a-node,gke-b-node",
+        "--network=default",
+        "--quiet",
+    ])
+    .await
+    .ok();
+    e.gcloud(&[
+        "compute",
+        "firewall-rules",
+        "create",
+        "cluster-1-other",
+        "--allow=tcp:15017",
+        "--network=default",
+        "--quiet",
+    ])
+    .await
+    .ok();
+    let d = Env::json(
+        e.gcloud(&["compute", "firewall-rules", "describe", "istio-multicluster-pods", "--format=json"]).await.ok(),
+    );
+    let protos: Vec<&str> =
+        d["allowed"].as_array().unwrap().iter().map(|a| a["IPProtocol"].as_str().unwrap()).collect();
+    assert_eq!(protos, ["tcp", "udp", "icmp", "esp", "ah", "sctp"]);
+    assert_eq!(d["priority"], 900);
+    assert_eq!(d["direction"], "INGRESS");
+    assert_eq!(d["sourceRanges"], serde_json::json!(["10.0.0.0/14", "10.4.0.0/14"]));
+    assert_eq!(d["targetTags"], serde_json::json!(["gke-a-node", "gke-b-node"]));
+    assert!(d["network"].as_str().unwrap().ends_with("/projects/meshform-demo/global/networks/default"));
+    // --filter really filters, on the server (gcloud does not filter again).
+    let tags =
+        e.gcloud(&["compute", "firewall-rules", "list", "--filter=Name:istio*", "--format=value(targetTags)"]).await;
+    assert_eq!(tags.ok().stdout.trim(), "gke-a-node;gke-b-node");
+    let names =
+        e.gcloud(&["compute", "firewall-rules", "list", "--filter=Name:cluster-1*", "--format=value(name)"]).await;
+    assert_eq!(names.ok().stdout.trim(), "cluster-1-other");
+    assert!(e.sim.log().iter().any(|l| l.path.ends_with("/global/firewalls") && l.query.contains("filter=")));
+    // An out-of-band change is visible to the next read.
+    e.gcloud(&["compute", "firewall-rules", "update", "istio-multicluster-pods", "--priority=1000"]).await.ok();
+    let p = e
+        .gcloud(&["compute", "firewall-rules", "describe", "istio-multicluster-pods", "--format=value(priority)"])
+        .await;
+    assert_eq!(p.ok().stdout.trim(), "1000");
+    // Several deletes in one command go through the batch endpoint.
+    e.gcloud(&["compute", "firewall-rules", "delete", "istio-multicluster-pods", "cluster-1-other", "--quiet"])
+        .await
+        .ok();
+    assert!(e.sim.log().iter().any(|l| l.path == "/batch/compute/v1" && l.status == 200));
+    let left = e.gcloud(&["compute", "firewall-rules", "list", "--format=value(name)"]).await;
+    assert_eq!(left.ok().stdout.trim(), "");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn clusters_instances_and_control_plane_updates() {
+    let e = Env::default().await;
+    let cidrs = e.gcloud(&["container", "clusters", "list", "--format=value(clusterIpv4Cidr)"]).await;
+    let mut cidrs: Vec<String> = cidrs.ok().stdout.lines().map(String::from).collect();
+    cidrs.sort();
+    assert_eq!(cidrs, ["10.0.0.0/14", "10.4.0.0/14"]);
+    let tags = e.gcloud(&["compute", "instances", "list", "--format=value(tags.items.[0])"]).await;
+    let tags: std::collections::BTreeSet<String> = tags.ok().stdout.lines().map(String::from).collect();
+    assert_eq!(tags.len(), 2, "{tags:?}");
+    assert!(tags.iter().all(|t| t.starts_with("gke-cluster-") && t.ends_with("-node")));
+    let pe = e
+        .gcloud(&[
+            "container",
+            "clusters",
+            "describe",
+            "cluster-1",
+            "--zone",
+            "us-central1-a",
+            "--format",
+            "value(privateClusterConfig.privateEndpoint)",
+        ])
+        .await;
+    let access = e.sim.clusters.iter().find(|c| c.name == "cluster-1").unwrap();
+    assert_eq!(pe.ok().stdout.trim(), access.private_endpoint.clone().unwrap());
+    assert!(pe.stdout.starts_with("127.0.0.2:"));
+
+    e.gcloud(&[
+        "container",
+        "clusters",
+        "update",
+        "cluster-1",
+        "--zone",
+        "us-central1-a",
+        "--enable-master-authorized-networks",
+        "--master-authorized-networks",
+        "10.4.0.0/14,192.168.0.0/24",
+    ])
+    .await
+    .ok();
+    e.gcloud(&[
+        "container",
+        "clusters",
+        "update",
+        "cluster-1",
+        "--zone",
+        "us-central1-a",
+        "--enable-master-global-access",
+    ])
+    .await
+    .ok();
+    let d = Env::json(
+        e.gcloud(&["container", "clusters", "describe", "cluster-1", "--zone", "us-central1-a", "--format=json"])
+            .await
+            .ok(),
+    );
+    let ip = &d["controlPlaneEndpointsConfig"]["ipEndpointsConfig"];
+    let blocks: Vec<&str> = ip["authorizedNetworksConfig"]["cidrBlocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["cidrBlock"].as_str().unwrap())
+        .collect();
+    assert_eq!(blocks, ["10.4.0.0/14", "192.168.0.0/24"], "the list is replaced, not merged");
+    assert_eq!(ip["globalAccess"], true);
+    assert_eq!(d["masterAuthorizedNetworksConfig"]["cidrBlocks"], ip["authorizedNetworksConfig"]["cidrBlocks"]);
+    assert_eq!(d["privateClusterConfig"]["masterGlobalAccessConfig"]["enabled"], true);
+    // The PUT carried the shape gcloud 528 sends, and the operation was polled.
+    let log = e.sim.log();
+    assert!(log.iter().any(|l| l.method == "PUT" && l.path.ends_with("/locations/us-central1-a/clusters/cluster-1")));
+    assert!(log.iter().any(|l| l.method == "GET" && l.path.contains("/locations/us-central1-a/operations/operation-")));
+    let missing = e.gcloud(&["container", "clusters", "describe", "nope", "--zone", "us-central1-a"]).await;
+    assert_eq!(missing.code, 1);
+    assert!(missing.stderr.contains("nope"), "{}", missing.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn negs_memberships_and_multicluster_ingress() {
+    let e = Env::default().await;
+    e.gcloud(&[
+        "compute",
+        "network-endpoint-groups",
+        "create",
+        "neg-1",
+        "--zone",
+        "us-central1-a",
+        "--network",
+        "default",
+        "--subnet",
+        "default",
+        "--network-endpoint-type",
+        "GCE_VM_IP_PORT",
+    ])
+    .await
+    .ok();
+    let negs = Env::json(e.gcloud(&["compute", "network-endpoint-groups", "list", "--format=json"]).await.ok());
+    assert_eq!(negs[0]["name"], "neg-1");
+    assert!(negs[0]["subnetwork"].as_str().unwrap().ends_with("/regions/us-central1/subnetworks/default"));
+
+    e.gcloud(&[
+        "container",
+        "fleet",
+        "memberships",
+        "register",
+        "cluster-1",
+        "--gke-cluster",
+        "us-central1-a/cluster-1",
+        "--enable-workload-identity",
+    ])
+    .await
+    .ok();
+    let again = e
+        .gcloud(&[
+            "container",
+            "fleet",
+            "memberships",
+            "register",
+            "cluster-1",
+            "--gke-cluster",
+            "us-central1-a/cluster-1",
+            "--enable-workload-identity",
+        ])
+        .await;
+    assert!(again.ok().stderr.contains("already registered"), "{}", again.stderr);
+    let members = Env::json(e.gcloud(&["container", "fleet", "memberships", "list", "--format=json"]).await.ok());
+    assert_eq!(members[0]["name"], "projects/meshform-demo/locations/us-central1/memberships/cluster-1");
+    assert!(
+        members[0]["authority"]["issuer"].as_str().unwrap().ends_with("/locations/us-central1-a/clusters/cluster-1")
+    );
+
+    e.gcloud(&[
+        "container",
+        "fleet",
+        "ingress",
+        "enable",
+        "--config-membership=projects/meshform-demo/locations/us-central1/memberships/cluster-1",
+    ])
+    .await
+    .ok();
+    let f = Env::json(e.gcloud(&["container", "fleet", "ingress", "describe", "--format=json"]).await.ok());
+    assert_eq!(
+        f["spec"]["multiclusteringress"]["configMembership"],
+        "projects/meshform-demo/locations/us-central1/memberships/cluster-1"
+    );
+    assert_eq!(f["state"]["state"]["code"], "OK");
+    e.gcloud(&["container", "fleet", "memberships", "delete", "cluster-1", "--location", "us-central1", "--quiet"])
+        .await
+        .ok();
+    let members = e.gcloud(&["container", "fleet", "memberships", "list", "--format=value(name)"]).await;
+    assert_eq!(members.ok().stdout.trim(), "");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn faults_are_injected_and_gcloud_retries_where_it_does() {
+    let e = Env::start(SimOptions { fault_rate: 0.3, seed: 7, ..SimOptions::default() }).await;
+    for _ in 0..3 {
+        let cidrs = e.gcloud(&["container", "clusters", "list", "--format=value(clusterIpv4Cidr)"]).await;
+        assert_eq!(cidrs.ok().stdout.lines().count(), 2);
+    }
+    let log = e.sim.log();
+    let injected: Vec<u16> = log.iter().filter(|l| l.injected).map(|l| l.status).collect();
+    assert!(!injected.is_empty(), "no faults were injected: {log:?}");
+    assert!(injected.iter().all(|s| *s == 429 || *s == 503));
+    // The same seed gives the same sequence of faults.
+    let again = Env::start(SimOptions { fault_rate: 0.3, seed: 7, ..SimOptions::default() }).await;
+    for _ in 0..3 {
+        again.gcloud(&["container", "clusters", "list", "--format=value(clusterIpv4Cidr)"]).await.ok();
+    }
+    let statuses = |l: Vec<meshform_sim::LogEntry>| l.iter().map(|x| x.status).collect::<Vec<_>>();
+    assert_eq!(statuses(again.sim.log()), statuses(log));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn operations_take_the_configured_number_of_polls() {
+    let e = Env::start(SimOptions { lro_polls: 3, ..SimOptions::default() }).await;
+    e.gcloud(&["compute", "firewall-rules", "create", "fw", "--allow=tcp:80", "--quiet"]).await.ok();
+    let waits =
+        e.sim.log().iter().filter(|l| l.path.contains("/global/operations/") && l.path.ends_with("/wait")).count();
+    assert_eq!(waits, 3);
+    e.gcloud(&[
+        "container",
+        "clusters",
+        "update",
+        "cluster-2",
+        "--zone",
+        "europe-west1-b",
+        "--enable-master-global-access",
+    ])
+    .await
+    .ok();
+    let polls = e.sim.log().iter().filter(|l| l.path.contains("/locations/europe-west1-b/operations/")).count();
+    assert_eq!(polls, 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unauthenticated_requests_get_401() {
+    let e = Env::default().await;
+    let o = e
+        .gcloud_with(
+            &["container", "clusters", "describe", "cluster-1", "--zone", "us-central1-a"],
+            &[("CLOUDSDK_AUTH_ACCESS_TOKEN", "wrong-token")],
+            &[],
+        )
+        .await;
+    assert_ne!(o.code, 0);
+    assert!(e.sim.log().iter().any(|l| l.status == 401), "{:?}", e.sim.log());
+    assert!(e.sim.log().iter().all(|l| l.status == 401));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn service_account_key_with_simulator_token_uri() {
+    let e = Env::default().await;
+    let key_pem = std::process::Command::new("openssl")
+        .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"])
+        .output()
+        .expect("openssl is installed");
+    let key = serde_json::json!({
+        "type": "service_account", "project_id": "meshform-demo", "private_key_id": "k1",
+        "private_key": String::from_utf8(key_pem.stdout).unwrap(),
+        "client_email": "deployer@meshform-demo.iam.gserviceaccount.com", "client_id": "1",
+        "auth_uri": "https://accounts.google.com/o/oauth2/auth", "token_uri": e.sim.token_uri(),
+    });
+    let path = e.dir.path().join("key.json");
+    std::fs::write(&path, key.to_string()).unwrap();
+    e.gcloud_with(
+        &["auth", "activate-service-account", "--key-file", path.to_str().unwrap()],
+        &[],
+        &["CLOUDSDK_AUTH_ACCESS_TOKEN"],
+    )
+    .await
+    .ok();
+    let o = e.gcloud_with(&["compute", "addresses", "list", "--global"], &[], &["CLOUDSDK_AUTH_ACCESS_TOKEN"]).await;
+    o.ok();
+    let log = e.sim.log();
+    assert!(log.iter().any(|l| l.path == "/token" && l.status == 200), "{log:?}");
+    assert!(log.iter().any(|l| l.path.ends_with("/global/addresses") && l.status == 200));
+}
