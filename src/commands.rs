@@ -54,6 +54,7 @@ impl Out {
 pub fn registry() -> Registry {
     let mut r = Registry::new();
     r.register(Arc::new(meshform_engine::builtin::Builtin));
+    r.register(Arc::new(meshform_gcp::GcpProvider::from_env()));
     r
 }
 
@@ -303,6 +304,9 @@ async fn run_apply(
     let result = apply(s, plan, backend, guard, state, &opts, &progress).await;
     progress.bar.finish_and_clear();
     progress.flush();
+    for note in s.notes.lock().map(|n| n.clone()).unwrap_or_default() {
+        eprintln!("note: {note}");
+    }
     match result {
         Ok(report) => summarize(out, plan, &report),
         Err(d) => out.diags(s, d),

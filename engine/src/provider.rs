@@ -205,6 +205,8 @@ pub struct CallContext {
     pub config: Arc<Map>,
     /// Every `[clusters.NAME]` looked up so far: name → its attributes.
     pub clusters: Arc<BTreeMap<String, Map>>,
+    /// Things the user should hear about (e.g. "adopted an existing object"); shown after apply.
+    pub notes: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 /// A proposed new state for an object.
@@ -248,6 +250,13 @@ pub trait Provider: Send + Sync {
     /// Receives the evaluated `[providers.NAME]` table before any other call of a run.
     /// Must not contact the cloud (a plan of nothing must work offline); validate settings only.
     async fn configure(&self, _config: &Map) -> ProviderResult<()> {
+        Ok(())
+    }
+
+    /// Called once before a refresh with every object of this provider's types about to be read
+    /// (type, prior). A provider that can read many objects at once (list calls) does it here and
+    /// answers the following [`Provider::read`]s from what it got. Default: nothing.
+    async fn prepare_refresh(&self, _objects: &[(String, Map)]) -> ProviderResult<()> {
         Ok(())
     }
 

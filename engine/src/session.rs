@@ -43,6 +43,8 @@ pub struct Session {
     pub registry: Registry,
     /// Files read by `file()`, path → SHA-256.
     pub files_read: Mutex<BTreeMap<String, String>>,
+    /// Notes providers left for the user during this run.
+    pub notes: Arc<Mutex<Vec<String>>>,
     provider_configs: RwLock<HashMap<String, Arc<Map>>>,
     for_each: Mutex<HashMap<BlockAddr, Arc<BTreeMap<String, Value>>>>,
 }
@@ -82,6 +84,7 @@ impl Session {
             graph,
             registry,
             files_read: Mutex::new(BTreeMap::new()),
+            notes: Default::default(),
             provider_configs: RwLock::new(HashMap::new()),
             for_each: Mutex::new(HashMap::new()),
         })
@@ -132,7 +135,7 @@ impl Session {
             .get(provider.name())
             .cloned()
             .unwrap_or_default();
-        CallContext { config, clusters: clusters.clone() }
+        CallContext { config, clusters: clusters.clone(), notes: self.notes.clone() }
     }
 
     /// The provider and schema of an instance's type.

@@ -233,6 +233,18 @@ async fn refresh(
                 .collect()
         }
     };
+    // Let each provider read in bulk first (one list per type instead of one GET per object).
+    let mut by_provider: BTreeMap<String, Vec<(String, Map)>> = BTreeMap::new();
+    for r in &wanted {
+        if let Some((p, _)) = s.managed_type(&r.ty) {
+            by_provider.entry(p.name().to_string()).or_default().push((r.ty.clone(), r.attributes.clone()));
+        }
+    }
+    for (name, objs) in &by_provider {
+        if let Some(p) = s.registry.providers().iter().find(|p| p.name() == name) {
+            p.prepare_refresh(objs).await.map_err(|e| Diagnostics::from(Diagnostic::global(format!("refresh ({name}): {e}"))))?;
+        }
+    }
     let reads = wanted.into_iter().map(|r| async move {
         let Some((p, _)) = s.managed_type(&r.ty) else {
             return Err(Diagnostic::global(format!(

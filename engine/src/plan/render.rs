@@ -89,8 +89,11 @@ fn multiline(v: Option<&Value>) -> Option<String> {
     }
 }
 
-/// A list or map laid out one item per line, for diffing.
+/// A list or map laid out one item per line, for diffing (short items stay on one line).
 fn pretty(v: &Value, indent: usize) -> String {
+    if indent > 0 && v.to_string().len() <= 60 {
+        return v.to_string();
+    }
     let pad = "  ".repeat(indent + 1);
     let end = "  ".repeat(indent);
     match v {

@@ -1,0 +1,379 @@
+//! The HTTP side of the Google Cloud provider: endpoints (real Google or the simulator, the only
+//! difference), credentials, retries with jittered exponential backoff honouring Retry-After, a
+//! per-API request rate limit shared by all operations, per-cluster mutation locks, and waiting
+//! for the three kinds of long-running operation. Tokens never appear in errors.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use meshform_engine::provider::{ErrorKind, ProviderError, ProviderResult};
+use reqwest::Method;
+use serde_json::Value;
+use tokio::sync::Mutex;
+
+/// The APIs the provider calls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Api {
+    /// compute v1.
+    Compute,
+    /// container v1.
+    Container,
+    /// gkehub v1.
+    Hub,
+}
+
+/// Base URLs of each API (ending without a slash).
+#[derive(Clone, Debug)]
+pub struct Endpoints {
+    /// e.g. `https://compute.googleapis.com/compute/v1`.
+    pub compute: String,
+    /// e.g. `https://container.googleapis.com/v1`.
+    pub container: String,
+    /// e.g. `https://gkehub.googleapis.com/v1`.
+    pub hub: String,
+}
+
+impl Endpoints {
+    /// Google's production endpoints.
+    pub fn google() -> Endpoints {
+        Endpoints {
+            compute: "https://compute.googleapis.com/compute/v1".into(),
+            container: "https://container.googleapis.com/v1".into(),
+            hub: "https://gkehub.googleapis.com/v1".into(),
+        }
+    }
+
+    /// One base for all (the simulator's layout: `/compute/v1`, `/container/v1`, `/gkehub/v1`).
+    pub fn under(base: &str) -> Endpoints {
+        let b = base.trim_end_matches('/');
+        Endpoints { compute: format!("{b}/compute/v1"), container: format!("{b}/container/v1"), hub: format!("{b}/gkehub/v1") }
+    }
+
+    /// The base of an API.
+    pub fn of(&self, api: Api) -> &str {
+        match api {
+            Api::Compute => &self.compute,
+            Api::Container => &self.container,
+            Api::Hub => &self.hub,
+        }
+    }
+}
+
+/// Where access tokens come from.
+pub enum Credentials {
+    /// A token given in the environment (MESHFORM_GCP_ACCESS_TOKEN / CLOUDSDK_AUTH_ACCESS_TOKEN).
+    Static(String),
+    /// Application Default Credentials, resolved on first use; a service-account key file when
+    /// GOOGLE_APPLICATION_CREDENTIALS names one.
+    Adc(Option<std::path::PathBuf>, tokio::sync::OnceCell<Arc<dyn gcp_auth::TokenProvider>>),
+}
+
+const SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
+
+/// A token bucket: `rate` requests per second, bursts of `burst`.
+struct Bucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl Bucket {
+    fn new(rate: f64) -> Bucket {
+        let burst = rate.max(1.0);
+        Bucket { rate, burst, tokens: burst, last: Instant::now() }
+    }
+
+    /// How long to wait before a request may go.
+    fn take(&mut self) -> Duration {
+        let now = Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.burst);
+        self.last = now;
+        self.tokens -= 1.0;
+        if self.tokens >= 0.0 { Duration::ZERO } else { Duration::from_secs_f64(-self.tokens / self.rate) }
+    }
+}
+
+/// Settings from `[providers.gcp]` and the environment.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Default project.
+    pub project: Option<String>,
+    /// Endpoints.
+    pub endpoints: Endpoints,
+    /// Requests per second per API.
+    pub requests_per_second: f64,
+    /// How long to wait for one operation.
+    pub operation_timeout: Duration,
+    /// Attempts per request on transient failures.
+    pub max_attempts: u32,
+}
+
+/// The client shared by every resource type.
+pub struct Client {
+    http: reqwest::Client,
+    creds: Credentials,
+    /// Settings.
+    pub settings: Settings,
+    buckets: std::sync::Mutex<HashMap<Api, Bucket>>,
+    cluster_locks: std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    notes: std::sync::Mutex<Vec<String>>,
+}
+
+impl Client {
+    /// A client; contacts nothing until the first request.
+    pub fn new(settings: Settings, creds: Credentials) -> Result<Client, String> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("meshform/", env!("CARGO_PKG_VERSION")))
+            .timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(Client { http, creds, settings, buckets: Default::default(), cluster_locks: Default::default(), notes: Default::default() })
+    }
+
+    /// The project for an object: its own `project`, else the provider's.
+    pub fn project(&self, attrs: &meshform_engine::value::Map) -> ProviderResult<String> {
+        if let Some(p) = attrs.get("project").and_then(|v| v.as_str()).filter(|p| !p.is_empty()) {
+            return Ok(p.to_string());
+        }
+        self.settings.project.clone().ok_or_else(|| {
+            ProviderError::new(
+                ErrorKind::Invalid,
+                "no project: set `project`, `[providers.gcp] project`, MESHFORM_GCP_PROJECT or CLOUDSDK_CORE_PROJECT",
+            )
+        })
+    }
+
+    /// Leaves a note for the user.
+    pub fn note(&self, n: String) {
+        self.notes.lock().unwrap_or_else(|e| e.into_inner()).push(n);
+    }
+
+    /// Takes the notes left so far.
+    pub fn take_notes(&self) -> Vec<String> {
+        std::mem::take(&mut *self.notes.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// The lock serialising mutations of one cluster (GKE runs one operation at a time).
+    pub fn cluster_lock(&self, cluster: &str) -> Arc<Mutex<()>> {
+        self.cluster_locks.lock().unwrap_or_else(|e| e.into_inner()).entry(cluster.to_string()).or_default().clone()
+    }
+
+    async fn token(&self) -> ProviderResult<String> {
+        match &self.creds {
+            Credentials::Static(t) => Ok(t.clone()),
+            Credentials::Adc(key, cell) => {
+                let provider = cell
+                    .get_or_try_init(|| async {
+                        match key {
+                            Some(path) => gcp_auth::CustomServiceAccount::from_file(path).map(|k| Arc::new(k) as Arc<dyn gcp_auth::TokenProvider>),
+                            None => gcp_auth::provider().await,
+                        }
+                    })
+                    .await
+                    .map_err(|e| ProviderError::new(ErrorKind::Permission, format!("no Google Cloud credentials: {e}")))?;
+                let t = provider
+                    .token(&[SCOPE])
+                    .await
+                    .map_err(|e| ProviderError::new(ErrorKind::Permission, format!("cannot get an access token: {e}")))?;
+                Ok(t.as_str().to_string())
+            }
+        }
+    }
+
+    async fn throttle(&self, api: Api) {
+        let wait = {
+            let mut b = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+            b.entry(api).or_insert_with(|| Bucket::new(self.settings.requests_per_second)).take()
+        };
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Sends a request to `path` under the API's base (or a full URL), retrying transient
+    /// failures; returns the JSON body.
+    pub async fn call(&self, api: Api, method: Method, path: &str, query: &[(&str, String)], body: Option<&Value>) -> ProviderResult<Value> {
+        let url = if path.starts_with("http") { path.to_string() } else { format!("{}/{}", self.settings.endpoints.of(api), path.trim_start_matches('/')) };
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            self.throttle(api).await;
+            let token = self.token().await?;
+            let mut req = self.http.request(method.clone(), &url).bearer_auth(&token).query(&[("alt", "json")]);
+            if !query.is_empty() {
+                req = req.query(query);
+            }
+            if let Some(b) = body {
+                req = req.json(b);
+            }
+            let (retry, err) = match req.send().await {
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    let retry_after = resp
+                        .headers()
+                        .get("retry-after")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<f64>().ok())
+                        .map(|s| Duration::from_secs_f64(s.min(30.0)));
+                    let text = resp.text().await.unwrap_or_default();
+                    if (200..300).contains(&status) {
+                        return Ok(if text.trim().is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::Null) });
+                    }
+                    let err = api_error(status, &text, &method, &url);
+                    (if status == 429 || status >= 500 { Some(retry_after) } else { None }, err)
+                }
+                Err(e) => (
+                    Some(None),
+                    ProviderError::new(ErrorKind::Transient, format!("{method} {}: {}", strip_query(&url), redact_error(&e))),
+                ),
+            };
+            match retry {
+                Some(after) if attempt < self.settings.max_attempts => {
+                    tokio::time::sleep(after.unwrap_or_else(|| backoff(attempt))).await;
+                }
+                _ => return Err(err),
+            }
+        }
+    }
+
+    /// GET.
+    pub async fn get(&self, api: Api, path: &str) -> ProviderResult<Value> {
+        self.call(api, Method::GET, path, &[], None).await
+    }
+
+    /// GET, `None` on 404.
+    pub async fn get_opt(&self, api: Api, path: &str) -> ProviderResult<Option<Value>> {
+        match self.get(api, path).await {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every item of a paginated compute list (`items`, `nextPageToken`).
+    pub async fn list_all(&self, api: Api, path: &str, filter: Option<&str>, items_key: &str) -> ProviderResult<Vec<Value>> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut q: Vec<(&str, String)> = vec![("maxResults", "500".into())];
+            if let Some(f) = filter {
+                q.push(("filter", f.to_string()));
+            }
+            if let Some(t) = &token {
+                q.push(("pageToken", t.clone()));
+            }
+            let page = self.call(api, Method::GET, path, &q, None).await?;
+            out.extend(page[items_key].as_array().cloned().unwrap_or_default());
+            match page["nextPageToken"].as_str() {
+                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// Waits for a compute operation (by its `selfLink`) to finish; fails with its error.
+    pub async fn wait_compute(&self, op: Value) -> ProviderResult<Value> {
+        let started = Instant::now();
+        let mut op = op;
+        while op["status"] != "DONE" {
+            self.check_timeout(started, &op)?;
+            let link = op["selfLink"].as_str().unwrap_or_default();
+            let path = link.find("/projects/").map(|i| link[i..].to_string()).unwrap_or_default();
+            op = self.call(Api::Compute, Method::POST, &format!("{path}/wait"), &[], None).await?;
+        }
+        if let Some(errs) = op["error"]["errors"].as_array() {
+            let msg: Vec<&str> = errs.iter().filter_map(|e| e["message"].as_str()).collect();
+            return Err(ProviderError::new(ErrorKind::Invalid, format!("operation {} failed: {}", op["name"].as_str().unwrap_or(""), msg.join("; "))));
+        }
+        Ok(op)
+    }
+
+    /// Waits for a container operation in `location`.
+    pub async fn wait_container(&self, project: &str, location: &str, op: Value) -> ProviderResult<Value> {
+        let started = Instant::now();
+        let mut op = op;
+        let mut n = 0;
+        while op["status"] != "DONE" {
+            self.check_timeout(started, &op)?;
+            tokio::time::sleep(poll_delay(n)).await;
+            n += 1;
+            let name = op["name"].as_str().unwrap_or_default().to_string();
+            op = self.get(Api::Container, &format!("projects/{project}/locations/{location}/operations/{name}")).await?;
+        }
+        let msg = op["statusMessage"].as_str().filter(|m| !m.is_empty()).or_else(|| op["error"]["message"].as_str());
+        if let Some(m) = msg {
+            return Err(ProviderError::new(ErrorKind::Invalid, format!("cluster operation failed: {m}")));
+        }
+        Ok(op)
+    }
+
+    /// Waits for a google.longrunning operation; returns its `response`.
+    pub async fn wait_lro(&self, op: Value) -> ProviderResult<Value> {
+        let started = Instant::now();
+        let mut op = op;
+        let mut n = 0;
+        while op["done"] != true {
+            self.check_timeout(started, &op)?;
+            tokio::time::sleep(poll_delay(n)).await;
+            n += 1;
+            let name = op["name"].as_str().unwrap_or_default().to_string();
+            op = self.get(Api::Hub, &name).await?;
+        }
+        if let Some(m) = op["error"]["message"].as_str() {
+            return Err(ProviderError::new(ErrorKind::Invalid, format!("operation failed: {m}")));
+        }
+        Ok(op["response"].clone())
+    }
+
+    fn check_timeout(&self, started: Instant, op: &Value) -> ProviderResult<()> {
+        if started.elapsed() > self.settings.operation_timeout {
+            return Err(ProviderError::new(
+                ErrorKind::Transient,
+                format!("operation {} did not finish within {:?}", op["name"].as_str().unwrap_or(""), self.settings.operation_timeout),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn poll_delay(n: u32) -> Duration {
+    Duration::from_millis((50u64 << n.min(7)).min(5_000))
+}
+
+/// Full-jitter exponential backoff: up to 0.2 s · 2^attempt, at most 20 s.
+fn backoff(attempt: u32) -> Duration {
+    let cap = (200u64 << attempt.min(7)).min(20_000);
+    let nanos = Instant::now().elapsed().subsec_nanos() as u64 ^ std::process::id() as u64 ^ (attempt as u64).wrapping_mul(0x9E37_79B9);
+    Duration::from_millis(cap / 2 + nanos % (cap / 2 + 1))
+}
+
+fn strip_query(url: &str) -> &str {
+    url.split('?').next().unwrap_or(url)
+}
+
+fn redact_error(e: &reqwest::Error) -> String {
+    // reqwest errors name the URL; strip its query (never a token, but keep messages short).
+    let s = e.to_string();
+    match s.find('?') {
+        Some(i) => format!("{}{}", &s[..i], s[i..].find(')').map_or("", |j| &s[i + j..])),
+        None => s,
+    }
+}
+
+/// Maps an HTTP error to a provider error with Google's message.
+fn api_error(status: u16, body: &str, method: &Method, url: &str) -> ProviderError {
+    let j: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+    let msg = j["error"]["message"].as_str().map(String::from).unwrap_or_else(|| format!("HTTP {status}"));
+    let kind = match status {
+        404 => ErrorKind::NotFound,
+        409 | 412 => ErrorKind::Conflict,
+        429 | 500..=599 => ErrorKind::Transient,
+        401 | 403 => ErrorKind::Permission,
+        400 => ErrorKind::Invalid,
+        _ => ErrorKind::Other,
+    };
+    ProviderError::new(kind, format!("{msg} ({method} {}: {status})", strip_query(url)))
+}

@@ -1,0 +1,158 @@
+//! `gke_fleet_feature`: a fleet feature, at least `multiclusteringress` with its config
+//! membership (a full membership name, never the bare id gcloud resolves to `global`). Create and
+//! update wait until the feature reports state OK.
+
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use meshform_engine::provider::{AttrSchema, AttrType, ErrorKind, Planned, Presence, ProviderError, ProviderResult, TypeKind, TypeSchema};
+use meshform_engine::value::{Map, Value};
+use reqwest::Method;
+use serde_json::{json, Value as J};
+
+use super::{adopt, GcpType};
+use crate::client::{Api, Client};
+use crate::convert::{req, s};
+
+/// The type.
+pub struct FleetFeature;
+
+fn path(p: &str, l: &str, name: &str) -> String {
+    format!("projects/{p}/locations/{l}/features/{name}")
+}
+
+fn from_api(p: &str, j: &J) -> Map {
+    let full = j["name"].as_str().unwrap_or_default();
+    let parts: Vec<&str> = full.split('/').collect();
+    let mut m = Map::from([
+        ("project".into(), Value::str(p)),
+        ("location".into(), Value::str(*parts.get(3).unwrap_or(&"global"))),
+        ("name".into(), Value::str(*parts.get(5).unwrap_or(&""))),
+        ("id".into(), Value::str(full)),
+        ("state".into(), Value::str(j["state"]["state"]["code"].as_str().unwrap_or(""))),
+    ]);
+    if let Some(cm) = j["spec"]["multiclusteringress"]["configMembership"].as_str() {
+        m.insert("config_membership".into(), Value::str(cm));
+    }
+    m
+}
+
+fn spec(m: &Map) -> J {
+    match s(m, "config_membership") {
+        Some(cm) => json!({"multiclusteringress": {"configMembership": cm}}),
+        None => json!({}),
+    }
+}
+
+impl FleetFeature {
+    /// Polls the feature until its state is OK.
+    async fn wait_ok(&self, c: &Client, p: &str, l: &str, name: &str) -> ProviderResult<Map> {
+        let started = Instant::now();
+        let mut delay = Duration::from_millis(50);
+        loop {
+            let j = c.call(Api::Hub, Method::GET, &path(p, l, name), &[("returnPartialSuccess", "true".into())], None).await?;
+            match j["state"]["state"]["code"].as_str() {
+                Some("OK") => return Ok(from_api(p, &j)),
+                Some("ERROR") => {
+                    let d = j["state"]["state"]["description"].as_str().unwrap_or("");
+                    return Err(ProviderError::new(ErrorKind::Invalid, format!("feature {name} is in state ERROR: {d}")));
+                }
+                _ => {}
+            }
+            if started.elapsed() > c.settings.operation_timeout {
+                return Err(ProviderError::new(ErrorKind::Transient, format!("feature {name} did not reach state OK")));
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+    }
+}
+
+#[async_trait]
+impl GcpType for FleetFeature {
+    fn schema(&self) -> TypeSchema {
+        let st = |n: &str, pr: Presence| AttrSchema::new(n, AttrType::String, pr);
+        TypeSchema::new("gke_fleet_feature", TypeKind::Managed, "A fleet feature such as multiclusteringress.")
+            .attr(st("project", Presence::OptionalComputed).force_new())
+            .attr(st("location", Presence::OptionalComputed).force_new())
+            .attr(st("name", Presence::Required).force_new().describe("feature id, e.g. multiclusteringress"))
+            .attr(st("config_membership", Presence::Optional).describe("full membership name of the config cluster"))
+            .attr(st("id", Presence::Computed))
+            .attr(st("state", Presence::Computed))
+    }
+
+    fn plan(&self, c: &Client, _prior: Option<&Map>, mut p: Planned) -> ProviderResult<Planned> {
+        p.attrs.insert("project".into(), Value::str(c.project(&p.attrs)?));
+        if s(&p.attrs, "location").is_none() {
+            p.attrs.insert("location".into(), Value::str("global"));
+        }
+        if let Some(cm) = s(&p.attrs, "config_membership") {
+            if cm.split('/').count() != 6 || !cm.starts_with("projects/") {
+                return Err(ProviderError::new(
+                    ErrorKind::Invalid,
+                    format!("config_membership `{cm}` must be a full membership name projects/P/locations/L/memberships/M (reference the membership's `name`)"),
+                ));
+            }
+        }
+        p.attrs.insert("state".into(), Value::str("OK"));
+        Ok(p)
+    }
+
+    async fn read(&self, c: &Client, prior: &Map) -> ProviderResult<Option<Map>> {
+        let p = c.project(prior)?;
+        let l = s(prior, "location").unwrap_or_else(|| "global".into());
+        match c.call(Api::Hub, Method::GET, &path(&p, &l, &req(prior, "name")?), &[("returnPartialSuccess", "true".into())], None).await {
+            Ok(j) => Ok(Some(from_api(&p, &j))),
+            Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn create(&self, c: &Client, planned: &Map) -> ProviderResult<Map> {
+        let p = c.project(planned)?;
+        let l = s(planned, "location").unwrap_or_else(|| "global".into());
+        let name = req(planned, "name")?;
+        let body = json!({"spec": spec(planned)});
+        match c.call(Api::Hub, Method::POST, &format!("projects/{p}/locations/{l}/features"), &[("featureId", name.clone())], Some(&body)).await {
+            Ok(op) => {
+                c.wait_lro(op).await?;
+                self.wait_ok(c, &p, &l, &name).await
+            }
+            Err(e) if e.kind == ErrorKind::Conflict => {
+                let live = self.read(c, planned).await?;
+                adopt(c, "fleet feature", &path(&p, &l, &name), planned, live, &["config_membership"])
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn update(&self, c: &Client, prior: &Map, planned: &Map) -> ProviderResult<Map> {
+        let p = c.project(prior)?;
+        let l = s(prior, "location").unwrap_or_else(|| "global".into());
+        let name = req(prior, "name")?;
+        let body = json!({"spec": spec(planned)});
+        let mask = ("updateMask", "spec.multiclusteringress.config_membership".to_string());
+        let op = c.call(Api::Hub, Method::PATCH, &path(&p, &l, &name), &[mask], Some(&body)).await?;
+        c.wait_lro(op).await?;
+        self.wait_ok(c, &p, &l, &name).await
+    }
+
+    async fn delete(&self, c: &Client, prior: &Map) -> ProviderResult<()> {
+        let p = c.project(prior)?;
+        let l = s(prior, "location").unwrap_or_else(|| "global".into());
+        let op = c.call(Api::Hub, Method::DELETE, &path(&p, &l, &req(prior, "name")?), &[("force", "false".into())], None).await?;
+        c.wait_lro(op).await.map(|_| ())
+    }
+
+    async fn import(&self, c: &Client, id: &str) -> ProviderResult<Map> {
+        let parts: Vec<&str> = id.split('/').collect();
+        let m = match parts.as_slice() {
+            [name] => Map::from([("name".into(), Value::str(*name))]),
+            ["projects", p, "locations", l, "features", name] => {
+                Map::from([("project".into(), Value::str(*p)), ("location".into(), Value::str(*l)), ("name".into(), Value::str(*name))])
+            }
+            _ => return Err(ProviderError::new(ErrorKind::Invalid, format!("import id `{id}`: expected FEATURE or a full name"))),
+        };
+        self.read(c, &m).await?.ok_or_else(|| ProviderError::new(ErrorKind::NotFound, format!("no fleet feature {id}")))
+    }
+}

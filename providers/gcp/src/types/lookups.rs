@@ -1,0 +1,82 @@
+//! Data sources `gcp_instances` and `gcp_firewalls`: a filtered list, reduced to names and tags.
+
+use async_trait::async_trait;
+use meshform_engine::provider::{AttrSchema, AttrType, Presence, ProviderResult, TypeKind, TypeSchema};
+use meshform_engine::value::{Map, Value};
+use reqwest::Method;
+
+use super::GcpType;
+use crate::client::{Api, Client};
+use crate::convert::s;
+
+/// `gcp_instances`: `filter` (compute filter syntax), optional `zone` → `names`, `tags`.
+pub struct Instances;
+/// `gcp_firewalls`: `filter` → `names`, `target_tags`.
+pub struct Firewalls;
+
+fn strings(v: Vec<String>) -> Value {
+    let mut v = v;
+    v.sort();
+    v.dedup();
+    Value::List(v.into_iter().map(Value::String).collect())
+}
+
+fn schema(name: &str, what: &str, outs: &[&str]) -> TypeSchema {
+    let mut s = TypeSchema::new(name, TypeKind::Data, what)
+        .attr(AttrSchema::new("project", AttrType::String, Presence::OptionalComputed))
+        .attr(AttrSchema::new("filter", AttrType::String, Presence::Optional));
+    for o in outs {
+        s = s.attr(AttrSchema::new(o, AttrType::List(Box::new(AttrType::String)), Presence::Computed));
+    }
+    s
+}
+
+#[async_trait]
+impl GcpType for Instances {
+    fn schema(&self) -> TypeSchema {
+        schema("gcp_instances", "Compute instances matching a filter.", &["names", "tags"])
+            .attr(AttrSchema::new("zone", AttrType::String, Presence::Optional))
+    }
+
+    async fn read_data(&self, c: &Client, config: &Map) -> ProviderResult<Map> {
+        let p = c.project(config)?;
+        let filter = s(config, "filter");
+        let items: Vec<serde_json::Value> = match s(config, "zone") {
+            Some(z) => c.list_all(Api::Compute, &format!("projects/{p}/zones/{z}/instances"), filter.as_deref(), "items").await?,
+            None => {
+                let mut q = vec![("maxResults", "500".to_string())];
+                if let Some(f) = &filter {
+                    q.push(("filter", f.clone()));
+                }
+                let page = c.call(Api::Compute, Method::GET, &format!("projects/{p}/aggregated/instances"), &q, None).await?;
+                page["items"].as_object().map(|o| o.values().flat_map(|sc| sc["instances"].as_array().cloned().unwrap_or_default()).collect()).unwrap_or_default()
+            }
+        };
+        let names = items.iter().filter_map(|i| i["name"].as_str().map(String::from)).collect();
+        let tags = items.iter().flat_map(|i| i["tags"]["items"].as_array().cloned().unwrap_or_default()).filter_map(|t| t.as_str().map(String::from)).collect();
+        let mut m = config.clone();
+        m.insert("project".into(), Value::str(p));
+        m.insert("names".into(), strings(names));
+        m.insert("tags".into(), strings(tags));
+        Ok(m)
+    }
+}
+
+#[async_trait]
+impl GcpType for Firewalls {
+    fn schema(&self) -> TypeSchema {
+        schema("gcp_firewalls", "Firewall rules matching a filter.", &["names", "target_tags"])
+    }
+
+    async fn read_data(&self, c: &Client, config: &Map) -> ProviderResult<Map> {
+        let p = c.project(config)?;
+        let items = c.list_all(Api::Compute, &format!("projects/{p}/global/firewalls"), s(config, "filter").as_deref(), "items").await?;
+        let names = items.iter().filter_map(|i| i["name"].as_str().map(String::from)).collect();
+        let tags = items.iter().flat_map(|i| i["targetTags"].as_array().cloned().unwrap_or_default()).filter_map(|t| t.as_str().map(String::from)).collect();
+        let mut m = config.clone();
+        m.insert("project".into(), Value::str(p));
+        m.insert("names".into(), strings(names));
+        m.insert("target_tags".into(), strings(tags));
+        Ok(m)
+    }
+}
