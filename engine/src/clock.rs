@@ -28,7 +28,8 @@ mod tests {
     #[test]
     fn known_dates() {
         assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(super::rfc3339(1_795_320_000), "2026-11-22T03:20:00Z");
+        assert_eq!(super::rfc3339(1_795_320_000), "2026-11-22T04:00:00Z");
+        assert_eq!(super::rfc3339(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(super::now_rfc3339().len(), 20);
     }
 }
