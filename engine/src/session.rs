@@ -320,7 +320,8 @@ impl Objects for Values {
 }
 
 /// The engine's proposal for an object, from its schema: desired attributes over the prior
-/// object; computed attributes kept (or unknown on create); `force_new` changes named.
+/// object, computed attributes kept (or unknown on create), and the `force_new` attributes whose
+/// desired value differs (before the provider normalises; see [`settle`]).
 pub fn propose(schema: &TypeSchema, prior: Option<&Map>, desired: &Map) -> crate::provider::Planned {
     let mut attrs = Map::new();
     let mut replace = Vec::new();
@@ -348,14 +349,25 @@ pub fn propose(schema: &TypeSchema, prior: Option<&Map>, desired: &Map) -> crate
             replace.push(a.name.clone());
         }
     }
-    if !replace.is_empty() {
-        for a in schema.attrs.iter().filter(|a| a.presence == Presence::Computed) {
-            attrs.insert(a.name.clone(), Value::Unknown);
-        }
+    let sensitive = schema.attrs.iter().filter(|a| a.sensitive).map(|a| a.name.clone()).collect();
+    crate::provider::Planned { attrs, replace_because: replace, sensitive }
+}
+
+/// Finishes a provider's plan: a replacement reason stands only if the attribute still differs
+/// after the provider normalised it; when the object is replaced, what the server chooses
+/// (computed attributes, and optional ones the desired state leaves out) is unknown.
+pub fn settle(schema: &TypeSchema, prior: Option<&Map>, desired: &Map, planned: &mut crate::provider::Planned) {
+    let Some(prior) = prior else { return };
+    planned.replace_because.retain(|a| !crate::plan::same(prior.get(a), planned.attrs.get(a)));
+    if planned.replace_because.is_empty() {
+        return;
     }
-    crate::provider::Planned {
-        attrs,
-        replace_because: replace,
-        sensitive: schema.attrs.iter().filter(|a| a.sensitive).map(|a| a.name.clone()).collect(),
+    for a in &schema.attrs {
+        let server_chosen = a.presence == Presence::Computed
+            || (a.presence == Presence::OptionalComputed
+                && desired.get(&a.name).is_none_or(|v| matches!(v, Value::Null)));
+        if server_chosen {
+            planned.attrs.insert(a.name.clone(), Value::Unknown);
+        }
     }
 }

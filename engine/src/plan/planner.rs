@@ -242,7 +242,9 @@ async fn refresh(
     }
     for (name, objs) in &by_provider {
         if let Some(p) = s.registry.providers().iter().find(|p| p.name() == name) {
-            p.prepare_refresh(objs).await.map_err(|e| Diagnostics::from(Diagnostic::global(format!("refresh ({name}): {e}"))))?;
+            p.prepare_refresh(objs)
+                .await
+                .map_err(|e| Diagnostics::from(Diagnostic::global(format!("refresh ({name}): {e}"))))?;
         }
     }
     let reads = wanted.into_iter().map(|r| async move {
@@ -432,6 +434,7 @@ async fn plan_one(
                     planned.replace_because.retain(|r| r != name);
                 }
             }
+            crate::session::settle(schema, prior, &desired, &mut planned);
             sensitive.extend(planned.sensitive.iter().cloned());
             let (action, reason) = match prior {
                 None if recorded.is_some() => (Action::Create, Some("deleted outside meshform".to_string())),

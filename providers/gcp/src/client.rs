@@ -47,7 +47,11 @@ impl Endpoints {
     /// One base for all (the simulator's layout: `/compute/v1`, `/container/v1`, `/gkehub/v1`).
     pub fn under(base: &str) -> Endpoints {
         let b = base.trim_end_matches('/');
-        Endpoints { compute: format!("{b}/compute/v1"), container: format!("{b}/container/v1"), hub: format!("{b}/gkehub/v1") }
+        Endpoints {
+            compute: format!("{b}/compute/v1"),
+            container: format!("{b}/container/v1"),
+            hub: format!("{b}/gkehub/v1"),
+        }
     }
 
     /// The base of an API.
@@ -130,7 +134,14 @@ impl Client {
             .timeout(Duration::from_secs(60))
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        Ok(Client { http, creds, settings, buckets: Default::default(), cluster_locks: Default::default(), notes: Default::default() })
+        Ok(Client {
+            http,
+            creds,
+            settings,
+            buckets: Default::default(),
+            cluster_locks: Default::default(),
+            notes: Default::default(),
+        })
     }
 
     /// The project for an object: its own `project`, else the provider's.
@@ -168,16 +179,18 @@ impl Client {
                 let provider = cell
                     .get_or_try_init(|| async {
                         match key {
-                            Some(path) => gcp_auth::CustomServiceAccount::from_file(path).map(|k| Arc::new(k) as Arc<dyn gcp_auth::TokenProvider>),
+                            Some(path) => gcp_auth::CustomServiceAccount::from_file(path)
+                                .map(|k| Arc::new(k) as Arc<dyn gcp_auth::TokenProvider>),
                             None => gcp_auth::provider().await,
                         }
                     })
                     .await
-                    .map_err(|e| ProviderError::new(ErrorKind::Permission, format!("no Google Cloud credentials: {e}")))?;
-                let t = provider
-                    .token(&[SCOPE])
-                    .await
-                    .map_err(|e| ProviderError::new(ErrorKind::Permission, format!("cannot get an access token: {e}")))?;
+                    .map_err(|e| {
+                        ProviderError::new(ErrorKind::Permission, format!("no Google Cloud credentials: {e}"))
+                    })?;
+                let t = provider.token(&[SCOPE]).await.map_err(|e| {
+                    ProviderError::new(ErrorKind::Permission, format!("cannot get an access token: {e}"))
+                })?;
                 Ok(t.as_str().to_string())
             }
         }
@@ -195,8 +208,19 @@ impl Client {
 
     /// Sends a request to `path` under the API's base (or a full URL), retrying transient
     /// failures; returns the JSON body.
-    pub async fn call(&self, api: Api, method: Method, path: &str, query: &[(&str, String)], body: Option<&Value>) -> ProviderResult<Value> {
-        let url = if path.starts_with("http") { path.to_string() } else { format!("{}/{}", self.settings.endpoints.of(api), path.trim_start_matches('/')) };
+    pub async fn call(
+        &self,
+        api: Api,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+    ) -> ProviderResult<Value> {
+        let url = if path.starts_with("http") {
+            path.to_string()
+        } else {
+            format!("{}/{}", self.settings.endpoints.of(api), path.trim_start_matches('/'))
+        };
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -220,14 +244,21 @@ impl Client {
                         .map(|s| Duration::from_secs_f64(s.min(30.0)));
                     let text = resp.text().await.unwrap_or_default();
                     if (200..300).contains(&status) {
-                        return Ok(if text.trim().is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::Null) });
+                        return Ok(if text.trim().is_empty() {
+                            Value::Null
+                        } else {
+                            serde_json::from_str(&text).unwrap_or(Value::Null)
+                        });
                     }
                     let err = api_error(status, &text, &method, &url);
                     (if status == 429 || status >= 500 { Some(retry_after) } else { None }, err)
                 }
                 Err(e) => (
                     Some(None),
-                    ProviderError::new(ErrorKind::Transient, format!("{method} {}: {}", strip_query(&url), redact_error(&e))),
+                    ProviderError::new(
+                        ErrorKind::Transient,
+                        format!("{method} {}: {}", strip_query(&url), redact_error(&e)),
+                    ),
                 ),
             };
             match retry {
@@ -254,7 +285,13 @@ impl Client {
     }
 
     /// Every item of a paginated compute list (`items`, `nextPageToken`).
-    pub async fn list_all(&self, api: Api, path: &str, filter: Option<&str>, items_key: &str) -> ProviderResult<Vec<Value>> {
+    pub async fn list_all(
+        &self,
+        api: Api,
+        path: &str,
+        filter: Option<&str>,
+        items_key: &str,
+    ) -> ProviderResult<Vec<Value>> {
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         loop {
@@ -286,7 +323,10 @@ impl Client {
         }
         if let Some(errs) = op["error"]["errors"].as_array() {
             let msg: Vec<&str> = errs.iter().filter_map(|e| e["message"].as_str()).collect();
-            return Err(ProviderError::new(ErrorKind::Invalid, format!("operation {} failed: {}", op["name"].as_str().unwrap_or(""), msg.join("; "))));
+            return Err(ProviderError::new(
+                ErrorKind::Invalid,
+                format!("operation {} failed: {}", op["name"].as_str().unwrap_or(""), msg.join("; ")),
+            ));
         }
         Ok(op)
     }
@@ -301,7 +341,8 @@ impl Client {
             tokio::time::sleep(poll_delay(n)).await;
             n += 1;
             let name = op["name"].as_str().unwrap_or_default().to_string();
-            op = self.get(Api::Container, &format!("projects/{project}/locations/{location}/operations/{name}")).await?;
+            op =
+                self.get(Api::Container, &format!("projects/{project}/locations/{location}/operations/{name}")).await?;
         }
         let msg = op["statusMessage"].as_str().filter(|m| !m.is_empty()).or_else(|| op["error"]["message"].as_str());
         if let Some(m) = msg {
@@ -332,7 +373,11 @@ impl Client {
         if started.elapsed() > self.settings.operation_timeout {
             return Err(ProviderError::new(
                 ErrorKind::Transient,
-                format!("operation {} did not finish within {:?}", op["name"].as_str().unwrap_or(""), self.settings.operation_timeout),
+                format!(
+                    "operation {} did not finish within {:?}",
+                    op["name"].as_str().unwrap_or(""),
+                    self.settings.operation_timeout
+                ),
             ));
         }
         Ok(())
@@ -346,7 +391,9 @@ fn poll_delay(n: u32) -> Duration {
 /// Full-jitter exponential backoff: up to 0.2 s · 2^attempt, at most 20 s.
 fn backoff(attempt: u32) -> Duration {
     let cap = (200u64 << attempt.min(7)).min(20_000);
-    let nanos = Instant::now().elapsed().subsec_nanos() as u64 ^ std::process::id() as u64 ^ (attempt as u64).wrapping_mul(0x9E37_79B9);
+    let nanos = Instant::now().elapsed().subsec_nanos() as u64
+        ^ std::process::id() as u64
+        ^ (attempt as u64).wrapping_mul(0x9E37_79B9);
     Duration::from_millis(cap / 2 + nanos % (cap / 2 + 1))
 }
 

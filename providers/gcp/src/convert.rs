@@ -26,12 +26,16 @@ pub fn req(m: &Map, key: &str) -> Result<String, ProviderError> {
 
 /// A list of strings (absent → empty).
 pub fn strings(m: &Map, key: &str) -> Vec<String> {
-    m.get(key).and_then(Value::as_list).map(|l| l.iter().filter_map(Value::to_interpolated).collect()).unwrap_or_default()
+    m.get(key)
+        .and_then(Value::as_list)
+        .map(|l| l.iter().filter_map(Value::to_interpolated).collect())
+        .unwrap_or_default()
 }
 
 /// A JSON array of strings as a sorted value list (these lists are sets).
 pub fn string_set(j: &J) -> Value {
-    let mut v: Vec<String> = j.as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect()).unwrap_or_default();
+    let mut v: Vec<String> =
+        j.as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect()).unwrap_or_default();
     v.sort();
     v.dedup();
     Value::List(v.into_iter().map(Value::String).collect())
@@ -74,7 +78,11 @@ pub fn short_link(raw: &str, project: &str, kind: &str) -> String {
 
 /// The relative path of a network reference.
 pub fn network_path(short: &str, project: &str) -> String {
-    if short.starts_with("projects/") { short.to_string() } else { format!("projects/{project}/global/networks/{short}") }
+    if short.starts_with("projects/") {
+        short.to_string()
+    } else {
+        format!("projects/{project}/global/networks/{short}")
+    }
 }
 
 /// Attributes present in `desired` that differ from `live` (for adoption checks).

@@ -17,9 +17,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use meshform_engine::provider::{
-    CallContext, ErrorKind, Planned, Provider, ProviderError, ProviderResult, TypeSchema,
-};
+use meshform_engine::provider::{CallContext, ErrorKind, Planned, Provider, ProviderError, ProviderResult, TypeSchema};
 use meshform_engine::value::{Map, Value};
 
 use client::{Client, Credentials, Endpoints, Settings};
@@ -58,7 +56,10 @@ impl GcpProvider {
     }
 
     fn client(&self) -> ProviderResult<Arc<Client>> {
-        self.client.get().cloned().ok_or_else(|| ProviderError::new(ErrorKind::Other, "the gcp provider was not configured"))
+        self.client
+            .get()
+            .cloned()
+            .ok_or_else(|| ProviderError::new(ErrorKind::Other, "the gcp provider was not configured"))
     }
 
     fn ty(&self, ty: &str) -> ProviderResult<&Arc<dyn GcpType>> {
@@ -71,7 +72,9 @@ fn setting_f64(config: &Map, key: &str, default: f64) -> ProviderResult<f64> {
         None => Ok(default),
         Some(Value::Int(i)) if *i > 0 => Ok(*i as f64),
         Some(Value::Float(f)) if *f > 0.0 => Ok(*f),
-        Some(other) => Err(ProviderError::new(ErrorKind::Invalid, format!("`{key}` must be a positive number, not {other}"))),
+        Some(other) => {
+            Err(ProviderError::new(ErrorKind::Invalid, format!("`{key}` must be a positive number, not {other}")))
+        }
     }
 }
 
@@ -86,9 +89,21 @@ impl Provider for GcpProvider {
     }
 
     async fn configure(&self, config: &Map) -> ProviderResult<()> {
-        let known = ["project", "endpoint", "compute_endpoint", "container_endpoint", "gkehub_endpoint", "requests_per_second", "operation_timeout_seconds", "max_attempts"];
+        let known = [
+            "project",
+            "endpoint",
+            "compute_endpoint",
+            "container_endpoint",
+            "gkehub_endpoint",
+            "requests_per_second",
+            "operation_timeout_seconds",
+            "max_attempts",
+        ];
         if let Some(k) = config.keys().find(|k| !known.contains(&k.as_str())) {
-            return Err(ProviderError::new(ErrorKind::Invalid, format!("unknown setting `{k}`; expected one of: {}", known.join(", "))));
+            return Err(ProviderError::new(
+                ErrorKind::Invalid,
+                format!("unknown setting `{k}`; expected one of: {}", known.join(", ")),
+            ));
         }
         let s = |k: &str| config.get(k).and_then(Value::as_str).map(String::from);
         let base = s("endpoint").or_else(|| self.var(&["MESHFORM_GCP_ENDPOINT"]));
@@ -111,7 +126,10 @@ impl Provider for GcpProvider {
         };
         let creds = match self.var(&["MESHFORM_GCP_ACCESS_TOKEN", "CLOUDSDK_AUTH_ACCESS_TOKEN"]) {
             Some(t) => Credentials::Static(t),
-            None => Credentials::Adc(self.var(&["GOOGLE_APPLICATION_CREDENTIALS"]).map(Into::into), tokio::sync::OnceCell::new()),
+            None => Credentials::Adc(
+                self.var(&["GOOGLE_APPLICATION_CREDENTIALS"]).map(Into::into),
+                tokio::sync::OnceCell::new(),
+            ),
         };
         let client = Client::new(settings, creds).map_err(|m| ProviderError::new(ErrorKind::Other, m))?;
         let _ = self.client.set(Arc::new(client));
@@ -122,10 +140,10 @@ impl Provider for GcpProvider {
         let c = self.client()?;
         let mut scopes: BTreeMap<String, (Arc<dyn GcpType>, Map)> = BTreeMap::new();
         for (ty, prior) in objects {
-            if let Ok(t) = self.ty(ty) {
-                if let Some(scope) = t.list_scope(&c, prior) {
-                    scopes.entry(format!("{ty}/{scope}")).or_insert_with(|| (t.clone(), prior.clone()));
-                }
+            if let Ok(t) = self.ty(ty)
+                && let Some(scope) = t.list_scope(&c, prior)
+            {
+                scopes.entry(format!("{ty}/{scope}")).or_insert_with(|| (t.clone(), prior.clone()));
             }
         }
         let reads = scopes.into_iter().map(|(key, (t, prior))| {
@@ -148,13 +166,19 @@ impl Provider for GcpProvider {
         if let Some(scope) = t.list_scope(&c, prior) {
             let listed = self.listed.lock().await;
             if let Some(items) = listed.get(&format!("{ty}/{scope}")) {
-                return Ok(items.get(&convert::id_of(prior)).cloned().map(|live| t.from_live(prior, live)));
+                return Ok(items.get(&convert::id_of(prior)).cloned());
             }
         }
         t.read(&c, prior).await
     }
 
-    async fn plan(&self, ty: &str, prior: Option<&Map>, proposed: Planned, _ctx: &CallContext) -> ProviderResult<Planned> {
+    async fn plan(
+        &self,
+        ty: &str,
+        prior: Option<&Map>,
+        proposed: Planned,
+        _ctx: &CallContext,
+    ) -> ProviderResult<Planned> {
         let c = self.client()?;
         self.ty(ty)?.plan(&c, prior, proposed)
     }
@@ -185,4 +209,3 @@ impl Provider for GcpProvider {
         self.ty(ty)?.read_data(&*self.client()?, config).await
     }
 }
-

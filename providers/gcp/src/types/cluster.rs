@@ -2,7 +2,9 @@
 //! One container `clusters.get`, plus one compute list for the node tag.
 
 use async_trait::async_trait;
-use meshform_engine::provider::{AttrSchema, AttrType, ErrorKind, Presence, ProviderError, ProviderResult, TypeKind, TypeSchema};
+use meshform_engine::provider::{
+    AttrSchema, AttrType, ErrorKind, Presence, ProviderError, ProviderResult, TypeKind, TypeSchema,
+};
 use meshform_engine::value::{Map, Value};
 use reqwest::Method;
 use serde_json::Value as J;
@@ -28,13 +30,21 @@ pub fn region_of(location: &str) -> String {
 async fn node_tag(c: &Client, project: &str, cluster: &str, autopilot: bool) -> ProviderResult<Option<String>> {
     let filter = format!("name eq \"gke-{}-.*\"", regex_escape(cluster));
     if autopilot {
-        let rules = c.list_all(Api::Compute, &format!("projects/{project}/global/firewalls"), Some(&filter), "items").await?;
-        let mut tags: Vec<String> = rules.iter().filter_map(|r| r["targetTags"][0].as_str().map(String::from)).collect();
+        let rules =
+            c.list_all(Api::Compute, &format!("projects/{project}/global/firewalls"), Some(&filter), "items").await?;
+        let mut tags: Vec<String> =
+            rules.iter().filter_map(|r| r["targetTags"][0].as_str().map(String::from)).collect();
         tags.sort();
         return Ok(tags.into_iter().next());
     }
     let page = c
-        .call(Api::Compute, Method::GET, &format!("projects/{project}/aggregated/instances"), &[("filter", filter), ("maxResults", "500".into())], None)
+        .call(
+            Api::Compute,
+            Method::GET,
+            &format!("projects/{project}/aggregated/instances"),
+            &[("filter", filter), ("maxResults", "500".into())],
+            None,
+        )
         .await?;
     let mut nodes: Vec<(String, String)> = Vec::new();
     if let Some(scopes) = page["items"].as_object() {
@@ -58,10 +68,19 @@ fn attrs(project: &str, location: &str, j: &J, tag: Option<String>) -> Map {
     let name = j["name"].as_str().unwrap_or_default();
     let private = j["privateClusterConfig"]["enablePrivateNodes"].as_bool().unwrap_or(false);
     let ip = &j["controlPlaneEndpointsConfig"]["ipEndpointsConfig"];
-    let anc = if ip["authorizedNetworksConfig"].is_object() { &ip["authorizedNetworksConfig"] } else { &j["masterAuthorizedNetworksConfig"] };
-    let cidrs: Vec<J> = anc["cidrBlocks"].as_array().map(|b| b.iter().map(|x| x["cidrBlock"].clone()).collect()).unwrap_or_default();
-    let pod = j["clusterIpv4Cidr"].as_str().or_else(|| j["ipAllocationPolicy"]["clusterIpv4CidrBlock"].as_str()).unwrap_or("");
-    let private_endpoint = j["privateClusterConfig"]["privateEndpoint"].as_str().or_else(|| ip["privateEndpoint"].as_str()).unwrap_or("");
+    let anc = if ip["authorizedNetworksConfig"].is_object() {
+        &ip["authorizedNetworksConfig"]
+    } else {
+        &j["masterAuthorizedNetworksConfig"]
+    };
+    let cidrs: Vec<J> =
+        anc["cidrBlocks"].as_array().map(|b| b.iter().map(|x| x["cidrBlock"].clone()).collect()).unwrap_or_default();
+    let pod = j["clusterIpv4Cidr"]
+        .as_str()
+        .or_else(|| j["ipAllocationPolicy"]["clusterIpv4CidrBlock"].as_str())
+        .unwrap_or("");
+    let private_endpoint =
+        j["privateClusterConfig"]["privateEndpoint"].as_str().or_else(|| ip["privateEndpoint"].as_str()).unwrap_or("");
     let ca = j["masterAuth"]["clusterCaCertificate"].as_str().unwrap_or("");
     let ca_pem = base64_decode(ca).unwrap_or_default();
     let region = region_of(location);
@@ -98,9 +117,15 @@ pub async fn lookup(c: &Client, config: &Map) -> ProviderResult<Map> {
     let project = c.project(config)?;
     let location = req(config, "location")?;
     let name = req(config, "name")?;
-    let j = c.get_opt(Api::Container, &format!("projects/{project}/locations/{location}/clusters/{name}")).await?.ok_or_else(|| {
-        ProviderError::new(ErrorKind::NotFound, format!("GKE cluster `{name}` does not exist in project {project}, location {location}"))
-    })?;
+    let j = c
+        .get_opt(Api::Container, &format!("projects/{project}/locations/{location}/clusters/{name}"))
+        .await?
+        .ok_or_else(|| {
+            ProviderError::new(
+                ErrorKind::NotFound,
+                format!("GKE cluster `{name}` does not exist in project {project}, location {location}"),
+            )
+        })?;
     let autopilot = j["autopilot"]["enabled"].as_bool().unwrap_or(false);
     let tag = node_tag(c, &project, &name, autopilot).await?;
     let mut m = attrs(&project, &location, &j, tag);
@@ -119,19 +144,41 @@ impl GcpType for ClusterLookup {
         let mut s = TypeSchema::new(self.name, TypeKind::Data, "A GKE cluster, looked up live.")
             .attr(AttrSchema::new("project", AttrType::String, Presence::OptionalComputed))
             .attr(AttrSchema::new("location", AttrType::String, Presence::Required))
-            .attr(AttrSchema::new("name", AttrType::String, if self.name == "cluster" { Presence::Optional } else { Presence::Required }));
+            .attr(AttrSchema::new(
+                "name",
+                AttrType::String,
+                if self.name == "cluster" { Presence::Optional } else { Presence::Required },
+            ));
         if self.name == "cluster" {
             s = s
-                .attr(AttrSchema::new("connect", AttrType::String, Presence::Optional).describe("`kubeconfig` or `gke`"))
+                .attr(
+                    AttrSchema::new("connect", AttrType::String, Presence::Optional).describe("`kubeconfig` or `gke`"),
+                )
                 .attr(AttrSchema::new("context", AttrType::String, Presence::Optional).describe("kubeconfig context"));
         }
-        for n in ["id", "endpoint", "private_endpoint", "ca_certificate", "pod_cidr", "network", "subnetwork", "region", "node_tag", "membership_name", "workload_pool"] {
+        for n in [
+            "id",
+            "endpoint",
+            "private_endpoint",
+            "ca_certificate",
+            "pod_cidr",
+            "network",
+            "subnetwork",
+            "region",
+            "node_tag",
+            "membership_name",
+            "workload_pool",
+        ] {
             s = s.attr(out(n));
         }
         s.attr(AttrSchema::new("private", AttrType::Bool, Presence::Computed))
             .attr(AttrSchema::new("autopilot", AttrType::Bool, Presence::Computed))
             .attr(AttrSchema::new("global_access", AttrType::Bool, Presence::Computed))
-            .attr(AttrSchema::new("authorized_networks", AttrType::List(Box::new(AttrType::String)), Presence::Computed))
+            .attr(AttrSchema::new(
+                "authorized_networks",
+                AttrType::List(Box::new(AttrType::String)),
+                Presence::Computed,
+            ))
     }
 
     async fn read_data(&self, c: &Client, config: &Map) -> ProviderResult<Map> {

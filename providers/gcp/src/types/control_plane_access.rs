@@ -5,10 +5,12 @@
 //! first apply.
 
 use async_trait::async_trait;
-use meshform_engine::provider::{AttrSchema, AttrType, ErrorKind, Planned, Presence, ProviderError, ProviderResult, TypeKind, TypeSchema};
+use meshform_engine::provider::{
+    AttrSchema, AttrType, ErrorKind, Planned, Presence, ProviderError, ProviderResult, TypeKind, TypeSchema,
+};
 use meshform_engine::value::{Map, Value};
 use reqwest::Method;
-use serde_json::{json, Value as J};
+use serde_json::{Value as J, json};
 
 use super::GcpType;
 use crate::client::{Api, Client};
@@ -30,11 +32,24 @@ fn cluster_path(p: &str, l: &str, c: &str) -> String {
 async fn live(c: &Client, p: &str, l: &str, name: &str) -> ProviderResult<Option<Live>> {
     let Some(j) = c.get_opt(Api::Container, &cluster_path(p, l, name)).await? else { return Ok(None) };
     let ip = &j["controlPlaneEndpointsConfig"]["ipEndpointsConfig"];
-    let anc = if ip["authorizedNetworksConfig"].is_object() { &ip["authorizedNetworksConfig"] } else { &j["masterAuthorizedNetworksConfig"] };
-    let mut cidrs: Vec<String> = anc["cidrBlocks"].as_array().into_iter().flatten().filter_map(|b| b["cidrBlock"].as_str().map(String::from)).collect();
+    let anc = if ip["authorizedNetworksConfig"].is_object() {
+        &ip["authorizedNetworksConfig"]
+    } else {
+        &j["masterAuthorizedNetworksConfig"]
+    };
+    let mut cidrs: Vec<String> = anc["cidrBlocks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|b| b["cidrBlock"].as_str().map(String::from))
+        .collect();
     cidrs.sort();
     cidrs.dedup();
-    Ok(Some(Live { enabled: anc["enabled"].as_bool().unwrap_or(false), cidrs, global_access: ip["globalAccess"].as_bool().unwrap_or(false) }))
+    Ok(Some(Live {
+        enabled: anc["enabled"].as_bool().unwrap_or(false),
+        cidrs,
+        global_access: ip["globalAccess"].as_bool().unwrap_or(false),
+    }))
 }
 
 fn set(v: &[String]) -> Value {
@@ -46,7 +61,8 @@ fn view(prior: &Map, l: &Live) -> Map {
     let mut m = prior.clone();
     let keep = matches!(prior.get("keep_existing"), Some(Value::Bool(true)));
     let originals = strings(prior, "original_authorized_networks");
-    let managed: Vec<String> = if keep { l.cidrs.iter().filter(|c| !originals.contains(c)).cloned().collect() } else { l.cidrs.clone() };
+    let managed: Vec<String> =
+        if keep { l.cidrs.iter().filter(|c| !originals.contains(c)).cloned().collect() } else { l.cidrs.clone() };
     m.insert("authorized_networks".into(), set(&managed));
     m.insert("effective_authorized_networks".into(), set(&l.cidrs));
     m.insert("global_access".into(), Value::Bool(l.global_access));
@@ -83,10 +99,10 @@ async fn converge(c: &Client, p: &str, l: &str, name: &str, m: &Map, cur: &Live)
             set_networks(c, p, l, name, true, &want).await?;
         }
     }
-    if let Some(Value::Bool(g)) = m.get("global_access") {
-        if *g != cur.global_access {
-            put(c, p, l, name, json!({"globalAccess": g})).await?;
-        }
+    if let Some(Value::Bool(g)) = m.get("global_access")
+        && *g != cur.global_access
+    {
+        put(c, p, l, name, json!({"globalAccess": g})).await?;
     }
     Ok(())
 }
@@ -99,18 +115,28 @@ fn missing(name: &str) -> ProviderError {
 impl GcpType for ControlPlaneAccess {
     fn schema(&self) -> TypeSchema {
         let cidrs = || AttrType::List(Box::new(AttrType::String));
-        TypeSchema::new("gke_control_plane_access", TypeKind::Managed, "Master authorized networks and global access of a GKE cluster.")
-            .attr(AttrSchema::new("project", AttrType::String, Presence::OptionalComputed).force_new())
-            .attr(AttrSchema::new("location", AttrType::String, Presence::Required).force_new())
-            .attr(AttrSchema::new("cluster", AttrType::String, Presence::Required).force_new())
-            .attr(AttrSchema::new("authorized_networks", cidrs(), Presence::OptionalComputed).describe("CIDRs allowed to reach the control plane"))
-            .attr(AttrSchema::new("keep_existing", AttrType::Bool, Presence::OptionalComputed).describe("also keep the networks present before meshform"))
-            .attr(AttrSchema::new("global_access", AttrType::Bool, Presence::OptionalComputed))
-            .attr(AttrSchema::new("original_authorized_networks", cidrs(), Presence::Computed))
-            .attr(AttrSchema::new("original_enabled", AttrType::Bool, Presence::Computed))
-            .attr(AttrSchema::new("original_global_access", AttrType::Bool, Presence::Computed))
-            .attr(AttrSchema::new("effective_authorized_networks", cidrs(), Presence::Computed))
-            .attr(AttrSchema::new("id", AttrType::String, Presence::Computed))
+        TypeSchema::new(
+            "gke_control_plane_access",
+            TypeKind::Managed,
+            "Master authorized networks and global access of a GKE cluster.",
+        )
+        .attr(AttrSchema::new("project", AttrType::String, Presence::OptionalComputed).force_new())
+        .attr(AttrSchema::new("location", AttrType::String, Presence::Required).force_new())
+        .attr(AttrSchema::new("cluster", AttrType::String, Presence::Required).force_new())
+        .attr(
+            AttrSchema::new("authorized_networks", cidrs(), Presence::OptionalComputed)
+                .describe("CIDRs allowed to reach the control plane"),
+        )
+        .attr(
+            AttrSchema::new("keep_existing", AttrType::Bool, Presence::OptionalComputed)
+                .describe("also keep the networks present before meshform"),
+        )
+        .attr(AttrSchema::new("global_access", AttrType::Bool, Presence::OptionalComputed))
+        .attr(AttrSchema::new("original_authorized_networks", cidrs(), Presence::Computed))
+        .attr(AttrSchema::new("original_enabled", AttrType::Bool, Presence::Computed))
+        .attr(AttrSchema::new("original_global_access", AttrType::Bool, Presence::Computed))
+        .attr(AttrSchema::new("effective_authorized_networks", cidrs(), Presence::Computed))
+        .attr(AttrSchema::new("id", AttrType::String, Presence::Computed))
     }
 
     fn plan(&self, c: &Client, prior: Option<&Map>, mut p: Planned) -> ProviderResult<Planned> {
@@ -182,10 +208,10 @@ impl GcpType for ControlPlaneAccess {
         if cur.cidrs != originals || cur.enabled != enabled {
             set_networks(c, &p, &l, &name, enabled, &originals).await?;
         }
-        if let Some(Value::Bool(g)) = prior.get("original_global_access") {
-            if *g != cur.global_access {
-                put(c, &p, &l, &name, json!({"globalAccess": g})).await?;
-            }
+        if let Some(Value::Bool(g)) = prior.get("original_global_access")
+            && *g != cur.global_access
+        {
+            put(c, &p, &l, &name, json!({"globalAccess": g})).await?;
         }
         Ok(())
     }
@@ -195,7 +221,12 @@ impl GcpType for ControlPlaneAccess {
         let (project, l, name) = match parts.as_slice() {
             [l, n] => (c.project(&Map::new())?, l.to_string(), n.to_string()),
             ["projects", p, "locations", l, "clusters", n] => (p.to_string(), l.to_string(), n.to_string()),
-            _ => return Err(ProviderError::new(ErrorKind::Invalid, format!("import id `{id}`: expected LOCATION/CLUSTER"))),
+            _ => {
+                return Err(ProviderError::new(
+                    ErrorKind::Invalid,
+                    format!("import id `{id}`: expected LOCATION/CLUSTER"),
+                ));
+            }
         };
         let cur = live(c, &project, &l, &name).await?.ok_or_else(|| missing(&name))?;
         let m = Map::from([

@@ -2,12 +2,14 @@
 //! Mutable fields are patched in place; name, network, direction and allow-versus-deny replace.
 
 use async_trait::async_trait;
-use meshform_engine::provider::{AttrSchema, AttrType, ErrorKind, Planned, Presence, ProviderResult, TypeKind, TypeSchema};
+use meshform_engine::provider::{
+    AttrSchema, AttrType, ErrorKind, Planned, Presence, ProviderResult, TypeKind, TypeSchema,
+};
 use meshform_engine::value::{Map, Value};
 use reqwest::Method;
-use serde_json::{json, Value as J};
+use serde_json::{Value as J, json};
 
-use super::{adopt, GcpType};
+use super::{GcpType, adopt};
 use crate::client::{Api, Client};
 use crate::convert::{network_path, normalize_set, req, s, short_network, string_set, strings};
 
@@ -49,7 +51,12 @@ fn body(project: &str, m: &Map) -> J {
             b[theirs] = json!(rs);
         }
     }
-    for (ours, theirs) in [("source_ranges", "sourceRanges"), ("destination_ranges", "destinationRanges"), ("source_tags", "sourceTags"), ("target_tags", "targetTags")] {
+    for (ours, theirs) in [
+        ("source_ranges", "sourceRanges"),
+        ("destination_ranges", "destinationRanges"),
+        ("source_tags", "sourceTags"),
+        ("target_tags", "targetTags"),
+    ] {
         b[theirs] = json!(strings(m, ours));
     }
     if let Some(Value::Bool(d)) = m.get("disabled") {
@@ -69,9 +76,13 @@ fn from_api(project: &str, j: &J) -> Map {
         Some(Value::List(
             a.iter()
                 .map(|r| {
-                    let mut m = Map::from([("protocol".to_string(), Value::str(r["IPProtocol"].as_str().unwrap_or("")))]);
+                    let mut m =
+                        Map::from([("protocol".to_string(), Value::str(r["IPProtocol"].as_str().unwrap_or("")))]);
                     if let Some(p) = r.get("ports").and_then(J::as_array).filter(|p| !p.is_empty()) {
-                        m.insert("ports".into(), Value::List(p.iter().filter_map(|x| x.as_str().map(Value::str)).collect()));
+                        m.insert(
+                            "ports".into(),
+                            Value::List(p.iter().filter_map(|x| x.as_str().map(Value::str)).collect()),
+                        );
                     }
                     Value::Map(m)
                 })
@@ -97,7 +108,12 @@ fn from_api(project: &str, j: &J) -> Map {
     if let Some(d) = rules("denied") {
         m.insert("deny".into(), d);
     }
-    for (ours, theirs) in [("source_ranges", "sourceRanges"), ("destination_ranges", "destinationRanges"), ("source_tags", "sourceTags"), ("target_tags", "targetTags")] {
+    for (ours, theirs) in [
+        ("source_ranges", "sourceRanges"),
+        ("destination_ranges", "destinationRanges"),
+        ("source_tags", "sourceTags"),
+        ("target_tags", "targetTags"),
+    ] {
         m.insert(ours.into(), string_set(&j[theirs]));
     }
     m
@@ -159,8 +175,14 @@ impl GcpType for Firewall {
             // The API fills this default; plan it so no perpetual diff follows.
             p.attrs.insert("source_ranges".into(), Value::List(vec![Value::str("0.0.0.0/0")]));
         }
+        if matches!(p.attrs.get("direction"), Some(Value::String(d)) if d == "EGRESS")
+            && strings(&p.attrs, "destination_ranges").is_empty()
+        {
+            p.attrs.insert("destination_ranges".into(), Value::List(vec![Value::str("0.0.0.0/0")]));
+        }
         if let Some(prior) = prior {
-            let action = |m: &Map| if m.get("deny").is_some_and(|d| !matches!(d, Value::Null)) { "deny" } else { "allow" };
+            let action =
+                |m: &Map| if m.get("deny").is_some_and(|d| !matches!(d, Value::Null)) { "deny" } else { "allow" };
             if action(prior) != action(&p.attrs) && !p.replace_because.iter().any(|r| r == "allow" || r == "deny") {
                 p.replace_because.push(action(&p.attrs).to_string());
             }
@@ -177,18 +199,36 @@ impl GcpType for Firewall {
     async fn create(&self, c: &Client, planned: &Map) -> ProviderResult<Map> {
         let p = c.project(planned)?;
         let name = req(planned, "name")?;
-        match c.call(Api::Compute, Method::POST, &format!("projects/{p}/global/firewalls"), &[], Some(&body(&p, planned))).await {
+        match c
+            .call(Api::Compute, Method::POST, &format!("projects/{p}/global/firewalls"), &[], Some(&body(&p, planned)))
+            .await
+        {
             Ok(op) => {
                 c.wait_compute(op).await?;
             }
             Err(e) if e.kind == ErrorKind::Conflict => {
                 let live = self.read(c, planned).await?;
-                let keys = ["network", "direction", "priority", "allow", "deny", "source_ranges", "destination_ranges", "source_tags", "target_tags"];
+                let keys = [
+                    "network",
+                    "direction",
+                    "priority",
+                    "allow",
+                    "deny",
+                    "source_ranges",
+                    "destination_ranges",
+                    "source_tags",
+                    "target_tags",
+                ];
                 return adopt(c, "firewall rule", &name, planned, live, &keys);
             }
             Err(e) => return Err(e),
         }
-        self.read(c, planned).await?.ok_or_else(|| meshform_engine::provider::ProviderError::new(ErrorKind::NotFound, format!("firewall rule {name} vanished after creation")))
+        self.read(c, planned).await?.ok_or_else(|| {
+            meshform_engine::provider::ProviderError::new(
+                ErrorKind::NotFound,
+                format!("firewall rule {name} vanished after creation"),
+            )
+        })
     }
 
     async fn update(&self, c: &Client, prior: &Map, planned: &Map) -> ProviderResult<Map> {
@@ -196,7 +236,9 @@ impl GcpType for Firewall {
         let name = req(prior, "name")?;
         let op = c.call(Api::Compute, Method::PATCH, &path(&p, &name), &[], Some(&body(&p, planned))).await?;
         c.wait_compute(op).await?;
-        self.read(c, planned).await?.ok_or_else(|| meshform_engine::provider::ProviderError::new(ErrorKind::NotFound, format!("firewall rule {name} vanished")))
+        self.read(c, planned).await?.ok_or_else(|| {
+            meshform_engine::provider::ProviderError::new(ErrorKind::NotFound, format!("firewall rule {name} vanished"))
+        })
     }
 
     async fn delete(&self, c: &Client, prior: &Map) -> ProviderResult<()> {
@@ -207,7 +249,9 @@ impl GcpType for Firewall {
 
     async fn import(&self, c: &Client, id: &str) -> ProviderResult<Map> {
         let m = id_map(id);
-        self.read(c, &m).await?.ok_or_else(|| meshform_engine::provider::ProviderError::new(ErrorKind::NotFound, format!("no firewall rule {id}")))
+        self.read(c, &m).await?.ok_or_else(|| {
+            meshform_engine::provider::ProviderError::new(ErrorKind::NotFound, format!("no firewall rule {id}"))
+        })
     }
 }
 

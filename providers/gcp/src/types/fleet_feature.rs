@@ -5,12 +5,14 @@
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use meshform_engine::provider::{AttrSchema, AttrType, ErrorKind, Planned, Presence, ProviderError, ProviderResult, TypeKind, TypeSchema};
+use meshform_engine::provider::{
+    AttrSchema, AttrType, ErrorKind, Planned, Presence, ProviderError, ProviderResult, TypeKind, TypeSchema,
+};
 use meshform_engine::value::{Map, Value};
 use reqwest::Method;
-use serde_json::{json, Value as J};
+use serde_json::{Value as J, json};
 
-use super::{adopt, GcpType};
+use super::{GcpType, adopt};
 use crate::client::{Api, Client};
 use crate::convert::{req, s};
 
@@ -50,12 +52,17 @@ impl FleetFeature {
         let started = Instant::now();
         let mut delay = Duration::from_millis(50);
         loop {
-            let j = c.call(Api::Hub, Method::GET, &path(p, l, name), &[("returnPartialSuccess", "true".into())], None).await?;
+            let j = c
+                .call(Api::Hub, Method::GET, &path(p, l, name), &[("returnPartialSuccess", "true".into())], None)
+                .await?;
             match j["state"]["state"]["code"].as_str() {
                 Some("OK") => return Ok(from_api(p, &j)),
                 Some("ERROR") => {
                     let d = j["state"]["state"]["description"].as_str().unwrap_or("");
-                    return Err(ProviderError::new(ErrorKind::Invalid, format!("feature {name} is in state ERROR: {d}")));
+                    return Err(ProviderError::new(
+                        ErrorKind::Invalid,
+                        format!("feature {name} is in state ERROR: {d}"),
+                    ));
                 }
                 _ => {}
             }
@@ -86,13 +93,15 @@ impl GcpType for FleetFeature {
         if s(&p.attrs, "location").is_none() {
             p.attrs.insert("location".into(), Value::str("global"));
         }
-        if let Some(cm) = s(&p.attrs, "config_membership") {
-            if cm.split('/').count() != 6 || !cm.starts_with("projects/") {
-                return Err(ProviderError::new(
-                    ErrorKind::Invalid,
-                    format!("config_membership `{cm}` must be a full membership name projects/P/locations/L/memberships/M (reference the membership's `name`)"),
-                ));
-            }
+        if let Some(cm) = s(&p.attrs, "config_membership")
+            && (cm.split('/').count() != 6 || !cm.starts_with("projects/"))
+        {
+            return Err(ProviderError::new(
+                ErrorKind::Invalid,
+                format!(
+                    "config_membership `{cm}` must be a full membership name projects/P/locations/L/memberships/M (reference the membership's `name`)"
+                ),
+            ));
         }
         p.attrs.insert("state".into(), Value::str("OK"));
         Ok(p)
@@ -101,7 +110,16 @@ impl GcpType for FleetFeature {
     async fn read(&self, c: &Client, prior: &Map) -> ProviderResult<Option<Map>> {
         let p = c.project(prior)?;
         let l = s(prior, "location").unwrap_or_else(|| "global".into());
-        match c.call(Api::Hub, Method::GET, &path(&p, &l, &req(prior, "name")?), &[("returnPartialSuccess", "true".into())], None).await {
+        match c
+            .call(
+                Api::Hub,
+                Method::GET,
+                &path(&p, &l, &req(prior, "name")?),
+                &[("returnPartialSuccess", "true".into())],
+                None,
+            )
+            .await
+        {
             Ok(j) => Ok(Some(from_api(&p, &j))),
             Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
@@ -113,7 +131,16 @@ impl GcpType for FleetFeature {
         let l = s(planned, "location").unwrap_or_else(|| "global".into());
         let name = req(planned, "name")?;
         let body = json!({"spec": spec(planned)});
-        match c.call(Api::Hub, Method::POST, &format!("projects/{p}/locations/{l}/features"), &[("featureId", name.clone())], Some(&body)).await {
+        match c
+            .call(
+                Api::Hub,
+                Method::POST,
+                &format!("projects/{p}/locations/{l}/features"),
+                &[("featureId", name.clone())],
+                Some(&body),
+            )
+            .await
+        {
             Ok(op) => {
                 c.wait_lro(op).await?;
                 self.wait_ok(c, &p, &l, &name).await
@@ -140,7 +167,9 @@ impl GcpType for FleetFeature {
     async fn delete(&self, c: &Client, prior: &Map) -> ProviderResult<()> {
         let p = c.project(prior)?;
         let l = s(prior, "location").unwrap_or_else(|| "global".into());
-        let op = c.call(Api::Hub, Method::DELETE, &path(&p, &l, &req(prior, "name")?), &[("force", "false".into())], None).await?;
+        let op = c
+            .call(Api::Hub, Method::DELETE, &path(&p, &l, &req(prior, "name")?), &[("force", "false".into())], None)
+            .await?;
         c.wait_lro(op).await.map(|_| ())
     }
 
@@ -148,10 +177,17 @@ impl GcpType for FleetFeature {
         let parts: Vec<&str> = id.split('/').collect();
         let m = match parts.as_slice() {
             [name] => Map::from([("name".into(), Value::str(*name))]),
-            ["projects", p, "locations", l, "features", name] => {
-                Map::from([("project".into(), Value::str(*p)), ("location".into(), Value::str(*l)), ("name".into(), Value::str(*name))])
+            ["projects", p, "locations", l, "features", name] => Map::from([
+                ("project".into(), Value::str(*p)),
+                ("location".into(), Value::str(*l)),
+                ("name".into(), Value::str(*name)),
+            ]),
+            _ => {
+                return Err(ProviderError::new(
+                    ErrorKind::Invalid,
+                    format!("import id `{id}`: expected FEATURE or a full name"),
+                ));
             }
-            _ => return Err(ProviderError::new(ErrorKind::Invalid, format!("import id `{id}`: expected FEATURE or a full name"))),
         };
         self.read(c, &m).await?.ok_or_else(|| ProviderError::new(ErrorKind::NotFound, format!("no fleet feature {id}")))
     }

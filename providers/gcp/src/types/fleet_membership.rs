@@ -1,12 +1,14 @@
 //! `gke_fleet_membership`: a regional fleet membership of a GKE cluster, with workload identity.
 
 use async_trait::async_trait;
-use meshform_engine::provider::{AttrSchema, AttrType, ErrorKind, Planned, Presence, ProviderError, ProviderResult, TypeKind, TypeSchema};
+use meshform_engine::provider::{
+    AttrSchema, AttrType, ErrorKind, Planned, Presence, ProviderError, ProviderResult, TypeKind, TypeSchema,
+};
 use meshform_engine::value::{Map, Value};
 use reqwest::Method;
-use serde_json::{json, Value as J};
+use serde_json::{Value as J, json};
 
-use super::{adopt, GcpType};
+use super::{GcpType, adopt};
 use crate::client::{Api, Client};
 use crate::convert::{from_api as val, req, s, to_api};
 
@@ -34,7 +36,10 @@ fn from_api(p: &str, j: &J) -> Map {
         ("membership_id".into(), Value::str(*parts.get(5).unwrap_or(&""))),
         ("gke_cluster".into(), Value::str(link.find("projects/").map_or(link, |i| &link[i..]))),
         ("workload_identity".into(), Value::Bool(!issuer.is_empty())),
-        ("labels".into(), j.get("labels").map(val).filter(|v| matches!(v, Value::Map(_))).unwrap_or(Value::Map(Map::new()))),
+        (
+            "labels".into(),
+            j.get("labels").map(val).filter(|v| matches!(v, Value::Map(_))).unwrap_or(Value::Map(Map::new())),
+        ),
         ("name".into(), Value::str(name)),
         ("id".into(), Value::str(name)),
         ("unique_id".into(), Value::str(j["uniqueId"].as_str().unwrap_or(""))),
@@ -63,7 +68,11 @@ impl GcpType for FleetMembership {
             .attr(st("project", Presence::OptionalComputed).force_new())
             .attr(st("location", Presence::Required).force_new().describe("the cluster's region"))
             .attr(st("membership_id", Presence::Required).force_new())
-            .attr(st("gke_cluster", Presence::Required).force_new().describe("LOCATION/NAME or projects/P/locations/L/clusters/C"))
+            .attr(
+                st("gke_cluster", Presence::Required)
+                    .force_new()
+                    .describe("LOCATION/NAME or projects/P/locations/L/clusters/C"),
+            )
             .attr(AttrSchema::new("workload_identity", AttrType::Bool, Presence::OptionalComputed))
             .attr(AttrSchema::new("labels", AttrType::Map(Box::new(AttrType::String)), Presence::OptionalComputed))
             .attr(st("name", Presence::Computed))
@@ -91,7 +100,9 @@ impl GcpType for FleetMembership {
 
     async fn read(&self, c: &Client, prior: &Map) -> ProviderResult<Option<Map>> {
         let p = c.project(prior)?;
-        Ok(c.get_opt(Api::Hub, &path(&p, &req(prior, "location")?, &req(prior, "membership_id")?)).await?.map(|j| from_api(&p, &j)))
+        Ok(c.get_opt(Api::Hub, &path(&p, &req(prior, "location")?, &req(prior, "membership_id")?))
+            .await?
+            .map(|j| from_api(&p, &j)))
     }
 
     async fn create(&self, c: &Client, planned: &Map) -> ProviderResult<Map> {
@@ -106,7 +117,8 @@ impl GcpType for FleetMembership {
             body["labels"] = to_api(l);
         }
         let q = [("membershipId", id.clone())];
-        match c.call(Api::Hub, Method::POST, &format!("projects/{p}/locations/{l}/memberships"), &q, Some(&body)).await {
+        match c.call(Api::Hub, Method::POST, &format!("projects/{p}/locations/{l}/memberships"), &q, Some(&body)).await
+        {
             Ok(op) => {
                 let resp = c.wait_lro(op).await?;
                 Ok(from_api(&p, &resp))
@@ -137,18 +149,31 @@ impl GcpType for FleetMembership {
         }
         let mut last = None;
         if !masks.is_empty() {
-            let op = c.call(Api::Hub, Method::PATCH, &path(&p, &l, &id), &[("updateMask", masks.join(","))], Some(&body)).await?;
+            let op = c
+                .call(Api::Hub, Method::PATCH, &path(&p, &l, &id), &[("updateMask", masks.join(","))], Some(&body))
+                .await?;
             last = Some(c.wait_lro(op).await?);
         }
         match last {
             Some(r) if r.get("name").is_some() => Ok(from_api(&p, &r)),
-            _ => self.read(c, prior).await?.ok_or_else(|| ProviderError::new(ErrorKind::NotFound, format!("membership {id} vanished"))),
+            _ => self
+                .read(c, prior)
+                .await?
+                .ok_or_else(|| ProviderError::new(ErrorKind::NotFound, format!("membership {id} vanished"))),
         }
     }
 
     async fn delete(&self, c: &Client, prior: &Map) -> ProviderResult<()> {
         let p = c.project(prior)?;
-        let op = c.call(Api::Hub, Method::DELETE, &path(&p, &req(prior, "location")?, &req(prior, "membership_id")?), &[], None).await?;
+        let op = c
+            .call(
+                Api::Hub,
+                Method::DELETE,
+                &path(&p, &req(prior, "location")?, &req(prior, "membership_id")?),
+                &[],
+                None,
+            )
+            .await?;
         c.wait_lro(op).await.map(|_| ())
     }
 
@@ -156,11 +181,20 @@ impl GcpType for FleetMembership {
         let parts: Vec<&str> = id.split('/').collect();
         let m = match parts.as_slice() {
             [l, mid] => Map::from([("location".into(), Value::str(*l)), ("membership_id".into(), Value::str(*mid))]),
-            ["projects", p, "locations", l, "memberships", mid] => {
-                Map::from([("project".into(), Value::str(*p)), ("location".into(), Value::str(*l)), ("membership_id".into(), Value::str(*mid))])
+            ["projects", p, "locations", l, "memberships", mid] => Map::from([
+                ("project".into(), Value::str(*p)),
+                ("location".into(), Value::str(*l)),
+                ("membership_id".into(), Value::str(*mid)),
+            ]),
+            _ => {
+                return Err(ProviderError::new(
+                    ErrorKind::Invalid,
+                    format!("import id `{id}`: expected LOCATION/MEMBERSHIP_ID"),
+                ));
             }
-            _ => return Err(ProviderError::new(ErrorKind::Invalid, format!("import id `{id}`: expected LOCATION/MEMBERSHIP_ID"))),
         };
-        self.read(c, &m).await?.ok_or_else(|| ProviderError::new(ErrorKind::NotFound, format!("no fleet membership {id}")))
+        self.read(c, &m)
+            .await?
+            .ok_or_else(|| ProviderError::new(ErrorKind::NotFound, format!("no fleet membership {id}")))
     }
 }

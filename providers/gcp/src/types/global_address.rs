@@ -2,12 +2,14 @@
 //! labels change with `setLabels` and the label fingerprint, retried once on 412 after a fresh read.
 
 use async_trait::async_trait;
-use meshform_engine::provider::{AttrSchema, AttrType, ErrorKind, Planned, Presence, ProviderError, ProviderResult, TypeKind, TypeSchema};
+use meshform_engine::provider::{
+    AttrSchema, AttrType, ErrorKind, Planned, Presence, ProviderError, ProviderResult, TypeKind, TypeSchema,
+};
 use meshform_engine::value::{Map, Value};
 use reqwest::Method;
-use serde_json::{json, Value as J};
+use serde_json::{Value as J, json};
 
-use super::{adopt, GcpType};
+use super::{GcpType, adopt};
 use crate::client::{Api, Client};
 use crate::convert::{from_api as val, req, s, to_api};
 
@@ -20,7 +22,8 @@ fn path(p: &str, name: &str) -> String {
 
 fn from_api(p: &str, j: &J) -> Map {
     let name = j["name"].as_str().unwrap_or_default();
-    let mut m = Map::from([
+
+    Map::from([
         ("project".into(), Value::str(p)),
         ("name".into(), Value::str(name)),
         ("id".into(), Value::str(path(p, name))),
@@ -28,15 +31,14 @@ fn from_api(p: &str, j: &J) -> Map {
         ("ip_version".into(), Value::str(j["ipVersion"].as_str().unwrap_or("IPV4"))),
         ("address_type".into(), Value::str(j["addressType"].as_str().unwrap_or("EXTERNAL"))),
         ("description".into(), Value::str(j["description"].as_str().unwrap_or(""))),
-        ("labels".into(), j.get("labels").map(val).filter(|v| !matches!(v, Value::Null)).unwrap_or(Value::Map(Map::new()))),
+        (
+            "labels".into(),
+            j.get("labels").map(val).filter(|v| !matches!(v, Value::Null)).unwrap_or(Value::Map(Map::new())),
+        ),
         ("label_fingerprint".into(), Value::str(j["labelFingerprint"].as_str().unwrap_or(""))),
         ("self_link".into(), Value::str(j["selfLink"].as_str().unwrap_or(""))),
         ("status".into(), Value::str(j["status"].as_str().unwrap_or(""))),
-    ]);
-    if m.get("ip_version").is_none() {
-        m.insert("ip_version".into(), Value::str("IPV4"));
-    }
-    m
+    ])
 }
 
 impl GlobalAddress {
@@ -85,10 +87,10 @@ impl GcpType for GlobalAddress {
         p.attrs.insert("project".into(), Value::str(c.project(&p.attrs)?));
         if prior.is_some() && !p.replace_because.is_empty() {
             p.attrs.insert("label_fingerprint".into(), Value::Unknown);
-        } else if let (Some(prior), Some(labels)) = (prior, p.attrs.get("labels")) {
-            if !meshform_engine::plan::same(prior.get("labels"), Some(labels)) {
-                p.attrs.insert("label_fingerprint".into(), Value::Unknown);
-            }
+        } else if let (Some(prior), Some(labels)) = (prior, p.attrs.get("labels"))
+            && !meshform_engine::plan::same(prior.get("labels"), Some(labels))
+        {
+            p.attrs.insert("label_fingerprint".into(), Value::Unknown);
         }
         Ok(p)
     }
@@ -102,7 +104,8 @@ impl GcpType for GlobalAddress {
         let p = c.project(planned)?;
         let name = req(planned, "name")?;
         let mut body = json!({"name": name, "ipVersion": s(planned, "ip_version").unwrap_or_else(|| "IPV4".into())});
-        for (ours, theirs) in [("description", "description"), ("address_type", "addressType"), ("address", "address")] {
+        for (ours, theirs) in [("description", "description"), ("address_type", "addressType"), ("address", "address")]
+        {
             if let Some(v) = s(planned, ours) {
                 body[theirs] = json!(v);
             }
@@ -116,11 +119,20 @@ impl GcpType for GlobalAddress {
             }
             Err(e) if e.kind == ErrorKind::Conflict => {
                 let live = self.read(c, planned).await?;
-                return adopt(c, "global address", &name, planned, live, &["ip_version", "address_type", "description", "labels"]);
+                return adopt(
+                    c,
+                    "global address",
+                    &name,
+                    planned,
+                    live,
+                    &["ip_version", "address_type", "description", "labels"],
+                );
             }
             Err(e) => return Err(e),
         }
-        self.read(c, planned).await?.ok_or_else(|| ProviderError::new(ErrorKind::NotFound, format!("global address {name} vanished")))
+        self.read(c, planned)
+            .await?
+            .ok_or_else(|| ProviderError::new(ErrorKind::NotFound, format!("global address {name} vanished")))
     }
 
     async fn update(&self, c: &Client, prior: &Map, planned: &Map) -> ProviderResult<Map> {
@@ -129,7 +141,9 @@ impl GcpType for GlobalAddress {
         if let Some(labels) = planned.get("labels") {
             self.set_labels(c, &p, &name, labels).await?;
         }
-        self.read(c, planned).await?.ok_or_else(|| ProviderError::new(ErrorKind::NotFound, format!("global address {name} vanished")))
+        self.read(c, planned)
+            .await?
+            .ok_or_else(|| ProviderError::new(ErrorKind::NotFound, format!("global address {name} vanished")))
     }
 
     async fn delete(&self, c: &Client, prior: &Map) -> ProviderResult<()> {
@@ -140,6 +154,8 @@ impl GcpType for GlobalAddress {
 
     async fn import(&self, c: &Client, id: &str) -> ProviderResult<Map> {
         let m = super::firewall::id_map(id);
-        self.read(c, &m).await?.ok_or_else(|| ProviderError::new(ErrorKind::NotFound, format!("no global address {id}")))
+        self.read(c, &m)
+            .await?
+            .ok_or_else(|| ProviderError::new(ErrorKind::NotFound, format!("no global address {id}")))
     }
 }

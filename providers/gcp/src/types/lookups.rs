@@ -34,26 +34,42 @@ fn schema(name: &str, what: &str, outs: &[&str]) -> TypeSchema {
 #[async_trait]
 impl GcpType for Instances {
     fn schema(&self) -> TypeSchema {
-        schema("gcp_instances", "Compute instances matching a filter.", &["names", "tags"])
-            .attr(AttrSchema::new("zone", AttrType::String, Presence::Optional))
+        schema("gcp_instances", "Compute instances matching a filter.", &["names", "tags"]).attr(AttrSchema::new(
+            "zone",
+            AttrType::String,
+            Presence::Optional,
+        ))
     }
 
     async fn read_data(&self, c: &Client, config: &Map) -> ProviderResult<Map> {
         let p = c.project(config)?;
         let filter = s(config, "filter");
         let items: Vec<serde_json::Value> = match s(config, "zone") {
-            Some(z) => c.list_all(Api::Compute, &format!("projects/{p}/zones/{z}/instances"), filter.as_deref(), "items").await?,
+            Some(z) => {
+                c.list_all(Api::Compute, &format!("projects/{p}/zones/{z}/instances"), filter.as_deref(), "items")
+                    .await?
+            }
             None => {
                 let mut q = vec![("maxResults", "500".to_string())];
                 if let Some(f) = &filter {
                     q.push(("filter", f.clone()));
                 }
-                let page = c.call(Api::Compute, Method::GET, &format!("projects/{p}/aggregated/instances"), &q, None).await?;
-                page["items"].as_object().map(|o| o.values().flat_map(|sc| sc["instances"].as_array().cloned().unwrap_or_default()).collect()).unwrap_or_default()
+                let page =
+                    c.call(Api::Compute, Method::GET, &format!("projects/{p}/aggregated/instances"), &q, None).await?;
+                page["items"]
+                    .as_object()
+                    .map(|o| {
+                        o.values().flat_map(|sc| sc["instances"].as_array().cloned().unwrap_or_default()).collect()
+                    })
+                    .unwrap_or_default()
             }
         };
         let names = items.iter().filter_map(|i| i["name"].as_str().map(String::from)).collect();
-        let tags = items.iter().flat_map(|i| i["tags"]["items"].as_array().cloned().unwrap_or_default()).filter_map(|t| t.as_str().map(String::from)).collect();
+        let tags = items
+            .iter()
+            .flat_map(|i| i["tags"]["items"].as_array().cloned().unwrap_or_default())
+            .filter_map(|t| t.as_str().map(String::from))
+            .collect();
         let mut m = config.clone();
         m.insert("project".into(), Value::str(p));
         m.insert("names".into(), strings(names));
@@ -70,9 +86,15 @@ impl GcpType for Firewalls {
 
     async fn read_data(&self, c: &Client, config: &Map) -> ProviderResult<Map> {
         let p = c.project(config)?;
-        let items = c.list_all(Api::Compute, &format!("projects/{p}/global/firewalls"), s(config, "filter").as_deref(), "items").await?;
+        let items = c
+            .list_all(Api::Compute, &format!("projects/{p}/global/firewalls"), s(config, "filter").as_deref(), "items")
+            .await?;
         let names = items.iter().filter_map(|i| i["name"].as_str().map(String::from)).collect();
-        let tags = items.iter().flat_map(|i| i["targetTags"].as_array().cloned().unwrap_or_default()).filter_map(|t| t.as_str().map(String::from)).collect();
+        let tags = items
+            .iter()
+            .flat_map(|i| i["targetTags"].as_array().cloned().unwrap_or_default())
+            .filter_map(|t| t.as_str().map(String::from))
+            .collect();
         let mut m = config.clone();
         m.insert("project".into(), Value::str(p));
         m.insert("names".into(), strings(names));

@@ -34,11 +34,6 @@ pub trait GcpType: Send + Sync {
         Ok(Vec::new())
     }
 
-    /// Completes a listed live object with what only the prior record knows.
-    fn from_live(&self, _prior: &Map, live: Map) -> Map {
-        live
-    }
-
     /// Normalises a proposal (canonical forms, defaults) so equal things compare equal.
     fn plan(&self, _c: &Client, _prior: Option<&Map>, proposed: Planned) -> ProviderResult<Planned> {
         Ok(proposed)

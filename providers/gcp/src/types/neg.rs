@@ -1,12 +1,14 @@
 //! `gcp_network_endpoint_group`: a zonal NEG. Immutable: any change replaces it.
 
 use async_trait::async_trait;
-use meshform_engine::provider::{AttrSchema, AttrType, ErrorKind, Planned, Presence, ProviderError, ProviderResult, TypeKind, TypeSchema};
+use meshform_engine::provider::{
+    AttrSchema, AttrType, ErrorKind, Planned, Presence, ProviderError, ProviderResult, TypeKind, TypeSchema,
+};
 use meshform_engine::value::{Map, Value};
 use reqwest::Method;
-use serde_json::{json, Value as J};
+use serde_json::{Value as J, json};
 
-use super::{adopt, GcpType};
+use super::{GcpType, adopt};
 use crate::client::{Api, Client};
 use crate::convert::{network_path, req, s, short_link, short_network};
 
@@ -68,7 +70,10 @@ impl GcpType for NetworkEndpointGroup {
             p.attrs.insert("network".into(), Value::str(short_network(&n, &project)));
         }
         if let (Some(sn), Some(zone)) = (s(&p.attrs, "subnetwork"), s(&p.attrs, "zone")) {
-            p.attrs.insert("subnetwork".into(), Value::str(short_link(&sn, &project, &format!("regions/{}/subnetworks", region(&zone)))));
+            p.attrs.insert(
+                "subnetwork".into(),
+                Value::str(short_link(&sn, &project, &format!("regions/{}/subnetworks", region(&zone)))),
+            );
         }
         Ok(p)
     }
@@ -88,7 +93,11 @@ impl GcpType for NetworkEndpointGroup {
             "network": network_path(&s(planned, "network").unwrap_or_else(|| "default".into()), &p),
         });
         if let Some(sn) = s(planned, "subnetwork") {
-            body["subnetwork"] = json!(if sn.starts_with("projects/") { sn } else { format!("projects/{p}/regions/{}/subnetworks/{sn}", region(&zone)) });
+            body["subnetwork"] = json!(if sn.starts_with("projects/") {
+                sn
+            } else {
+                format!("projects/{p}/regions/{}/subnetworks/{sn}", region(&zone))
+            });
         }
         if let Some(Value::Int(port)) = planned.get("default_port") {
             body["defaultPort"] = json!(port);
@@ -96,17 +105,35 @@ impl GcpType for NetworkEndpointGroup {
         if let Some(d) = s(planned, "description") {
             body["description"] = json!(d);
         }
-        match c.call(Api::Compute, Method::POST, &format!("projects/{p}/zones/{zone}/networkEndpointGroups"), &[], Some(&body)).await {
+        match c
+            .call(
+                Api::Compute,
+                Method::POST,
+                &format!("projects/{p}/zones/{zone}/networkEndpointGroups"),
+                &[],
+                Some(&body),
+            )
+            .await
+        {
             Ok(op) => {
                 c.wait_compute(op).await?;
             }
             Err(e) if e.kind == ErrorKind::Conflict => {
                 let live = self.read(c, planned).await?;
-                return adopt(c, "network endpoint group", &name, planned, live, &["network", "subnetwork", "network_endpoint_type", "default_port"]);
+                return adopt(
+                    c,
+                    "network endpoint group",
+                    &name,
+                    planned,
+                    live,
+                    &["network", "subnetwork", "network_endpoint_type", "default_port"],
+                );
             }
             Err(e) => return Err(e),
         }
-        self.read(c, planned).await?.ok_or_else(|| ProviderError::new(ErrorKind::NotFound, format!("NEG {name} vanished")))
+        self.read(c, planned)
+            .await?
+            .ok_or_else(|| ProviderError::new(ErrorKind::NotFound, format!("NEG {name} vanished")))
     }
 
     async fn update(&self, _c: &Client, _prior: &Map, _planned: &Map) -> ProviderResult<Map> {
@@ -115,7 +142,9 @@ impl GcpType for NetworkEndpointGroup {
 
     async fn delete(&self, c: &Client, prior: &Map) -> ProviderResult<()> {
         let p = c.project(prior)?;
-        let op = c.call(Api::Compute, Method::DELETE, &path(&p, &req(prior, "zone")?, &req(prior, "name")?), &[], None).await?;
+        let op = c
+            .call(Api::Compute, Method::DELETE, &path(&p, &req(prior, "zone")?, &req(prior, "name")?), &[], None)
+            .await?;
         c.wait_compute(op).await.map(|_| ())
     }
 
