@@ -506,3 +506,29 @@ input = { tags = "${data.gcp_instances.nodes.tags}", n = "${length(data.gcp_inst
         text(&o)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cluster_lookups_expose_the_guides_inputs_including_autopilot() {
+    let mut w = World::default();
+    let mut ap = w.clusters[0].clone();
+    ap.name = "auto".into();
+    ap.location = "us-central1".into();
+    ap.autopilot = true;
+    ap.pod_cidr = "10.12.0.0/14".into();
+    w.clusters.push(ap);
+    let c = Cloud::start(SimOptions { world: w, ..SimOptions::default() }).await;
+    c.write(
+        "[clusters.cluster-1]\nlocation = \"us-central1-a\"\n\n[clusters.auto]\nlocation = \"us-central1\"\n\n[resources.meshform_data.v]\ninput = { tag = \"${clusters.auto.node_tag}\", ap = \"${clusters.auto.autopilot}\", priv = \"${clusters.cluster-1.private}\", m = \"${clusters.cluster-1.membership_name}\", ca = \"${length(clusters.cluster-1.ca_certificate) > 100}\", nets = \"${clusters.cluster-1.authorized_networks}\" }\n",
+    );
+    c.apply().await;
+    let rules = c
+        .gcloud(&["compute", "firewall-rules", "list", "--filter=name~^gke-auto-", "--format=value(targetTags)"])
+        .await;
+    let tag = String::from_utf8_lossy(&rules.stdout).trim().to_string();
+    let o = c.mf(&["state", "show", "main.toml", "meshform_data.v"]).await;
+    let t = text(&o);
+    assert!(t.contains(&format!("tag = \"{tag}\"")), "{tag}: {t}");
+    assert!(t.contains("ap = true") && t.contains("priv = true") && t.contains("ca = true"), "{t}");
+    assert!(t.contains("m = \"projects/meshform-demo/locations/us-central1/memberships/cluster-1\""), "{t}");
+    assert!(t.contains("nets = [\"203.0.113.0/24\"]"), "{t}");
+}

@@ -63,6 +63,19 @@ impl GcpType for NetworkEndpointGroup {
             .attr(AttrSchema::new("size", AttrType::Number, Presence::Computed))
     }
 
+    fn list_scope(&self, c: &Client, prior: &Map) -> Option<String> {
+        Some(format!("{}/{}", c.project(prior).ok()?, s(prior, "zone")?))
+    }
+
+    async fn list(&self, c: &Client, prior: &Map) -> ProviderResult<Vec<Map>> {
+        let p = c.project(prior)?;
+        let zone = req(prior, "zone")?;
+        let items = c
+            .list_all(Api::Compute, &format!("projects/{p}/zones/{zone}/networkEndpointGroups"), None, "items")
+            .await?;
+        Ok(items.iter().map(|j| from_api(&p, &zone, j)).collect())
+    }
+
     fn plan(&self, c: &Client, _prior: Option<&Map>, mut p: Planned) -> ProviderResult<Planned> {
         let project = c.project(&p.attrs)?;
         p.attrs.insert("project".into(), Value::str(&project));
