@@ -14,6 +14,7 @@ pub mod errors;
 pub mod files;
 pub mod filter;
 pub mod hub;
+pub mod kube;
 pub mod server;
 pub mod store;
 pub mod world;

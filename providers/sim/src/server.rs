@@ -87,8 +87,8 @@ pub struct Sim {
     pub world: World,
     /// Each cluster's endpoints, CA and admin token.
     pub clusters: Vec<ClusterAccess>,
-    /// Listeners reserved for the clusters' API servers (public and private endpoints).
-    pub cluster_listeners: Vec<(String, TcpListener, Option<TcpListener>)>,
+    /// Each cluster's Kubernetes API server, in world order.
+    pub kube: Vec<Arc<crate::kube::KubeServer>>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -121,7 +121,19 @@ impl Sim {
                 ca: ClusterCa::generate(&c.name)?,
                 admin_token: format!("sim-admin-{}-{}", c.name, short_hash(&token)),
             });
-            cluster_listeners.push((format!("{}/{}", c.location, c.name), public, private));
+            cluster_listeners.push((public, private));
+        }
+        let mut kube = Vec::new();
+        for (i, ((public, private), (access, spec))) in
+            cluster_listeners.into_iter().zip(clusters.iter().zip(&opts.world.clusters)).enumerate()
+        {
+            let server =
+                crate::kube::KubeServer::new(spec, access.ca.clone(), access.admin_token.clone(), &opts, i as u64);
+            server.serve(public)?;
+            if let Some(p) = private {
+                server.serve(p)?;
+            }
+            kube.push(server);
         }
         let store = Store::seed(&opts.world, clusters.clone(), opts.lro_polls);
         let shared = Arc::new(Shared {
@@ -142,16 +154,7 @@ impl Sim {
                 })
                 .await;
         });
-        Ok(Sim {
-            shared,
-            addr,
-            token,
-            world: opts.world,
-            clusters,
-            cluster_listeners,
-            shutdown: Some(tx),
-            task: Some(task),
-        })
+        Ok(Sim { shared, addr, token, world: opts.world, clusters, kube, shutdown: Some(tx), task: Some(task) })
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -282,7 +285,8 @@ async fn clear_requests(State(s): State<Arc<Shared>>) -> StatusCode {
     StatusCode::NO_CONTENT
 }
 
-fn form_decode(body: &str) -> std::collections::HashMap<String, String> {
+/// Decodes `a=b&c=d` (form bodies and query strings).
+pub(crate) fn form_decode(body: &str) -> std::collections::HashMap<String, String> {
     let dec = |s: &str| {
         let bytes = s.replace('+', " ").into_bytes();
         let mut out = Vec::with_capacity(bytes.len());

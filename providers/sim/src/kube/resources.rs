@@ -1,0 +1,246 @@
+//! The kinds a simulated API server serves: the built-in ones, the setup guides' custom kinds
+//! (pre-registered as CRDs), and whatever CRDs are created at run time.
+
+use serde_json::{Value, json};
+
+/// A printer column: name, type, JSON path (dot form, no braces).
+pub type Column = (String, String, String);
+
+/// One served resource.
+#[derive(Clone, Debug)]
+pub struct ResourceDef {
+    /// API group (`""` for core).
+    pub group: String,
+    /// Served versions, preferred first.
+    pub versions: Vec<String>,
+    /// Plural resource name.
+    pub plural: String,
+    /// Singular name.
+    pub singular: String,
+    /// Kind.
+    pub kind: String,
+    /// Namespaced or cluster-scoped.
+    pub namespaced: bool,
+    /// Short names.
+    pub short_names: Vec<String>,
+    /// Categories.
+    pub categories: Vec<String>,
+    /// A built-in type (strategic merge patch allowed; list items without apiVersion/kind).
+    pub builtin: bool,
+    /// Tracks `metadata.generation`.
+    pub generation: bool,
+    /// Has a status subresource.
+    pub status: bool,
+    /// Extra columns of `kubectl get`.
+    pub columns: Vec<Column>,
+    /// Fields usable in field selectors besides metadata.name/namespace.
+    pub field_selectors: Vec<&'static str>,
+}
+
+impl ResourceDef {
+    /// `group/version`, or `v1` for core.
+    pub fn api_version(&self, v: &str) -> String {
+        if self.group.is_empty() { v.to_string() } else { format!("{}/{v}", self.group) }
+    }
+
+    /// The list kind.
+    pub fn list_kind(&self) -> String {
+        format!("{}List", self.kind)
+    }
+}
+
+fn core(
+    plural: &str,
+    kind: &str,
+    namespaced: bool,
+    short: &[&str],
+    columns: &[(&str, &str, &str)],
+    fs: &[&'static str],
+) -> ResourceDef {
+    ResourceDef {
+        group: String::new(),
+        versions: vec!["v1".into()],
+        plural: plural.into(),
+        singular: kind.to_lowercase(),
+        kind: kind.into(),
+        namespaced,
+        short_names: short.iter().map(|s| s.to_string()).collect(),
+        categories: vec![],
+        builtin: true,
+        generation: false,
+        status: matches!(kind, "Namespace" | "Pod" | "Service"),
+        columns: columns.iter().map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string())).collect(),
+        field_selectors: fs.to_vec(),
+    }
+}
+
+/// The built-in kinds.
+pub fn builtins() -> Vec<ResourceDef> {
+    let mut deployments = core(
+        "deployments",
+        "Deployment",
+        true,
+        &["deploy"],
+        &[
+            ("Ready", "string", ".status.readyReplicas"),
+            ("Up-to-date", "integer", ".status.updatedReplicas"),
+            ("Available", "integer", ".status.availableReplicas"),
+        ],
+        &[],
+    );
+    deployments.group = "apps".into();
+    deployments.generation = true;
+    deployments.status = true;
+    let mut crds = core(
+        "customresourcedefinitions",
+        "CustomResourceDefinition",
+        false,
+        &["crd", "crds"],
+        &[("Created At", "date", ".metadata.creationTimestamp")],
+        &[],
+    );
+    crds.group = "apiextensions.k8s.io".into();
+    crds.generation = true;
+    crds.status = true;
+    vec![
+        core("namespaces", "Namespace", false, &["ns"], &[("Status", "string", ".status.phase")], &["status.phase"]),
+        core("secrets", "Secret", true, &[], &[("Type", "string", ".type"), ("Data", "integer", "#data")], &["type"]),
+        core("serviceaccounts", "ServiceAccount", true, &["sa"], &[("Secrets", "integer", "#secrets")], &[]),
+        core(
+            "services",
+            "Service",
+            true,
+            &["svc"],
+            &[("Type", "string", ".spec.type"), ("Cluster-IP", "string", ".spec.clusterIP")],
+            &[],
+        ),
+        core(
+            "pods",
+            "Pod",
+            true,
+            &["po"],
+            &[("Ready", "string", "ready"), ("Status", "string", ".status.phase"), ("Restarts", "integer", "restarts")],
+            &["spec.nodeName", "status.phase"],
+        ),
+        core("configmaps", "ConfigMap", true, &["cm"], &[("Data", "integer", "#data")], &[]),
+        core("endpoints", "Endpoints", true, &["ep"], &[], &[]),
+        deployments,
+        crds,
+    ]
+}
+
+/// The setup guides' custom kinds, as CRD objects to pre-register.
+pub fn guide_crds() -> Vec<Value> {
+    let crd = |group: &str, plural: &str, kind: &str, short: &[&str], versions: &[&str], scope: &str| {
+        let vs: Vec<Value> = versions
+            .iter()
+            .enumerate()
+            .map(|(i, v)| json!({"name": v, "served": true, "storage": i == 0,
+                                  "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}},
+                                  "subresources": {"status": {}}}))
+            .collect();
+        json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+               "metadata": {"name": format!("{plural}.{group}")},
+               "spec": {"group": group, "scope": scope, "versions": vs,
+                        "names": {"plural": plural, "singular": kind.to_lowercase(), "kind": kind, "listKind": format!("{kind}List"), "shortNames": short}}})
+    };
+    vec![
+        crd("networking.istio.io", "gateways", "Gateway", &["gw"], &["v1beta1", "v1alpha3", "v1"], "Namespaced"),
+        crd(
+            "networking.istio.io",
+            "destinationrules",
+            "DestinationRule",
+            &["dr"],
+            &["v1beta1", "v1alpha3", "v1"],
+            "Namespaced",
+        ),
+        crd(
+            "networking.istio.io",
+            "virtualservices",
+            "VirtualService",
+            &["vs"],
+            &["v1beta1", "v1alpha3", "v1"],
+            "Namespaced",
+        ),
+        crd("install.istio.io", "istiooperators", "IstioOperator", &["iop", "io"], &["v1alpha1"], "Namespaced"),
+        crd("telemetry.istio.io", "telemetries", "Telemetry", &["telemetry"], &["v1alpha1"], "Namespaced"),
+        crd(
+            "networking.gke.io",
+            "multiclusteringresses",
+            "MultiClusterIngress",
+            &["mci"],
+            &["v1", "v1beta1"],
+            "Namespaced",
+        ),
+        crd(
+            "networking.gke.io",
+            "multiclusterservices",
+            "MultiClusterService",
+            &["mcs"],
+            &["v1", "v1beta1"],
+            "Namespaced",
+        ),
+        crd("networking.gke.io", "frontendconfigs", "FrontendConfig", &[], &["v1beta1"], "Namespaced"),
+        crd("cloud.google.com", "backendconfigs", "BackendConfig", &["bc"], &["v1", "v1beta1"], "Namespaced"),
+    ]
+}
+
+/// The resource a CRD object defines, after checking it; an error message when it is invalid.
+pub fn from_crd(crd: &Value) -> Result<ResourceDef, String> {
+    let spec = &crd["spec"];
+    let group = spec["group"]
+        .as_str()
+        .filter(|g| g.contains('.'))
+        .ok_or("spec.group: Required value: must be a DNS subdomain with a dot")?;
+    let names = &spec["names"];
+    let plural = names["plural"].as_str().ok_or("spec.names.plural: Required value")?;
+    let kind = names["kind"].as_str().ok_or("spec.names.kind: Required value")?;
+    if crd["metadata"]["name"].as_str() != Some(&format!("{plural}.{group}")) {
+        return Err(format!(
+            "metadata.name: Invalid value: must be spec.names.plural+\".\"+spec.group ({plural}.{group})"
+        ));
+    }
+    let versions: Vec<&Value> =
+        spec["versions"].as_array().map(|v| v.iter().filter(|x| x["served"] != false).collect()).unwrap_or_default();
+    if versions.is_empty() {
+        return Err("spec.versions: Invalid value: must have exactly one version marked as storage version".into());
+    }
+    if spec["versions"].as_array().map_or(0, |v| v.iter().filter(|x| x["storage"] == true).count()) != 1 {
+        return Err("spec.versions: Invalid value: must have exactly one version marked as storage version".into());
+    }
+    let columns = versions[0]["additionalPrinterColumns"]
+        .as_array()
+        .map(|cols| {
+            cols.iter()
+                .filter_map(|c| {
+                    Some((
+                        c["name"].as_str()?.to_string(),
+                        c["type"].as_str().unwrap_or("string").to_string(),
+                        c["jsonPath"].as_str()?.to_string(),
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(ResourceDef {
+        group: group.into(),
+        versions: versions.iter().filter_map(|v| v["name"].as_str().map(String::from)).collect(),
+        plural: plural.into(),
+        singular: names["singular"].as_str().map_or_else(|| kind.to_lowercase(), String::from),
+        kind: kind.into(),
+        namespaced: spec["scope"].as_str() != Some("Cluster"),
+        short_names: names["shortNames"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
+            .unwrap_or_default(),
+        categories: names["categories"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
+            .unwrap_or_default(),
+        builtin: false,
+        generation: true,
+        status: versions[0]["subresources"]["status"].is_object(),
+        columns,
+        field_selectors: vec![],
+    })
+}
