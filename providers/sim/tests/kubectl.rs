@@ -1,0 +1,254 @@
+//! The real kubectl 1.32 (the Google Cloud SDK's dispatcher) and kube-rs against each cluster's
+//! simulated API server, through the kubeconfig the simulator writes.
+
+use std::process::Output;
+
+use meshform_sim::{Sim, SimOptions, files};
+
+struct Kube {
+    sim: Sim,
+    dir: tempfile::TempDir,
+}
+
+impl Kube {
+    async fn start(opts: SimOptions) -> Kube {
+        let sim = Sim::start(opts).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        files::write_all(&sim, dir.path()).unwrap();
+        Kube { sim, dir }
+    }
+
+    fn context(&self, i: usize) -> String {
+        let c = &self.sim.clusters[i];
+        files::context_name(&self.sim.world.project, &c.location, &c.name)
+    }
+
+    async fn kubectl_with(&self, kubeconfig: &std::path::Path, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut c = tokio::process::Command::new("kubectl");
+        c.args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", self.dir.path())
+            .env("KUBECONFIG", kubeconfig)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().expect("kubectl runs");
+        if let Some(input) = stdin {
+            use tokio::io::AsyncWriteExt;
+            let mut si = child.stdin.take().unwrap();
+            si.write_all(input.as_bytes()).await.unwrap();
+        } else {
+            drop(child.stdin.take());
+        }
+        child.wait_with_output().await.unwrap()
+    }
+
+    async fn kubectl(&self, ctx: &str, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut a = vec!["--context", ctx];
+        a.extend_from_slice(args);
+        self.kubectl_with(&self.dir.path().join("kubeconfig"), &a, stdin).await
+    }
+
+    async fn ok(&self, ctx: &str, args: &[&str], stdin: Option<&str>) -> String {
+        let o = self.kubectl(ctx, args, stdin).await;
+        assert!(
+            o.status.success(),
+            "kubectl {args:?} failed: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+const SECRET: &str =
+    "apiVersion: v1\nkind: Secret\nmetadata:\n  name: demo-secret\n  namespace: sample\nstringData:\n  user: admin\n";
+const GATEWAY: &str = "apiVersion: networking.istio.io/v1beta1\nkind: Gateway\nmetadata:\n  name: cross-network-gateway\n  namespace: sample\nspec:\n  selector:\n    istio: eastwestgateway\n  servers:\n  - port:\n      number: PORT\n      name: tls\n      protocol: TLS\n    tls:\n      mode: AUTO_PASSTHROUGH\n    hosts:\n    - \"*.local\"\n";
+const CONFIGMAP: &str =
+    "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm1\n  namespace: sample\ndata:\n  a: \"VALUE\"\n";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kubectl_workflow_on_every_cluster() {
+    let k = Kube::start(SimOptions::default()).await;
+    for i in 0..k.sim.clusters.len() {
+        let ctx = k.context(i);
+        let ctx = ctx.as_str();
+        let ns = k.ok(ctx, &["get", "ns"], None).await;
+        for n in ["default", "istio-system", "kube-system"] {
+            assert!(ns.contains(n), "{ns}");
+        }
+        k.ok(ctx, &["create", "ns", "sample"], None).await;
+        let o = k
+            .kubectl(ctx, &["label", "ns", "sample", "istio-injection-", "istio.io/rev=asm-173-3", "--overwrite"], None)
+            .await;
+        assert!(o.status.success(), "{}", text(&o));
+        let labels = k.ok(ctx, &["get", "ns", "sample", "-o", "jsonpath={.metadata.labels}"], None).await;
+        assert!(labels.contains("\"istio.io/rev\":\"asm-173-3\"") && !labels.contains("istio-injection"), "{labels}");
+        let pods = k.ok(ctx, &["get", "pods", "-n", "istio-system", "-l", "app=istiod", "--show-labels"], None).await;
+        assert_eq!(pods.lines().filter(|l| l.contains("app=istiod,istio.io/rev=asm-173-3")).count(), 2, "{pods}");
+
+        let out = k.ok(ctx, &["apply", "--server-side", "-f", "-"], Some(SECRET)).await;
+        assert!(out.contains("secret/demo-secret serverside-applied"), "{out}");
+        let out = k.ok(ctx, &["apply", "--server-side", "-f", "-"], Some(&GATEWAY.replace("PORT", "15443"))).await;
+        assert!(out.contains("gateway.networking.istio.io/cross-network-gateway serverside-applied"), "{out}");
+        let same = k.kubectl(ctx, &["diff", "--server-side", "-f", "-"], Some(&GATEWAY.replace("PORT", "15443"))).await;
+        assert_eq!(same.status.code(), Some(0), "no differences: {}", text(&same));
+        let changed =
+            k.kubectl(ctx, &["diff", "--server-side", "-f", "-"], Some(&GATEWAY.replace("PORT", "15444"))).await;
+        assert_eq!(changed.status.code(), Some(1), "{}", text(&changed));
+        assert!(text(&changed).contains("+      number: 15444"), "{}", text(&changed));
+
+        let out = k.ok(ctx, &["apply", "-f", "-"], Some(&CONFIGMAP.replace("VALUE", "1"))).await;
+        assert!(out.contains("configmap/cm1 created"), "{out}");
+        let out = k.ok(ctx, &["apply", "-f", "-"], Some(&CONFIGMAP.replace("VALUE", "2"))).await;
+        assert!(out.contains("configmap/cm1 configured"), "{out}");
+        assert_eq!(k.ok(ctx, &["get", "cm", "cm1", "-n", "sample", "-o", "jsonpath={.data.a}"], None).await, "2");
+
+        let other = SECRET.replace("admin", "root");
+        let conflict =
+            k.kubectl(ctx, &["apply", "--server-side", "--field-manager=other", "-f", "-"], Some(&other)).await;
+        assert!(!conflict.status.success());
+        assert!(
+            text(&conflict).contains("Apply failed with 1 conflict: conflict with \"kubectl\"")
+                && text(&conflict).contains("--force-conflicts"),
+            "{}",
+            text(&conflict)
+        );
+        k.ok(ctx, &["apply", "--server-side", "--field-manager=other", "--force-conflicts", "-f", "-"], Some(&other))
+            .await;
+        assert_eq!(
+            k.ok(ctx, &["get", "secret", "demo-secret", "-n", "sample", "-o", "jsonpath={.data.user}"], None).await,
+            "cm9vdA=="
+        );
+
+        let out = k.ok(ctx, &["delete", "ns", "sample"], None).await;
+        assert!(out.contains("namespace \"sample\" deleted"), "{out}");
+        let gone = k.kubectl(ctx, &["get", "ns", "sample"], None).await;
+        assert!(text(&gone).contains("NotFound"), "{}", text(&gone));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn service_account_token_kubeconfig_private_endpoint_and_tls() {
+    let k = Kube::start(SimOptions::default()).await;
+    let ctx = k.context(0);
+    let secret = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: reader-token\n  namespace: istio-system\n  annotations:\n    kubernetes.io/service-account.name: istio-reader-service-account\ntype: kubernetes.io/service-account-token\n";
+    k.ok(&ctx, &["apply", "--server-side", "-f", "-"], Some(secret)).await;
+    let token = k
+        .ok(&ctx, &["get", "secret", "reader-token", "-n", "istio-system", "-o", "jsonpath={.data.token}"], None)
+        .await;
+    use base64::Engine as _;
+    let token = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(token.trim()).unwrap()).unwrap();
+    let ns = k
+        .ok(&ctx, &["get", "secret", "reader-token", "-n", "istio-system", "-o", "jsonpath={.data.namespace}"], None)
+        .await;
+    assert_eq!(base64::engine::general_purpose::STANDARD.decode(ns.trim()).unwrap(), b"istio-system");
+    let server = &k.sim.kube[0];
+    let private = k.sim.clusters[0].private_endpoint.clone().unwrap();
+    let kc = k.dir.path().join("sa.kubeconfig");
+    std::fs::write(&kc, server.kubeconfig_for_token(&private, &token)).unwrap();
+    let o = k.kubectl_with(&kc, &["get", "services", "-n", "istio-system"], None).await;
+    assert!(o.status.success() && text(&o).contains("istiod"), "{}", text(&o));
+
+    std::fs::write(&kc, server.kubeconfig_for_token(&private, "not-a-token")).unwrap();
+    let o = k.kubectl_with(&kc, &["get", "ns"], None).await;
+    assert!(!o.status.success() && text(&o).contains("Unauthorized"), "{}", text(&o));
+
+    // A client trusting another cluster's CA refuses the connection.
+    std::fs::write(&kc, k.sim.kube[1].kubeconfig_for_token(&private, &token)).unwrap();
+    let o = k.kubectl_with(&kc, &["get", "ns"], None).await;
+    assert!(!o.status.success() && text(&o).contains("certificate signed by unknown authority"), "{}", text(&o));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_crd_is_servable_at_once() {
+    let k = Kube::start(SimOptions::default()).await;
+    let ctx = k.context(0);
+    let crd = "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: widgets.example.com\nspec:\n  group: example.com\n  scope: Namespaced\n  names:\n    plural: widgets\n    singular: widget\n    kind: Widget\n    shortNames: [wd]\n  versions:\n  - name: v1\n    served: true\n    storage: true\n    schema:\n      openAPIV3Schema:\n        type: object\n        x-kubernetes-preserve-unknown-fields: true\n";
+    k.ok(&ctx, &["apply", "--server-side", "-f", "-"], Some(crd)).await;
+    let established = k
+        .ok(
+            &ctx,
+            &[
+                "get",
+                "crd",
+                "widgets.example.com",
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"Established\")].status}",
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(established, "True");
+    let w = "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w1\n  namespace: default\nspec:\n  size: 3\n";
+    let out = k.ok(&ctx, &["apply", "--server-side", "-f", "-"], Some(w)).await;
+    assert!(out.contains("widget.example.com/w1 serverside-applied"), "{out}");
+    let got = k.ok(&ctx, &["get", "wd", "w1", "-n", "default", "-o", "jsonpath={.spec.size}"], None).await;
+    assert_eq!(got, "3");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn faults_and_latency_reach_the_api_servers_too() {
+    let k = Kube::start(SimOptions { fault_rate: 0.3, seed: 3, ..SimOptions::default() }).await;
+    let ctx = k.context(0);
+    for _ in 0..3 {
+        k.ok(&ctx, &["get", "ns", "default"], None).await;
+    }
+    let log = k.sim.kube[0].log.lock().unwrap().clone();
+    assert!(log.iter().any(|(_, _, s)| *s == 429 || *s == 503), "{log:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kube_rs_discovery_dynamic_objects_and_stale_writes() {
+    use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+    use kube::config::{KubeConfigOptions, Kubeconfig};
+    use kube::core::GroupVersionKind;
+
+    let k = Kube::start(SimOptions::default()).await;
+    let kc = Kubeconfig::read_from(k.dir.path().join("kubeconfig")).unwrap();
+    let opts = KubeConfigOptions { context: Some(k.context(1)), ..Default::default() };
+    let config = kube::Config::from_custom_kubeconfig(kc, &opts).await.unwrap();
+    let client = kube::Client::try_from(config).unwrap();
+    assert_eq!(client.apiserver_version().await.unwrap().minor, "32");
+
+    let discovery = kube::Discovery::new(client.clone()).run_aggregated().await.unwrap();
+    assert!(discovery.groups().any(|g| g.name() == "networking.istio.io"));
+    let gvk = GroupVersionKind::gvk("networking.istio.io", "v1beta1", "Gateway");
+    let (ar, _caps) = kube::discovery::pinned_kind(&client, &gvk).await.unwrap();
+    assert_eq!(ar.plural, "gateways");
+
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), "istio-system", &ar);
+    let gw: DynamicObject = serde_json::from_value(serde_json::json!({
+        "apiVersion": "networking.istio.io/v1beta1", "kind": "Gateway",
+        "metadata": {"name": "gw1", "namespace": "istio-system"},
+        "spec": {"selector": {"istio": "eastwestgateway"}}
+    }))
+    .unwrap();
+    let applied = api.patch("gw1", &PatchParams::apply("meshform").force(), &Patch::Apply(&gw)).await.unwrap();
+    assert_eq!(applied.metadata.generation, Some(1));
+    let again = api.patch("gw1", &PatchParams::apply("meshform").force(), &Patch::Apply(&gw)).await.unwrap();
+    assert_eq!(
+        again.metadata.resource_version, applied.metadata.resource_version,
+        "a no-op apply keeps the resourceVersion"
+    );
+    let listed = api.list(&ListParams::default()).await.unwrap();
+    assert_eq!(listed.items.len(), 1);
+    let mut stale = api.get("gw1").await.unwrap();
+    stale.data["spec"]["selector"]["istio"] = serde_json::json!("changed");
+    let fresh = api
+        .patch("gw1", &PatchParams::default(), &Patch::Merge(serde_json::json!({"metadata": {"labels": {"x": "y"}}})))
+        .await
+        .unwrap();
+    assert_ne!(fresh.metadata.resource_version, stale.metadata.resource_version);
+    match api.replace("gw1", &PostParams::default(), &stale).await {
+        Err(kube::Error::Api(status)) => assert_eq!(status.code, 409),
+        other => panic!("expected a 409 conflict, got {other:?}"),
+    }
+    api.delete("gw1", &DeleteParams::default()).await.unwrap();
+    assert!(api.get_opt("gw1").await.unwrap().is_none());
+}
