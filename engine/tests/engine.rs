@@ -355,24 +355,28 @@ value = "${meshform_data.b.output.pw}"
 #[tokio::test]
 async fn interrupt_starts_nothing_new_and_saves_what_finished() {
     let mut toml = String::new();
-    for i in 0..6 {
+    for i in 0..10 {
         let dep = if i > 0 { format!("value = \"${{test_object.o{}.id}}\"\n", i - 1) } else { String::new() };
         toml.push_str(&format!("[resources.test_object.o{i}]\nname = \"o{i}\"\n{dep}\n"));
     }
     let f = Fixture::new(&toml);
-    *f.test.latency.lock().unwrap() = Duration::from_millis(60);
+    *f.test.latency.lock().unwrap() = Duration::from_millis(100);
     let p = f.plan().await;
     let opts = ApplyOptions::default();
     let cancel = opts.cancel.clone();
+    let test = f.test.clone();
+    // Interrupt as soon as the first object exists (as Ctrl-C would, mid-apply).
     let interrupter = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(90)).await;
+        while test.live.lock().unwrap().is_empty() {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
         cancel.store(true, Ordering::SeqCst);
     });
     let r = f.apply_plan(&p, &opts).await;
     interrupter.await.unwrap();
     assert!(r.cancelled);
     let done = r.count(|x| matches!(x, NodeResult::Done { .. }));
-    assert!((1..6).contains(&done), "{r:?}");
+    assert!((1..10).contains(&done), "{r:?}");
     assert_eq!(f.state().objects.len(), done, "everything finished is in state");
     assert_eq!(f.test.live.lock().unwrap().len(), done, "nothing started after the interrupt");
     assert!(!f.backend().journal_path().exists());
