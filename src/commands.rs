@@ -55,6 +55,7 @@ pub fn registry() -> Registry {
     let mut r = Registry::new();
     r.register(Arc::new(meshform_engine::builtin::Builtin));
     r.register(Arc::new(meshform_gcp::GcpProvider::from_env()));
+    r.register(Arc::new(meshform_kube::KubeProvider::from_env()));
     r
 }
 

@@ -296,10 +296,12 @@ impl Run<'_> {
         let mut planned =
             p.plan(&c.address.block.ty, prior, proposed, &self.ctx(p)).await.map_err(|e| e.to_string())?;
         if let (Some(block), Some(before)) = (self.s.cfg.blocks.get(&c.address.block), c.before.as_ref()) {
+            // The same rule as the planner: an ignored attribute keeps what the object had.
             for (name, _) in &block.lifecycle.ignore_changes {
-                if let Some(v) = before.get(name) {
-                    planned.attrs.insert(name.clone(), v.clone());
-                }
+                match before.get(name) {
+                    Some(v) => planned.attrs.insert(name.clone(), v.clone()),
+                    None => planned.attrs.remove(name),
+                };
             }
         }
         let mut sensitive = c.sensitive.clone();
@@ -382,10 +384,22 @@ impl Run<'_> {
                 };
                 if c.create_before_destroy {
                     let new = create(attrs).await?;
-                    p.delete(ty, &prior, &self.ctx(p))
-                        .await
-                        .map_err(|e| format!("destroying the old {} failed: {e}", c.address))?;
-                    self.put(c, new, sensitive, deps).await
+                    let old_id = prior.get("id").and_then(Value::to_interpolated);
+                    if old_id.is_some() && new.get("id").and_then(Value::to_interpolated) == old_id {
+                        return Err(format!(
+                            "the replacement of {} has the same id as the object it replaces; create_before_destroy needs a new name",
+                            c.address
+                        ));
+                    }
+                    // Record the new object first: if the old one cannot be deleted, nothing new is lost.
+                    self.put(c, new, sensitive, deps).await?;
+                    p.delete(ty, &prior, &self.ctx(p)).await.map_err(|e| {
+                        format!(
+                            "destroying the old {} (id {}) failed; it is no longer tracked and must be deleted by hand: {e}",
+                            c.address,
+                            old_id.unwrap_or_default()
+                        )
+                    })
                 } else {
                     p.delete(ty, &prior, &self.ctx(p))
                         .await

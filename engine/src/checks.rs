@@ -93,7 +93,11 @@ async fn run_one(
     }
     let Some(cond) = &c.condition else { return fail("no condition".into()) };
     let message = || match &c.error_message {
-        Some(e) => eval(e, &scope).ok().and_then(|r| r.value.to_interpolated()).unwrap_or_default(),
+        Some(e) => match eval(e, &scope) {
+            Ok(r) if r.sensitive => "(sensitive)".to_string(),
+            Ok(r) => r.value.to_interpolated().unwrap_or_default(),
+            Err(d) => d.summary,
+        },
         None => "condition is false".into(),
     };
     match eval(cond, &scope) {

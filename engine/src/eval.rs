@@ -308,11 +308,14 @@ impl Evaluator<'_, '_> {
     /// make the result sensitive when read (all of them when the whole object is taken).
     fn steps(&self, mut v: Value, steps: &[Step], sensitive: Option<&BTreeSet<String>>) -> Result<Value, Diagnostic> {
         if let Some(s) = sensitive {
-            let read = steps.iter().find_map(|st| match st {
-                Step::Attr(n, _) if s.contains(n) => Some(true),
-                _ => None,
-            });
-            if read.is_some() || (steps.is_empty() && !s.is_empty()) {
+            // `.attr` names the attribute; an index or splat may reach any of them.
+            let reads_sensitive = match steps.first() {
+                None => !s.is_empty(),
+                Some(Step::Attr(n, _)) => s.contains(n),
+                Some(_) => !s.is_empty(),
+            };
+            let through_instances = steps.iter().any(|st| matches!(st, Step::Attr(n, _) if s.contains(n)));
+            if reads_sensitive || through_instances {
                 self.sensitive.set(true);
             }
         }

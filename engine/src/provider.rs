@@ -207,6 +207,8 @@ pub struct CallContext {
     pub clusters: Arc<BTreeMap<String, Map>>,
     /// Things the user should hear about (e.g. "adopted an existing object"); shown after apply.
     pub notes: Arc<std::sync::Mutex<Vec<String>>>,
+    /// The directory of the desired-state file (relative paths in attributes resolve against it).
+    pub dir: std::path::PathBuf,
 }
 
 /// A proposed new state for an object.

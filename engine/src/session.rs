@@ -135,7 +135,7 @@ impl Session {
             .get(provider.name())
             .cloned()
             .unwrap_or_default();
-        CallContext { config, clusters: clusters.clone(), notes: self.notes.clone() }
+        CallContext { config, clusters: clusters.clone(), notes: self.notes.clone(), dir: self.cfg.dir.clone() }
     }
 
     /// The provider and schema of an instance's type.
@@ -178,7 +178,13 @@ impl Session {
                             Diagnostics::from(Diagnostic::error("invalid `for_each`", fe.span).label(m))
                         })?;
                         let a: Arc<BTreeMap<String, Value>> = Arc::new(inst.into_iter().collect());
-                        self.for_each.lock().unwrap_or_else(|e| e.into_inner()).insert(addr.block.clone(), a.clone());
+                        // Values still unknown (at plan time) must be evaluated again at apply.
+                        if !a.values().any(Value::has_unknown) {
+                            self.for_each
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .insert(addr.block.clone(), a.clone());
+                        }
                         a
                     }
                 };

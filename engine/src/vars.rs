@@ -49,7 +49,7 @@ pub fn resolve(cfg: &mut Config, inputs: &VarInputs) -> (Vars, Diagnostics) {
         if let Some(name) = k.strip_prefix("MESHFORM_VAR_")
             && let Some(decl) = cfg.variables.get(name)
         {
-            match from_text(decl.ty, v) {
+            match from_text(decl.ty, v).map_err(|e| if decl.sensitive { hide(decl.ty) } else { e }) {
                 Ok(val) => {
                     set.insert(name.to_string(), val);
                 }
@@ -109,7 +109,7 @@ pub fn resolve(cfg: &mut Config, inputs: &VarInputs) -> (Vars, Diagnostics) {
                 Diagnostic::global(format!("--var sets undeclared variable `{name}`"))
                     .maybe_help(suggest(name, names.iter().map(String::as_str))),
             ),
-            Some(decl) => match from_text(decl.ty, raw) {
+            Some(decl) => match from_text(decl.ty, raw).map_err(|e| if decl.sensitive { hide(decl.ty) } else { e }) {
                 Ok(v) => {
                     set.insert(name.to_string(), v);
                 }
@@ -141,6 +141,11 @@ pub fn resolve(cfg: &mut Config, inputs: &VarInputs) -> (Vars, Diagnostics) {
         }
     }
     (out, diags)
+}
+
+/// The error for a sensitive value of the wrong type (its value is not repeated).
+fn hide(ty: VarType) -> String {
+    format!("expected a {}, got a value that is not one (sensitive, not shown)", ty.name())
 }
 
 /// Interprets a command-line or environment value according to the declared type.

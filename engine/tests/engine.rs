@@ -422,3 +422,31 @@ b = "gke-c1-node"
     assert!(r.checks[0].passed, "{:?}", r.checks);
     let _ = Arc::clone(&f.test);
 }
+
+#[tokio::test]
+async fn sensitive_values_stay_hidden_when_read_by_index_or_in_check_messages() {
+    let f = Fixture::new(
+        r#"
+[variables.pw]
+default = "s3cr3t-pw"
+sensitive = true
+
+[resources.meshform_data.a]
+input = "${var.pw}"
+
+[outputs.by_index]
+value = '${meshform_data.a["output"]}'
+
+[[checks]]
+name = "leaky"
+condition = "${false}"
+error_message = "bad ${var.pw}"
+"#,
+    );
+    let p = f.plan().await;
+    assert!(p.outputs["by_index"].sensitive, "{:?}", p.outputs);
+    let r = f.apply().await;
+    assert_eq!(r.checks[0].message, "(sensitive)");
+    let state = std::fs::read_to_string(f.backend().path()).unwrap();
+    assert!(!state.contains("s3cr3t-pw"), "{state}");
+}

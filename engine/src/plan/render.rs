@@ -296,7 +296,28 @@ pub fn render_drift(drift: &[Drift], st: Style, out: &mut String) {
                 }
                 Some(v) => v.to_string(),
             };
-            let _ = writeln!(out, "      {} {} = {} -> {}", st.yellow("~"), a.name, show(&a.recorded), show(&a.live));
+            let sensitive = d.sensitive.contains(&a.name);
+            match (multiline(a.recorded.as_ref()), multiline(a.live.as_ref())) {
+                (Some(x), Some(y)) if !sensitive => {
+                    let _ = writeln!(
+                        out,
+                        "      {} {} = {}",
+                        st.yellow("~"),
+                        a.name,
+                        indent_rest(&block(&unified(&x, &y)), "          ")
+                    );
+                }
+                _ => {
+                    let _ = writeln!(
+                        out,
+                        "      {} {} = {} -> {}",
+                        st.yellow("~"),
+                        a.name,
+                        show(&a.recorded),
+                        show(&a.live)
+                    );
+                }
+            }
         }
     }
     out.push('\n');

@@ -85,6 +85,7 @@ struct Bucket {
 
 impl Bucket {
     fn new(rate: f64) -> Bucket {
+        let rate = rate.clamp(0.01, 1_000_000.0);
         let burst = rate.max(1.0);
         Bucket { rate, burst, tokens: burst, last: Instant::now() }
     }
@@ -241,7 +242,8 @@ impl Client {
                         .get("retry-after")
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.parse::<f64>().ok())
-                        .map(|s| Duration::from_secs_f64(s.min(30.0)));
+                        .filter(|s| s.is_finite())
+                        .map(|s| Duration::from_secs_f64(s.clamp(0.0, 30.0)));
                     let text = resp.text().await.unwrap_or_default();
                     if (200..300).contains(&status) {
                         return Ok(if text.trim().is_empty() {
@@ -304,6 +306,36 @@ impl Client {
             }
             let page = self.call(api, Method::GET, path, &q, None).await?;
             out.extend(page[items_key].as_array().cloned().unwrap_or_default());
+            match page["nextPageToken"].as_str() {
+                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// Every item of a paginated aggregated list (`items` by scope, each holding `collection`).
+    pub async fn aggregated_all(
+        &self,
+        path: &str,
+        filter: Option<&str>,
+        collection: &str,
+    ) -> ProviderResult<Vec<Value>> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut q: Vec<(&str, String)> = vec![("maxResults", "500".into())];
+            if let Some(f) = filter {
+                q.push(("filter", f.to_string()));
+            }
+            if let Some(t) = &token {
+                q.push(("pageToken", t.clone()));
+            }
+            let page = self.call(Api::Compute, Method::GET, path, &q, None).await?;
+            if let Some(scopes) = page["items"].as_object() {
+                for scope in scopes.values() {
+                    out.extend(scope[collection].as_array().cloned().unwrap_or_default());
+                }
+            }
             match page["nextPageToken"].as_str() {
                 Some(t) if !t.is_empty() => token = Some(t.to_string()),
                 _ => return Ok(out),

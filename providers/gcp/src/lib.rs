@@ -71,7 +71,7 @@ fn setting_f64(config: &Map, key: &str, default: f64) -> ProviderResult<f64> {
     match config.get(key) {
         None => Ok(default),
         Some(Value::Int(i)) if *i > 0 => Ok(*i as f64),
-        Some(Value::Float(f)) if *f > 0.0 => Ok(*f),
+        Some(Value::Float(f)) if *f > 0.0 && f.is_finite() => Ok(*f),
         Some(other) => {
             Err(ProviderError::new(ErrorKind::Invalid, format!("`{key}` must be a positive number, not {other}")))
         }
@@ -121,8 +121,10 @@ impl Provider for GcpProvider {
             project: s("project").or_else(|| self.var(&["MESHFORM_GCP_PROJECT", "CLOUDSDK_CORE_PROJECT"])),
             endpoints,
             requests_per_second: setting_f64(config, "requests_per_second", 20.0)?,
-            operation_timeout: Duration::from_secs_f64(setting_f64(config, "operation_timeout_seconds", 1200.0)?),
-            max_attempts: setting_f64(config, "max_attempts", 8.0)? as u32,
+            operation_timeout: Duration::from_secs_f64(
+                setting_f64(config, "operation_timeout_seconds", 1200.0)?.min(31_536_000.0),
+            ),
+            max_attempts: setting_f64(config, "max_attempts", 8.0)?.clamp(1.0, 100.0) as u32,
         };
         let creds = match self.var(&["MESHFORM_GCP_ACCESS_TOKEN", "CLOUDSDK_AUTH_ACCESS_TOKEN"]) {
             Some(t) => Credentials::Static(t),

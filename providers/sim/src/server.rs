@@ -65,8 +65,9 @@ pub struct LogEntry {
 pub struct Shared {
     /// The resources.
     pub store: Mutex<Store>,
-    /// Accepted bearer tokens.
-    pub tokens: Mutex<HashSet<String>>,
+    /// Accepted bearer tokens (the clusters' API servers accept them too, as GKE accepts Google
+    /// access tokens).
+    pub tokens: Arc<Mutex<HashSet<String>>>,
     /// Every request.
     pub log: Mutex<Vec<LogEntry>>,
     /// Options.
@@ -99,6 +100,7 @@ impl Sim {
         let listener = TcpListener::bind("127.0.0.1:0").await.map_err(|e| format!("cannot listen: {e}"))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         let token = format!("sim-token-{}", short_hash(&format!("{addr}{:?}", std::time::SystemTime::now())));
+        let tokens = Arc::new(Mutex::new(HashSet::from([token.clone()])));
         let mut clusters = Vec::new();
         let mut cluster_listeners = Vec::new();
         for c in &opts.world.clusters {
@@ -127,8 +129,14 @@ impl Sim {
         for (i, ((public, private), (access, spec))) in
             cluster_listeners.into_iter().zip(clusters.iter().zip(&opts.world.clusters)).enumerate()
         {
-            let server =
-                crate::kube::KubeServer::new(spec, access.ca.clone(), access.admin_token.clone(), &opts, i as u64);
+            let server = crate::kube::KubeServer::new(
+                spec,
+                access.ca.clone(),
+                access.admin_token.clone(),
+                tokens.clone(),
+                &opts,
+                i as u64,
+            );
             server.serve(public)?;
             if let Some(p) = private {
                 server.serve(p)?;
@@ -138,7 +146,7 @@ impl Sim {
         let store = Store::seed(&opts.world, clusters.clone(), opts.lro_polls);
         let shared = Arc::new(Shared {
             store: Mutex::new(store),
-            tokens: Mutex::new(HashSet::from([token.clone()])),
+            tokens,
             log: Mutex::new(Vec::new()),
             rng: Mutex::new(opts.seed),
             opts: opts.clone(),

@@ -6,7 +6,6 @@ use meshform_engine::provider::{
     AttrSchema, AttrType, ErrorKind, Presence, ProviderError, ProviderResult, TypeKind, TypeSchema,
 };
 use meshform_engine::value::{Map, Value};
-use reqwest::Method;
 use serde_json::Value as J;
 
 use super::GcpType;
@@ -37,25 +36,12 @@ async fn node_tag(c: &Client, project: &str, cluster: &str, autopilot: bool) -> 
         tags.sort();
         return Ok(tags.into_iter().next());
     }
-    let page = c
-        .call(
-            Api::Compute,
-            Method::GET,
-            &format!("projects/{project}/aggregated/instances"),
-            &[("filter", filter), ("maxResults", "500".into())],
-            None,
-        )
-        .await?;
-    let mut nodes: Vec<(String, String)> = Vec::new();
-    if let Some(scopes) = page["items"].as_object() {
-        for scope in scopes.values() {
-            for i in scope["instances"].as_array().into_iter().flatten() {
-                if let (Some(n), Some(t)) = (i["name"].as_str(), i["tags"]["items"][0].as_str()) {
-                    nodes.push((n.to_string(), t.to_string()));
-                }
-            }
-        }
-    }
+    let instances =
+        c.aggregated_all(&format!("projects/{project}/aggregated/instances"), Some(&filter), "instances").await?;
+    let mut nodes: Vec<(String, String)> = instances
+        .iter()
+        .filter_map(|i| Some((i["name"].as_str()?.to_string(), i["tags"]["items"][0].as_str()?.to_string())))
+        .collect();
     nodes.sort();
     Ok(nodes.into_iter().next().map(|(_, t)| t))
 }

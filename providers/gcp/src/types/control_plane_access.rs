@@ -61,8 +61,13 @@ fn view(prior: &Map, l: &Live) -> Map {
     let mut m = prior.clone();
     let keep = matches!(prior.get("keep_existing"), Some(Value::Bool(true)));
     let originals = strings(prior, "original_authorized_networks");
-    let managed: Vec<String> =
-        if keep { l.cidrs.iter().filter(|c| !originals.contains(c)).cloned().collect() } else { l.cidrs.clone() };
+    // With keep_existing, the originals are not ours, unless the desired list names them too.
+    let wanted = strings(prior, "authorized_networks");
+    let managed: Vec<String> = if keep {
+        l.cidrs.iter().filter(|c| !originals.contains(c) || wanted.contains(c)).cloned().collect()
+    } else {
+        l.cidrs.clone()
+    };
     m.insert("authorized_networks".into(), set(&managed));
     m.insert("effective_authorized_networks".into(), set(&l.cidrs));
     m.insert("global_access".into(), Value::Bool(l.global_access));

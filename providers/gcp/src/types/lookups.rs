@@ -3,7 +3,6 @@
 use async_trait::async_trait;
 use meshform_engine::provider::{AttrSchema, AttrType, Presence, ProviderResult, TypeKind, TypeSchema};
 use meshform_engine::value::{Map, Value};
-use reqwest::Method;
 
 use super::GcpType;
 use crate::client::{Api, Client};
@@ -50,18 +49,7 @@ impl GcpType for Instances {
                     .await?
             }
             None => {
-                let mut q = vec![("maxResults", "500".to_string())];
-                if let Some(f) = &filter {
-                    q.push(("filter", f.clone()));
-                }
-                let page =
-                    c.call(Api::Compute, Method::GET, &format!("projects/{p}/aggregated/instances"), &q, None).await?;
-                page["items"]
-                    .as_object()
-                    .map(|o| {
-                        o.values().flat_map(|sc| sc["instances"].as_array().cloned().unwrap_or_default()).collect()
-                    })
-                    .unwrap_or_default()
+                c.aggregated_all(&format!("projects/{p}/aggregated/instances"), filter.as_deref(), "instances").await?
             }
         };
         let names = items.iter().filter_map(|i| i["name"].as_str().map(String::from)).collect();

@@ -91,7 +91,9 @@ fn authorized(s: &KubeServer, h: &HeaderMap) -> bool {
     let Some(t) = h.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")) else {
         return false;
     };
-    t == s.admin_token || s.lock().tokens.contains_key(t)
+    t == s.admin_token
+        || s.lock().tokens.contains_key(t)
+        || s.google_tokens.lock().unwrap_or_else(|e| e.into_inner()).contains(t)
 }
 
 fn accepts(h: &HeaderMap, what: &str) -> bool {
@@ -713,9 +715,7 @@ fn decode_body(h: &HeaderMap, body: &[u8]) -> KResult<Value> {
 }
 
 fn check_body(def: &ResourceDef, version: &str, mut obj: Value, url_name: Option<&str>, ns: &str) -> KResult<Value> {
-    if !obj.is_object() {
-        return Err(KubeError::bad_request("the body of the request must be an object"));
-    }
+    shaped(&obj)?;
     if obj["apiVersion"].is_null() {
         obj["apiVersion"] = json!(def.api_version(version));
     }
@@ -750,6 +750,17 @@ fn check_body(def: &ResourceDef, version: &str, mut obj: Value, url_name: Option
         }
     }
     Ok(obj)
+}
+
+/// Refuses bodies that are not objects or whose metadata is not an object.
+fn shaped(obj: &Value) -> KResult<()> {
+    if !obj.is_object() {
+        return Err(KubeError::bad_request("the body of the request must be an object"));
+    }
+    if !(obj["metadata"].is_object() || obj["metadata"].is_null()) {
+        return Err(KubeError::bad_request("metadata must be an object"));
+    }
+    Ok(())
 }
 
 /// Everything of an object but bookkeeping, for no-op detection.
@@ -799,6 +810,7 @@ fn update(
     let key = key_of(def, ns, name);
     let old = inner.objects.get(&key).cloned().ok_or_else(|| KubeError::not_found(&def.group, &def.plural, name))?;
     let mut new = f(&old)?;
+    shaped(&new)?;
     if let Some(rv) = new["metadata"]["resourceVersion"].as_str()
         && rv != old["metadata"]["resourceVersion"].as_str().unwrap_or("")
     {
@@ -1021,6 +1033,7 @@ fn patch(
             json_patch(&mut new, &p)?;
         } else {
             merge_patch(&mut new, &p);
+            shaped(&new)?;
             if p["metadata"]["resourceVersion"].is_null() {
                 new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"].clone();
             }
@@ -1050,8 +1063,8 @@ fn server_side_apply(
     }
     let applied = check_body(def, version, applied, Some(name), ns)?;
     let api_version = def.api_version(version);
-    let existing = s.lock().objects.get(&key_of(def, ns, name)).cloned();
-    let Some(live) = existing else {
+    let exists = s.lock().objects.contains_key(&key_of(def, ns, name));
+    if !exists {
         let mut obj = ssa::apply(None, &applied, manager, false, &api_version, &now(), def.status)
             .map_err(|_| KubeError::bad_request("apply failed"))?;
         obj["apiVersion"] = json!(api_version);
@@ -1064,22 +1077,28 @@ fn server_side_apply(
         if def.plural == "customresourcedefinitions" {
             establish_crd(&mut inner, &mut obj)?;
         }
-        let created = create_object(s, &mut inner, def, obj, manager, dry)?;
-        return Ok(json_response(StatusCode::CREATED, &served(def, version, created), "application/json"));
-    };
-    // kubectl upgrading from client-side apply takes over what its annotation lists.
-    let force = force
-        || (manager == "kubectl"
-            && live["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"].is_string());
-    let merged = match ssa::apply(Some(&live), &applied, manager, force, &api_version, &now(), def.status) {
-        Ok(m) => m,
-        Err(conflicts) => {
-            let (message, causes) = ssa::conflict_message(&conflicts);
-            return Err(KubeError::new(409, "Conflict", message)
-                .details(json!({"name": name, "kind": def.plural, "causes": causes})));
+        match create_object(s, &mut inner, def, obj, manager, dry) {
+            Ok(created) => {
+                return Ok(json_response(StatusCode::CREATED, &served(def, version, created), "application/json"));
+            }
+            // Created by a concurrent request in between: apply over it instead.
+            Err(e) if e.reason == "AlreadyExists" => {}
+            Err(e) => return Err(e),
         }
+    }
+    // The merge runs under the same lock as the write, so concurrent applies never see a stale object.
+    let merge = |live: &Value| -> KResult<Value> {
+        // kubectl upgrading from client-side apply takes over what its annotation lists.
+        let force = force
+            || (manager == "kubectl"
+                && live["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"].is_string());
+        ssa::apply(Some(live), &applied, manager, force, &api_version, &now(), def.status).map_err(|conflicts| {
+            let (message, causes) = ssa::conflict_message(&conflicts);
+            KubeError::new(409, "Conflict", message)
+                .details(json!({"name": name, "kind": def.plural, "causes": causes}))
+        })
     };
-    let (code, v) = update(s, def, version, ns, name, None, dry, manager, |_| Ok(merged))?;
+    let (code, v) = update(s, def, version, ns, name, None, dry, manager, merge)?;
     Ok(json_response(code, &v, "application/json"))
 }
 

@@ -65,6 +65,8 @@ pub struct KubeServer {
     pub ca: ClusterCa,
     /// A token with full access.
     pub admin_token: String,
+    /// Google access tokens, accepted as GKE accepts them.
+    pub google_tokens: Arc<Mutex<std::collections::HashSet<String>>>,
     /// State.
     pub inner: Mutex<Inner>,
     /// Live events.
@@ -88,6 +90,7 @@ impl KubeServer {
         spec: &ClusterSpec,
         ca: ClusterCa,
         admin_token: String,
+        google_tokens: Arc<Mutex<std::collections::HashSet<String>>>,
         opts: &crate::SimOptions,
         index: u64,
     ) -> Arc<KubeServer> {
@@ -96,6 +99,7 @@ impl KubeServer {
             cluster: spec.name.clone(),
             ca,
             admin_token,
+            google_tokens,
             inner: Mutex::new(Inner {
                 rv: 100,
                 defs: resources::builtins(),

@@ -1,0 +1,157 @@
+//! Object plumbing shared by the types: references, server-side apply (real and dry-run), reads,
+//! deletes, and the projection of a live object onto the fields meshform applied.
+
+use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams};
+use meshform_engine::provider::{ErrorKind, ProviderError, ProviderResult};
+use serde_json::{Value as J, json};
+
+use crate::conn::{Kube, kube_err};
+
+/// Which object a document names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjRef {
+    /// apiVersion.
+    pub api_version: String,
+    /// kind.
+    pub kind: String,
+    /// namespace, for namespaced kinds.
+    pub namespace: Option<String>,
+    /// name.
+    pub name: String,
+}
+
+impl std::fmt::Display for ObjRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.namespace {
+            Some(ns) => write!(f, "{} {}/{}", self.kind, ns, self.name),
+            None => write!(f, "{} {}", self.kind, self.name),
+        }
+    }
+}
+
+/// The reference of a document (apiVersion, kind and metadata.name are required).
+pub fn ref_of(doc: &J) -> ProviderResult<ObjRef> {
+    let need = |v: &J, what: &str| {
+        v.as_str()
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .ok_or_else(|| ProviderError::new(ErrorKind::Invalid, format!("manifest has no {what}")))
+    };
+    Ok(ObjRef {
+        api_version: need(&doc["apiVersion"], "apiVersion")?,
+        kind: need(&doc["kind"], "kind")?,
+        namespace: doc["metadata"]["namespace"].as_str().map(String::from),
+        name: need(&doc["metadata"]["name"], "metadata.name")?,
+    })
+}
+
+/// The live object reduced to the fields `applied` sets (maps granular, lists whole): what
+/// meshform owns, so server defaults and other managers' fields never show as differences.
+pub fn project(live: &J, applied: &J) -> J {
+    match (live, applied) {
+        (J::Object(l), J::Object(a)) => {
+            let mut out = serde_json::Map::new();
+            for (k, av) in a {
+                if let Some(lv) = l.get(k) {
+                    out.insert(k.clone(), project(lv, av));
+                }
+            }
+            J::Object(out)
+        }
+        (l, _) => l.clone(),
+    }
+}
+
+/// Removes bookkeeping the server adds to what comes back from an apply.
+pub fn clean(mut v: J) -> J {
+    if let Some(m) = v["metadata"].as_object_mut() {
+        for k in ["managedFields", "resourceVersion", "uid", "creationTimestamp", "generation"] {
+            m.remove(k);
+        }
+    }
+    v
+}
+
+/// Server-side apply of a document (dry-run when `dry`); returns the object as the server has it.
+pub async fn apply(k: &Kube, cluster: &str, doc: &J, force: bool, dry: bool) -> ProviderResult<J> {
+    let r = ref_of(doc)?;
+    let api = k.api(cluster, &r.api_version, &r.kind, r.namespace.as_deref(), !dry).await?;
+    let mut pp = PatchParams::apply(k.manager());
+    pp.force = force;
+    pp.dry_run = dry;
+    let obj: DynamicObject =
+        serde_json::from_value(doc.clone()).map_err(|e| ProviderError::new(ErrorKind::Invalid, format!("{r}: {e}")))?;
+    let out = api
+        .patch(&r.name, &pp, &Patch::Apply(&obj))
+        .await
+        .map_err(|e| kube_err(&format!("applying {r} in cluster `{cluster}`"), e))?;
+    serde_json::to_value(out).map_err(|e| ProviderError::new(ErrorKind::Other, e.to_string()))
+}
+
+/// A merge patch (for removing keys other managers own).
+pub async fn merge_patch(k: &Kube, cluster: &str, r: &ObjRef, patch: &J) -> ProviderResult<J> {
+    let api = k.api(cluster, &r.api_version, &r.kind, r.namespace.as_deref(), false).await?;
+    let out = api
+        .patch(
+            &r.name,
+            &PatchParams { field_manager: Some(k.manager().to_string()), ..Default::default() },
+            &Patch::Merge(patch),
+        )
+        .await
+        .map_err(|e| kube_err(&format!("patching {r} in cluster `{cluster}`"), e))?;
+    serde_json::to_value(out).map_err(|e| ProviderError::new(ErrorKind::Other, e.to_string()))
+}
+
+/// Reads an object; `None` when it (or its kind) does not exist.
+pub async fn get(k: &Kube, cluster: &str, r: &ObjRef) -> ProviderResult<Option<J>> {
+    let api = match k.api(cluster, &r.api_version, &r.kind, r.namespace.as_deref(), false).await {
+        Ok(a) => a,
+        Err(e) if e.kind == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    match api.get_opt(&r.name).await {
+        Ok(Some(o)) => {
+            Ok(Some(serde_json::to_value(o).map_err(|e| ProviderError::new(ErrorKind::Other, e.to_string()))?))
+        }
+        Ok(None) => Ok(None),
+        Err(e) => Err(kube_err(&format!("reading {r} in cluster `{cluster}`"), e)),
+    }
+}
+
+/// Deletes an object; one already gone is fine.
+pub async fn delete(k: &Kube, cluster: &str, r: &ObjRef) -> ProviderResult<()> {
+    let api = match k.api(cluster, &r.api_version, &r.kind, r.namespace.as_deref(), false).await {
+        Ok(a) => a,
+        Err(e) if e.kind == ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    match api.delete(&r.name, &DeleteParams::default()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(kube_err(&format!("deleting {r} in cluster `{cluster}`"), e)),
+    }
+}
+
+/// Waits until `get` returns nothing (namespaces terminate asynchronously).
+pub async fn wait_gone(k: &Kube, cluster: &str, r: &ObjRef) -> ProviderResult<()> {
+    let started = std::time::Instant::now();
+    while get(k, cluster, r).await?.is_some() {
+        if started.elapsed() > k.conns.settings.wait_timeout {
+            return Err(ProviderError::new(
+                ErrorKind::Transient,
+                format!("{r} in cluster `{cluster}` is still being deleted"),
+            ));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
+/// `{apiVersion, kind, metadata: {name, namespace?}}`.
+pub fn skeleton(r: &ObjRef) -> J {
+    let mut j = json!({"apiVersion": r.api_version, "kind": r.kind, "metadata": {"name": r.name}});
+    if let Some(ns) = &r.namespace {
+        j["metadata"]["namespace"] = json!(ns);
+    }
+    j
+}

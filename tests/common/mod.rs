@@ -1,0 +1,108 @@
+//! Shared fixture of the integration tests: a simulator with its own gcloud configuration,
+//! HOME and kubeconfig, and the real `meshform`, `gcloud` and `kubectl` run against it.
+#![allow(dead_code)]
+
+use std::process::Output;
+
+use meshform_sim::{Sim, SimOptions, files};
+
+pub struct Cloud {
+    pub sim: Sim,
+    pub dir: tempfile::TempDir,
+    pub env: Vec<(String, String)>,
+}
+
+pub const FAST: &str = "[providers.gcp]\nrequests_per_second = 2000\n\n";
+
+impl Cloud {
+    pub async fn start(opts: SimOptions) -> Cloud {
+        let sim = Sim::start(opts).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        files::write_all(&sim, dir.path()).unwrap();
+        let mut env = files::env_vars(&sim, dir.path());
+        env.extend([
+            ("CLOUDSDK_CONFIG".to_string(), dir.path().join("gcloud").display().to_string()),
+            ("HOME".to_string(), dir.path().display().to_string()),
+            ("CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK".to_string(), "1".to_string()),
+            ("PATH".to_string(), std::env::var("PATH").unwrap_or_default()),
+            ("NO_COLOR".to_string(), "1".to_string()),
+        ]);
+        Cloud { sim, dir, env }
+    }
+
+    pub async fn default() -> Cloud {
+        Cloud::start(SimOptions { lro_polls: 1, ..SimOptions::default() }).await
+    }
+
+    pub fn write(&self, toml: &str) {
+        std::fs::write(self.dir.path().join("main.toml"), format!("{FAST}{toml}")).unwrap();
+    }
+
+    pub async fn run(&self, prog: &str, args: &[&str], drop: &[&str], extra: &[(&str, String)]) -> Output {
+        let mut c = tokio::process::Command::new(prog);
+        c.args(args).current_dir(self.dir.path()).env_clear().stdin(std::process::Stdio::null());
+        for (k, v) in &self.env {
+            if !drop.contains(&k.as_str()) {
+                c.env(k, v);
+            }
+        }
+        for (k, v) in extra {
+            c.env(k, v);
+        }
+        c.output().await.unwrap()
+    }
+
+    pub async fn mf(&self, args: &[&str]) -> Output {
+        self.run(env!("CARGO_BIN_EXE_meshform"), args, &[], &[]).await
+    }
+
+    pub async fn gcloud(&self, args: &[&str]) -> Output {
+        let o = self.run("gcloud", args, &[], &[]).await;
+        assert_eq!(code(&o), 0, "gcloud {args:?}: {}", text(&o));
+        o
+    }
+
+    pub async fn apply(&self) {
+        let o = self.mf(&["apply", "main.toml", "--auto-approve"]).await;
+        assert_eq!(code(&o), 0, "apply failed:\n{}", text(&o));
+    }
+
+    /// `plan --detailed-exitcode`: the exit code and the output.
+    pub async fn plan(&self) -> (i32, String) {
+        let o = self.mf(&["plan", "main.toml", "--detailed-exitcode"]).await;
+        (code(&o), text(&o))
+    }
+
+    pub async fn assert_no_changes(&self) {
+        let (c, t) = self.plan().await;
+        assert_eq!(c, 0, "expected no changes:\n{t}");
+    }
+
+    pub async fn describe(&self, args: &[&str]) -> serde_json::Value {
+        let mut a = args.to_vec();
+        a.push("--format=json");
+        let o = self.gcloud(&a).await;
+        serde_json::from_slice(&o.stdout).unwrap()
+    }
+}
+
+pub fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+pub fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+impl Cloud {
+    /// kubectl against cluster `i` of the world.
+    pub async fn kubectl(&self, i: usize, args: &[&str]) -> Output {
+        let c = &self.sim.clusters[i];
+        let ctx = files::context_name(&self.sim.world.project, &c.location, &c.name);
+        let mut a = vec!["--context", ctx.as_str()];
+        a.extend_from_slice(args);
+        let o = self.run("kubectl", &a, &[], &[]).await;
+        assert_eq!(code(&o), 0, "kubectl {args:?}: {}", text(&o));
+        o
+    }
+}
