@@ -152,3 +152,113 @@ async fn import_and_connections_from_the_gke_lookup() {
     let (rc, t) = c.plan().await;
     assert_eq!(rc, 0, "{t}");
 }
+
+const MESH: &str = r#"
+[clusters.cluster-1]
+location = "us-central1-a"
+
+[clusters.cluster-2]
+location = "europe-west1-b"
+
+[variables.rotation]
+default = "first"
+
+[resources.mesh_remote_secret.crosswise]
+for_each = "${pairs(clusters)}"
+source = "${each.value[0]}"
+target = "${each.value[1]}"
+rotation = "${var.rotation}"
+
+[[checks]]
+name = "remote secrets authenticate"
+for_each = "${pairs(clusters)}"
+kind = "remote_secret_auth"
+source = "${each.value[0]}"
+target = "${each.value[1]}"
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn remote_secrets_match_istioctl_work_rotate_and_repair() {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let c = Cloud::default().await;
+    c.write(MESH);
+    let o = c.mf(&["apply", "main.toml", "--auto-approve"]).await;
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert!(text(&o).contains("ok   remote secrets authenticate[\"cluster-1,cluster-2\"]"), "{}", text(&o));
+    c.assert_no_changes().await;
+
+    // What istioctl create-remote-secret --context=cluster-1 --name=cluster-1 writes into cluster-2.
+    let o = c.kubectl(1, &["get", "secret", "istio-remote-secret-cluster-1", "-n", "istio-system", "-o", "json"]).await;
+    let secret: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(secret["metadata"]["labels"]["istio/multiCluster"], "true");
+    assert_eq!(secret["metadata"]["annotations"]["networking.istio.io/cluster"], "cluster-1");
+    assert_eq!(secret["type"], "Opaque");
+    assert_eq!(secret["data"].as_object().unwrap().len(), 1);
+    let kc = String::from_utf8(b64.decode(secret["data"]["cluster-1"].as_str().unwrap()).unwrap()).unwrap();
+    let o = c.kubectl(0, &["get", "secrets", "-n", "istio-system", "-o", "name"]).await;
+    let listing = String::from_utf8_lossy(&o.stdout).to_string();
+    let token_secret = listing
+        .lines()
+        .filter_map(|l| l.strip_prefix("secret/"))
+        .find(|n| n.starts_with("istio-reader-service-account-istio-remote-secret-token-cluster-2"))
+        .unwrap_or_else(|| panic!("no token secret for cluster-2: {listing}"))
+        .to_string();
+    let token_secret = token_secret.as_str();
+    let o = c.kubectl(0, &["get", "secret", token_secret, "-n", "istio-system", "-o", "json"]).await;
+    let tok: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(tok["type"], "kubernetes.io/service-account-token");
+    assert_eq!(tok["metadata"]["annotations"]["kubernetes.io/service-account.name"], "istio-reader-service-account");
+    let token = String::from_utf8(b64.decode(tok["data"]["token"].as_str().unwrap()).unwrap()).unwrap();
+    let ca = tok["data"]["ca.crt"].as_str().unwrap();
+    let private = c.sim.clusters[0].private_endpoint.clone().unwrap();
+    let expected = format!(
+        "apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: {ca}\n    server: https://{private}\n  name: cluster-1\ncontexts:\n- context:\n    cluster: cluster-1\n    user: cluster-1\n  name: cluster-1\ncurrent-context: cluster-1\nkind: Config\npreferences: {{}}\nusers:\n- name: cluster-1\n  user:\n    token: {token}\n"
+    );
+    assert_eq!(kc, expected);
+    // And it works with kubectl against cluster-1's private endpoint.
+    let path = c.dir.path().join("remote.kubeconfig");
+    std::fs::write(&path, &kc).unwrap();
+    let o = c
+        .run("kubectl", &["--kubeconfig", path.to_str().unwrap(), "get", "services", "-n", "istio-system"], &[], &[])
+        .await;
+    assert!(code(&o) == 0 && text(&o).contains("istiod"), "{}", text(&o));
+    let state = std::fs::read_to_string(c.dir.path().join("main.state.json")).unwrap();
+    assert!(!state.contains(&token), "a token reached the state");
+
+    // Deleted out of band: drift names it, apply repairs it.
+    c.kubectl(1, &["delete", "secret", "istio-remote-secret-cluster-1", "-n", "istio-system"]).await;
+    let o = c.mf(&["drift", "main.toml"]).await;
+    assert!(
+        code(&o) == 2 && text(&o).contains("mesh_remote_secret.crosswise[\"cluster-1,cluster-2\"]"),
+        "{}",
+        text(&o)
+    );
+    c.apply().await;
+    c.assert_no_changes().await;
+
+    // Rotation: new token Secret, remote secret switched, then the old token deleted.
+    for k in &c.sim.kube {
+        k.log.lock().unwrap().clear();
+    }
+    let o = c.mf(&["apply", "main.toml", "--auto-approve", "--var", "rotation=second"]).await;
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let target_log = c.sim.kube[1].log.lock().unwrap().clone();
+    let source_log = c.sim.kube[0].log.lock().unwrap().clone();
+    let switched = target_log
+        .iter()
+        .filter(|e| e.0 == "PATCH" && e.1.contains("/secrets/istio-remote-secret-cluster-1"))
+        .map(|e| e.3)
+        .max()
+        .unwrap();
+    let revoked = source_log
+        .iter()
+        .find(|e| e.0 == "DELETE" && e.1.contains(&format!("/secrets/{token_secret}")))
+        .map(|e| e.3)
+        .unwrap();
+    assert!(switched < revoked, "the old token was deleted before the remote secret stopped using it");
+    let o = c.run("kubectl", &["--kubeconfig", path.to_str().unwrap(), "get", "ns"], &[], &[]).await;
+    assert!(text(&o).contains("Unauthorized"), "the old token is revoked: {}", text(&o));
+    let o = c.mf(&["drift", "main.toml", "--var", "rotation=second"]).await;
+    assert_eq!(code(&o), 0, "{}", text(&o));
+}

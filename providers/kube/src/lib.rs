@@ -17,7 +17,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
-use meshform_engine::provider::{CallContext, ErrorKind, Planned, Provider, ProviderError, ProviderResult, TypeSchema};
+use meshform_engine::provider::{
+    CallContext, CheckOutcome, ErrorKind, Planned, Provider, ProviderError, ProviderResult, TypeSchema,
+};
 use meshform_engine::value::{Map, Value};
 
 use conn::{Connections, Settings};
@@ -129,5 +131,24 @@ impl Provider for KubeProvider {
 
     async fn read_data(&self, ty: &str, config: &Map, ctx: &CallContext) -> ProviderResult<Map> {
         self.ty(ty)?.read_data(&self.conns()?.with(ctx), config).await
+    }
+
+    fn check_kinds(&self) -> Vec<String> {
+        vec!["remote_secret_auth".into()]
+    }
+
+    async fn check(&self, kind: &str, args: &Map, ctx: &CallContext) -> ProviderResult<CheckOutcome> {
+        if kind != "remote_secret_auth" {
+            return Err(ProviderError::new(ErrorKind::Invalid, format!("no check kind `{kind}`")));
+        }
+        let arg = |k: &str| {
+            args.get(k)
+                .and_then(Value::to_interpolated)
+                .ok_or_else(|| ProviderError::new(ErrorKind::Invalid, format!("check needs `{k}`")))
+        };
+        let ns = args.get("namespace").and_then(Value::to_interpolated).unwrap_or_else(|| "istio-system".into());
+        let (passed, detail) =
+            types::remote_secret::check_auth(&self.conns()?.with(ctx), &arg("source")?, &arg("target")?, &ns).await?;
+        Ok(CheckOutcome { passed, detail })
     }
 }

@@ -1,7 +1,9 @@
 //! One file per type; [`all`] registers them.
 
+pub mod lookups;
 pub mod manifest;
 pub mod namespace;
+pub mod remote_secret;
 pub mod secret;
 
 use std::sync::Arc;
@@ -22,24 +24,45 @@ pub trait KubeType: Send + Sync {
         Ok(proposed)
     }
     /// Reads the live object; `None` when it is gone.
-    async fn read(&self, k: &Kube, prior: &Map) -> ProviderResult<Option<Map>>;
+    async fn read(&self, _k: &Kube, _prior: &Map) -> ProviderResult<Option<Map>> {
+        Err(not_managed(&self.schema().name))
+    }
     /// Creates it.
-    async fn create(&self, k: &Kube, planned: &Map) -> ProviderResult<Map>;
+    async fn create(&self, _k: &Kube, _planned: &Map) -> ProviderResult<Map> {
+        Err(not_managed(&self.schema().name))
+    }
     /// Updates it.
-    async fn update(&self, k: &Kube, prior: &Map, planned: &Map) -> ProviderResult<Map>;
+    async fn update(&self, _k: &Kube, _prior: &Map, _planned: &Map) -> ProviderResult<Map> {
+        Err(not_managed(&self.schema().name))
+    }
     /// Deletes it.
-    async fn delete(&self, k: &Kube, prior: &Map) -> ProviderResult<()>;
+    async fn delete(&self, _k: &Kube, _prior: &Map) -> ProviderResult<()> {
+        Err(not_managed(&self.schema().name))
+    }
     /// Reads an existing object by id.
-    async fn import(&self, k: &Kube, id: &str) -> ProviderResult<Map>;
+    async fn import(&self, _k: &Kube, _id: &str) -> ProviderResult<Map> {
+        Err(not_managed(&self.schema().name))
+    }
     /// Evaluates a data source.
     async fn read_data(&self, _k: &Kube, _config: &Map) -> ProviderResult<Map> {
         Err(ProviderError::new(ErrorKind::Invalid, format!("{} is not a data source", self.schema().name)))
     }
 }
 
+fn not_managed(ty: &str) -> ProviderError {
+    ProviderError::new(ErrorKind::Invalid, format!("{ty} is a data source, not a managed resource"))
+}
+
 /// Every type of the provider.
 pub fn all() -> Vec<Arc<dyn KubeType>> {
-    vec![Arc::new(namespace::Namespace), Arc::new(secret::Secret), Arc::new(manifest::Manifest)]
+    vec![
+        Arc::new(namespace::Namespace),
+        Arc::new(secret::Secret),
+        Arc::new(manifest::Manifest),
+        Arc::new(remote_secret::RemoteSecret),
+        Arc::new(lookups::Objects),
+        Arc::new(lookups::Object),
+    ]
 }
 
 /// A string attribute.

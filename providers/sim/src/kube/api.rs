@@ -83,6 +83,7 @@ async fn handle(State(s): S, method: Method, uri: Uri, headers: HeaderMap, body:
         method.to_string(),
         format!("{path}{q}"),
         r.status().as_u16(),
+        std::time::Instant::now(),
     ));
     r
 }

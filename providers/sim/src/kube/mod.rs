@@ -78,8 +78,8 @@ pub struct KubeServer {
     /// Fraction of requests answered with 429 or 503.
     pub fault_rate: f64,
     rng: Mutex<u64>,
-    /// Every request: method, path and query, status.
-    pub log: Mutex<Vec<(String, String, u16)>>,
+    /// Every request: method, path and query, status, when it finished.
+    pub log: Mutex<Vec<(String, String, u16, std::time::Instant)>>,
 }
 
 const HISTORY: usize = 20_000;

@@ -1,0 +1,263 @@
+//! `mesh_remote_secret`: what `istioctl create-remote-secret --context=A --name=A | kubectl apply
+//! --context=B` does, declaratively. A token Secret for `istio-reader-service-account` in A's
+//! `istio-system` (one per target, so rotating one pair never revokes another's token), and in
+//! B the Secret `istio-remote-secret-A` laid out as istioctl lays it out. The server is A's
+//! private endpoint when A is private, its public endpoint otherwise, or `server`.
+//!
+//! Rotation (`rotation` changes): a new token Secret, then the remote secret updated to it, then
+//! the old token Secret deleted, in that order, so the remote secret never holds a revoked token.
+
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use meshform_engine::provider::{
+    AttrSchema, AttrType, ErrorKind, Planned, Presence, ProviderError, ProviderResult, TypeKind, TypeSchema,
+};
+use meshform_engine::value::{Map, Value, sha256_hex};
+use serde_json::json;
+
+use super::{KubeType, req, s};
+use crate::conn::Kube;
+use crate::objects::{self, ObjRef};
+
+/// The type.
+pub struct RemoteSecret;
+
+const READER: &str = "istio-reader-service-account";
+
+fn secret_ref(ns: &str, name: &str) -> ObjRef {
+    ObjRef { api_version: "v1".into(), kind: "Secret".into(), namespace: Some(ns.into()), name: name.into() }
+}
+
+/// The kubeconfig istioctl writes for cluster `name` (keys in client-go's order).
+pub fn kubeconfig(name: &str, server: &str, ca_b64: &str, token: &str) -> String {
+    format!(
+        "apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: {ca_b64}\n    server: {server}\n  name: {name}\ncontexts:\n- context:\n    cluster: {name}\n    user: {name}\n  name: {name}\ncurrent-context: {name}\nkind: Config\npreferences: {{}}\nusers:\n- name: {name}\n  user:\n    token: {token}\n"
+    )
+}
+
+struct Settings {
+    source: String,
+    target: String,
+    namespace: String,
+    account: String,
+    token_secret: String,
+    secret_name: String,
+}
+
+fn settings(m: &Map) -> ProviderResult<Settings> {
+    let source = req(m, "source")?;
+    let target = req(m, "target")?;
+    let account = s(m, "service_account").unwrap_or_else(|| READER.into());
+    let rotation = s(m, "rotation").map(|r| format!("-{}", &sha256_hex(r.as_bytes())[..8])).unwrap_or_default();
+    Ok(Settings {
+        namespace: s(m, "namespace").unwrap_or_else(|| "istio-system".into()),
+        token_secret: format!("{account}-istio-remote-secret-token-{target}{rotation}"),
+        secret_name: format!("istio-remote-secret-{source}"),
+        source,
+        target,
+        account,
+    })
+}
+
+/// The server a remote secret points at: the override, else the private endpoint of a private
+/// cluster, else its public endpoint.
+fn server_of(k: &Kube, m: &Map, source: &str) -> ProviderResult<String> {
+    if let Some(sv) = s(m, "server") {
+        return Ok(sv);
+    }
+    let c = k.cluster(source)?;
+    let private = matches!(c.get("private"), Some(Value::Bool(true)));
+    let ep = if private { s(c, "private_endpoint") } else { None }.or_else(|| s(c, "endpoint"));
+    ep.map(|e| if e.starts_with("https://") { e } else { format!("https://{e}") })
+        .ok_or_else(|| ProviderError::new(ErrorKind::Invalid, format!("cluster `{source}` has no endpoint")))
+}
+
+impl RemoteSecret {
+    /// The token Secret's `token` and `ca.crt` (base64), once the token controller filled them.
+    async fn token(&self, k: &Kube, st: &Settings, wait: bool) -> ProviderResult<Option<(String, String)>> {
+        let started = Instant::now();
+        loop {
+            if let Some(sec) = objects::get(k, &st.source, &secret_ref(&st.namespace, &st.token_secret)).await?
+                && let (Some(t), Some(ca)) = (sec["data"]["token"].as_str(), sec["data"]["ca.crt"].as_str())
+            {
+                let token = base64::engine::general_purpose::STANDARD
+                    .decode(t)
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .unwrap_or_default();
+                return Ok(Some((token, ca.to_string())));
+            }
+            if !wait {
+                return Ok(None);
+            }
+            if started.elapsed() > k.conns.settings.wait_timeout {
+                return Err(ProviderError::new(
+                    ErrorKind::Transient,
+                    format!("the token Secret {} in cluster `{}` was not filled in", st.token_secret, st.source),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn ensure_token_secret(&self, k: &Kube, st: &Settings) -> ProviderResult<(String, String)> {
+        let sa = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": st.account, "namespace": st.namespace}});
+        objects::apply(k, &st.source, &sa, false, false).await?;
+        let secret = json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/service-account-token",
+            "metadata": {"name": st.token_secret, "namespace": st.namespace, "annotations": {"kubernetes.io/service-account.name": st.account}}});
+        objects::apply(k, &st.source, &secret, true, false).await?;
+        self.token(k, st, true).await?.ok_or_else(|| ProviderError::new(ErrorKind::Transient, "no token"))
+    }
+
+    async fn write_remote(
+        &self,
+        k: &Kube,
+        st: &Settings,
+        server: &str,
+        token: &str,
+        ca: &str,
+    ) -> ProviderResult<String> {
+        let kc = kubeconfig(&st.source, server, ca, token);
+        let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {
+            "name": st.secret_name, "namespace": st.namespace,
+            "labels": {"istio/multiCluster": "true"}, "annotations": {"networking.istio.io/cluster": st.source}},
+            "data": {st.source.clone(): base64::engine::general_purpose::STANDARD.encode(kc.as_bytes())}});
+        objects::apply(k, &st.target, &secret, true, false).await?;
+        Ok(kc)
+    }
+
+    fn attrs(&self, planned: &Map, st: &Settings, server: &str, kc: Option<String>) -> Map {
+        let mut m = planned.clone();
+        m.insert("namespace".into(), Value::str(&st.namespace));
+        m.insert("service_account".into(), Value::str(&st.account));
+        m.insert("server".into(), Value::str(server));
+        m.insert("cluster_name".into(), Value::str(&st.source));
+        m.insert("secret_name".into(), Value::str(&st.secret_name));
+        m.insert("token_secret".into(), Value::str(&st.token_secret));
+        m.insert("kubeconfig".into(), kc.map_or(Value::Unknown, Value::String));
+        m.insert("id".into(), Value::str(format!("{}/{}", st.source, st.target)));
+        m
+    }
+}
+
+#[async_trait]
+impl KubeType for RemoteSecret {
+    fn schema(&self) -> TypeSchema {
+        let st = |n: &str, p: Presence| AttrSchema::new(n, AttrType::String, p);
+        TypeSchema::new(
+            "mesh_remote_secret",
+            TypeKind::Managed,
+            "An istioctl-compatible remote secret from one cluster into another.",
+        )
+        .attr(st("source", Presence::Required).force_new().describe("the cluster whose credentials are exported"))
+        .attr(st("target", Presence::Required).force_new().describe("the cluster that receives them"))
+        .attr(st("namespace", Presence::OptionalComputed).force_new())
+        .attr(st("service_account", Presence::OptionalComputed).force_new())
+        .attr(st("server", Presence::OptionalComputed))
+        .attr(st("rotation", Presence::Optional).describe("change it to rotate the token"))
+        .attr(st("cluster_name", Presence::Computed))
+        .attr(st("secret_name", Presence::Computed))
+        .attr(st("token_secret", Presence::Computed))
+        .attr(st("kubeconfig", Presence::Computed).sensitive())
+        .attr(st("id", Presence::Computed))
+    }
+
+    async fn plan(&self, k: &Kube, _prior: Option<&Map>, mut p: Planned) -> ProviderResult<Planned> {
+        let st = settings(&p.attrs)?;
+        let server = server_of(k, &p.attrs, &st.source)?;
+        // The kubeconfig it should hold, when the token exists already.
+        let kc = self.token(k, &st, false).await.ok().flatten().map(|(t, ca)| kubeconfig(&st.source, &server, &ca, &t));
+        let attrs = self.attrs(&p.attrs, &st, &server, kc);
+        p.attrs = attrs;
+        p.sensitive.insert("kubeconfig".into());
+        Ok(p)
+    }
+
+    async fn read(&self, k: &Kube, prior: &Map) -> ProviderResult<Option<Map>> {
+        let st = settings(prior)?;
+        let Some(remote) = objects::get(k, &st.target, &secret_ref(&st.namespace, &st.secret_name)).await? else {
+            return Ok(None);
+        };
+        let kc = remote["data"][st.source.as_str()]
+            .as_str()
+            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        let server = kc.lines().find_map(|l| l.trim().strip_prefix("server: ")).unwrap_or("").to_string();
+        let mut m = self.attrs(prior, &st, &server, Some(kc));
+        // A revoked token (its Secret gone) is a difference too.
+        if self.token(k, &st, false).await?.is_none() {
+            m.insert("token_secret".into(), Value::str(""));
+        }
+        Ok(Some(m))
+    }
+
+    async fn create(&self, k: &Kube, planned: &Map) -> ProviderResult<Map> {
+        let st = settings(planned)?;
+        let server = server_of(k, planned, &st.source)?;
+        let (token, ca) = self.ensure_token_secret(k, &st).await?;
+        let kc = self.write_remote(k, &st, &server, &token, &ca).await?;
+        Ok(self.attrs(planned, &st, &server, Some(kc)))
+    }
+
+    async fn update(&self, k: &Kube, prior: &Map, planned: &Map) -> ProviderResult<Map> {
+        let st = settings(planned)?;
+        let server = server_of(k, planned, &st.source)?;
+        let (token, ca) = self.ensure_token_secret(k, &st).await?;
+        let kc = self.write_remote(k, &st, &server, &token, &ca).await?;
+        // Only now that the remote secret holds the new token may the old one go.
+        if let Some(old) = s(prior, "token_secret").filter(|o| *o != st.token_secret) {
+            objects::delete(k, &st.source, &secret_ref(&st.namespace, &old)).await?;
+        }
+        Ok(self.attrs(planned, &st, &server, Some(kc)))
+    }
+
+    async fn delete(&self, k: &Kube, prior: &Map) -> ProviderResult<()> {
+        let st = settings(prior)?;
+        objects::delete(k, &st.target, &secret_ref(&st.namespace, &st.secret_name)).await?;
+        let token_secret = s(prior, "token_secret").unwrap_or(st.token_secret);
+        objects::delete(k, &st.source, &secret_ref(&st.namespace, &token_secret)).await
+    }
+
+    async fn import(&self, k: &Kube, id: &str) -> ProviderResult<Map> {
+        let (source, target) = id.split_once('/').ok_or_else(|| {
+            ProviderError::new(ErrorKind::Invalid, format!("import id `{id}`: expected SOURCE/TARGET"))
+        })?;
+        let m = Map::from([("source".into(), Value::str(source)), ("target".into(), Value::str(target))]);
+        self.read(k, &m).await?.ok_or_else(|| {
+            ProviderError::new(ErrorKind::NotFound, format!("no remote secret of `{source}` in `{target}`"))
+        })
+    }
+}
+
+/// Whether the kubeconfig of a remote secret authenticates against its source cluster and can
+/// list services there (what istiod does with it).
+pub async fn check_auth(k: &Kube, source: &str, target: &str, namespace: &str) -> ProviderResult<(bool, String)> {
+    let name = format!("istio-remote-secret-{source}");
+    let Some(remote) = objects::get(k, target, &secret_ref(namespace, &name)).await? else {
+        return Ok((false, format!("{namespace}/{name} is missing in cluster `{target}`")));
+    };
+    let Some(kc) =
+        remote["data"][source].as_str().and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+    else {
+        return Ok((false, format!("{name} has no key `{source}`")));
+    };
+    let kc = kube::config::Kubeconfig::from_yaml(&String::from_utf8_lossy(&kc))
+        .map_err(|e| ProviderError::new(ErrorKind::Invalid, format!("{name}: {e}")))?;
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .map_err(|e| ProviderError::new(ErrorKind::Invalid, format!("{name}: {e}")))?;
+    let client = kube::Client::try_from(config).map_err(|e| ProviderError::new(ErrorKind::Other, e.to_string()))?;
+    let services: kube::Api<k8s_openapi::api::core::v1::Service> = kube::Api::all(client);
+    match services.list(&Default::default()).await {
+        Ok(l) => Ok((
+            true,
+            format!("the kubeconfig in {target}/{namespace}/{name} lists {} services in `{source}`", l.items.len()),
+        )),
+        Err(e) => Ok((
+            false,
+            format!("the kubeconfig in {target}/{namespace}/{name} cannot list services in `{source}`: {e}"),
+        )),
+    }
+}
