@@ -262,3 +262,201 @@ async fn remote_secrets_match_istioctl_work_rotate_and_repair() {
     let o = c.mf(&["drift", "main.toml", "--var", "rotation=second"]).await;
     assert_eq!(code(&o), 0, "{}", text(&o));
 }
+
+fn ca_plan(clusters: &[&str]) -> String {
+    let decl: String = ["cluster-1", "cluster-2", "cluster-3"]
+        .iter()
+        .zip(["us-central1-a", "europe-west1-b", "us-central1-b"])
+        .map(|(c, l)| format!("[clusters.{c}]\nlocation = \"{l}\"\n\n"))
+        .collect();
+    let list: Vec<String> = clusters.iter().map(|c| format!("\"{c}\"")).collect();
+    format!("{decl}[resources.mesh_ca.ca]\nclusters = [{}]\n", list.join(", "))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plugin_ca_certificates_chain_to_one_root_and_keep_keys_out_of_state() {
+    use base64::Engine as _;
+    let mut w = meshform_sim::world::World::default();
+    let mut third = w.clusters[0].clone();
+    third.name = "cluster-3".into();
+    third.location = "us-central1-b".into();
+    third.pod_cidr = "10.8.0.0/14".into();
+    w.clusters.push(third);
+    let c = Cloud::start(meshform_sim::SimOptions { world: w, ..Default::default() }).await;
+    c.write(&ca_plan(&["cluster-1", "cluster-2"]));
+    let plan = c.mf(&["plan", "main.toml"]).await;
+    let o = c.mf(&["apply", "main.toml", "--auto-approve"]).await;
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    c.assert_no_changes().await;
+
+    let file = |dir: &std::path::Path, name: &str, data: &serde_json::Value| {
+        let pem = base64::engine::general_purpose::STANDARD.decode(data[name].as_str().unwrap()).unwrap();
+        let p = dir.join(name);
+        std::fs::write(&p, &pem).unwrap();
+        (p, String::from_utf8(pem).unwrap())
+    };
+    let openssl = |args: &[&str]| {
+        let o = std::process::Command::new("openssl").args(args).output().unwrap();
+        format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    };
+    let mut keys = Vec::new();
+    let mut fingerprints = Vec::new();
+    for i in 0..2 {
+        let o = c.kubectl(i, &["get", "secret", "cacerts", "-n", "istio-system", "-o", "json"]).await;
+        let data = serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["data"].clone();
+        let dir = c.dir.path().join(format!("certs-{i}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (root, _) = file(&dir, "root-cert.pem", &data);
+        let (ca, ca_pem) = file(&dir, "ca-cert.pem", &data);
+        let (_, chain) = file(&dir, "cert-chain.pem", &data);
+        let (_, key) = file(&dir, "ca-key.pem", &data);
+        keys.push(key);
+        fingerprints.push(ca_pem.clone());
+        assert!(chain.starts_with(&ca_pem), "cert-chain.pem is ca-cert.pem then root-cert.pem");
+        let verify = openssl(&["verify", "-CAfile", root.to_str().unwrap(), ca.to_str().unwrap()]);
+        assert!(verify.contains(": OK"), "{verify}");
+        let text = openssl(&["x509", "-in", ca.to_str().unwrap(), "-noout", "-text"]);
+        assert!(text.contains("CA:TRUE, pathlen:0"), "{text}");
+        assert!(text.contains("DNS:istiod.istio-system.svc"), "{text}");
+        assert!(text.contains("Public-Key: (4096 bit)"), "{text}");
+        assert!(
+            text.contains("O=Istio, CN=Intermediate CA, L=cluster-")
+                || text.contains("O = Istio, CN = Intermediate CA, L = cluster-"),
+            "{text}"
+        );
+        let root_text = openssl(&["x509", "-in", root.to_str().unwrap(), "-noout", "-text"]);
+        assert!(
+            root_text.contains("O=Istio, CN=Root CA") || root_text.contains("O = Istio, CN = Root CA"),
+            "{root_text}"
+        );
+    }
+    // No private key byte in plan, state or output.
+    let state = std::fs::read_to_string(c.dir.path().join("main.state.json")).unwrap();
+    for out in [text(&plan), text(&o), state] {
+        assert!(!out.contains("PRIVATE KEY"), "{out}");
+        for key in &keys {
+            let body: String = key.lines().filter(|l| !l.starts_with("-----")).collect::<Vec<_>>().join("");
+            assert!(!out.contains(&body[..64]), "a private key leaked");
+        }
+    }
+    // A third cluster gets one new intermediate from the same root; the others keep theirs.
+    c.write(&ca_plan(&["cluster-1", "cluster-2", "cluster-3"]));
+    c.apply().await;
+    c.assert_no_changes().await;
+    let o =
+        c.kubectl(0, &["get", "secret", "cacerts", "-n", "istio-system", "-o", "jsonpath={.data.ca-cert\\.pem}"]).await;
+    let again =
+        String::from_utf8(base64::engine::general_purpose::STANDARD.decode(o.stdout.trim_ascii()).unwrap()).unwrap();
+    assert_eq!(again, fingerprints[0], "cluster-1's intermediate was kept");
+    let r1 = c
+        .kubectl(0, &["get", "secret", "cacerts", "-n", "istio-system", "-o", "jsonpath={.data.root-cert\\.pem}"])
+        .await;
+    let r3 = c
+        .kubectl(2, &["get", "secret", "cacerts", "-n", "istio-system", "-o", "jsonpath={.data.root-cert\\.pem}"])
+        .await;
+    assert_eq!(r1.stdout, r3.stdout, "one root");
+    let o = c.mf(&["destroy", "main.toml", "--auto-approve"]).await;
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let o = c
+        .run(
+            "kubectl",
+            &[
+                "--context",
+                "gke_meshform-demo_us-central1-a_cluster-1",
+                "get",
+                "secret",
+                "istio-root-ca",
+                "-n",
+                "istio-system",
+            ],
+            &[],
+            &[],
+        )
+        .await;
+    assert_ne!(code(&o), 0, "the generated root key goes with the CA");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn updates_imports_and_lookups() {
+    let c = Cloud::default().await;
+    let plan = |pw: &str| {
+        format!(
+            r#"
+[clusters.cluster-1]
+location = "us-central1-a"
+
+[clusters.cluster-2]
+location = "europe-west1-b"
+
+[data.k8s_objects.istiod]
+cluster = "cluster-1"
+kind = "Pod"
+namespace = "istio-system"
+label_selector = "app=istiod"
+
+[resources.k8s_namespace.sample]
+cluster = "cluster-1"
+name = "sample"
+labels = {{ "istio.io/rev" = '${{data.k8s_objects.istiod.labels[data.k8s_objects.istiod.names[0]]["istio.io/rev"]}}' }}
+
+[resources.k8s_secret.creds]
+cluster = "cluster-1"
+namespace = "sample"
+name = "creds"
+data = {{ password = "{pw}" }}
+depends_on = ["k8s_namespace.sample"]
+
+[resources.k8s_manifest.cm]
+cluster = "cluster-1"
+manifest = {{ apiVersion = "v1", kind = "ConfigMap", metadata = {{ name = "cfg", namespace = "sample" }}, data = {{ mode = "a" }} }}
+depends_on = ["k8s_namespace.sample"]
+
+[resources.mesh_remote_secret.r]
+source = "cluster-1"
+target = "cluster-2"
+"#
+        )
+    };
+    c.write(&plan("one"));
+    c.apply().await;
+    let o = c.kubectl(0, &["get", "ns", "sample", "-o", "jsonpath={.metadata.labels.istio\\.io/rev}"]).await;
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "asm-173-3", "the revision label read live from istiod");
+    c.write(&plan("two"));
+    let (rc, t) = c.plan().await;
+    assert!(rc == 2 && t.contains("~ k8s_secret.creds") && t.contains("(sensitive)") && !t.contains("two"), "{t}");
+    c.apply().await;
+    c.assert_no_changes().await;
+    for (addr, id) in [
+        ("k8s_secret.creds", "cluster-1/sample/creds".to_string()),
+        ("k8s_manifest.cm", "cluster-1;v1;ConfigMap;sample;cfg".to_string()),
+        ("mesh_remote_secret.r", "cluster-1/cluster-2".to_string()),
+        ("k8s_namespace.sample", "cluster-1/sample".to_string()),
+    ] {
+        let o = c.mf(&["state", "rm", "main.toml", addr]).await;
+        assert_eq!(code(&o), 0, "{}", text(&o));
+        let o = c.mf(&["import", "main.toml", addr, &id]).await;
+        assert_eq!(code(&o), 0, "import {addr}: {}", text(&o));
+    }
+    // After imports, one apply takes ownership where needed; then nothing differs.
+    c.apply().await;
+    c.assert_no_changes().await;
+    let o = c.mf(&["destroy", "main.toml", "--auto-approve"]).await;
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let o = c
+        .run(
+            "kubectl",
+            &[
+                "--context",
+                "gke_meshform-demo_europe-west1-b_cluster-2",
+                "get",
+                "secret",
+                "istio-remote-secret-cluster-1",
+                "-n",
+                "istio-system",
+            ],
+            &[],
+            &[],
+        )
+        .await;
+    assert_ne!(code(&o), 0, "the remote secret is gone");
+}

@@ -1,5 +1,6 @@
 //! One file per type; [`all`] registers them.
 
+pub mod ca;
 pub mod lookups;
 pub mod manifest;
 pub mod namespace;
@@ -60,6 +61,7 @@ pub fn all() -> Vec<Arc<dyn KubeType>> {
         Arc::new(secret::Secret),
         Arc::new(manifest::Manifest),
         Arc::new(remote_secret::RemoteSecret),
+        Arc::new(ca::MeshCa),
         Arc::new(lookups::Objects),
         Arc::new(lookups::Object),
     ]

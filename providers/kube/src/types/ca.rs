@@ -1,0 +1,262 @@
+//! `mesh_ca`: Istio plugin CA certificates, following Istio's tools/certs layout. One root (RSA
+//! 4096, 3650 days, O=Istio, CN=Root CA), either the user's (`root_cert_file`, `root_key_file`)
+//! or generated; a generated root key lives only in the Secret `istio-root-ca` in `root_cluster`,
+//! never in state, plans or output. Per cluster an intermediate (RSA 4096, 730 days, O=Istio,
+//! CN=Intermediate CA, L=<cluster>, CA with pathlen 0, SAN DNS:istiod.istio-system.svc) written
+//! as the `cacerts` Secret (`ca-cert.pem`, `ca-key.pem`, `root-cert.pem`, `cert-chain.pem`) in
+//! the cluster's `istio-system`. Adding a cluster issues one new intermediate from the same root.
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use meshform_engine::provider::{
+    AttrSchema, AttrType, ErrorKind, Planned, Presence, ProviderError, ProviderResult, TypeKind, TypeSchema,
+};
+use meshform_engine::value::{Map, Value, sha256_hex};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType};
+use serde_json::json;
+
+use super::{KubeType, s};
+use crate::conn::Kube;
+use crate::objects::{self, ObjRef};
+
+/// The type.
+pub struct MeshCa;
+
+const NS: &str = "istio-system";
+const ROOT_SECRET: &str = "istio-root-ca";
+
+fn secret(name: &str) -> ObjRef {
+    ObjRef { api_version: "v1".into(), kind: "Secret".into(), namespace: Some(NS.into()), name: name.into() }
+}
+
+fn err(e: impl std::fmt::Display) -> ProviderError {
+    ProviderError::new(ErrorKind::Other, format!("certificate generation failed: {e}"))
+}
+
+fn rsa_4096() -> ProviderResult<KeyPair> {
+    use rsa::pkcs8::EncodePrivateKey;
+    let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 4096).map_err(err)?;
+    let pem = key.to_pkcs8_pem(rsa::pkcs8::LineEnding::LF).map_err(err)?;
+    KeyPair::from_pem_and_sign_algo(&pem, &rcgen::PKCS_RSA_SHA256).map_err(err)
+}
+
+fn validity(params: &mut CertificateParams, days: i64) {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
+    let date = |secs: i64| {
+        let t = meshform_engine::clock::rfc3339(secs);
+        let p = |a: usize, b: usize| t[a..b].parse::<i32>().unwrap_or(1);
+        rcgen::date_time_ymd(p(0, 4), p(5, 7) as u8, p(8, 10) as u8)
+    };
+    params.not_before = date(now - 86_400);
+    params.not_after = date(now + days * 86_400);
+}
+
+fn root_params() -> ProviderResult<CertificateParams> {
+    let mut p = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
+    p.distinguished_name = rcgen::DistinguishedName::new();
+    p.distinguished_name.push(DnType::OrganizationName, "Istio");
+    p.distinguished_name.push(DnType::CommonName, "Root CA");
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    validity(&mut p, 3650);
+    Ok(p)
+}
+
+/// The root: certificate and key PEM.
+struct Root {
+    cert: String,
+    key: String,
+}
+
+impl MeshCa {
+    async fn root(&self, k: &Kube, m: &Map) -> ProviderResult<Root> {
+        if let (Some(c), Some(kf)) = (s(m, "root_cert_file"), s(m, "root_key_file")) {
+            let read = |f: &str| {
+                std::fs::read_to_string(k.dir.join(f))
+                    .map_err(|e| ProviderError::new(ErrorKind::Invalid, format!("cannot read {f}: {e}")))
+            };
+            return Ok(Root { cert: read(&c)?, key: read(&kf)? });
+        }
+        let cluster = root_cluster(m)?;
+        if let Some(sec) = objects::get(k, &cluster, &secret(ROOT_SECRET)).await? {
+            let get = |key: &str| {
+                sec["data"][key]
+                    .as_str()
+                    .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+            };
+            if let (Some(cert), Some(key)) = (get("root-cert.pem"), get("root-key.pem")) {
+                return Ok(Root { cert, key });
+            }
+        }
+        let key = tokio::task::spawn_blocking(rsa_4096).await.map_err(err)??;
+        let cert = root_params()?.self_signed(&key).map_err(err)?;
+        let root = Root { cert: cert.pem(), key: key.serialize_pem() };
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let doc = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": ROOT_SECRET, "namespace": NS, "labels": {"app.kubernetes.io/managed-by": "meshform"}},
+            "data": {"root-cert.pem": b64.encode(&root.cert), "root-key.pem": b64.encode(&root.key)}});
+        objects::apply(k, &cluster, &doc, true, false).await?;
+        Ok(root)
+    }
+
+    async fn issue(&self, k: &Kube, root: &Root, cluster: &str) -> ProviderResult<String> {
+        let root_key = KeyPair::from_pem_and_sign_algo(&root.key, &rcgen::PKCS_RSA_SHA256).map_err(err)?;
+        let issuer = Issuer::new(root_params()?, root_key);
+        let mut p = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
+        p.distinguished_name = rcgen::DistinguishedName::new();
+        p.distinguished_name.push(DnType::OrganizationName, "Istio");
+        p.distinguished_name.push(DnType::CommonName, "Intermediate CA");
+        p.distinguished_name.push(DnType::LocalityName, cluster);
+        p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        p.subject_alt_names = vec![SanType::DnsName("istiod.istio-system.svc".try_into().map_err(err)?)];
+        validity(&mut p, 730);
+        let key = tokio::task::spawn_blocking(rsa_4096).await.map_err(err)??;
+        let cert = p.signed_by(&key, &issuer).map_err(err)?.pem();
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let doc = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "cacerts", "namespace": NS},
+            "data": {"ca-cert.pem": b64.encode(&cert), "ca-key.pem": b64.encode(key.serialize_pem()),
+                     "root-cert.pem": b64.encode(&root.cert), "cert-chain.pem": b64.encode(format!("{cert}{}", root.cert))}});
+        objects::apply(k, cluster, &doc, true, false).await?;
+        Ok(sha256_hex(cert.as_bytes())[..16].to_string())
+    }
+
+    async fn converge(&self, k: &Kube, prior: Option<&Map>, planned: &Map) -> ProviderResult<Map> {
+        let root = self.root(k, planned).await?;
+        let mut issued =
+            prior.and_then(|p| p.get("intermediates")).and_then(Value::as_map).cloned().unwrap_or_default();
+        let wanted = clusters(planned);
+        for c in &wanted {
+            // An intermediate that already chains to this root is kept; otherwise one is issued.
+            let fp = match current(k, c, &root).await? {
+                Some(fp) => fp,
+                None => self.issue(k, &root, c).await?,
+            };
+            issued.insert(c.clone(), Value::String(fp));
+        }
+        for old in issued.keys().filter(|c| !wanted.contains(c)).cloned().collect::<Vec<_>>() {
+            objects::delete(k, &old, &secret("cacerts")).await?;
+            issued.remove(&old);
+        }
+        let mut m = planned.clone();
+        m.insert("root_cert".into(), Value::String(root.cert));
+        m.insert("intermediates".into(), Value::Map(issued));
+        m.insert("id".into(), Value::str(format!("mesh-ca:{}", root_cluster(planned)?)));
+        Ok(m)
+    }
+}
+
+fn clusters(m: &Map) -> Vec<String> {
+    m.get("clusters")
+        .and_then(Value::as_list)
+        .map(|l| l.iter().filter_map(Value::to_interpolated).collect())
+        .unwrap_or_default()
+}
+
+fn root_cluster(m: &Map) -> ProviderResult<String> {
+    s(m, "root_cluster")
+        .or_else(|| clusters(m).into_iter().next())
+        .ok_or_else(|| ProviderError::new(ErrorKind::Invalid, "mesh_ca needs `clusters`"))
+}
+
+/// The fingerprint of a cluster's current intermediate, if its cacerts chains to `root`.
+async fn current(k: &Kube, cluster: &str, root: &Root) -> ProviderResult<Option<String>> {
+    let Some(sec) = objects::get(k, cluster, &secret("cacerts")).await? else { return Ok(None) };
+    let get = |key: &str| {
+        sec["data"][key]
+            .as_str()
+            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+    };
+    match (get("ca-cert.pem"), get("root-cert.pem")) {
+        (Some(cert), Some(r)) if r == root.cert => Ok(Some(sha256_hex(cert.as_bytes())[..16].to_string())),
+        _ => Ok(None),
+    }
+}
+
+#[async_trait]
+impl KubeType for MeshCa {
+    fn schema(&self) -> TypeSchema {
+        let st = |n: &str, p: Presence| AttrSchema::new(n, AttrType::String, p);
+        TypeSchema::new("mesh_ca", TypeKind::Managed, "Istio plugin CA certificates (cacerts) from one root.")
+            .attr(AttrSchema::new("clusters", AttrType::List(Box::new(AttrType::String)), Presence::Required))
+            .attr(
+                st("root_cluster", Presence::OptionalComputed)
+                    .force_new()
+                    .describe("where a generated root key is kept"),
+            )
+            .attr(st("root_cert_file", Presence::Optional).force_new())
+            .attr(st("root_key_file", Presence::Optional).force_new())
+            .attr(st("root_cert", Presence::Computed))
+            .attr(AttrSchema::new("intermediates", AttrType::Map(Box::new(AttrType::String)), Presence::Computed))
+            .attr(st("id", Presence::Computed))
+    }
+
+    async fn plan(&self, _k: &Kube, prior: Option<&Map>, mut p: Planned) -> ProviderResult<Planned> {
+        p.attrs.insert("root_cluster".into(), Value::String(root_cluster(&p.attrs)?));
+        // Clusters added or removed change the set of intermediates.
+        if let Some(prior) = prior {
+            let issued = prior.get("intermediates").and_then(Value::as_map).cloned().unwrap_or_default();
+            let wanted = clusters(&p.attrs);
+            if wanted.iter().any(|c| !issued.contains_key(c)) || issued.keys().any(|c| !wanted.contains(c)) {
+                p.attrs.insert("intermediates".into(), Value::Unknown);
+            }
+        }
+        Ok(p)
+    }
+
+    async fn read(&self, k: &Kube, prior: &Map) -> ProviderResult<Option<Map>> {
+        let cluster = root_cluster(prior)?;
+        let root_cert = s(prior, "root_cert").unwrap_or_default();
+        let root = Root { cert: root_cert, key: String::new() };
+        if s(prior, "root_cert_file").is_none() && objects::get(k, &cluster, &secret(ROOT_SECRET)).await?.is_none() {
+            return Ok(None);
+        }
+        let mut issued = Map::new();
+        for c in clusters(prior) {
+            if let Some(fp) = current(k, &c, &root).await? {
+                issued.insert(c, Value::String(fp));
+            }
+        }
+        let mut m = prior.clone();
+        m.insert("intermediates".into(), Value::Map(issued));
+        Ok(Some(m))
+    }
+
+    async fn create(&self, k: &Kube, planned: &Map) -> ProviderResult<Map> {
+        self.converge(k, None, planned).await
+    }
+
+    async fn update(&self, k: &Kube, prior: &Map, planned: &Map) -> ProviderResult<Map> {
+        self.converge(k, Some(prior), planned).await
+    }
+
+    async fn delete(&self, k: &Kube, prior: &Map) -> ProviderResult<()> {
+        for c in clusters(prior) {
+            objects::delete(k, &c, &secret("cacerts")).await?;
+        }
+        if s(prior, "root_cert_file").is_none() {
+            objects::delete(k, &root_cluster(prior)?, &secret(ROOT_SECRET)).await?;
+        }
+        Ok(())
+    }
+
+    async fn import(&self, k: &Kube, id: &str) -> ProviderResult<Map> {
+        // The id is the root cluster; the next apply adopts every cacerts that chains to its root.
+        let sec = objects::get(k, id, &secret(ROOT_SECRET)).await?.ok_or_else(|| {
+            ProviderError::new(ErrorKind::NotFound, format!("no {NS}/{ROOT_SECRET} in cluster `{id}`"))
+        })?;
+        let cert = sec["data"]["root-cert.pem"]
+            .as_str()
+            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        Ok(Map::from([
+            ("root_cluster".into(), Value::str(id)),
+            ("root_cert".into(), Value::String(cert)),
+            ("clusters".into(), Value::List(vec![])),
+            ("intermediates".into(), Value::Map(Map::new())),
+            ("id".into(), Value::str(format!("mesh-ca:{id}"))),
+        ]))
+    }
+}
