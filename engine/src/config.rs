@@ -259,7 +259,7 @@ pub fn parse(
             }),
             "clusters" => p.each_table(value, "cluster", |p, n, s, t| {
                 let addr = BlockAddr { mode: Mode::Cluster, ty: CLUSTER_TYPE.into(), name: n.into() };
-                if let Some(b) = p.block(addr, s, t, &["depends_on"]) {
+                if let Some(b) = p.block(addr, s, t, &["for_each", "depends_on"]) {
                     cfg.blocks.insert(b.addr.clone(), b);
                 }
             }),

@@ -39,23 +39,63 @@ pub struct Graph {
     /// The same edges as a petgraph DAG (node weight = instance index; edge from dependency to
     /// dependent).
     pub dag: DiGraph<usize, ()>,
+    /// Clusters made by a `[clusters.X]` block with `for_each`: each key is a cluster of its own
+    /// (`clusters.KEY`); this maps it back to the block that declares it.
+    pub sources: HashMap<Addr, BlockAddr>,
+    /// Every cluster name, declared one by one or by `for_each`.
+    pub cluster_names: Vec<String>,
+}
+
+impl Graph {
+    /// The block that declares an instance.
+    pub fn block_of<'c>(&self, cfg: &'c Config, addr: &Addr) -> Option<&'c Block> {
+        cfg.blocks.get(self.sources.get(addr).unwrap_or(&addr.block))
+    }
+}
+
+/// Cluster names: each `[clusters.NAME]`, or each key of one with `for_each`.
+fn cluster_names(cfg: &Config, keys: &BTreeMap<BlockAddr, Vec<String>>) -> Vec<String> {
+    let mut names = Vec::new();
+    for (addr, b) in cfg.blocks.iter().filter(|(a, _)| a.mode == Mode::Cluster) {
+        match (&b.for_each, keys.get(addr)) {
+            (None, _) => names.push(addr.name.clone()),
+            (Some(_), Some(ks)) => names.extend(ks.iter().cloned()),
+            (Some(_), None) => {}
+        }
+    }
+    names.sort();
+    names
 }
 
 /// The static scope: variables and the cluster names known, nothing live.
 fn static_objects(cfg: &Config, keys: &BTreeMap<BlockAddr, Vec<String>>) -> NoObjects {
-    NoObjects {
-        clusters: cfg.blocks.keys().filter(|b| b.mode == Mode::Cluster).map(|b| b.name.clone()).collect(),
-        keys: keys.clone(),
-    }
+    let mut cluster_blocks = keys.clone();
+    cluster_blocks.retain(|b, _| b.mode != Mode::Cluster);
+    NoObjects { clusters: cluster_names(cfg, keys), keys: cluster_blocks }
 }
 
 /// Builds the graph, reporting every unknown reference, bad call and cycle.
 pub fn build(cfg: &Config, vars: &Vars, registry: &Registry) -> Result<Graph, Diagnostics> {
     let mut diags = Diagnostics::default();
     let keys = expand(cfg, vars, &mut diags);
-    let mut g = Graph { keys, ..Graph::default() };
+    let mut g = Graph { cluster_names: cluster_names(cfg, &keys), keys, ..Graph::default() };
+    let mut seen = BTreeSet::new();
+    for name in &g.cluster_names {
+        if !seen.insert(name.clone()) {
+            let span = cfg.blocks.values().find(|b| b.addr.mode == Mode::Cluster).map_or(Span::default(), |b| b.span);
+            diags.push(Diagnostic::error(format!("cluster `{name}` is declared twice"), span));
+        }
+    }
     for (addr, b) in &cfg.blocks {
         match g.keys.get(addr) {
+            // Each key of a cluster block is a cluster of its own: clusters.KEY.
+            Some(ks) if addr.mode == Mode::Cluster => {
+                for k in ks {
+                    let a = BlockAddr { mode: Mode::Cluster, ty: CLUSTER_TYPE.into(), name: k.clone() }.instance(None);
+                    g.sources.insert(a.clone(), addr.clone());
+                    g.instances.push(Instance { addr: a, each_key: Some(Value::str(k.clone())), deps: Vec::new() });
+                }
+            }
             Some(ks) => {
                 for k in ks {
                     g.instances.push(Instance {
@@ -69,6 +109,7 @@ pub fn build(cfg: &Config, vars: &Vars, registry: &Registry) -> Result<Graph, Di
             None => g.instances.push(Instance { addr: addr.instance(None), each_key: None, deps: Vec::new() }),
         }
     }
+    g.keys.retain(|b, _| b.mode != Mode::Cluster);
     g.instances.sort_by(|a, b| a.addr.cmp(&b.addr));
     g.index = g.instances.iter().enumerate().map(|(i, n)| (n.addr.clone(), i)).collect();
 
@@ -76,7 +117,7 @@ pub fn build(cfg: &Config, vars: &Vars, registry: &Registry) -> Result<Graph, Di
     let mut edge_spans: HashMap<(usize, usize), Span> = HashMap::new();
     for i in 0..g.instances.len() {
         let addr = g.instances[i].addr.clone();
-        let Some(block) = cfg.blocks.get(&addr.block) else { continue };
+        let Some(block) = g.block_of(cfg, &addr) else { continue };
         let each_key = g.instances[i].each_key.clone();
         let mut deps: BTreeMap<usize, Span> = BTreeMap::new();
         let ctx =
@@ -144,6 +185,8 @@ fn block_exprs(b: &Block) -> impl Iterator<Item = &Expr> {
 fn expand(cfg: &Config, vars: &Vars, diags: &mut Diagnostics) -> BTreeMap<BlockAddr, Vec<String>> {
     let mut keys = BTreeMap::new();
     let mut pending: Vec<&Block> = cfg.blocks.values().filter(|b| b.for_each.is_some()).collect();
+    // Clusters first: other blocks may iterate over the cluster set.
+    pending.sort_by_key(|b| b.addr.mode != Mode::Cluster);
     // A for_each may use another block's keys; resolve in rounds until nothing changes.
     loop {
         let before = pending.len();

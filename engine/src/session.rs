@@ -164,12 +164,17 @@ impl Session {
     /// of attributes that read something sensitive.
     pub fn eval_instance(&self, addr: &Addr, objects: &dyn Objects) -> Result<(Map, BTreeSet<String>), Diagnostics> {
         let mut diags = Diagnostics::default();
-        let Some(block) = self.cfg.blocks.get(&addr.block) else {
+        let Some(block) = self.graph.block_of(&self.cfg, addr) else {
             return Err(Diagnostic::global(format!("{addr} is not in the desired state")).into());
         };
-        let each_value = match (&block.for_each, &addr.key) {
+        // A cluster made by for_each is keyed by its name.
+        let each_key = match self.graph.sources.get(addr) {
+            Some(_) => Some(addr.block.name.clone()),
+            None => addr.key.clone(),
+        };
+        let each_value = match (&block.for_each, &each_key) {
             (Some(fe), Some(k)) => {
-                let cached = self.for_each.lock().unwrap_or_else(|e| e.into_inner()).get(&addr.block).cloned();
+                let cached = self.for_each.lock().unwrap_or_else(|e| e.into_inner()).get(&block.addr).cloned();
                 let all = match cached {
                     Some(a) => a,
                     None => {
@@ -183,7 +188,7 @@ impl Session {
                             self.for_each
                                 .lock()
                                 .unwrap_or_else(|e| e.into_inner())
-                                .insert(addr.block.clone(), a.clone());
+                                .insert(block.addr.clone(), a.clone());
                         }
                         a
                     }
@@ -192,7 +197,7 @@ impl Session {
             }
             _ => None,
         };
-        let key = addr.key.clone().map(Value::String);
+        let key = each_key.map(Value::String);
         let each = match (&key, &each_value) {
             (Some(k), Some(v)) => Some((k, v)),
             _ => None,
@@ -238,10 +243,10 @@ impl Session {
                 let (mut config, _) = self.eval_instance(addr, values)?;
                 // A cluster's name defaults to its table key.
                 config.entry("name".to_string()).or_insert_with(|| Value::String(addr.block.name.clone()));
-                let block = &self.cfg.blocks[&addr.block];
+                let span = self.graph.block_of(&self.cfg, addr).map_or(Default::default(), |b| b.span);
                 if config.values().any(Value::has_unknown) {
                     return Err(Diagnostics::from(
-                        Diagnostic::error("cluster settings must be known before planning", block.span)
+                        Diagnostic::error("cluster settings must be known before planning", span)
                             .help("use variables and literals in [clusters] tables"),
                     ));
                 }
@@ -252,7 +257,7 @@ impl Session {
                 match p.read_data(&addr.block.ty, &config, &ctx).await {
                     Ok(attrs) => Ok((addr.block.name.clone(), attrs)),
                     Err(e) => Err(Diagnostics::from(
-                        Diagnostic::error(format!("cannot look up cluster `{}`", addr.block.name), block.span)
+                        Diagnostic::error(format!("cannot look up cluster `{}`", addr.block.name), span)
                             .label(e.to_string()),
                     )),
                 }
@@ -298,7 +303,7 @@ impl Values {
         Values {
             map: RwLock::new(HashMap::with_capacity(s.graph.instances.len())),
             keys: s.graph.keys.clone(),
-            clusters: s.cfg.blocks.keys().filter(|b| b.mode == Mode::Cluster).map(|b| b.name.clone()).collect(),
+            clusters: s.graph.cluster_names.clone(),
         }
     }
 

@@ -450,3 +450,34 @@ error_message = "bad ${var.pw}"
     let state = std::fs::read_to_string(f.backend().path()).unwrap();
     assert!(!state.contains("s3cr3t-pw"), "{state}");
 }
+
+#[tokio::test]
+async fn clusters_can_come_from_a_variable() {
+    let f = Fixture::new(
+        r#"
+[variables.clusters]
+default = { east = "us-east1-b", west = "us-west1-a", north = "europe-north1-a" }
+
+[clusters.member]
+for_each = "${var.clusters}"
+project = "p"
+location = "${each.value}"
+
+[resources.test_object.pods]
+name = "pods"
+value = '${join(",", clusters.*.pod_cidr)}'
+tags = { east = "${clusters.east.node_tag}" }
+
+[resources.test_object.pair]
+for_each = "${pairs(clusters)}"
+name = "${each.value[0]}-${each.value[1]}"
+"#,
+    );
+    let r = f.apply().await;
+    assert!(r.success(), "{r:?}");
+    let pods = f.test.live_by_name("pods").unwrap();
+    assert_eq!(pods["value"].as_str().unwrap().split(',').count(), 3);
+    assert_eq!(pods["tags"], meshform_engine::value::Value::Map([("east".to_string(), meshform_engine::value::Value::str("gke-east-node"))].into()));
+    assert_eq!(f.test.live.lock().unwrap().len(), 1 + 6);
+    assert!(!f.plan().await.has_changes());
+}

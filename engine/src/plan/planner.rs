@@ -365,7 +365,10 @@ async fn plan_one(
     sem: &Semaphore,
 ) -> Result<Option<Change>, Diagnostics> {
     let addr = &inst.addr;
-    let block = &s.cfg.blocks[&addr.block];
+    if addr.block.mode == AddrMode::Cluster {
+        return Ok(None); // read before the walk
+    }
+    let Some(block) = s.graph.block_of(&s.cfg, addr) else { return Ok(None) };
     let deps: Vec<Addr> = inst.deps.iter().map(|&d| s.graph.instances[d].addr.clone()).collect();
     match addr.block.mode {
         AddrMode::Cluster => Ok(None), // read before the walk
