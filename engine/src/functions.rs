@@ -30,6 +30,7 @@ pub const FUNCTIONS: &[(&str, usize, Option<usize>, &str)] = &[
     ("format", 1, None, "format(spec, values...) → text; %s, %d, %v and %%"),
     ("join", 2, Some(2), "join(separator, list) → text"),
     ("jsonencode", 1, Some(1), "jsonencode(value) → JSON text"),
+    ("index", 2, Some(2), "index(list, value) → position of value in list"),
     ("keys", 1, Some(1), "keys(map) → sorted list of keys"),
     ("length", 1, Some(1), "length(list | map | text) → number"),
     ("lookup", 2, Some(3), "lookup(map, key, default?) → the value at key"),
@@ -163,7 +164,12 @@ pub fn call(name: &str, args: Vec<Value>, ctx: &CallCtx<'_>) -> Result<Value, St
             let parts = list(next())?.iter().map(text).collect::<Result<Vec<_>, _>>()?;
             Value::String(parts.join(&sep))
         }
-        "jsonencode" => Value::String(next().to_json().to_string()),
+        "index" => {
+            let l = list(next())?;
+            let x = next();
+            Value::Int(l.iter().position(|i| i.same_as(&x)).ok_or_else(|| format!("{x} is not in the list"))? as i64)
+        }
+        "jsonencode" => Value::String(next().to_plain_json().to_string()),
         "keys" => Value::List(map(next())?.into_keys().map(Value::String).collect()),
         "length" => Value::Int(match next() {
             Value::List(l) => l.len(),

@@ -477,7 +477,12 @@ name = "${each.value[0]}-${each.value[1]}"
     assert!(r.success(), "{r:?}");
     let pods = f.test.live_by_name("pods").unwrap();
     assert_eq!(pods["value"].as_str().unwrap().split(',').count(), 3);
-    assert_eq!(pods["tags"], meshform_engine::value::Value::Map([("east".to_string(), meshform_engine::value::Value::str("gke-east-node"))].into()));
+    assert_eq!(
+        pods["tags"],
+        meshform_engine::value::Value::Map(
+            [("east".to_string(), meshform_engine::value::Value::str("gke-east-node"))].into()
+        )
+    );
     assert_eq!(f.test.live.lock().unwrap().len(), 1 + 6);
     assert!(!f.plan().await.has_changes());
 }
