@@ -91,6 +91,7 @@ pub async fn run(cli: Cli) -> u8 {
         Command::Import { file, address, id, vars } => cmd_import(&out, &file, &vars, &address, &id).await,
         Command::State(sc) => cmd_state(&out, sc),
         Command::ForceUnlock { lock_id, file } => force_unlock(&out, &lock_id, file.as_deref()),
+        Command::Demo => crate::demo::run(out.color).await,
         Command::Sim { dir, world, latency, fault_rate, lro_polls, seed } => {
             crate::sim::run(&out_err(&out), &dir, world.as_deref(), latency, fault_rate, lro_polls, seed).await
         }

@@ -2,6 +2,7 @@
 //! engine and the providers; this is glue.
 
 mod commands;
+mod demo;
 mod exit;
 mod sim;
 mod ui;
@@ -150,6 +151,8 @@ pub enum Command {
     /// Inspect or edit the state.
     #[command(subcommand)]
     State(StateCommand),
+    /// The whole job against an in-process simulator, narrated (validate, plan, apply, drift, repair, destroy).
+    Demo,
     /// Run the simulator of Google Cloud (and the clusters' API servers) in the foreground.
     Sim {
         /// Where to write env.sh, kubeconfig and world.json.

@@ -1,0 +1,169 @@
+//! `meshform demo`: the whole job against an in-process simulator, narrated. It validates, plans,
+//! applies, plans again (nothing to do), changes something behind meshform's back through the
+//! API as a person with gcloud would, shows the drift, repairs it, and destroys everything.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use meshform_engine::apply::{ApplyOptions, apply};
+use meshform_engine::drift::detect_drift;
+use meshform_engine::plan::Mode;
+use meshform_engine::plan::planner::{PlanOptions, plan};
+use meshform_engine::plan::render::{Style, render_drift, render_plan};
+use meshform_engine::provider::Registry;
+use meshform_engine::session::Session;
+use meshform_engine::state::local::LocalBackend;
+use meshform_engine::vars::VarInputs;
+use meshform_sim::{Sim, SimOptions, files};
+
+use crate::exit::{ERROR, OK};
+use crate::ui;
+
+const PLAN: &str = include_str!("../plans/asm-multicluster.toml");
+const HELLOWORLD: &str = include_str!("../plans/manifests/helloworld.yaml");
+const SLEEP: &str = include_str!("../plans/manifests/sleep.yaml");
+
+fn say(st: Style, n: u32, text: &str) {
+    println!("\n{}\n", st.bold(&format!("── {n}. {text}")));
+}
+
+/// Runs the demo; returns the exit code.
+pub async fn run(color: bool) -> u8 {
+    match demo(color).await {
+        Ok(()) => OK,
+        Err(e) => {
+            eprintln!("demo failed: {e}");
+            ERROR
+        }
+    }
+}
+
+fn registry(env: &HashMap<String, String>) -> Registry {
+    let mut r = Registry::new();
+    r.register(Arc::new(meshform_engine::builtin::Builtin));
+    r.register(Arc::new(meshform_gcp::GcpProvider::with_env(env.clone())));
+    r.register(Arc::new(meshform_kube::KubeProvider::with_env(env.clone())));
+    r
+}
+
+async fn demo(color: bool) -> Result<(), String> {
+    let st = Style::new(color);
+    let started = std::time::Instant::now();
+    say(st, 1, "Start a simulator of Google Cloud and of two private GKE clusters in two regions");
+    let sim = Sim::start(SimOptions::default()).await?;
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    files::write_all(&sim, dir.path()).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(dir.path().join("manifests")).map_err(|e| e.to_string())?;
+    for (name, text) in
+        [("asm-multicluster.toml", PLAN), ("manifests/helloworld.yaml", HELLOWORLD), ("manifests/sleep.yaml", SLEEP)]
+    {
+        std::fs::write(dir.path().join(name), text).map_err(|e| e.to_string())?;
+    }
+    let env: HashMap<String, String> = files::env_vars(&sim, dir.path()).into_iter().collect();
+    println!(
+        "Google Cloud APIs at {}; clusters: {}.",
+        sim.base_url(),
+        sim.clusters.iter().map(|c| format!("{} ({})", c.name, c.location)).collect::<Vec<_>>().join(", ")
+    );
+    println!("The desired state is the Anthos Service Mesh multi-cluster guide: plans/asm-multicluster.toml.");
+
+    let file = dir.path().join("asm-multicluster.toml");
+    let load = || Session::load(&file, registry(&env), &VarInputs::default()).map_err(|f| f.render(color));
+    let backend = LocalBackend::for_file(&file);
+
+    say(st, 2, "Validate the desired state (nothing live is touched)");
+    let s = load()?;
+    println!(
+        "valid: {} objects, {} data sources, {} clusters",
+        s.graph.instances.iter().filter(|i| i.addr.block.mode == meshform_engine::addr::Mode::Managed).count(),
+        s.graph.instances.iter().filter(|i| i.addr.block.mode == meshform_engine::addr::Mode::Data).count(),
+        s.graph.cluster_names.len()
+    );
+
+    say(st, 3, "Plan: read what is live, show what would change");
+    let lock = backend.lock("demo").map_err(|e| e.to_string())?;
+    let (mut state, _) = backend.load(&lock)?;
+    let outcome = plan(&s, &state, &PlanOptions::default()).await.map_err(|d| s.failure(d).render(color))?;
+    print!("{}", render_plan(&outcome.plan, color));
+
+    say(st, 4, "Apply it, in dependency order, in parallel where the graph allows");
+    let progress =
+        ui::ApplyProgress::new(outcome.plan.changes.iter().filter(|c| c.action.is_change()).count() as u64, color);
+    let report = apply(&s, &outcome.plan, &backend, &lock, &mut state, &ApplyOptions::default(), &progress)
+        .await
+        .map_err(|d| s.failure(d).render(color))?;
+    progress.bar.finish_and_clear();
+    progress.flush();
+    if !report.success() {
+        return Err("apply did not complete".into());
+    }
+    for c in &report.checks {
+        println!("check {}: {}", c.name, if c.passed { "ok" } else { &c.message });
+    }
+
+    say(st, 5, "Plan again: nothing to do");
+    let s = load()?;
+    let again = plan(&s, &state, &PlanOptions::default()).await.map_err(|d| s.failure(d).render(color))?;
+    print!("{}", render_plan(&again.plan, color));
+    if again.plan.has_changes() {
+        return Err("the second plan is not empty".into());
+    }
+
+    say(
+        st,
+        6,
+        "Someone changes the firewall rule by hand (the API call `gcloud compute firewall-rules update --priority=1000` makes)",
+    );
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let url = format!(
+        "{}/compute/v1/projects/{}/global/firewalls/istio-multicluster-pods",
+        sim.base_url(),
+        sim.world.project
+    );
+    let resp = reqwest::Client::new()
+        .patch(&url)
+        .bearer_auth(&sim.token)
+        .json(&serde_json::json!({"priority": 1000}))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    println!("PATCH {url} → {}", resp.status());
+
+    say(st, 7, "Drift: a cheap refresh says exactly what changed (exit code 2 on a schedule)");
+    let report = detect_drift(&s, &state, &[], 10).await.map_err(|d| s.failure(d).render(color))?;
+    let mut out = String::new();
+    render_drift(&report.drift, st, &mut out);
+    print!("{out}");
+    if report.drift.is_empty() {
+        return Err("the change was not detected".into());
+    }
+
+    say(st, 8, "Apply repairs it");
+    let repair = plan(&s, &state, &PlanOptions::default()).await.map_err(|d| s.failure(d).render(color))?;
+    print!("{}", render_plan(&repair.plan, color));
+    let report =
+        apply(&s, &repair.plan, &backend, &lock, &mut state, &ApplyOptions::default(), &meshform_engine::apply::Quiet)
+            .await
+            .map_err(|d| s.failure(d).render(color))?;
+    println!("repaired: {}", if report.success() { "yes" } else { "no" });
+
+    say(st, 9, "Destroy everything meshform created (and nothing that was there before)");
+    let gone = plan(&s, &state, &PlanOptions { mode: Mode::Destroy, ..Default::default() })
+        .await
+        .map_err(|d| s.failure(d).render(color))?;
+    let report =
+        apply(&s, &gone.plan, &backend, &lock, &mut state, &ApplyOptions::default(), &meshform_engine::apply::Quiet)
+            .await
+            .map_err(|d| s.failure(d).render(color))?;
+    if !report.success() || !state.objects.is_empty() {
+        return Err("destroy did not complete".into());
+    }
+    println!(
+        "destroyed {} objects; the clusters' own objects and authorized networks are as they were.",
+        report.results.len()
+    );
+    drop(lock);
+    sim.stop().await;
+    println!("\n{}", st.green(&format!("Demo complete in {:.1}s. Try it by hand: `meshform sim`, then `meshform apply plans/asm-multicluster.toml`.", started.elapsed().as_secs_f64())));
+    Ok(())
+}
