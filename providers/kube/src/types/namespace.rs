@@ -82,6 +82,10 @@ impl KubeType for Namespace {
             .attr(AttrSchema::new("remove_labels", AttrType::List(Box::new(AttrType::String)), Presence::Optional))
             .attr(AttrSchema::new("id", AttrType::String, Presence::Computed))
             .attr(AttrSchema::new("uid", AttrType::String, Presence::Computed))
+            .attr(
+                AttrSchema::new("adopted", AttrType::Bool, Presence::Computed)
+                    .describe("existed before meshform: destroy unlabels it instead of deleting it"),
+            )
     }
 
     async fn read(&self, k: &Kube, prior: &Map) -> ProviderResult<Option<Map>> {
@@ -90,16 +94,31 @@ impl KubeType for Namespace {
     }
 
     async fn create(&self, k: &Kube, planned: &Map) -> ProviderResult<Map> {
-        self.converge(k, planned).await
+        // A namespace that was there before meshform (istio-system, say) is only labelled, and
+        // destroy gives it back as it was instead of deleting it.
+        let existed = objects::get(k, &req(planned, "cluster")?, &oref(&req(planned, "name")?)).await?.is_some();
+        let mut m = self.converge(k, planned).await?;
+        m.insert("adopted".into(), Value::Bool(existed));
+        Ok(m)
     }
 
-    async fn update(&self, k: &Kube, _prior: &Map, planned: &Map) -> ProviderResult<Map> {
-        self.converge(k, planned).await
+    async fn update(&self, k: &Kube, prior: &Map, planned: &Map) -> ProviderResult<Map> {
+        let mut m = self.converge(k, planned).await?;
+        m.insert("adopted".into(), prior.get("adopted").cloned().unwrap_or(Value::Bool(false)));
+        Ok(m)
     }
 
     async fn delete(&self, k: &Kube, prior: &Map) -> ProviderResult<()> {
         let cluster = req(prior, "cluster")?;
         let r = oref(&req(prior, "name")?);
+        if matches!(prior.get("adopted"), Some(Value::Bool(true))) {
+            // Drop only what meshform put there.
+            let nulls = |k: &str| -> serde_json::Map<String, serde_json::Value> {
+                declared(prior, k).into_iter().map(|key| (key, serde_json::Value::Null)).collect()
+            };
+            let patch = json!({"metadata": {"labels": nulls("labels"), "annotations": nulls("annotations")}});
+            return objects::merge_patch(k, &cluster, &r, &patch).await.map(|_| ());
+        }
         objects::delete(k, &cluster, &r).await?;
         objects::wait_gone(k, &cluster, &r).await
     }
