@@ -229,7 +229,7 @@ impl Run<'_> {
             return self.read(c).await;
         }
         match c.action {
-            Action::NoOp => self.no_op(c),
+            Action::NoOp => self.no_op(c).await,
             Action::Read => self.read(c).await,
             _ => {
                 let started = Instant::now();
@@ -250,9 +250,22 @@ impl Run<'_> {
         }
     }
 
-    fn no_op(&self, c: &Change) -> Result<(), String> {
+    async fn no_op(&self, c: &Change) -> Result<(), String> {
         let (desired, tainted) = self.s.eval_instance(&c.address, self.values).map_err(|d| self.render(d))?;
         let mut attrs = c.before.clone().unwrap_or_default();
+        if let Some(after) = &c.after {
+            crate::plan::unredact(&mut attrs, after);
+        }
+        // A saved plan holds only hashes of sensitive values: the provider plans the unchanged
+        // object again (no change is made) so that dependents see the plaintext.
+        if crate::plan::has_redacted(&attrs)
+            && let Some((p, schema)) = self.s.provider_of(&c.address)
+        {
+            let proposed = crate::session::propose(schema, c.before.as_ref(), &desired);
+            if let Ok(planned) = p.plan(&c.address.block.ty, c.before.as_ref(), proposed, &self.ctx(p.as_ref())).await {
+                crate::plan::unredact(&mut attrs, &planned.attrs);
+            }
+        }
         attrs.extend(desired);
         let mut sensitive = c.sensitive.clone();
         sensitive.extend(tainted);

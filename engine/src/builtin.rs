@@ -48,15 +48,14 @@ impl Provider for Builtin {
     async fn plan(
         &self,
         _ty: &str,
-        prior: Option<&Map>,
+        _prior: Option<&Map>,
         mut proposed: Planned,
         _ctx: &CallContext,
     ) -> ProviderResult<Planned> {
+        // `output` is always the planned `input`: equal to the recorded output when the input is
+        // unchanged (and then its plaintext, where state holds only a hash of a sensitive one).
         let input = proposed.attrs.get("input").cloned().unwrap_or(Value::Null);
-        let input_changed = !crate::plan::same(prior.and_then(|p| p.get("input")), Some(&input));
-        if prior.is_none() || input_changed || !proposed.replace_because.is_empty() {
-            proposed.attrs.insert("output".into(), input);
-        }
+        proposed.attrs.insert("output".into(), input);
         if proposed.sensitive.contains("input") {
             proposed.sensitive.insert("output".into());
         }

@@ -353,6 +353,46 @@ value = "${meshform_data.b.output.pw}"
 }
 
 #[tokio::test]
+async fn sensitive_outputs_chained_through_unchanged_objects_plan_nothing_and_apply_from_a_saved_plan() {
+    let file = |tail: &str| {
+        format!(
+            r#"
+[variables.password]
+default = "correct-horse-battery"
+sensitive = true
+
+[resources.meshform_data.a]
+input = "${{var.password}}"
+
+[resources.meshform_data.b]
+input = "${{meshform_data.a.output}}"
+
+[resources.test_object.c]
+name = "c"
+secret = "${{meshform_data.b.output}}{tail}"
+"#
+        )
+    };
+    let f = Fixture::new(&file(""));
+    assert!(f.apply().await.success());
+    // State holds only hashes, yet an unchanged chain is not "(known after apply)".
+    let p = f.plan().await;
+    assert!(!p.has_changes(), "{:?}", Fixture::actions(&p));
+    // A change at the end of the chain, applied from a saved plan (hashes only on disk), gets
+    // the plaintext of the unchanged objects it reads.
+    f.write(&file("-2"));
+    let planfile = f.dir.path().join("p.plan");
+    saved::save(&f.plan().await, &planfile).unwrap();
+    let loaded = saved::load(&planfile).unwrap();
+    assert_eq!(Fixture::actions(&loaded), ["~ test_object.c"]);
+    assert!(f.apply_plan(&loaded, &ApplyOptions::default()).await.success());
+    assert_eq!(f.test.live_by_name("c").unwrap()["secret"], Value::String("correct-horse-battery-2".into()));
+    let state = std::fs::read_to_string(f.backend().path()).unwrap();
+    assert!(!state.contains("correct-horse"), "{state}");
+    assert!(!f.plan().await.has_changes());
+}
+
+#[tokio::test]
 async fn interrupt_starts_nothing_new_and_saves_what_finished() {
     let mut toml = String::new();
     for i in 0..10 {

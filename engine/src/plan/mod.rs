@@ -259,6 +259,27 @@ pub fn same(a: Option<&Value>, b: Option<&Value>) -> bool {
     }
 }
 
+/// Replaces the redacted (hash-only) attributes of `base` by the plaintext of `known` where that
+/// plaintext is what the hash was made from. State keeps only salted hashes of sensitive values,
+/// so an unchanged object's sensitive outputs are recovered this way, in memory, for the objects
+/// that reference them; without it they would look unknown and be planned again on every run.
+pub fn unredact(base: &mut Map, known: &Map) {
+    for (name, v) in base.iter_mut() {
+        if let (Value::Redacted(_), Some(k)) = (&*v, known.get(name))
+            && !k.has_unknown()
+            && !matches!(k, Value::Redacted(_))
+            && v.same_as(k)
+        {
+            *v = k.clone();
+        }
+    }
+}
+
+/// Whether any attribute of `m` is known only by its hash.
+pub fn has_redacted(m: &Map) -> bool {
+    m.values().any(|v| matches!(v, Value::Redacted(_)))
+}
+
 /// Whether an actual value fulfils a planned one: unknown parts of the plan match anything,
 /// known parts must be the same.
 pub fn conforms(planned: &Value, actual: &Value) -> bool {

@@ -452,6 +452,7 @@ async fn plan_one(
             let value = if action == Action::NoOp { prior.cloned().unwrap_or_default() } else { planned.attrs.clone() };
             let mut merged = value;
             if action == Action::NoOp {
+                super::unredact(&mut merged, &planned.attrs);
                 for (k, v) in &desired {
                     merged.insert(k.clone(), v.clone());
                 }
