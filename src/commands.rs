@@ -573,7 +573,9 @@ async fn cmd_import(out: &Out, file: &Path, vars: &VarArgs, address: &str, id: &
         Ok(a) => a,
         Err(e) => return out.error(&format!("cannot import {id} as {addr}: {e}")),
     };
-    let sensitive = schema.attrs.iter().filter(|a| a.sensitive).map(|a| a.name.clone()).collect();
+    let mut sensitive: std::collections::BTreeSet<String> =
+        schema.attrs.iter().filter(|a| a.sensitive).map(|a| a.name.clone()).collect();
+    sensitive.extend(p.sensitive_in(&addr.block.ty, &attrs));
     let deps =
         s.graph.instances[s.graph.index[&addr]].deps.iter().map(|&d| s.graph.instances[d].addr.clone()).collect();
     state.objects.insert(addr.clone(), ObjectRecord::new(addr.clone(), &addr.block.ty, attrs, &sensitive, deps));

@@ -460,3 +460,88 @@ target = "cluster-2"
         .await;
     assert_ne!(code(&o), 0, "the remote secret is gone");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn secrets_read_by_lookups_or_imported_as_manifests_stay_secret() {
+    let c = Cloud::default().await;
+    // A Secret made by hand with client-side apply: its data is also in the last-applied annotation.
+    let secret = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: hand-made\n  namespace: istio-system\nstringData:\n  password: s3cr3t-hand-made-value\n";
+    std::fs::write(c.dir.path().join("secret.yaml"), secret).unwrap();
+    c.kubectl(0, &["apply", "-f", "secret.yaml"]).await;
+    let encoded = "czNjcjN0LWhhbmQtbWFkZS12YWx1ZQ"; // base64 of the value, without padding
+    c.write(
+        r#"
+[clusters.cluster-1]
+location = "us-central1-a"
+
+[data.k8s_object.one]
+cluster = "cluster-1"
+kind = "Secret"
+namespace = "istio-system"
+name = "hand-made"
+
+[data.k8s_objects.all]
+cluster = "cluster-1"
+kind = "Secret"
+namespace = "istio-system"
+
+[resources.k8s_manifest.adopted]
+cluster = "cluster-1"
+manifest = { apiVersion = "v1", kind = "Secret", metadata = { name = "hand-made", namespace = "istio-system", labels = { owner = "meshform" } } }
+
+[outputs.object]
+value = "${data.k8s_object.one.object}"
+
+[outputs.annotations]
+value = "${data.k8s_objects.all.annotations}"
+"#,
+    );
+    let o = c.mf(&["import", "main.toml", "k8s_manifest.adopted", "cluster-1;v1;Secret;istio-system;hand-made"]).await;
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let mut seen = vec![text(&o)];
+    for args in [
+        &["plan", "main.toml", "--out", "saved.plan"][..],
+        &["plan", "main.toml", "--format", "json"],
+        &["plan", "main.toml", "--format", "markdown"],
+        &["apply", "main.toml", "--auto-approve"],
+        &["drift", "main.toml"],
+        &["state", "show", "main.toml", "k8s_manifest.adopted"],
+    ] {
+        let o = c.mf(args).await;
+        assert!(code(&o) == 0 || code(&o) == 2, "{args:?}: {}", text(&o));
+        seen.push(text(&o));
+    }
+    for f in ["main.state.json", "saved.plan"] {
+        seen.push(String::from_utf8_lossy(&std::fs::read(c.dir.path().join(f)).unwrap()).into_owned());
+    }
+    for t in &seen {
+        assert!(!t.contains("s3cr3t-hand-made") && !t.contains(encoded), "secret data leaked:\n{t}");
+    }
+    // The values are there, only hidden.
+    assert!(seen[4].contains("object") && seen[4].contains("(sensitive)"), "{}", seen[4]);
+    // With only a hash of what was applied in state, drift and destroy still find the object.
+    let o = c.mf(&["drift", "main.toml"]).await;
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    c.kubectl(0, &["label", "secret", "hand-made", "-n", "istio-system", "owner=someone-else", "--overwrite"]).await;
+    let o = c.mf(&["drift", "main.toml"]).await;
+    assert!(code(&o) == 2 && text(&o).contains("k8s_manifest.adopted"), "{}", text(&o));
+    let o = c.mf(&["destroy", "main.toml", "--auto-approve"]).await;
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let o = c
+        .run(
+            "kubectl",
+            &[
+                "--context",
+                "gke_meshform-demo_us-central1-a_cluster-1",
+                "get",
+                "secret",
+                "hand-made",
+                "-n",
+                "istio-system",
+            ],
+            &[],
+            &[],
+        )
+        .await;
+    assert_ne!(code(&o), 0, "the adopted Secret is deleted by destroy");
+}

@@ -281,6 +281,8 @@ impl Run<'_> {
             .read_data(&c.address.block.ty, &config, &self.ctx(p.as_ref()))
             .await
             .map_err(|e| format!("cannot read {}: {e}", c.address))?;
+        let mut sensitive = sensitive;
+        sensitive.extend(p.sensitive_in(&c.address.block.ty, &attrs));
         self.values.set(c.address.clone(), ObjectValue { attrs, sensitive: Arc::new(sensitive) });
         Ok(())
     }
@@ -430,9 +432,12 @@ impl Run<'_> {
         &self,
         c: &Change,
         attrs: Map,
-        sensitive: std::collections::BTreeSet<String>,
+        mut sensitive: std::collections::BTreeSet<String>,
         deps: Vec<Addr>,
     ) -> Result<(), String> {
+        if let Some((p, _)) = self.s.provider_of(&c.address) {
+            sensitive.extend(p.sensitive_in(&c.ty, &attrs));
+        }
         let record = ObjectRecord::new(c.address.clone(), &c.ty, attrs.clone(), &sensitive, deps);
         self.values.set(c.address.clone(), ObjectValue { attrs, sensitive: Arc::new(sensitive) });
         self.commit(StateChange::Put { record }).await

@@ -303,6 +303,14 @@ pub trait Provider: Send + Sync {
         Err(ProviderError::new(ErrorKind::Invalid, format!("{ty} is not a data type of {}", self.name())))
     }
 
+    /// Attributes of this object that hold secrets because of what it is rather than by its
+    /// type's schema (a Kubernetes `Secret` given as a generic manifest or read by a lookup).
+    /// The engine adds them to the schema's sensitive attributes wherever the object's values are
+    /// recorded or shown: imports, refreshes and data reads. Default: none.
+    fn sensitive_in(&self, _ty: &str, _attrs: &Map) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Runs a check of one of [`Provider::check_kinds`] with its evaluated arguments.
     async fn check(&self, kind: &str, _args: &Map, _ctx: &CallContext) -> ProviderResult<CheckOutcome> {
         Err(ProviderError::new(ErrorKind::Invalid, format!("no check kind `{kind}` in {}", self.name())))

@@ -396,6 +396,7 @@ async fn plan_one(
             })?;
             let mut sens = sensitive;
             sens.extend(schema.attrs.iter().filter(|a| a.sensitive).map(|a| a.name.clone()));
+            sens.extend(p.sensitive_in(&addr.block.ty, &attrs));
             values.set(addr.clone(), ObjectValue { attrs: attrs.clone(), sensitive: Arc::new(sens.clone()) });
             // Kept as a no-op so apply reads it again (live) before its dependents.
             Ok(Some(Change {
@@ -422,6 +423,12 @@ async fn plan_one(
             let mut sensitive: BTreeSet<String> =
                 schema.attrs.iter().filter(|a| a.sensitive).map(|a| a.name.clone()).collect();
             sensitive.extend(tainted);
+            if let Some(r) = recorded {
+                sensitive.extend(r.sensitive_set());
+            }
+            if let Some(prior) = prior {
+                sensitive.extend(p.sensitive_in(&addr.block.ty, prior));
+            }
             let mut proposed = propose(schema, prior, &desired);
             proposed.sensitive.extend(sensitive.iter().cloned());
             let mut planned =

@@ -133,6 +133,10 @@ impl Provider for KubeProvider {
         self.ty(ty)?.read_data(&self.conns()?.with(ctx), config).await
     }
 
+    fn sensitive_in(&self, ty: &str, attrs: &Map) -> Vec<String> {
+        self.ty(ty).map(|t| t.sensitive_in(attrs)).unwrap_or_default()
+    }
+
     fn check_kinds(&self) -> Vec<String> {
         vec!["remote_secret_auth".into()]
     }

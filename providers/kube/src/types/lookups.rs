@@ -38,6 +38,11 @@ impl KubeType for Objects {
             .attr(AttrSchema::new("annotations", AttrType::Any, Presence::Computed))
     }
 
+    /// A Secret's annotations may hold its data (`last-applied-configuration`).
+    fn sensitive_in(&self, attrs: &Map) -> Vec<String> {
+        if s(attrs, "kind").as_deref() == Some("Secret") { vec!["annotations".into()] } else { Vec::new() }
+    }
+
     async fn read_data(&self, k: &Kube, config: &Map) -> ProviderResult<Map> {
         let cluster = req(config, "cluster")?;
         let api_version = s(config, "api_version").unwrap_or_else(|| "v1".into());
@@ -77,6 +82,10 @@ impl KubeType for Object {
             AttrType::Any,
             Presence::Computed,
         ))
+    }
+
+    fn sensitive_in(&self, attrs: &Map) -> Vec<String> {
+        if s(attrs, "kind").as_deref() == Some("Secret") { vec!["object".into()] } else { Vec::new() }
     }
 
     async fn read_data(&self, k: &Kube, config: &Map) -> ProviderResult<Map> {

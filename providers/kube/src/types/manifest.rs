@@ -62,12 +62,8 @@ pub fn documents(m: &Map, dir: &std::path::Path) -> ProviderResult<Option<Vec<J>
         }
     }
     if let Some(sel) = s(m, "selector") {
-        let reqs: Vec<(String, String)> = sel
-            .split(',')
-            .filter_map(|p| p.split_once('='))
-            .map(|(k, v)| (k.trim().trim_end_matches('=').into(), v.trim().into()))
-            .collect();
-        docs.retain(|d| reqs.iter().all(|(k, v)| d["metadata"]["labels"][k.as_str()].as_str() == Some(v.as_str())));
+        let reqs = parse_selector(&sel)?;
+        docs.retain(|d| reqs.iter().all(|r| r.matches(&d["metadata"]["labels"])));
     }
     for d in &docs {
         ref_of(d)?;
@@ -75,8 +71,120 @@ pub fn documents(m: &Map, dir: &std::path::Path) -> ProviderResult<Option<Vec<J>
     Ok(Some(docs))
 }
 
+/// One requirement of a label selector, as `kubectl -l` takes them.
+#[derive(Debug, PartialEq)]
+enum Requirement {
+    In(String, Vec<String>),
+    NotIn(String, Vec<String>),
+    Exists(String),
+    Absent(String),
+}
+
+impl Requirement {
+    fn matches(&self, labels: &J) -> bool {
+        let get = |k: &str| labels.get(k).and_then(J::as_str);
+        match self {
+            Requirement::In(k, vs) => get(k).is_some_and(|v| vs.iter().any(|x| x == v)),
+            Requirement::NotIn(k, vs) => get(k).is_none_or(|v| vs.iter().all(|x| x != v)),
+            Requirement::Exists(k) => get(k).is_some(),
+            Requirement::Absent(k) => get(k).is_none(),
+        }
+    }
+}
+
+/// Parses `a=b`, `a==b`, `a!=b`, `a in (x,y)`, `a notin (x,y)`, `a` and `!a`, comma-separated.
+fn parse_selector(sel: &str) -> ProviderResult<Vec<Requirement>> {
+    let bad = |part: &str| {
+        ProviderError::new(
+            ErrorKind::Invalid,
+            format!(
+                "selector `{sel}`: cannot read `{part}`; expected KEY=VALUE, KEY!=VALUE, KEY in (A,B), KEY notin (A,B), KEY or !KEY"
+            ),
+        )
+    };
+    let valid = |k: &str| !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c));
+    let mut parts = Vec::new();
+    let (mut depth, mut start) = (0i32, 0usize);
+    for (i, c) in sel.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                parts.push(&sel[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&sel[start..]);
+    let mut out = Vec::new();
+    for part in parts {
+        let p = part.trim();
+        let set = |rest: &str| -> Option<Vec<String>> {
+            let inner = rest.trim().strip_prefix('(')?.strip_suffix(')')?;
+            Some(inner.split(',').map(|v| v.trim().to_string()).collect())
+        };
+        let r = if let Some((k, v)) = p.split_once("!=") {
+            Requirement::NotIn(k.trim().into(), vec![v.trim().into()])
+        } else if let Some((k, v)) = p.split_once("==").or_else(|| p.split_once('=')) {
+            Requirement::In(k.trim().into(), vec![v.trim().into()])
+        } else if let Some((k, rest)) = p.split_once(" notin ") {
+            Requirement::NotIn(k.trim().into(), set(rest).ok_or_else(|| bad(p))?)
+        } else if let Some((k, rest)) = p.split_once(" in ") {
+            Requirement::In(k.trim().into(), set(rest).ok_or_else(|| bad(p))?)
+        } else if let Some(k) = p.strip_prefix('!') {
+            Requirement::Absent(k.trim().into())
+        } else {
+            Requirement::Exists(p.into())
+        };
+        let key = match &r {
+            Requirement::In(k, _) | Requirement::NotIn(k, _) | Requirement::Exists(k) | Requirement::Absent(k) => k,
+        };
+        if !valid(key) {
+            return Err(bad(p));
+        }
+        out.push(r);
+    }
+    Ok(out)
+}
+
+/// The objects meshform applied: `objects`, or, when that is recorded only as a hash (a Secret),
+/// their outline in `applied`.
 fn objects_of(m: &Map) -> Vec<J> {
-    m.get("objects").map(Value::to_plain_json).and_then(|j| j.as_array().cloned()).unwrap_or_default()
+    ["objects", "applied"]
+        .iter()
+        .find_map(|a| m.get(*a).map(Value::to_plain_json).and_then(|j| j.as_array().cloned()))
+        .unwrap_or_default()
+}
+
+/// A document's outline: its field names, with no values but those naming the object. Enough to
+/// find the object again and to project the live object onto the fields meshform applied.
+fn outline(doc: &J) -> J {
+    fn keys(v: &J) -> J {
+        match v {
+            J::Object(o) => J::Object(o.iter().map(|(k, v)| (k.clone(), keys(v))).collect()),
+            _ => J::Null,
+        }
+    }
+    let mut out = keys(doc);
+    for k in ["apiVersion", "kind"] {
+        out[k] = doc[k].clone();
+    }
+    for k in ["name", "namespace"] {
+        if !doc["metadata"][k].is_null() {
+            out["metadata"][k] = doc["metadata"][k].clone();
+        }
+    }
+    out
+}
+
+/// Records the outline of Secret documents, whose `objects` only a hash stands for in state.
+fn record_outline(m: &mut Map, docs: &[J]) {
+    if has_secret(docs) {
+        m.insert("applied".into(), Value::from_json(&J::Array(docs.iter().map(outline).collect())));
+    } else {
+        m.remove("applied");
+    }
 }
 
 fn has_secret(docs: &[J]) -> bool {
@@ -155,6 +263,7 @@ impl Manifest {
         }
         let mut m = planned.clone();
         m.insert("objects".into(), Value::from_json(&J::Array(out)));
+        record_outline(&mut m, &docs);
         let ids: Vec<String> = docs.iter().filter_map(|d| ref_of(d).ok()).map(|r| r.to_string()).collect();
         m.insert("id".into(), Value::str(format!("{cluster}: {}", ids.join(", "))));
         Ok(m)
@@ -173,17 +282,31 @@ impl KubeType for Manifest {
             .attr(AttrSchema::new("force", AttrType::Bool, Presence::Optional))
             .attr(AttrSchema::new("wait_for", AttrType::Any, Presence::Optional))
             .attr(AttrSchema::new("objects", AttrType::Any, Presence::Computed))
+            .attr(AttrSchema::new("applied", AttrType::Any, Presence::Computed).describe(
+                "For Secrets: the outline (field names) of what was applied, since `objects` is stored as a hash.",
+            ))
             .attr(AttrSchema::new("id", AttrType::String, Presence::Computed))
+    }
+
+    fn sensitive_in(&self, attrs: &Map) -> Vec<String> {
+        let inline = attrs.get("manifest").map(Value::to_plain_json);
+        let yaml = attrs.get("yaml").and_then(Value::as_str).unwrap_or_default();
+        let secret = has_secret(&objects_of(attrs))
+            || inline.is_some_and(|j| j["kind"] == "Secret")
+            || yaml.lines().any(|l| l.trim() == "kind: Secret");
+        if secret { vec!["manifest".into(), "yaml".into(), "objects".into()] } else { Vec::new() }
     }
 
     async fn plan(&self, k: &Kube, _prior: Option<&Map>, mut p: Planned) -> ProviderResult<Planned> {
         let Some(docs) = documents(&p.attrs, &k.dir)? else {
             p.attrs.insert("objects".into(), Value::Unknown);
+            p.attrs.insert("applied".into(), Value::Unknown);
             return Ok(p);
         };
         if has_secret(&docs) {
             p.sensitive.extend(["manifest".to_string(), "yaml".into(), "objects".into()]);
         }
+        record_outline(&mut p.attrs, &docs);
         let cluster = req(&p.attrs, "cluster")?;
         let force = !matches!(p.attrs.get("force"), Some(Value::Bool(false)));
         let mut out = Vec::new();
@@ -255,10 +378,48 @@ impl KubeType for Manifest {
         if let Some(o) = obj.as_object_mut() {
             o.remove("status");
         }
-        Ok(Map::from([
-            ("cluster".into(), Value::str(*cluster)),
-            ("objects".into(), Value::from_json(&J::Array(vec![obj]))),
-            ("id".into(), Value::str(format!("{cluster}: {r}"))),
-        ]))
+        let mut m =
+            Map::from([("cluster".into(), Value::str(*cluster)), ("id".into(), Value::str(format!("{cluster}: {r}")))]);
+        record_outline(&mut m, std::slice::from_ref(&obj));
+        m.insert("objects".into(), Value::from_json(&J::Array(vec![obj])));
+        Ok(m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> J {
+        J::Object(pairs.iter().map(|(k, v)| (k.to_string(), J::String(v.to_string()))).collect())
+    }
+
+    #[test]
+    fn selectors_take_what_kubectl_takes_and_refuse_the_rest() {
+        let l = labels(&[("app", "helloworld"), ("version", "v1")]);
+        let ok = |sel: &str| parse_selector(sel).unwrap().iter().all(|r| r.matches(&l));
+        assert!(ok("app=helloworld,version=v1"));
+        assert!(ok("app==helloworld"));
+        assert!(!ok("version!=v1"));
+        assert!(ok("version in (v1, v2)") && !ok("version notin (v1,v2)"));
+        assert!(ok("app") && !ok("!app") && ok("!tier"));
+        assert!(ok("version in (v1,v2),app=helloworld"));
+        for bad in ["version in v1", "=v1", "a b=c", ""] {
+            assert!(parse_selector(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn an_outline_keeps_names_and_drops_values() {
+        let doc = serde_json::json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "s", "namespace": "n", "labels": {"a": "b"}},
+            "data": {"password": "c2VjcmV0"}
+        });
+        let o = outline(&doc);
+        assert_eq!(ref_of(&o).unwrap(), ref_of(&doc).unwrap());
+        assert_eq!(o["data"]["password"], J::Null);
+        assert_eq!(o["metadata"]["labels"]["a"], J::Null);
+        assert!(!o.to_string().contains("c2VjcmV0"));
     }
 }

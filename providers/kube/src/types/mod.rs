@@ -20,6 +20,11 @@ use crate::conn::Kube;
 pub trait KubeType: Send + Sync {
     /// Its schema.
     fn schema(&self) -> TypeSchema;
+
+    /// See [`meshform_engine::provider::Provider::sensitive_in`].
+    fn sensitive_in(&self, _attrs: &Map) -> Vec<String> {
+        Vec::new()
+    }
     /// Normalises a proposal; may read the cluster (server-side dry-run).
     async fn plan(&self, _k: &Kube, _prior: Option<&Map>, proposed: Planned) -> ProviderResult<Planned> {
         Ok(proposed)
