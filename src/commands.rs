@@ -489,7 +489,8 @@ async fn cmd_drift(out: &Out, file: &Path, vars: &VarArgs, targets: &[String], p
             });
             println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
         }
-        _ => print!("{}", render_drift_report(&report, out.color)),
+        Format::Markdown => print!("{}", markdown::render_drift_markdown(&report)),
+        Format::Human => print!("{}", render_drift_report(&report, out.color)),
     }
     if report.found() { CHANGES } else { OK }
 }

@@ -173,6 +173,11 @@ fn drift_exits_2_for_unapplied_changes_and_0_when_in_sync() {
     let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(j["found"], true);
     assert_eq!(j["pending"][0]["address"], "meshform_data.a");
+    let o = d.run(&["drift", "main.toml", "--format", "markdown"]);
+    let md = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(code(&o), 2);
+    assert!(md.starts_with("### meshform drift") && md.contains("**Drift found:**"), "{md}");
+    assert!(md.contains("| `~` | `meshform_data.a` |") && md.contains("```diff"), "{md}");
 }
 
 #[test]
@@ -228,17 +233,19 @@ fn variables_from_flags_files_and_environment() {
 #[test]
 fn every_file_in_plans_and_testdata_valid_validates() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut checked = 0;
+    let mut checked = Vec::new();
     for dir in ["plans", "testdata/valid"] {
-        let Ok(rd) = std::fs::read_dir(root.join(dir)) else { continue };
-        for e in rd {
+        for e in std::fs::read_dir(root.join(dir)).unwrap() {
             let p = e.unwrap().path();
             if p.extension().is_some_and(|x| x == "toml") {
                 let o = Command::new(env!("CARGO_BIN_EXE_meshform")).args(["validate"]).arg(&p).output().unwrap();
                 assert_eq!(code(&o), 0, "{}: {}", p.display(), text(&o));
-                checked += 1;
+                assert!(text(&o).contains(": valid ("), "{}", text(&o));
+                checked.push(p.strip_prefix(root).unwrap().display().to_string());
             }
         }
     }
-    assert!(checked >= 1);
+    for must in ["plans/asm-multicluster.toml", "plans/mci-istio.toml", "testdata/valid/showcase.toml"] {
+        assert!(checked.iter().any(|c| c == must), "{must} was not validated: {checked:?}");
+    }
 }

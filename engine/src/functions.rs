@@ -136,7 +136,13 @@ pub fn call(name: &str, args: Vec<Value>, ctx: &CallCtx<'_>) -> Result<Value, St
         "file" => {
             let rel = text(&next())?;
             let path = ctx.dir.join(&rel);
-            let data = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let data = std::fs::read_to_string(&path).map_err(|e| {
+                let why = match e.kind() {
+                    std::io::ErrorKind::NotFound => "no such file".to_string(),
+                    _ => e.to_string(),
+                };
+                format!("cannot read {rel:?} (relative to this file's directory): {why}")
+            })?;
             if let Some(files) = ctx.files
                 && let Ok(mut f) = files.lock()
             {
@@ -204,10 +210,17 @@ pub fn call(name: &str, args: Vec<Value>, ctx: &CallCtx<'_>) -> Result<Value, St
             if items.iter().any(Value::has_unknown) {
                 return Ok(Value::Unknown);
             }
+            // Repeated items count once: every pair is distinct, so it can key a for_each.
+            let mut unique: Vec<Value> = Vec::with_capacity(items.len());
+            for v in items {
+                if !unique.iter().any(|u| u.same_as(&v)) {
+                    unique.push(v);
+                }
+            }
             let mut out = Vec::new();
-            for (i, a) in items.iter().enumerate() {
-                for (j, b) in items.iter().enumerate() {
-                    if i != j && !a.same_as(b) {
+            for (i, a) in unique.iter().enumerate() {
+                for (j, b) in unique.iter().enumerate() {
+                    if i != j {
                         out.push(Value::List(vec![a.clone(), b.clone()]));
                     }
                 }
@@ -283,7 +296,8 @@ fn format_spec(spec: &str, args: &[Value]) -> Result<String, String> {
         match it.next() {
             Some('%') => out.push('%'),
             Some(verb @ ('s' | 'd' | 'v')) => {
-                let arg = args.get(n).ok_or_else(|| format!("format spec needs more than {n} values"))?;
+                let arg =
+                    args.get(n).ok_or_else(|| format!("the format has more verbs than the {n} value(s) given"))?;
                 n += 1;
                 match verb {
                     'd' => out.push_str(&int(arg)?.to_string()),
@@ -330,6 +344,8 @@ mod tests {
         let p = c("pairs", vec![l(&["a", "b", "c"])]).unwrap();
         assert_eq!(p.as_list().unwrap().len(), 6);
         assert_eq!(p.as_list().unwrap()[0], l(&["a", "b"]));
+        let repeated = c("pairs", vec![l(&["a", "b", "a", "c"])]).unwrap();
+        assert_eq!(repeated, p, "a repeated item counts once");
         assert_eq!(c("join", vec![Value::str(","), Value::Unknown]).unwrap(), Value::Unknown);
         assert!(c("format", vec![Value::str("%s %s"), Value::str("x")]).is_err());
     }

@@ -78,7 +78,7 @@ impl Session {
             return Err(Failure { sources: cfg.sources.clone(), diags });
         }
         let graph = graph.unwrap_or_default();
-        Ok(Session {
+        let s = Session {
             cfg,
             vars,
             graph,
@@ -87,7 +87,40 @@ impl Session {
             notes: Default::default(),
             provider_configs: RwLock::new(HashMap::new()),
             for_each: Mutex::new(HashMap::new()),
-        })
+        };
+        let mut diags = s.check_expressions();
+        if diags.has_errors() {
+            diags.sort();
+            return Err(Failure { sources: s.cfg.sources.clone(), diags });
+        }
+        Ok(s)
+    }
+
+    /// Evaluates every expression with nothing live known yet (live values are "known after
+    /// apply"), so that what does not depend on them is checked before anything is read: a
+    /// function given a wrong argument, a missing file, a value of the wrong type.
+    pub fn check_expressions(&self) -> Diagnostics {
+        let values = Values::for_session(self);
+        let mut diags = Diagnostics::default();
+        for inst in &self.graph.instances {
+            if let Err(d) = self.eval_instance(&inst.addr, &values) {
+                diags.0.extend(d.0);
+            }
+        }
+        let scope = self.scope(None, &values);
+        let exprs = self
+            .cfg
+            .outputs
+            .values()
+            .map(|o| &o.value)
+            .chain(self.cfg.providers.values().flat_map(|b| b.attrs.values().map(|a| &a.expr)))
+            .chain(self.cfg.checks.iter().filter(|c| c.for_each.is_none()).flat_map(|c| c.condition.iter()));
+        for e in exprs {
+            if let Err(d) = eval(e, &scope) {
+                diags.push(d);
+            }
+        }
+        diags
     }
 
     /// A failure pointing into this session's files.
