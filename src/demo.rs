@@ -80,6 +80,10 @@ async fn demo(color: bool) -> Result<(), String> {
         s.graph.cluster_names.len()
     );
 
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::new();
+    let networks_before = authorized_networks(&sim, &http).await?;
+
     say(st, 3, "Plan: read what is live, show what would change");
     let lock = backend.lock("demo").map_err(|e| e.to_string())?;
     let (mut state, _) = backend.load(&lock)?;
@@ -114,13 +118,8 @@ async fn demo(color: bool) -> Result<(), String> {
         6,
         "Someone changes the firewall rule by hand (the API call `gcloud compute firewall-rules update --priority=1000` makes)",
     );
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let url = format!(
-        "{}/compute/v1/projects/{}/global/firewalls/istio-multicluster-pods",
-        sim.base_url(),
-        sim.world.project
-    );
-    let resp = reqwest::Client::new()
+    let url = firewall_url(&sim);
+    let resp = http
         .patch(&url)
         .bearer_auth(&sim.token)
         .json(&serde_json::json!({"priority": 1000}))
@@ -145,7 +144,14 @@ async fn demo(color: bool) -> Result<(), String> {
         apply(&s, &repair.plan, &backend, &lock, &mut state, &ApplyOptions::default(), &meshform_engine::apply::Quiet)
             .await
             .map_err(|d| s.failure(d).render(color))?;
-    println!("repaired: {}", if report.success() { "yes" } else { "no" });
+    if !report.success() {
+        return Err("the repair did not apply".into());
+    }
+    let after = detect_drift(&s, &state, &[], 10).await.map_err(|d| s.failure(d).render(color))?;
+    if after.found() {
+        return Err("drift remains after the repair".into());
+    }
+    println!("drift after the repair: none (`meshform drift` would exit 0)");
 
     say(st, 9, "Destroy everything meshform created (and nothing that was there before)");
     let gone = plan(&s, &state, &PlanOptions { mode: Mode::Destroy, ..Default::default() })
@@ -158,12 +164,47 @@ async fn demo(color: bool) -> Result<(), String> {
     if !report.success() || !state.objects.is_empty() {
         return Err("destroy did not complete".into());
     }
+    let firewall = http.get(firewall_url(&sim)).bearer_auth(&sim.token).send().await.map_err(|e| e.to_string())?;
+    if firewall.status() != reqwest::StatusCode::NOT_FOUND {
+        return Err(format!("the firewall rule is still there ({})", firewall.status()));
+    }
+    if authorized_networks(&sim, &http).await? != networks_before {
+        return Err(format!(
+            "the clusters' authorized networks differ from before the demo: {networks_before:?} → {:?}",
+            authorized_networks(&sim, &http).await?
+        ));
+    }
     println!(
-        "destroyed {} objects; the clusters' own objects and authorized networks are as they were.",
+        "destroyed {} objects; the firewall rule is gone and every cluster's authorized networks are as they were.",
         report.results.len()
     );
     drop(lock);
     sim.stop().await;
     println!("\n{}", st.green(&format!("Demo complete in {:.1}s. Try it by hand: `meshform sim`, then `meshform apply plans/asm-multicluster.toml`.", started.elapsed().as_secs_f64())));
     Ok(())
+}
+
+fn firewall_url(sim: &Sim) -> String {
+    format!("{}/compute/v1/projects/{}/global/firewalls/istio-multicluster-pods", sim.base_url(), sim.world.project)
+}
+
+/// Every cluster's master authorized networks, read through the API as gcloud would.
+async fn authorized_networks(sim: &Sim, http: &reqwest::Client) -> Result<Vec<serde_json::Value>, String> {
+    let mut out = Vec::new();
+    for c in &sim.clusters {
+        let url = format!(
+            "{}/container/v1/projects/{}/locations/{}/clusters/{}",
+            sim.base_url(),
+            sim.world.project,
+            c.location,
+            c.name
+        );
+        let resp = http.get(&url).bearer_auth(&sim.token).send().await.map_err(|e| e.to_string())?;
+        if !resp.status().is_success() {
+            return Err(format!("GET {url} → {}", resp.status()));
+        }
+        let j: serde_json::Value = resp.json().await.map_err(|e| e.to_string())?;
+        out.push(j["masterAuthorizedNetworksConfig"].clone());
+    }
+    Ok(out)
 }

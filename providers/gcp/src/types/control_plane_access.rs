@@ -22,6 +22,8 @@ pub struct ControlPlaneAccess;
 struct Live {
     enabled: bool,
     cidrs: Vec<String>,
+    /// Display names of the blocks that have one, by CIDR.
+    names: Map,
     global_access: bool,
 }
 
@@ -45,9 +47,16 @@ async fn live(c: &Client, p: &str, l: &str, name: &str) -> ProviderResult<Option
         .collect();
     cidrs.sort();
     cidrs.dedup();
+    let names = anc["cidrBlocks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|b| Some((b["cidrBlock"].as_str()?.to_string(), Value::str(b["displayName"].as_str()?))))
+        .collect();
     Ok(Some(Live {
         enabled: anc["enabled"].as_bool().unwrap_or(false),
         cidrs,
+        names,
         global_access: ip["globalAccess"].as_bool().unwrap_or(false),
     }))
 }
@@ -91,8 +100,32 @@ async fn put(c: &Client, p: &str, l: &str, name: &str, ip_endpoints: J) -> Provi
     c.wait_container(p, l, op).await.map(|_| ())
 }
 
-async fn set_networks(c: &Client, p: &str, l: &str, name: &str, enabled: bool, cidrs: &[String]) -> ProviderResult<()> {
-    let blocks: Vec<J> = cidrs.iter().map(|b| json!({"cidrBlock": b})).collect();
+/// Display names to keep on the blocks written: the live ones, else those recorded at first apply.
+fn names(m: &Map, cur: &Live) -> Map {
+    let mut n = match m.get("original_display_names") {
+        Some(Value::Map(o)) => o.clone(),
+        _ => Map::new(),
+    };
+    n.extend(cur.names.clone());
+    n
+}
+
+async fn set_networks(
+    c: &Client,
+    p: &str,
+    l: &str,
+    name: &str,
+    enabled: bool,
+    cidrs: &[String],
+    names: &Map,
+) -> ProviderResult<()> {
+    let blocks: Vec<J> = cidrs
+        .iter()
+        .map(|b| match names.get(b).and_then(Value::as_str) {
+            Some(n) => json!({"displayName": n, "cidrBlock": b}),
+            None => json!({"cidrBlock": b}),
+        })
+        .collect();
     put(c, p, l, name, json!({"authorizedNetworksConfig": {"enabled": enabled, "cidrBlocks": blocks}})).await
 }
 
@@ -101,7 +134,7 @@ async fn converge(c: &Client, p: &str, l: &str, name: &str, m: &Map, cur: &Live)
     if m.get("authorized_networks").is_some_and(|v| matches!(v, Value::List(_))) {
         let want = target(m);
         if want != cur.cidrs || !cur.enabled {
-            set_networks(c, p, l, name, true, &want).await?;
+            set_networks(c, p, l, name, true, &want, &names(m, cur)).await?;
         }
     }
     if let Some(Value::Bool(g)) = m.get("global_access")
@@ -140,6 +173,10 @@ impl GcpType for ControlPlaneAccess {
         .attr(AttrSchema::new("original_authorized_networks", cidrs(), Presence::Computed))
         .attr(AttrSchema::new("original_enabled", AttrType::Bool, Presence::Computed))
         .attr(AttrSchema::new("original_global_access", AttrType::Bool, Presence::Computed))
+        .attr(
+            AttrSchema::new("original_display_names", AttrType::Any, Presence::Computed)
+                .describe("display names of the networks present before meshform, by CIDR"),
+        )
         .attr(AttrSchema::new("effective_authorized_networks", cidrs(), Presence::Computed))
         .attr(AttrSchema::new("id", AttrType::String, Presence::Computed))
     }
@@ -180,6 +217,7 @@ impl GcpType for ControlPlaneAccess {
         m.insert("original_authorized_networks".into(), set(&before.cidrs));
         m.insert("original_enabled".into(), Value::Bool(before.enabled));
         m.insert("original_global_access".into(), Value::Bool(before.global_access));
+        m.insert("original_display_names".into(), Value::Map(before.names.clone()));
         converge(c, &p, &l, &name, &m, &before).await?;
         let after = live(c, &p, &l, &name).await?.ok_or_else(|| missing(&name))?;
         Ok(view(&m, &after))
@@ -191,7 +229,13 @@ impl GcpType for ControlPlaneAccess {
         let lock = c.cluster_lock(&cluster_path(&p, &l, &name));
         let _g = lock.lock().await;
         let mut m = planned.clone();
-        for k in ["original_authorized_networks", "original_enabled", "original_global_access", "id"] {
+        for k in [
+            "original_authorized_networks",
+            "original_enabled",
+            "original_global_access",
+            "original_display_names",
+            "id",
+        ] {
             if let Some(v) = prior.get(k) {
                 m.insert(k.into(), v.clone());
             }
@@ -211,7 +255,7 @@ impl GcpType for ControlPlaneAccess {
         let originals = strings(prior, "original_authorized_networks");
         let enabled = matches!(prior.get("original_enabled"), Some(Value::Bool(true)));
         if cur.cidrs != originals || cur.enabled != enabled {
-            set_networks(c, &p, &l, &name, enabled, &originals).await?;
+            set_networks(c, &p, &l, &name, enabled, &originals, &names(prior, &cur)).await?;
         }
         if let Some(Value::Bool(g)) = prior.get("original_global_access")
             && *g != cur.global_access
@@ -243,6 +287,7 @@ impl GcpType for ControlPlaneAccess {
             ("original_authorized_networks".into(), set(&cur.cidrs)),
             ("original_enabled".into(), Value::Bool(cur.enabled)),
             ("original_global_access".into(), Value::Bool(cur.global_access)),
+            ("original_display_names".into(), Value::Map(cur.names.clone())),
         ]);
         Ok(view(&m, &cur))
     }
