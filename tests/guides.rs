@@ -8,16 +8,17 @@ use common::{Cloud, code, text};
 use meshform_sim::SimOptions;
 use meshform_sim::world::World;
 
+/// The default world (2 private zonal clusters), or testdata/worlds/three-clusters.toml (those
+/// plus a public regional cluster in a third region).
 fn world(n: usize) -> World {
-    let mut w = World::default();
-    if n == 3 {
-        let mut third = w.clusters[0].clone();
-        third.name = "cluster-3".into();
-        third.location = "us-central1-b".into();
-        third.pod_cidr = "10.8.0.0/14".into();
-        w.clusters.push(third);
+    match n {
+        2 => World::default(),
+        3 => {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/worlds/three-clusters.toml");
+            World::from_toml(&std::fs::read_to_string(path).unwrap()).unwrap()
+        }
+        _ => unreachable!("worlds of 2 and 3 clusters"),
     }
-    w
 }
 
 /// A copy of plans/ in the test directory, and a var file naming the world's clusters.
@@ -45,6 +46,32 @@ async fn kubectl_out(c: &Cloud, i: usize, args: &[&str]) -> String {
     String::from_utf8_lossy(&c.kubectl(i, args).await.stdout).into_owned()
 }
 
+/// Whether `kubectl get` finds the object in cluster `i`.
+async fn exists(c: &Cloud, i: usize, args: &[&str]) -> bool {
+    let cl = &c.sim.clusters[i];
+    let ctx = meshform_sim::files::context_name(&c.sim.world.project, &cl.location, &cl.name);
+    let mut a = vec!["--context", ctx.as_str(), "get"];
+    a.extend_from_slice(args);
+    code(&c.run("kubectl", &a, &[], &[]).await) == 0
+}
+
+/// A cluster as gcloud describes it.
+async fn cluster(c: &Cloud, name: &str, location: &str) -> serde_json::Value {
+    c.describe(&["container", "clusters", "describe", name, "--location", location]).await
+}
+
+/// The CIDRs of a described cluster's master authorized networks.
+fn networks(d: &serde_json::Value) -> Vec<String> {
+    let mut v: Vec<String> = d["masterAuthorizedNetworksConfig"]["cidrBlocks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|b| b["cidrBlock"].as_str().unwrap().to_string())
+        .collect();
+    v.sort();
+    v
+}
+
 async fn asm_guide(n: usize) {
     let w = world(n);
     let c = Cloud::start(SimOptions { world: w.clone(), ..SimOptions::default() }).await;
@@ -56,25 +83,43 @@ async fn asm_guide(n: usize) {
     let (rc, t) = mf(&c, &["plan", plan, "--detailed-exitcode"]).await;
     assert_eq!(rc, 0, "second plan not empty:\n{t}");
 
-    // The firewall rule of the guide.
+    // The firewall rule of the guide: its pod CIDRs and node tags found as the guide finds them.
     let fw = c.describe(&["compute", "firewall-rules", "describe", "istio-multicluster-pods"]).await;
-    assert_eq!(fw["priority"], 900);
-    assert_eq!(fw["sourceRanges"].as_array().unwrap().len(), n);
-    assert_eq!(fw["targetTags"].as_array().unwrap().len(), n);
-    let pods: Vec<&str> = w.clusters.iter().map(|c| c.pod_cidr.as_str()).collect();
+    assert_eq!((&fw["direction"], &fw["priority"], &fw["disabled"]), (&"INGRESS".into(), &900.into(), &false.into()));
+    let mut protocols: Vec<&str> =
+        fw["allowed"].as_array().unwrap().iter().map(|a| a["IPProtocol"].as_str().unwrap()).collect();
+    protocols.sort();
+    assert_eq!(protocols, ["ah", "esp", "icmp", "sctp", "tcp", "udp"]);
+    let mut pods: Vec<String> = w.clusters.iter().map(|c| c.pod_cidr.clone()).collect();
+    pods.sort();
+    let mut tags = Vec::new();
+    for cl in &w.clusters {
+        let filter = format!("--filter=name~gke-{}-.*", cl.name);
+        let o = c.gcloud(&["compute", "instances", "list", &filter, "--format=value(tags.items.[0])"]).await;
+        tags.push(String::from_utf8_lossy(&o.stdout).lines().next().unwrap().to_string());
+    }
+    tags.sort();
+    let list = |k: &str| {
+        let mut v: Vec<String> = fw[k].as_array().unwrap().iter().map(|x| x.as_str().unwrap().to_string()).collect();
+        v.sort();
+        v
+    };
+    assert_eq!((list("sourceRanges"), list("targetTags")), (pods.clone(), tags));
     for (i, cl) in w.clusters.iter().enumerate() {
-        // Authorized networks: every pod CIDR plus what was there; global access (two regions).
-        let d = c.describe(&["container", "clusters", "describe", &cl.name, "--zone", &cl.location]).await;
-        let blocks: Vec<&str> = d["masterAuthorizedNetworksConfig"]["cidrBlocks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|b| b["cidrBlock"].as_str().unwrap())
-            .collect();
-        for p in pods.iter().chain(["203.0.113.0/24"].iter()) {
-            assert!(blocks.contains(p), "{} lacks {p}: {blocks:?}", cl.name);
+        // Private clusters: every pod CIDR plus what was there, and global access (several
+        // regions). A public cluster is left as it was.
+        let d = cluster(&c, &cl.name, &cl.location).await;
+        let global = &d["controlPlaneEndpointsConfig"]["ipEndpointsConfig"]["globalAccess"];
+        if cl.private {
+            let mut want = pods.clone();
+            want.push("203.0.113.0/24".into());
+            want.sort();
+            assert_eq!(networks(&d), want, "{}", cl.name);
+            assert_eq!(*global, true, "{}", cl.name);
+        } else {
+            assert_eq!(networks(&d), Vec::<String>::new(), "{}", cl.name);
+            assert_eq!(*global, false, "{}", cl.name);
         }
-        assert_eq!(d["controlPlaneEndpointsConfig"]["ipEndpointsConfig"]["globalAccess"], true);
         // Remote secrets of every other cluster; the sample namespace; HelloWorld round-robin.
         let secrets = kubectl_out(
             &c,
@@ -86,8 +131,14 @@ async fn asm_guide(n: usize) {
         let labels = kubectl_out(&c, i, &["get", "ns", "sample", "-o", "jsonpath={.metadata.labels}"]).await;
         assert!(labels.contains("\"istio.io/rev\":\"asm-173-3\"") && !labels.contains("istio-injection"), "{labels}");
         let deploys = kubectl_out(&c, i, &["get", "deploy", "-n", "sample", "-o", "name"]).await;
-        let want = if i % 2 == 0 { "helloworld-v1" } else { "helloworld-v2" };
-        assert!(deploys.contains(want) && deploys.contains("deployment.apps/sleep"), "{}: {deploys}", cl.name);
+        let (want, not) =
+            if i % 2 == 0 { ("helloworld-v1", "helloworld-v2") } else { ("helloworld-v2", "helloworld-v1") };
+        assert!(deploys.contains(want) && !deploys.contains(not), "{}: {deploys}", cl.name);
+        assert!(deploys.contains("deployment.apps/sleep"), "{}: {deploys}", cl.name);
+        let port =
+            kubectl_out(&c, i, &["get", "svc", "helloworld", "-n", "sample", "-o", "jsonpath={.spec.ports[0].port}"])
+                .await;
+        assert_eq!(port, "5000", "the HelloWorld Service in {}", cl.name);
     }
     let (rc, t) = mf(&c, &["drift", plan]).await;
     assert_eq!(rc, 0, "{t}");
@@ -145,26 +196,31 @@ async fn asm_guide(n: usize) {
     // The guide's clean-up step, then everything: nothing that was there before goes.
     let (rc, t) = mf(&c, &["destroy", plan, "--auto-approve", "--target", "k8s_namespace.sample"]).await;
     assert_eq!(rc, 0, "{t}");
-    let o = c
-        .run(
-            "kubectl",
-            &["--context", &format!("gke_meshform-demo_{}_{}", c1.location, c1.name), "get", "ns", "sample"],
-            &[],
-            &[],
-        )
-        .await;
-    assert_ne!(code(&o), 0, "sample is gone");
+    for i in 0..n {
+        assert!(!exists(&c, i, &["ns", "sample"]).await, "sample is gone from cluster {i}");
+        if i > 0 {
+            let remote = ["secret", "-n", "istio-system", "istio-remote-secret-cluster-1"];
+            assert!(exists(&c, i, &remote).await, "the remote secrets stay in cluster {i}");
+        }
+    }
+    c.describe(&["compute", "firewall-rules", "describe", "istio-multicluster-pods"]).await;
     let (rc, t) = mf(&c, &["destroy", plan, "--auto-approve"]).await;
     assert_eq!(rc, 0, "{t}");
     for (i, cl) in w.clusters.iter().enumerate() {
-        let d = c.describe(&["container", "clusters", "describe", &cl.name, "--zone", &cl.location]).await;
-        let blocks: Vec<&str> = d["masterAuthorizedNetworksConfig"]["cidrBlocks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|b| b["cidrBlock"].as_str().unwrap())
-            .collect();
-        assert_eq!(blocks, ["203.0.113.0/24"], "authorized networks restored");
+        let d = cluster(&c, &cl.name, &cl.location).await;
+        assert_eq!(
+            serde_json::Value::Array(
+                d["masterAuthorizedNetworksConfig"]["cidrBlocks"].as_array().cloned().unwrap_or_default()
+            ),
+            serde_json::json!(
+                cl.authorized_networks
+                    .iter()
+                    .map(|b| serde_json::json!({"cidrBlock": b, "displayName": "existing"}))
+                    .collect::<Vec<_>>()
+            ),
+            "authorized networks of {} restored, display names included",
+            cl.name
+        );
         assert_eq!(d["controlPlaneEndpointsConfig"]["ipEndpointsConfig"]["globalAccess"], false);
         let pods = kubectl_out(&c, i, &["get", "pods", "-n", "istio-system", "-l", "app=istiod", "-o", "name"]).await;
         assert_eq!(pods.lines().count(), 2, "pre-seeded istiod pods survive");
@@ -214,11 +270,56 @@ async fn mci_guide(n: usize) {
         &c.gcloud(&["compute", "network-endpoint-groups", "list", "--format=value(name)"]).await.stdout,
     )
     .to_string();
-    assert!(
-        negs.contains("istio-ingressgateway-us-central1") && negs.contains("istio-ingressgateway-europe-west1"),
-        "{negs}"
-    );
+    for cl in &w.clusters {
+        // One NEG per cluster, in the zone of its nodes (a regional cluster's location is no zone).
+        let region = meshform_sim::world::region_of(&cl.location);
+        let zone = if meshform_sim::world::is_zone(&cl.location) { cl.location.clone() } else { format!("{region}-b") };
+        let neg = c
+            .describe(&[
+                "compute",
+                "network-endpoint-groups",
+                "describe",
+                &format!("istio-ingressgateway-{region}"),
+                "--zone",
+                &zone,
+            ])
+            .await;
+        assert_eq!(neg["defaultPort"], 443, "{neg}");
+    }
+    assert_eq!(negs.lines().count(), n, "{negs}");
     for i in 0..n {
+        let region = meshform_sim::world::region_of(&w.clusters[i].location);
+        let iop = kubectl_out(
+            &c,
+            i,
+            &["get", "istiooperators", "istio-control-plane-1-14-1", "-n", "istio-system", "-o", "json"],
+        )
+        .await;
+        let iop: serde_json::Value = serde_json::from_str(&iop).unwrap();
+        assert_eq!(iop["spec"]["revision"], "1-14-1");
+        assert_eq!(iop["spec"]["values"]["global"]["network"], format!("network-{}", w.clusters[i].name));
+        let neg_note =
+            &iop["spec"]["components"]["ingressGateways"][0]["k8s"]["serviceAnnotations"]["cloud.google.com/neg"];
+        let neg_note: serde_json::Value = serde_json::from_str(neg_note.as_str().unwrap()).unwrap();
+        assert_eq!(neg_note["exposed_ports"]["443"]["name"], format!("istio-ingressgateway-{region}"));
+        let ew = kubectl_out(
+            &c,
+            i,
+            &["get", "istiooperators", "istio-eastwestgateway-1-14-1", "-n", "istio-system", "-o", "json"],
+        )
+        .await;
+        let ew: serde_json::Value = serde_json::from_str(&ew).unwrap();
+        let ew_notes = &ew["spec"]["components"]["ingressGateways"][0]["k8s"]["serviceAnnotations"];
+        assert_eq!(ew_notes["networking.gke.io/load-balancer-type"], "Internal");
+        assert_eq!(ew_notes["networking.gke.io/internal-load-balancer-allow-global-access"], "true");
+        let subsets = kubectl_out(
+            &c,
+            i,
+            &["get", "destinationrule", "helloworld", "-n", "istio-system", "-o", "jsonpath={.spec.subsets[*].name}"],
+        )
+        .await;
+        assert_eq!(subsets, "v1 v2");
+        assert!(exists(&c, i, &["telemetry", "mesh-default", "-n", "istio-system"]).await);
         let net = kubectl_out(
             &c,
             i,
@@ -263,17 +364,67 @@ async fn mci_guide(n: usize) {
     assert_eq!(mci["metadata"]["annotations"]["networking.gke.io/static-ip"], addr["selfLink"]);
     assert_eq!(mci["metadata"]["annotations"]["networking.gke.io/frontend-config"], "http-redirect");
     assert_eq!(mci["spec"]["template"]["spec"]["tls"][0]["secretName"], "istio-ingress-tls");
+    let mcs = kubectl_out(&c, 0, &["get", "mcs", "istio-ingressgateway-mc", "-n", "istio-system", "-o", "json"]).await;
+    let mcs: serde_json::Value = serde_json::from_str(&mcs).unwrap();
+    assert_eq!(mcs["spec"]["template"]["spec"]["ports"][1]["port"], 443);
+    assert_eq!(
+        mcs["metadata"]["annotations"]["cloud.google.com/backend-config"],
+        r#"{"default": "ingress-backendconfig"}"#
+    );
+    let redirect = kubectl_out(
+        &c,
+        0,
+        &[
+            "get",
+            "frontendconfig",
+            "http-redirect",
+            "-n",
+            "istio-system",
+            "-o",
+            "jsonpath={.spec.redirectToHttps.enabled}",
+        ],
+    )
+    .await;
+    assert_eq!(redirect, "true");
     let (rc, t) = mf(&c, &["drift", plan]).await;
     assert_eq!(rc, 0, "{t}");
     let (rc, t) = mf(&c, &["destroy", plan, "--auto-approve"]).await;
     assert_eq!(rc, 0, "{t}");
-    let members = String::from_utf8_lossy(
-        &c.gcloud(&["container", "fleet", "memberships", "list", "--format=value(name)"]).await.stdout,
-    )
-    .to_string();
-    assert_eq!(members.trim(), "");
-    let ns = kubectl_out(&c, 0, &["get", "ns", "istio-system", "-o", "name"]).await;
-    assert!(ns.contains("istio-system"), "istio-system existed before; it stays");
+    // Everything meshform made is gone; istio-system (there before) stays, unlabelled.
+    let listed = |args: &'static [&'static str]| {
+        let c = &c;
+        async move { String::from_utf8_lossy(&c.gcloud(args).await.stdout).trim().to_string() }
+    };
+    assert_eq!(listed(&["container", "fleet", "memberships", "list", "--format=value(name)"]).await, "");
+    assert_eq!(listed(&["compute", "network-endpoint-groups", "list", "--format=value(name)"]).await, "");
+    assert_eq!(listed(&["compute", "addresses", "list", "--format=value(name)"]).await, "");
+    let feature = c.run("gcloud", &["container", "fleet", "ingress", "describe"], &[], &[]).await;
+    assert_ne!(code(&feature), 0, "the multiclusteringress feature is disabled: {}", text(&feature));
+    for i in 0..n {
+        let labels = kubectl_out(&c, i, &["get", "ns", "istio-system", "-o", "jsonpath={.metadata.labels}"]).await;
+        assert!(!labels.contains("topology.istio.io/network"), "{labels}");
+        for obj in [
+            &["secret", "cacerts"][..],
+            &["istiooperators", "istio-control-plane-1-14-1"],
+            &["istiooperators", "istio-eastwestgateway-1-14-1"],
+            &["gateway", "cross-network-gateway"],
+            &["backendconfig", "ingress-backendconfig"],
+            &["telemetry", "mesh-default"],
+            &["destinationrule", "helloworld"],
+            &["mci", "istio-ingress"],
+            &["mcs", "istio-ingressgateway-mc"],
+            &["frontendconfig", "http-redirect"],
+            &["secret", "istio-ingress-tls"],
+        ] {
+            let mut a = obj.to_vec();
+            a.extend(["-n", "istio-system"]);
+            assert!(!exists(&c, i, &a).await, "{obj:?} is left in cluster {i}");
+        }
+        let remote = kubectl_out(&c, i, &["get", "secrets", "-n", "istio-system", "-o", "name"]).await;
+        assert!(!remote.contains("istio-remote-secret"), "{remote}");
+        let pods = kubectl_out(&c, i, &["get", "pods", "-n", "istio-system", "-l", "app=istiod", "-o", "name"]).await;
+        assert_eq!(pods.lines().count(), 2, "pre-seeded istiod pods survive");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

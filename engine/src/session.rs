@@ -370,7 +370,8 @@ pub fn propose(schema: &TypeSchema, prior: Option<&Map>, desired: &Map) -> crate
     let mut attrs = Map::new();
     let mut replace = Vec::new();
     for a in &schema.attrs {
-        let d = desired.get(&a.name);
+        // `null` is the same as leaving the attribute out (an optional-computed one keeps its value).
+        let d = desired.get(&a.name).filter(|v| !matches!(v, Value::Null));
         let p = prior.and_then(|p| p.get(&a.name));
         let v = match a.presence {
             Presence::Required | Presence::Optional => d.cloned(),

@@ -25,14 +25,20 @@ pub fn region_of(location: &str) -> String {
 }
 
 /// The first network tag of the cluster's nodes, or for Autopilot the target tag of its
-/// GKE-made firewall rules (as the setup guide finds them).
+/// GKE-made firewall rules (as the setup guide finds them). The guide's name filter also matches
+/// clusters whose names extend this one (`cluster` vs `cluster-1`), so what it returns is kept
+/// only when its GKE name (`gke-CLUSTER-HASH-...`) or its `goog-k8s-cluster-name` label is this
+/// cluster's.
 async fn node_tag(c: &Client, project: &str, cluster: &str, autopilot: bool) -> ProviderResult<Option<String>> {
     let filter = format!("name eq \"gke-{}-.*\"", regex_escape(cluster));
     if autopilot {
         let rules =
             c.list_all(Api::Compute, &format!("projects/{project}/global/firewalls"), Some(&filter), "items").await?;
-        let mut tags: Vec<String> =
-            rules.iter().filter_map(|r| r["targetTags"][0].as_str().map(String::from)).collect();
+        let mut tags: Vec<String> = rules
+            .iter()
+            .filter(|r| r["name"].as_str().is_some_and(|n| gke_name_of(n, cluster)))
+            .filter_map(|r| r["targetTags"][0].as_str().map(String::from))
+            .collect();
         tags.sort();
         return Ok(tags.into_iter().next());
     }
@@ -40,10 +46,24 @@ async fn node_tag(c: &Client, project: &str, cluster: &str, autopilot: bool) -> 
         c.aggregated_all(&format!("projects/{project}/aggregated/instances"), Some(&filter), "instances").await?;
     let mut nodes: Vec<(String, String)> = instances
         .iter()
-        .filter_map(|i| Some((i["name"].as_str()?.to_string(), i["tags"]["items"][0].as_str()?.to_string())))
+        .filter(|i| i["labels"]["goog-k8s-cluster-name"].as_str().is_none_or(|n| n == cluster))
+        .filter_map(|i| {
+            let tags = i["tags"]["items"].as_array()?;
+            let tag = tags.iter().filter_map(J::as_str).find(|t| t.ends_with("-node") && gke_name_of(t, cluster))?;
+            Some((i["name"].as_str()?.to_string(), tag.to_string()))
+        })
         .collect();
     nodes.sort();
     Ok(nodes.into_iter().next().map(|(_, t)| t))
+}
+
+/// Whether `name` is a GKE-made name of `cluster`: `gke-CLUSTER-HASH-...`, HASH 8 hex digits.
+fn gke_name_of(name: &str, cluster: &str) -> bool {
+    let Some(rest) = name.strip_prefix("gke-").and_then(|r| r.strip_prefix(cluster)).and_then(|r| r.strip_prefix('-'))
+    else {
+        return false;
+    };
+    rest.len() > 9 && rest.as_bytes()[..8].iter().all(u8::is_ascii_hexdigit) && rest.as_bytes()[8] == b'-'
 }
 
 fn regex_escape(s: &str) -> String {
@@ -83,6 +103,7 @@ fn attrs(project: &str, location: &str, j: &J, tag: Option<String>) -> Map {
         ("network".into(), Value::str(j["network"].as_str().unwrap_or(""))),
         ("subnetwork".into(), Value::str(j["subnetwork"].as_str().unwrap_or(""))),
         ("region".into(), Value::str(&region)),
+        ("node_zones".into(), node_zones(location, j)),
         ("autopilot".into(), Value::Bool(j["autopilot"]["enabled"].as_bool().unwrap_or(false))),
         ("node_tag".into(), tag.map_or(Value::Null, Value::String)),
         ("authorized_networks".into(), string_set(&J::Array(cidrs))),
@@ -90,6 +111,13 @@ fn attrs(project: &str, location: &str, j: &J, tag: Option<String>) -> Map {
         ("membership_name".into(), Value::str(format!("projects/{project}/locations/{region}/memberships/{name}"))),
         ("workload_pool".into(), Value::str(j["workloadIdentityConfig"]["workloadPool"].as_str().unwrap_or(""))),
     ])
+}
+
+/// The zones of the cluster's nodes (`locations`); a zonal cluster's own zone when absent.
+fn node_zones(location: &str, j: &J) -> Value {
+    let zones: Vec<Value> =
+        j["locations"].as_array().into_iter().flatten().filter_map(J::as_str).map(Value::str).collect();
+    if zones.is_empty() { Value::List(vec![Value::str(location)]) } else { Value::List(zones) }
 }
 
 fn base64_decode(s: &str) -> Option<String> {
@@ -160,6 +188,10 @@ impl GcpType for ClusterLookup {
         s.attr(AttrSchema::new("private", AttrType::Bool, Presence::Computed))
             .attr(AttrSchema::new("autopilot", AttrType::Bool, Presence::Computed))
             .attr(AttrSchema::new("global_access", AttrType::Bool, Presence::Computed))
+            .attr(
+                AttrSchema::new("node_zones", AttrType::List(Box::new(AttrType::String)), Presence::Computed)
+                    .describe("zones of the cluster's nodes"),
+            )
             .attr(AttrSchema::new(
                 "authorized_networks",
                 AttrType::List(Box::new(AttrType::String)),
@@ -169,5 +201,19 @@ impl GcpType for ClusterLookup {
 
     async fn read_data(&self, c: &Client, config: &Map) -> ProviderResult<Map> {
         lookup(c, config).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::gke_name_of;
+
+    #[test]
+    fn gke_names_belong_to_one_cluster_only() {
+        assert!(gke_name_of("gke-cluster-1-0a1b2c3d-node", "cluster-1"));
+        assert!(gke_name_of("gke-cluster-0a1b2c3d-vms", "cluster"));
+        assert!(!gke_name_of("gke-cluster-1-0a1b2c3d-node", "cluster"), "cluster-1 is not cluster");
+        assert!(!gke_name_of("gke-cluster-10-0a1b2c3d-node", "cluster-1"));
+        assert!(!gke_name_of("gke-cluster-1-default-pool-0a1b2c3d-0011", "cluster-1"));
     }
 }
