@@ -7,11 +7,36 @@ use common::{Cloud, code, text};
 use meshform_sim::SimOptions;
 use meshform_sim::world::World;
 
-/// create → no-op plan → in-place update → replace → state rm + import → delete, for one type.
-async fn lifecycle(c: &Cloud, addr: &str, v1: &str, update: Option<&str>, replace: Option<&str>, import_id: &str) {
+/// A change made with gcloud behind meshform's back, and what `drift` must name: an attribute,
+/// or `None` when the change deletes the object.
+type OutOfBand<'a> = (&'a [&'a str], Option<&'a str>);
+
+/// create → no-op plan → gcloud change reported by drift and repaired → in-place update →
+/// replace → state rm + import → delete, for one type.
+async fn lifecycle(
+    c: &Cloud,
+    addr: &str,
+    v1: &str,
+    oob: OutOfBand<'_>,
+    update: Option<&str>,
+    replace: Option<&str>,
+    import_id: &str,
+) {
     c.write(v1);
     c.apply().await;
     c.assert_no_changes().await;
+    c.gcloud(oob.0).await;
+    let o = c.mf(&["drift", "main.toml"]).await;
+    let t = text(&o);
+    assert_eq!(code(&o), 2, "gcloud {:?} not reported:\n{t}", oob.0);
+    let named = match oob.1 {
+        Some(attr) => t.lines().any(|l| l.trim_start().starts_with(&format!("~ {attr} "))),
+        None => t.contains("deleted"),
+    };
+    assert!(t.contains(addr) && named, "drift must name {addr} and {:?}:\n{t}", oob.1);
+    c.apply().await;
+    let o = c.mf(&["drift", "main.toml"]).await;
+    assert_eq!(code(&o), 0, "not repaired:\n{}", text(&o));
     if let Some(v2) = update {
         c.write(v2);
         let (code, t) = c.plan().await;
@@ -56,8 +81,17 @@ async fn firewall_lifecycle() {
             "[resources.gcp_firewall.fw]\nname = \"fw\"\ndirection = \"{dir}\"\npriority = {prio}\nallow = [{{ protocol = \"tcp\", ports = [\"80\", \"443\"] }}]\nsource_ranges = [\"10.0.0.0/8\"]\n"
         )
     };
-    lifecycle(&c, "gcp_firewall.fw", &fw(900, "INGRESS"), Some(&fw(800, "INGRESS")), Some(&fw(800, "EGRESS")), "fw")
-        .await;
+    let oob: OutOfBand = (&["compute", "firewall-rules", "update", "fw", "--priority=1000"], Some("priority"));
+    lifecycle(
+        &c,
+        "gcp_firewall.fw",
+        &fw(900, "INGRESS"),
+        oob,
+        Some(&fw(800, "INGRESS")),
+        Some(&fw(800, "EGRESS")),
+        "fw",
+    )
+    .await;
     let gone = c.run("gcloud", &["compute", "firewall-rules", "describe", "fw"], &[], &[]).await;
     assert_ne!(code(&gone), 0);
 }
@@ -74,6 +108,10 @@ async fn global_address_lifecycle() {
         &c,
         "gcp_global_address.ip",
         &a("team = \"mesh\"", "one"),
+        (
+            &["beta", "compute", "addresses", "update", "mci-ip", "--global", "--update-labels=team=other"],
+            Some("labels"),
+        ),
         Some(&a("team = \"mesh\", env = \"prod\"", "one")),
         Some(&a("env = \"prod\"", "two")),
         "mci-ip",
@@ -89,7 +127,9 @@ async fn neg_lifecycle() {
             "[resources.gcp_network_endpoint_group.neg]\nzone = \"us-central1-a\"\nname = \"neg-1\"\nsubnetwork = \"default\"\ndefault_port = {port}\n"
         )
     };
-    lifecycle(&c, "gcp_network_endpoint_group.neg", &n(80), None, Some(&n(443)), "us-central1-a/neg-1").await;
+    let oob: OutOfBand =
+        (&["compute", "network-endpoint-groups", "delete", "neg-1", "--zone=us-central1-a", "--quiet"], None);
+    lifecycle(&c, "gcp_network_endpoint_group.neg", &n(80), oob, None, Some(&n(443)), "us-central1-a/neg-1").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -104,6 +144,10 @@ async fn control_plane_access_lifecycle() {
         &c,
         "gke_control_plane_access.cp",
         &a("cluster-1", "us-central1-a", "\"10.4.0.0/14\"", false),
+        (
+            &["container", "clusters", "update", "cluster-1", "--zone=us-central1-a", "--enable-master-global-access"],
+            Some("global_access"),
+        ),
         Some(&a("cluster-1", "us-central1-a", "\"10.4.0.0/14\", \"192.168.0.0/24\"", true)),
         Some(&a("cluster-2", "europe-west1-b", "\"10.0.0.0/14\"", true)),
         "europe-west1-b/cluster-2",
@@ -123,6 +167,18 @@ async fn fleet_membership_and_feature_lifecycle() {
         &c,
         "gke_fleet_membership.m",
         &m("", "cluster-1"),
+        (
+            &[
+                "container",
+                "fleet",
+                "memberships",
+                "update",
+                "cluster-1",
+                "--location=us-central1",
+                "--update-labels=team=x",
+            ],
+            Some("labels"),
+        ),
         Some(&m("team = \"mesh\"", "cluster-1")),
         Some(&m("team = \"mesh\"", "c1")),
         "us-central1/c1",
@@ -144,6 +200,19 @@ async fn fleet_membership_and_feature_lifecycle() {
     );
     assert_eq!(d["state"]["state"]["code"], "OK");
     c.assert_no_changes().await;
+    c.gcloud(&[
+        "container",
+        "fleet",
+        "ingress",
+        "update",
+        "--config-membership=projects/meshform-demo/locations/europe-west1/memberships/cluster-2",
+    ])
+    .await;
+    let o = c.mf(&["drift", "main.toml"]).await;
+    assert!(code(&o) == 2 && text(&o).contains("~ config_membership"), "{}", text(&o));
+    c.apply().await;
+    let o = c.mf(&["drift", "main.toml"]).await;
+    assert_eq!(code(&o), 0, "{}", text(&o));
     c.write(&f("m2"));
     let (code, t) = c.plan().await;
     assert!(code == 2 && t.contains("~ gke_fleet_feature.mci"), "{t}");

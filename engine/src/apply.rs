@@ -370,9 +370,11 @@ impl Run<'_> {
         }
         self.observer.started(c);
         let ctx = self.ctx(p);
+        // The object as the plan saw it (refreshed from live), so that an update also undoes what
+        // changed outside meshform; the recorded object when the plan has none.
         let recorded =
-            self.objects.lock().unwrap_or_else(|e| e.into_inner()).get(&c.address).map(|r| r.attributes.clone());
-        let prior = recorded.or_else(|| c.before.clone()).unwrap_or_default();
+            || self.objects.lock().unwrap_or_else(|e| e.into_inner()).get(&c.address).map(|r| r.attributes.clone());
+        let prior = c.before.clone().or_else(recorded).unwrap_or_default();
         let deps = c.depends_on.clone();
         match (c.action, planned) {
             (Action::Delete, _) => {

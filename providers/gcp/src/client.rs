@@ -286,7 +286,8 @@ impl Client {
         }
     }
 
-    /// Every item of a paginated compute list (`items`, `nextPageToken`).
+    /// Every item of a paginated list: compute's (`maxResults`, `items`) or gkehub's
+    /// (`pageSize`, `resources`), following `nextPageToken`.
     pub async fn list_all(
         &self,
         api: Api,
@@ -297,7 +298,10 @@ impl Client {
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         loop {
-            let mut q: Vec<(&str, String)> = vec![("maxResults", "500".into())];
+            let mut q: Vec<(&str, String)> = match api {
+                Api::Hub => vec![("pageSize", "100".into())],
+                _ => vec![("maxResults", "500".into())],
+            };
             if let Some(f) = filter {
                 q.push(("filter", f.to_string()));
             }
@@ -420,13 +424,13 @@ fn poll_delay(n: u32) -> Duration {
     Duration::from_millis((50u64 << n.min(7)).min(5_000))
 }
 
-/// Full-jitter exponential backoff: up to 0.2 s · 2^attempt, at most 20 s.
+/// Jittered exponential backoff: between half and all of 0.2 s · 2^attempt, at most 20 s. The
+/// jitter comes from a randomly keyed hash (fresh keys per call), so concurrent retries spread out.
 fn backoff(attempt: u32) -> Duration {
+    use std::hash::BuildHasher;
     let cap = (200u64 << attempt.min(7)).min(20_000);
-    let nanos = Instant::now().elapsed().subsec_nanos() as u64
-        ^ std::process::id() as u64
-        ^ (attempt as u64).wrapping_mul(0x9E37_79B9);
-    Duration::from_millis(cap / 2 + nanos % (cap / 2 + 1))
+    let random = std::collections::hash_map::RandomState::new().hash_one(attempt);
+    Duration::from_millis(cap / 2 + random % (cap / 2 + 1))
 }
 
 fn strip_query(url: &str) -> &str {
@@ -455,4 +459,20 @@ fn api_error(status: u16, body: &str, method: &Method, url: &str) -> ProviderErr
         _ => ErrorKind::Other,
     };
     ProviderError::new(kind, format!("{msg} ({method} {}: {status})", strip_query(url)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::backoff;
+
+    #[test]
+    fn backoff_grows_and_spreads_concurrent_retries() {
+        for attempt in 0..10 {
+            let cap = (200u64 << attempt.min(7)).min(20_000);
+            let waits: Vec<u64> = (0..64).map(|_| backoff(attempt).as_millis() as u64).collect();
+            assert!(waits.iter().all(|w| (cap / 2..=cap).contains(w)), "{attempt}: {waits:?}");
+            let distinct: std::collections::BTreeSet<_> = waits.iter().collect();
+            assert!(distinct.len() > 16, "attempt {attempt}: retries at once would not spread: {waits:?}");
+        }
+    }
 }

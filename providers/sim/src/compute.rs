@@ -175,8 +175,11 @@ async fn set_labels(
 ) -> ApiResult<Json<Value>> {
     let mut st = project(&s, &p)?;
     let a = st.addresses.get_mut(&name).ok_or_else(|| not_found(&p, &format!("global/addresses/{name}")))?;
-    let current = a["labelFingerprint"].as_str().unwrap_or_default().to_string();
-    if body["labelFingerprint"].as_str() != Some(current.as_str()) {
+    // A fingerprint is bytes: clients may send it in either base64 alphabet (gcloud re-encodes
+    // it URL-safe), so compare what it decodes to.
+    let bytes = |f: &str| f.replace('-', "+").replace('_', "/");
+    let current = bytes(a["labelFingerprint"].as_str().unwrap_or_default());
+    if body["labelFingerprint"].as_str().map(bytes) != Some(current) {
         return Err(ApiError::condition_not_met(format!(
             "Labels fingerprint either invalid or resource labels have changed for 'projects/{p}/global/addresses/{name}'"
         )));

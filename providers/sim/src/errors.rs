@@ -98,7 +98,9 @@ impl ApiError {
             Style::Compute => json!({"error": {
                 "code": self.code, "message": self.message,
                 "errors": [{"message": self.message, "domain": "global", "reason": self.reason}]}}),
-            Style::Rpc => json!({"error": {"code": self.code, "message": self.message, "status": self.status}}),
+            Style::Rpc => json!({"error": {"code": self.code, "message": self.message, "status": self.status,
+                "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": self.status,
+                             "domain": "googleapis.com", "metadata": {}}]}}),
         }
     }
 }

@@ -88,7 +88,32 @@ async fn get_op(State(s): S, Path((p, l, op)): Path<(String, String, String)>) -
 
 // ---- memberships ----
 
-async fn list_memberships(State(s): S, Path((p, l)): Path<(String, String)>) -> ApiResult<Json<Value>> {
+/// A gkehub list page: `pageSize` (default and at most 100) and an opaque `pageToken`.
+fn hub_page(items: Vec<Value>, q: &HashMap<String, String>) -> ApiResult<Value> {
+    let size: usize = match q.get("pageSize").map(|v| v.parse::<i64>()) {
+        None => 100,
+        Some(Ok(n)) if n >= 0 => (n as usize).clamp(1, 100),
+        Some(_) => return Err(ApiError::invalid(R, "page_size must be a non-negative integer")),
+    };
+    let start: usize = match q.get("pageToken").filter(|t| !t.is_empty()) {
+        None => 0,
+        Some(t) => t
+            .strip_prefix("next-")
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| ApiError::invalid(R, format!("invalid page token {t:?}")))?,
+    };
+    let page: Vec<Value> = items.iter().skip(start).take(size).cloned().collect();
+    let mut out = json!({});
+    if !page.is_empty() {
+        out["resources"] = Value::Array(page);
+    }
+    if start + size < items.len() {
+        out["nextPageToken"] = json!(format!("next-{}", start + size));
+    }
+    Ok(out)
+}
+
+async fn list_memberships(State(s): S, Path((p, l)): Path<(String, String)>, Query(q): Q) -> ApiResult<Json<Value>> {
     let st = project(&s, &p)?;
     let items: Vec<Value> = st
         .memberships
@@ -96,7 +121,7 @@ async fn list_memberships(State(s): S, Path((p, l)): Path<(String, String)>) -> 
         .filter(|(k, _)| l == "-" || k.starts_with(&format!("{l}/")))
         .map(|(_, v)| v.clone())
         .collect();
-    Ok(Json(if items.is_empty() { json!({}) } else { json!({ "resources": items }) }))
+    hub_page(items, &q).map(Json)
 }
 
 fn membership_not_found(p: &str, l: &str, id: &str) -> ApiError {
@@ -266,12 +291,12 @@ fn read_feature(st: &mut Store, key: &str) -> Option<Value> {
     Some(f.clone())
 }
 
-async fn list_features(State(s): S, Path((p, l)): Path<(String, String)>) -> ApiResult<Json<Value>> {
+async fn list_features(State(s): S, Path((p, l)): Path<(String, String)>, Query(q): Q) -> ApiResult<Json<Value>> {
     let mut st = project(&s, &p)?;
     let keys: Vec<String> =
         st.features.keys().filter(|k| l == "-" || k.starts_with(&format!("{l}/"))).cloned().collect();
     let items: Vec<Value> = keys.iter().filter_map(|k| read_feature(&mut st, k)).collect();
-    Ok(Json(if items.is_empty() { json!({}) } else { json!({ "resources": items }) }))
+    hub_page(items, &q).map(Json)
 }
 
 async fn get_feature(State(s): S, Path((p, l, id)): Path<(String, String, String)>) -> ApiResult<Json<Value>> {

@@ -98,6 +98,17 @@ impl GcpType for FleetMembership {
         Ok(p)
     }
 
+    fn list_scope(&self, c: &Client, prior: &Map) -> Option<String> {
+        c.project(prior).ok()
+    }
+
+    /// Every membership of the project, in every location (`locations/-`), in one paginated list.
+    async fn list(&self, c: &Client, prior: &Map) -> ProviderResult<Vec<Map>> {
+        let p = c.project(prior)?;
+        let items = c.list_all(Api::Hub, &format!("projects/{p}/locations/-/memberships"), None, "resources").await?;
+        Ok(items.iter().map(|j| from_api(&p, j)).collect())
+    }
+
     async fn read(&self, c: &Client, prior: &Map) -> ProviderResult<Option<Map>> {
         let p = c.project(prior)?;
         Ok(c.get_opt(Api::Hub, &path(&p, &req(prior, "location")?, &req(prior, "membership_id")?))
