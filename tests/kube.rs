@@ -319,6 +319,19 @@ async fn plugin_ca_certificates_chain_to_one_root_and_keep_keys_out_of_state() {
         assert!(text.contains("CA:TRUE, pathlen:0"), "{text}");
         assert!(text.contains("DNS:istiod.istio-system.svc"), "{text}");
         assert!(text.contains("Public-Key: (4096 bit)"), "{text}");
+        // Istio's tools/certs extensions and validity: critical key usage, 730 days from signing.
+        assert!(text.contains("X509v3 Key Usage: critical"), "{text}");
+        assert!(text.contains("Digital Signature, Non Repudiation, Key Encipherment, Certificate Sign"), "{text}");
+        let ca_path = ca.to_str().unwrap();
+        let expires_within = |secs: u64| {
+            !openssl(&["x509", "-in", ca_path, "-noout", "-checkend", &secs.to_string()]).contains("will not expire")
+        };
+        assert!(!expires_within(730 * 86_400 - 600) && expires_within(730 * 86_400 + 600), "730 days");
+        let start = openssl(&["x509", "-in", ca_path, "-noout", "-startdate", "-dateopt", "iso_8601"]);
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+        let today = meshform_engine::clock::rfc3339(now)[..10].to_string();
+        let yesterday = meshform_engine::clock::rfc3339(now - 3600)[..10].to_string();
+        assert!(start.contains(&today) || start.contains(&yesterday), "not backdated: {start}");
         assert!(
             text.contains("O=Istio, CN=Intermediate CA, L=cluster-")
                 || text.contains("O = Istio, CN = Intermediate CA, L = cluster-"),
@@ -355,6 +368,19 @@ async fn plugin_ca_certificates_chain_to_one_root_and_keep_keys_out_of_state() {
         .kubectl(2, &["get", "secret", "cacerts", "-n", "istio-system", "-o", "jsonpath={.data.root-cert\\.pem}"])
         .await;
     assert_eq!(r1.stdout, r3.stdout, "one root");
+    // Import by the root cluster: the next apply adopts the cacerts that chain to that root,
+    // issuing nothing new.
+    let o = c.mf(&["state", "rm", "main.toml", "mesh_ca.ca"]).await;
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let o = c.mf(&["import", "main.toml", "mesh_ca.ca", "cluster-1"]).await;
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    c.apply().await;
+    c.assert_no_changes().await;
+    let o =
+        c.kubectl(0, &["get", "secret", "cacerts", "-n", "istio-system", "-o", "jsonpath={.data.ca-cert\\.pem}"]).await;
+    let adopted =
+        String::from_utf8(base64::engine::general_purpose::STANDARD.decode(o.stdout.trim_ascii()).unwrap()).unwrap();
+    assert_eq!(adopted, fingerprints[0], "the import kept cluster-1's intermediate");
     let o = c.mf(&["destroy", "main.toml", "--auto-approve"]).await;
     assert_eq!(code(&o), 0, "{}", text(&o));
     let o = c

@@ -40,15 +40,23 @@ fn rsa_4096() -> ProviderResult<KeyPair> {
     KeyPair::from_pem_and_sign_algo(&pem, &rcgen::PKCS_RSA_SHA256).map_err(err)
 }
 
-fn validity(params: &mut CertificateParams, days: i64) {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
-    let date = |secs: i64| {
-        let t = meshform_engine::clock::rfc3339(secs);
-        let p = |a: usize, b: usize| t[a..b].parse::<i32>().unwrap_or(1);
-        rcgen::date_time_ymd(p(0, 4), p(5, 7) as u8, p(8, 10) as u8)
-    };
-    params.not_before = date(now - 86_400);
-    params.not_after = date(now + days * 86_400);
+/// From now (no backdating, as Istio's tools/certs sign) for `days` days, to the second.
+fn validity(params: &mut CertificateParams, days: u64) {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let epoch = rcgen::date_time_ymd(1970, 1, 1);
+    params.not_before = epoch + std::time::Duration::from_secs(now);
+    params.not_after = epoch + std::time::Duration::from_secs(now + days * 86_400);
+}
+
+/// Istio's tools/certs key usage for both CA levels (critical): digitalSignature,
+/// nonRepudiation, keyEncipherment, keyCertSign.
+fn ca_key_usages() -> Vec<KeyUsagePurpose> {
+    vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::ContentCommitment,
+        KeyUsagePurpose::KeyEncipherment,
+        KeyUsagePurpose::KeyCertSign,
+    ]
 }
 
 fn root_params() -> ProviderResult<CertificateParams> {
@@ -57,7 +65,7 @@ fn root_params() -> ProviderResult<CertificateParams> {
     p.distinguished_name.push(DnType::OrganizationName, "Istio");
     p.distinguished_name.push(DnType::CommonName, "Root CA");
     p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    p.key_usages = ca_key_usages();
     validity(&mut p, 3650);
     Ok(p)
 }
@@ -108,7 +116,7 @@ impl MeshCa {
         p.distinguished_name.push(DnType::CommonName, "Intermediate CA");
         p.distinguished_name.push(DnType::LocalityName, cluster);
         p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        p.key_usages = ca_key_usages();
         p.subject_alt_names = vec![SanType::DnsName("istiod.istio-system.svc".try_into().map_err(err)?)];
         validity(&mut p, 730);
         let key = tokio::task::spawn_blocking(rsa_4096).await.map_err(err)??;
