@@ -406,17 +406,7 @@ async fn fifty_objects_converge_under_injected_faults() {
 #[tokio::test(flavor = "multi_thread")]
 async fn application_default_credentials_from_a_service_account_key() {
     let c = Cloud::default().await;
-    let pem = std::process::Command::new("openssl")
-        .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"])
-        .output()
-        .unwrap();
-    let key = serde_json::json!({
-        "type": "service_account", "project_id": "meshform-demo", "private_key_id": "k1",
-        "private_key": String::from_utf8(pem.stdout).unwrap(), "client_email": "deployer@meshform-demo.iam.gserviceaccount.com",
-        "client_id": "1", "token_uri": c.sim.token_uri(),
-    });
-    let path = c.dir.path().join("key.json");
-    std::fs::write(&path, key.to_string()).unwrap();
+    let path = c.service_account_key();
     c.write(
         "[clusters.cluster-1]\nlocation = \"us-central1-a\"\n\n[resources.gcp_global_address.ip]\nname = \"adc-ip\"\n",
     );

@@ -151,6 +151,52 @@ async fn import_and_connections_from_the_gke_lookup() {
     assert_eq!(code(&o), 0, "{}", text(&o));
     let (rc, t) = c.plan().await;
     assert_eq!(rc, 0, "{t}");
+    // With no token in the environment and no kubeconfig: Application Default Credentials.
+    let key = c.service_account_key();
+    c.sim.clear_log();
+    let o = c
+        .run(
+            env!("CARGO_BIN_EXE_meshform"),
+            &["plan", "main.toml", "--detailed-exitcode"],
+            &["MESHFORM_GCP_ACCESS_TOKEN", "CLOUDSDK_AUTH_ACCESS_TOKEN", "KUBECONFIG"],
+            &[("GOOGLE_APPLICATION_CREDENTIALS", key.display().to_string())],
+        )
+        .await;
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert!(c.sim.log().iter().any(|l| l.path == "/token" && l.status == 200), "a token from the key");
+    assert!(!text(&o).contains("sim-sa-"), "tokens never appear in output");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kubeconfig_that_skips_tls_verification_is_refused() {
+    let c = Cloud::default().await;
+    let kc = std::fs::read_to_string(c.dir.path().join("kubeconfig")).unwrap();
+    let insecure: String = kc
+        .lines()
+        .map(|l| {
+            if l.trim_start().starts_with("certificate-authority-data:") {
+                l.split("certificate-authority-data:").next().unwrap().to_string() + "insecure-skip-tls-verify: true"
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(c.dir.path().join("insecure"), insecure).unwrap();
+    c.write("[clusters.cluster-1]\nlocation = \"us-central1-a\"\n\n[resources.k8s_namespace.n]\ncluster = \"cluster-1\"\nname = \"n\"\n");
+    let o = c
+        .run(
+            env!("CARGO_BIN_EXE_meshform"),
+            &["apply", "main.toml", "--auto-approve"],
+            &["KUBECONFIG"],
+            &[("KUBECONFIG", c.dir.path().join("insecure").display().to_string())],
+        )
+        .await;
+    assert_eq!(code(&o), 1, "{}", text(&o));
+    assert!(text(&o).contains("insecure-skip-tls-verify"), "{}", text(&o));
+    let o =
+        c.run("kubectl", &["--context", "gke_meshform-demo_us-central1-a_cluster-1", "get", "ns", "n"], &[], &[]).await;
+    assert_ne!(code(&o), 0, "nothing was created");
 }
 
 const MESH: &str = r#"

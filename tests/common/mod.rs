@@ -106,3 +106,23 @@ impl Cloud {
         o
     }
 }
+
+impl Cloud {
+    /// A service-account key file (a fresh RSA key made by openssl) whose `token_uri` is the
+    /// simulator's token endpoint, as GOOGLE_APPLICATION_CREDENTIALS names one.
+    pub fn service_account_key(&self) -> std::path::PathBuf {
+        let pem = std::process::Command::new("openssl")
+            .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"])
+            .output()
+            .unwrap();
+        assert!(pem.status.success(), "openssl genpkey failed");
+        let key = serde_json::json!({
+            "type": "service_account", "project_id": "meshform-demo", "private_key_id": "k1",
+            "private_key": String::from_utf8(pem.stdout).unwrap(), "client_email": "deployer@meshform-demo.iam.gserviceaccount.com",
+            "client_id": "1", "token_uri": self.sim.token_uri(),
+        });
+        let path = self.dir.path().join("key.json");
+        std::fs::write(&path, key.to_string()).unwrap();
+        path
+    }
+}

@@ -26,8 +26,11 @@ pub struct Settings {
     pub kubeconfig: Option<PathBuf>,
     /// Field manager of every apply.
     pub field_manager: String,
-    /// A Google access token for `connect = "gke"`.
+    /// A Google access token for `connect = "gke"`; without one, Application Default
+    /// Credentials (this service-account key file when given).
     pub google_token: Option<String>,
+    /// `GOOGLE_APPLICATION_CREDENTIALS`.
+    pub google_key: Option<PathBuf>,
     /// How long to wait for a kind to appear, a token to be filled, a condition to hold.
     pub wait_timeout: Duration,
 }
@@ -137,9 +140,10 @@ impl Kube {
                     .ok_or_else(|| {
                         ProviderError::new(ErrorKind::Invalid, format!("cluster `{name}` has no {connect} endpoint"))
                     })?;
-                let token = self.conns.settings.google_token.clone().ok_or_else(|| {
-                    ProviderError::new(ErrorKind::Permission, "connect = \"gke\" needs a Google access token (MESHFORM_GCP_ACCESS_TOKEN or CLOUDSDK_AUTH_ACCESS_TOKEN)")
-                })?;
+                let token = match &self.conns.settings.google_token {
+                    Some(t) => t.clone(),
+                    None => adc_token(self.conns.settings.google_key.as_deref()).await?,
+                };
                 let ca =
                     base64::engine::general_purpose::STANDARD.encode(s(&attrs, "ca_certificate").unwrap_or_default());
                 let yaml = format!(
@@ -160,6 +164,14 @@ impl Kube {
                 ));
             }
         };
+        if config.accept_invalid_certs {
+            return Err(ProviderError::new(
+                ErrorKind::Invalid,
+                format!(
+                    "cluster `{name}`: the kubeconfig sets insecure-skip-tls-verify; meshform always verifies the cluster's certificate (give certificate-authority-data instead)"
+                ),
+            ));
+        }
         let client = kube::Client::try_from(config)
             .map_err(|e| ProviderError::new(ErrorKind::Other, format!("cluster `{name}`: {e}")))?;
         clients.insert(name.to_string(), client.clone());
@@ -212,4 +224,24 @@ impl Kube {
     pub async fn forget_kind(&self, cluster: &str, api_version: &str, kind: &str) {
         self.conns.kinds.lock().await.remove(&(cluster.to_string(), api_version.to_string(), kind.to_string()));
     }
+}
+
+/// A Google access token from Application Default Credentials (`connect = "gke"` without a
+/// static token): the service-account key file when given, else gcloud's user credentials or
+/// the metadata server.
+async fn adc_token(key: Option<&std::path::Path>) -> ProviderResult<String> {
+    let no_creds = |e: gcp_auth::Error| {
+        ProviderError::new(
+            ErrorKind::Permission,
+            format!(
+                "connect = \"gke\" needs Google credentials (a token in MESHFORM_GCP_ACCESS_TOKEN, or Application Default Credentials): {e}"
+            ),
+        )
+    };
+    let provider: std::sync::Arc<dyn gcp_auth::TokenProvider> = match key {
+        Some(path) => std::sync::Arc::new(gcp_auth::CustomServiceAccount::from_file(path).map_err(no_creds)?),
+        None => gcp_auth::provider().await.map_err(no_creds)?,
+    };
+    let token = provider.token(&["https://www.googleapis.com/auth/cloud-platform"]).await.map_err(no_creds)?;
+    Ok(token.as_str().to_string())
 }
