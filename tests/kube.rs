@@ -209,11 +209,15 @@ location = "europe-west1-b"
 [variables.rotation]
 default = "first"
 
+[variables.rotate]
+default = false
+
 [resources.mesh_remote_secret.crosswise]
 for_each = "${pairs(clusters)}"
 source = "${each.value[0]}"
 target = "${each.value[1]}"
 rotation = "${var.rotation}"
+rotate = "${var.rotate}"
 
 [[checks]]
 name = "remote secrets authenticate"
@@ -307,6 +311,30 @@ async fn remote_secrets_match_istioctl_work_rotate_and_repair() {
     assert!(text(&o).contains("Unauthorized"), "the old token is revoked: {}", text(&o));
     let o = c.mf(&["drift", "main.toml", "--var", "rotation=second"]).await;
     assert_eq!(code(&o), 0, "{}", text(&o));
+
+    // `rotate = true` for one run rotates every pair; afterwards nothing is left to do.
+    let token_secrets = |listing: &str| -> Vec<String> {
+        listing
+            .lines()
+            .filter_map(|l| l.strip_prefix("secret/"))
+            .filter(|n| n.starts_with("istio-reader-service-account-istio-remote-secret-token-"))
+            .map(String::from)
+            .collect()
+    };
+    let before = token_secrets(&kubectl_names(&c, 0).await);
+    let o = c.mf(&["apply", "main.toml", "--auto-approve", "--var", "rotation=second", "--var", "rotate=true"]).await;
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert!(text(&o).contains("ok   remote secrets authenticate[\"cluster-1,cluster-2\"]"), "{}", text(&o));
+    let after = token_secrets(&kubectl_names(&c, 0).await);
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert!(before.iter().all(|b| !after.contains(b)), "rotated: {before:?} → {after:?}");
+    let o = c.mf(&["plan", "main.toml", "--detailed-exitcode", "--var", "rotation=second"]).await;
+    assert_eq!(code(&o), 0, "{}", text(&o));
+}
+
+async fn kubectl_names(c: &Cloud, i: usize) -> String {
+    String::from_utf8_lossy(&c.kubectl(i, &["get", "secrets", "-n", "istio-system", "-o", "name"]).await.stdout)
+        .into_owned()
 }
 
 fn ca_plan(clusters: &[&str]) -> String {

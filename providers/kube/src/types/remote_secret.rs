@@ -4,7 +4,8 @@
 //! B the Secret `istio-remote-secret-A` laid out as istioctl lays it out. The server is A's
 //! private endpoint when A is private, its public endpoint otherwise, or `server`.
 //!
-//! Rotation (`rotation` changes): a new token Secret, then the remote secret updated to it, then
+//! Rotation (`rotation` changes, or `rotate = true`, which rotates at every apply it is set for,
+//! e.g. `--var rotate=true` once): a new token Secret, then the remote secret updated to it, then
 //! the old token Secret deleted, in that order, so the remote secret never holds a revoked token.
 
 use std::time::{Duration, Instant};
@@ -46,14 +47,22 @@ struct Settings {
     secret_name: String,
 }
 
+/// The token Secret's name for the `rotation` trigger of `m`.
+fn derived_token_secret(m: &Map, account: &str, target: &str) -> String {
+    let rotation = s(m, "rotation").map(|r| format!("-{}", &sha256_hex(r.as_bytes())[..8])).unwrap_or_default();
+    format!("{account}-istio-remote-secret-token-{target}{rotation}")
+}
+
+/// The settings of `m`; its token Secret is the one recorded (or planned) when there is one.
 fn settings(m: &Map) -> ProviderResult<Settings> {
     let source = req(m, "source")?;
     let target = req(m, "target")?;
     let account = s(m, "service_account").unwrap_or_else(|| READER.into());
-    let rotation = s(m, "rotation").map(|r| format!("-{}", &sha256_hex(r.as_bytes())[..8])).unwrap_or_default();
+    let token_secret =
+        s(m, "token_secret").filter(|t| !t.is_empty()).unwrap_or_else(|| derived_token_secret(m, &account, &target));
     Ok(Settings {
         namespace: s(m, "namespace").unwrap_or_else(|| "istio-system".into()),
-        token_secret: format!("{account}-istio-remote-secret-token-{target}{rotation}"),
+        token_secret,
         secret_name: format!("istio-remote-secret-{source}"),
         source,
         target,
@@ -156,6 +165,10 @@ impl KubeType for RemoteSecret {
         .attr(st("service_account", Presence::OptionalComputed).force_new())
         .attr(st("server", Presence::OptionalComputed))
         .attr(st("rotation", Presence::Optional).describe("change it to rotate the token"))
+        .attr(
+            AttrSchema::new("rotate", AttrType::Bool, Presence::Optional)
+                .describe("rotate the token at this apply (e.g. `--var rotate=true` for one run)"),
+        )
         .attr(st("cluster_name", Presence::Computed))
         .attr(st("secret_name", Presence::Computed))
         .attr(st("token_secret", Presence::Computed))
@@ -163,8 +176,25 @@ impl KubeType for RemoteSecret {
         .attr(st("id", Presence::Computed))
     }
 
-    async fn plan(&self, k: &Kube, _prior: Option<&Map>, mut p: Planned) -> ProviderResult<Planned> {
-        let st = settings(&p.attrs)?;
+    async fn plan(&self, k: &Kube, prior: Option<&Map>, mut p: Planned) -> ProviderResult<Planned> {
+        let mut st = settings(&p.attrs)?;
+        // Which token Secret: a fresh one when rotating now; the recorded one while the
+        // rotation trigger is unchanged; else the one the trigger names.
+        let derived = derived_token_secret(&p.attrs, &st.account, &st.target);
+        let recorded = prior.and_then(|pr| {
+            let same_trigger = s(pr, "rotation") == s(&p.attrs, "rotation");
+            s(pr, "token_secret").filter(|t| same_trigger && !t.is_empty())
+        });
+        // A request for this run, not a setting: never recorded, so turning it off changes nothing.
+        let rotate = matches!(p.attrs.remove("rotate"), Some(Value::Bool(true)));
+        st.token_secret = match (rotate, prior) {
+            // Named after the one it replaces: the same at plan and at apply, new at every run.
+            (true, Some(pr)) => {
+                let old = s(pr, "token_secret").unwrap_or_default();
+                format!("{derived}-r{}", &sha256_hex(old.as_bytes())[..8])
+            }
+            _ => recorded.unwrap_or(derived),
+        };
         let server = server_of(k, &p.attrs, &st.source)?;
         // The kubeconfig it should hold, when the token exists already.
         let kc = self.token(k, &st, false).await.ok().flatten().map(|(t, ca)| kubeconfig(&st.source, &server, &ca, &t));
