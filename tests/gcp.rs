@@ -401,6 +401,63 @@ async fn fifty_objects_converge_under_injected_faults() {
     let state: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(c.dir.path().join("main.state.json")).unwrap()).unwrap();
     assert_eq!(state["objects"].as_array().unwrap().len(), 50);
+    // Some inserts were carried out and their replies lost: the retry met 409 and adopted.
+    let log = c.sim.log();
+    let lost: Vec<&str> = log
+        .iter()
+        .filter(|l| {
+            l.injected && l.method == "POST" && (l.path.ends_with("/firewalls") || l.path.ends_with("/addresses"))
+        })
+        .map(|l| l.path.as_str())
+        .collect();
+    assert!(log.iter().any(|l| l.status == 409 && lost.contains(&l.path.as_str())), "a lost reply was retried");
+    assert!(text(&o).contains("matches the desired state; adopted it into state"), "{}", text(&o));
+    drop(st);
+    // And destroy converges too.
+    let o = c.mf(&["destroy", "main.toml", "--auto-approve", "--parallelism", "10"]).await;
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let st = c.sim.shared.store.lock().unwrap();
+    assert!(!st.firewalls.keys().any(|k| k.starts_with("fw-")) && !st.addresses.keys().any(|k| k.starts_with("ip-")));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn create_conflicts_adopt_a_match_and_point_at_import_otherwise() {
+    let c = Cloud::default().await;
+    c.gcloud(&["compute", "firewall-rules", "create", "same", "--allow=tcp:80", "--source-ranges=10.0.0.0/8"]).await;
+    c.gcloud(&[
+        "compute",
+        "firewall-rules",
+        "create",
+        "other",
+        "--allow=tcp:80",
+        "--source-ranges=10.0.0.0/8",
+        "--priority=700",
+    ])
+    .await;
+    let rule = |name: &str| {
+        format!(
+            "[resources.gcp_firewall.{name}]\nname = \"{name}\"\npriority = 1000\nallow = [{{ protocol = \"tcp\", ports = [\"80\"] }}]\nsource_ranges = [\"10.0.0.0/8\"]\n\n"
+        )
+    };
+    c.write(&rule("same"));
+    let o = c.mf(&["apply", "main.toml", "--auto-approve"]).await;
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert!(
+        text(&o).contains("firewall rule same already existed and matches the desired state; adopted it"),
+        "{}",
+        text(&o)
+    );
+    c.assert_no_changes().await;
+    c.write(&(rule("same") + &rule("other")));
+    let o = c.mf(&["apply", "main.toml", "--auto-approve"]).await;
+    assert_eq!(code(&o), 1, "{}", text(&o));
+    assert!(
+        text(&o).contains("differs from the desired state in priority") && text(&o).contains("meshform import"),
+        "{}",
+        text(&o)
+    );
+    let d = c.describe(&["compute", "firewall-rules", "describe", "other"]).await;
+    assert_eq!(d["priority"], 700, "the existing rule is left alone");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -251,8 +251,16 @@ async fn gate(State(s): State<Arc<Shared>>, req: Request, next: Next) -> Respons
         if !s.opts.latency.is_zero() {
             tokio::time::sleep(s.opts.latency).await;
         }
+        let mutating = matches!(method.as_str(), "POST" | "PUT" | "PATCH" | "DELETE");
         match draw_fault(&s) {
-            Some(e) => {
+            Some((e, after)) if after && mutating => {
+                // The change is made, and the reply is lost: what a client sees when a request
+                // times out after the server committed it. A retry then finds the change made.
+                injected = true;
+                let _ = next.run(req).await;
+                e(style).into_response()
+            }
+            Some((e, _)) => {
                 injected = true;
                 e(style).into_response()
             }
@@ -264,7 +272,9 @@ async fn gate(State(s): State<Arc<Shared>>, req: Request, next: Next) -> Respons
     resp
 }
 
-fn draw_fault(s: &Shared) -> Option<fn(Style) -> ApiError> {
+/// A fault to inject, if any, and whether it comes after the request was carried out (only 503s,
+/// only for changes: the reply is lost, not the change).
+fn draw_fault(s: &Shared) -> Option<(fn(Style) -> ApiError, bool)> {
     if s.opts.fault_rate <= 0.0 {
         return None;
     }
@@ -281,7 +291,12 @@ fn draw_fault(s: &Shared) -> Option<fn(Style) -> ApiError> {
     if x >= s.opts.fault_rate {
         return None;
     }
-    Some(if next() % 2 == 0 { ApiError::rate_limited } else { ApiError::unavailable })
+    let r = next();
+    Some(match (r % 2, (r >> 1) % 2) {
+        (0, _) => (ApiError::rate_limited, false),
+        (_, 0) => (ApiError::unavailable, false),
+        _ => (ApiError::unavailable, true),
+    })
 }
 
 async fn requests(State(s): State<Arc<Shared>>) -> Json<Value> {

@@ -201,6 +201,32 @@ async fn faults_and_latency_reach_the_api_servers_too() {
     }
     let log = k.sim.kube[0].log.lock().unwrap().clone();
     assert!(log.iter().any(|(_, _, s, _)| *s == 429 || *s == 503), "{log:?}");
+    // --latency delays every request of both APIs (a lower bound: never flaky on a slow machine).
+    let slow =
+        Kube::start(SimOptions { latency: std::time::Duration::from_millis(300), ..SimOptions::default() }).await;
+    let ctx = slow.context(0);
+    let started = std::time::Instant::now();
+    slow.ok(&ctx, &["get", "ns", "default"], None).await;
+    assert!(!slow.sim.kube[0].log.lock().unwrap().is_empty());
+    assert!(started.elapsed() >= std::time::Duration::from_millis(300), "{:?}", started.elapsed());
+    let (host, token) = (slow.sim.base_url().trim_start_matches("http://").to_string(), slow.sim.token.clone());
+    let (reply, took) = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let started = std::time::Instant::now();
+        let mut conn = std::net::TcpStream::connect(&host).unwrap();
+        write!(
+            conn,
+            "GET /compute/v1/projects/meshform-demo/global/firewalls HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut reply = String::new();
+        conn.read_to_string(&mut reply).unwrap();
+        (reply, started.elapsed())
+    })
+    .await
+    .unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(took >= std::time::Duration::from_millis(300), "{took:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
