@@ -272,9 +272,12 @@ async fn gate(State(s): State<Arc<Shared>>, req: Request, next: Next) -> Respons
     resp
 }
 
-/// A fault to inject, if any, and whether it comes after the request was carried out (only 503s,
-/// only for changes: the reply is lost, not the change).
-fn draw_fault(s: &Shared) -> Option<(fn(Style) -> ApiError, bool)> {
+/// A fault: the error, and whether it comes after the request was carried out.
+type Fault = (fn(Style) -> ApiError, bool);
+
+/// A fault to inject, if any; only 503s come after (and only for changes: the reply is lost, not
+/// the change).
+fn draw_fault(s: &Shared) -> Option<Fault> {
     if s.opts.fault_rate <= 0.0 {
         return None;
     }
