@@ -394,10 +394,12 @@ async fn fifty_objects_converge_under_injected_faults() {
     assert_eq!(code(&o), 0, "{}", text(&o));
     assert!(c.sim.log().iter().any(|l| l.injected), "faults were injected");
     c.assert_no_changes().await;
-    let st = c.sim.shared.store.lock().unwrap();
-    let fws: Vec<&String> = st.firewalls.keys().filter(|k| k.starts_with("fw-")).collect();
-    let ips: Vec<&String> = st.addresses.keys().filter(|k| k.starts_with("ip-")).collect();
-    assert_eq!((fws.len(), ips.len()), (25, 25), "nothing duplicated or lost");
+    {
+        let st = c.sim.shared.store.lock().unwrap();
+        let fws = st.firewalls.keys().filter(|k| k.starts_with("fw-")).count();
+        let ips = st.addresses.keys().filter(|k| k.starts_with("ip-")).count();
+        assert_eq!((fws, ips), (25, 25), "nothing duplicated or lost");
+    }
     let state: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(c.dir.path().join("main.state.json")).unwrap()).unwrap();
     assert_eq!(state["objects"].as_array().unwrap().len(), 50);
@@ -412,7 +414,6 @@ async fn fifty_objects_converge_under_injected_faults() {
         .collect();
     assert!(log.iter().any(|l| l.status == 409 && lost.contains(&l.path.as_str())), "a lost reply was retried");
     assert!(text(&o).contains("matches the desired state; adopted it into state"), "{}", text(&o));
-    drop(st);
     // And destroy converges too.
     let o = c.mf(&["destroy", "main.toml", "--auto-approve", "--parallelism", "10"]).await;
     assert_eq!(code(&o), 0, "{}", text(&o));
