@@ -439,7 +439,7 @@ fn check_inputs(s: &Session, plan: &Plan) -> Result<(), String> {
     for (rel, hash) in &plan.inputs.files {
         let now = std::fs::read(s.cfg.dir.join(rel)).map(|b| sha256_hex(&b)).unwrap_or_default();
         if &now != hash {
-            return Err(format!("{rel} (read with file()) changed since the plan was made"));
+            return Err(format!("{rel} (read with file() or templatefile()) changed since the plan was made"));
         }
     }
     for (k, planned) in &plan.inputs.variables {

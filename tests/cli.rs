@@ -129,6 +129,20 @@ fn saved_plan_applies_exactly_once_and_then_is_stale() {
     assert_eq!(code(&o), 1);
     assert!(text(&o).contains("changed since the plan was made"), "{}", text(&o));
     assert_eq!(d.state()["serial"], 1);
+    // And so is one whose template file changed.
+    d.write("cm.yaml", "mode: ${meshform_data.a.output}\n");
+    d.write("main.toml", &format!("{CHAIN}\n[resources.meshform_data.t]\ninput = '${{templatefile(\"cm.yaml\")}}'\n"));
+    let o = d.run(&["plan", "main.toml", "--out", "t.plan"]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    d.write("cm.yaml", "mode: other\n");
+    let o = d.run(&["apply", "t.plan"]);
+    assert_eq!(code(&o), 1, "{}", text(&o));
+    assert!(
+        text(&o).contains("cm.yaml (read with file() or templatefile()) changed since the plan was made"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(d.state()["serial"], 1);
 }
 
 #[test]

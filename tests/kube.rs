@@ -511,16 +511,28 @@ cluster = "cluster-1"
 manifest = {{ apiVersion = "v1", kind = "ConfigMap", metadata = {{ name = "cfg", namespace = "sample" }}, data = {{ mode = "a" }} }}
 depends_on = ["k8s_namespace.sample"]
 
+[resources.k8s_manifest.templated]
+cluster = "cluster-1"
+yaml = '${{templatefile("templated.yaml")}}'
+
 [resources.mesh_remote_secret.r]
 source = "cluster-1"
 target = "cluster-2"
 "#
         )
     };
+    // A manifest file with references: the namespace it names and the revision read live.
+    std::fs::write(
+        c.dir.path().join("templated.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: templated\n  namespace: ${k8s_namespace.sample.name}\ndata:\n  revision: ${k8s_namespace.sample.labels[\"istio.io/rev\"]}\n",
+    )
+    .unwrap();
     c.write(&plan("one"));
     c.apply().await;
     let o = c.kubectl(0, &["get", "ns", "sample", "-o", "jsonpath={.metadata.labels.istio\\.io/rev}"]).await;
     assert_eq!(String::from_utf8_lossy(&o.stdout), "asm-173-3", "the revision label read live from istiod");
+    let o = c.kubectl(0, &["get", "cm", "templated", "-n", "sample", "-o", "jsonpath={.data.revision}"]).await;
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "asm-173-3", "rendered from the template");
     c.write(&plan("two"));
     let (rc, t) = c.plan().await;
     assert!(rc == 2 && t.contains("~ k8s_secret.creds") && t.contains("(sensitive)") && !t.contains("two"), "{t}");

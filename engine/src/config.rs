@@ -37,6 +37,8 @@ pub struct Config {
     pub outputs: BTreeMap<String, Output>,
     /// `[[checks]]`.
     pub checks: Vec<Check>,
+    /// Files read by `templatefile()`: path (relative) → SHA-256 of the text.
+    pub templates: BTreeMap<String, String>,
 }
 
 /// `[state]`: where state lives.
@@ -294,8 +296,9 @@ pub fn parse(
             ),
         }
     }
-    check_schemas(&cfg, registry, &mut diags);
     cfg.sources = sources;
+    crate::templatefile::expand(&mut cfg, &mut diags);
+    check_schemas(&cfg, registry, &mut diags);
     Ok((cfg, diags))
 }
 

@@ -41,6 +41,7 @@ pub const FUNCTIONS: &[(&str, usize, Option<usize>, &str)] = &[
     ("sha256", 1, Some(1), "sha256(text) → hexadecimal digest"),
     ("sort", 1, Some(1), "sort(list of text) → sorted list"),
     ("split", 2, Some(2), "split(separator, text) → list"),
+    ("templatefile", 1, Some(1), "templatefile(\"path\") → the file's text with its ${...} references rendered"),
     ("tostring", 1, Some(1), "tostring(value) → text"),
     ("trimspace", 1, Some(1), "trimspace(text) → text without surrounding whitespace"),
     ("upper", 1, Some(1), "upper(text) → text"),

@@ -15,6 +15,7 @@ pub mod plan;
 pub mod provider;
 pub mod session;
 pub mod state;
+pub mod templatefile;
 pub mod testing;
 pub mod value;
 pub mod vars;

@@ -393,6 +393,52 @@ secret = "${{meshform_data.b.output}}{tail}"
 }
 
 #[tokio::test]
+async fn templatefile_renders_references_in_dependency_order_and_a_changed_template_stales_a_saved_plan() {
+    let f = Fixture::new(
+        r#"
+[variables.mesh]
+default = "mesh1"
+
+[resources.test_object.a]
+name = "a"
+
+[resources.meshform_data.m]
+input = '${templatefile("cm.yaml")}'
+"#,
+    );
+    let template =
+        "kind: ConfigMap\ndata:\n  mesh: ${var.mesh}\n  from: ${test_object.a.id}\n  literal: $${not.a.reference}\n";
+    std::fs::write(f.dir.path().join("cm.yaml"), template).unwrap();
+    // Rebuild the session now that the template exists.
+    let p = f.plan().await;
+    let m = p.changes.iter().find(|c| c.address.to_string() == "meshform_data.m").unwrap();
+    assert!(m.depends_on.iter().any(|d| d.to_string() == "test_object.a"), "{:?}", m.depends_on);
+    assert!(p.inputs.files.contains_key("cm.yaml"));
+    assert!(f.apply_plan(&p, &ApplyOptions::default()).await.success());
+    let id = f.test.live_by_name("a").unwrap()["id"].to_interpolated().unwrap();
+    let out =
+        f.state().objects.values().find(|r| r.address.to_string() == "meshform_data.m").unwrap().attributes["output"]
+            .clone();
+    assert_eq!(
+        out,
+        Value::String(format!(
+            "kind: ConfigMap\ndata:\n  mesh: mesh1\n  from: {id}\n  literal: ${{not.a.reference}}\n"
+        ))
+    );
+    assert!(!f.plan().await.has_changes());
+    // A saved plan records the template; changing it afterwards makes the plan stale.
+    let planfile = f.dir.path().join("p.plan");
+    std::fs::write(f.dir.path().join("cm.yaml"), template.replace("mesh:", "mesh-id:")).unwrap();
+    let p = f.plan().await;
+    assert_eq!(Fixture::actions(&p), ["~ meshform_data.m"]);
+    saved::save(&p, &planfile).unwrap();
+    let loaded = saved::load(&planfile).unwrap();
+    let recorded = &loaded.inputs.files["cm.yaml"];
+    let now = meshform_engine::value::sha256_hex(&std::fs::read(f.dir.path().join("cm.yaml")).unwrap());
+    assert_eq!(recorded, &now);
+}
+
+#[tokio::test]
 async fn interrupt_starts_nothing_new_and_saves_what_finished() {
     let mut toml = String::new();
     for i in 0..10 {

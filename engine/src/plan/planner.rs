@@ -149,7 +149,11 @@ pub fn inputs_of(s: &Session, targets: &[Addr]) -> Inputs {
     Inputs {
         config_path: s.cfg.path.display().to_string(),
         config_sha256: sha256_hex(s.cfg.sources.text(s.cfg.file).as_bytes()),
-        files: s.files_read.lock().map(|f| f.clone()).unwrap_or_default(),
+        files: {
+            let mut f = s.files_read.lock().map(|f| f.clone()).unwrap_or_default();
+            f.extend(s.cfg.templates.iter().map(|(k, v)| (k.clone(), v.clone())));
+            f
+        },
         variables,
         targets: targets.iter().map(ToString::to_string).collect(),
     }

@@ -1,0 +1,129 @@
+//! `templatefile("path")`: a file whose text holds `${...}` references, rendered like a string
+//! of the desired-state file (e.g. a Kubernetes manifest that names a live value). The call is
+//! replaced at load time by the file's parsed template, so its references are graph edges,
+//! `validate` checks them and diagnostics point into the template file itself.
+
+use std::collections::BTreeMap;
+
+use crate::config::Config;
+use crate::diag::{Diagnostic, Diagnostics, Span};
+use crate::expr::{Expr, ExprKind, Step, StrSpans, parse_template};
+use crate::value::{Value, sha256_hex};
+
+/// Expands every `templatefile()` call of `cfg`, recording each file's hash in `cfg.templates`.
+pub fn expand(cfg: &mut Config, diags: &mut Diagnostics) {
+    // Diagnostics name a template by its path as seen from where the desired-state file was named.
+    let shown = cfg.path.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
+    let mut x = Expander { dir: cfg.dir.clone(), shown, sources: &mut cfg.sources, templates: BTreeMap::new(), diags };
+    for b in cfg.blocks.values_mut().chain(cfg.providers.values_mut()) {
+        for a in b.attrs.values_mut() {
+            x.walk(&mut a.expr);
+        }
+        if let Some(fe) = &mut b.for_each {
+            x.walk(fe);
+        }
+    }
+    for o in cfg.outputs.values_mut() {
+        x.walk(&mut o.value);
+    }
+    for c in &mut cfg.checks {
+        for e in c.condition.iter_mut().chain(c.error_message.iter_mut()).chain(c.for_each.iter_mut()) {
+            x.walk(e);
+        }
+        for a in c.args.values_mut() {
+            x.walk(&mut a.expr);
+        }
+    }
+    cfg.templates = x.templates;
+}
+
+struct Expander<'a> {
+    dir: std::path::PathBuf,
+    shown: std::path::PathBuf,
+    sources: &'a mut crate::diag::Sources,
+    templates: BTreeMap<String, String>,
+    diags: &'a mut Diagnostics,
+}
+
+impl Expander<'_> {
+    fn walk(&mut self, e: &mut Expr) {
+        if let ExprKind::Call(name, args) = &e.kind
+            && name == "templatefile"
+        {
+            let rel = match args.as_slice() {
+                [Expr { kind: ExprKind::Lit(Value::String(p)), .. }] => p.clone(),
+                _ => {
+                    self.diags.push(
+                        Diagnostic::error("templatefile() takes one literal path", e.span)
+                            .label("the path must be written out, so the file is read when the desired state loads"),
+                    );
+                    return;
+                }
+            };
+            if let Some(t) = self.load(&rel, e.span) {
+                *e = t;
+            }
+            return;
+        }
+        match &mut e.kind {
+            ExprKind::Lit(_) | ExprKind::Ident(_) => {}
+            ExprKind::Template(parts) => {
+                for p in parts {
+                    if let crate::expr::TemplatePart::Interp(x) = p {
+                        self.walk(x);
+                    }
+                }
+            }
+            ExprKind::Traverse(base, steps) => {
+                self.walk(base);
+                for st in steps {
+                    if let Step::Index(i, _) = st {
+                        self.walk(i);
+                    }
+                }
+            }
+            ExprKind::Call(_, items) | ExprKind::List(items) => items.iter_mut().for_each(|a| self.walk(a)),
+            ExprKind::Map(entries) => entries.iter_mut().for_each(|(_, _, v)| self.walk(v)),
+            ExprKind::Unary(_, x) => self.walk(x),
+            ExprKind::Binary(_, a, b) => {
+                self.walk(a);
+                self.walk(b);
+            }
+            ExprKind::Cond(c, a, b) => {
+                self.walk(c);
+                self.walk(a);
+                self.walk(b);
+            }
+        }
+    }
+
+    /// The parsed template of `rel`, registered as a source so diagnostics point into it.
+    fn load(&mut self, rel: &str, call: Span) -> Option<Expr> {
+        let text = match std::fs::read_to_string(self.dir.join(rel)) {
+            Ok(t) => t,
+            Err(e) => {
+                let why =
+                    if e.kind() == std::io::ErrorKind::NotFound { "no such file".to_string() } else { e.to_string() };
+                self.diags.push(
+                    Diagnostic::error("call to templatefile() failed", call)
+                        .label(format!("cannot read {rel:?} (relative to this file's directory): {why}")),
+                );
+                return None;
+            }
+        };
+        self.templates.insert(rel.to_string(), sha256_hex(text.as_bytes()));
+        let file = self.sources.add(self.shown.join(rel).display().to_string(), text.as_str());
+        let whole = Span { file, start: 0, end: text.len() as u32 };
+        match parse_template(&text, StrSpans { whole, content: Some(0) }) {
+            // The value is always text, even when the file is a single `${...}`.
+            Ok(e) => Some(match e.kind {
+                ExprKind::Template(_) | ExprKind::Lit(Value::String(_)) => e,
+                _ => Expr { kind: ExprKind::Template(vec![crate::expr::TemplatePart::Interp(e)]), span: whole },
+            }),
+            Err(d) => {
+                self.diags.push(d);
+                None
+            }
+        }
+    }
+}
