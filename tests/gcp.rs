@@ -562,3 +562,18 @@ async fn cluster_lookups_expose_the_guides_inputs_including_autopilot() {
     assert!(t.contains("m = \"projects/meshform-demo/locations/us-central1/memberships/cluster-1\""), "{t}");
     assert!(t.contains("nets = [\"203.0.113.0/24\"]"), "{t}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_resource_timeout_bounds_waiting_for_its_operation() {
+    // gkehub operations that take 12 polls (over 20 s of backoff): the resource allows 2 s.
+    let c = Cloud::start(SimOptions { lro_polls: 12, ..SimOptions::default() }).await;
+    c.write("[resources.gke_fleet_membership.m]\nlocation = \"us-central1\"\nmembership_id = \"cluster-1\"\ngke_cluster = \"us-central1-a/cluster-1\"\ntimeouts = { create = \"2s\" }\n");
+    let started = std::time::Instant::now();
+    let o = c.mf(&["apply", "main.toml", "--auto-approve"]).await;
+    assert_eq!(code(&o), 1, "{}", text(&o));
+    assert!(text(&o).contains("2s"), "{}", text(&o));
+    assert!(started.elapsed() < std::time::Duration::from_secs(15), "gave up at its timeout, not the provider's");
+    // The operation finished in the background: the next apply adopts what it made.
+    let o = c.mf(&["apply", "main.toml", "--auto-approve"]).await;
+    assert_eq!(code(&o), 0, "{}", text(&o));
+}

@@ -369,7 +369,8 @@ impl Run<'_> {
             return Err(CANCELLED.into());
         }
         self.observer.started(c);
-        let ctx = self.ctx(p);
+        let timeouts = self.s.cfg.blocks.get(&c.address.block).map(|b| b.timeouts.clone()).unwrap_or_default();
+        let ctx_for = |limit: Option<std::time::Duration>| CallContext { timeout: limit, ..self.ctx(p) };
         // The object as the plan saw it (refreshed from live), so that an update also undoes what
         // changed outside meshform; the recorded object when the plan has none.
         let recorded =
@@ -378,26 +379,36 @@ impl Run<'_> {
         let deps = c.depends_on.clone();
         match (c.action, planned) {
             (Action::Delete, _) => {
-                p.delete(ty, &prior, &ctx).await.map_err(|e| format!("destroying {} failed: {e}", c.address))?;
+                let d = timeouts.delete;
+                timed(d, p.delete(ty, &prior, &ctx_for(d)))
+                    .await
+                    .map_err(|e| format!("destroying {} failed: {e}", c.address))?;
                 self.commit(StateChange::Remove { address: c.address.clone() }).await
             }
             (Action::Create, Some((attrs, sensitive))) => {
-                let new =
-                    p.create(ty, &attrs, &ctx).await.map_err(|e| format!("creating {} failed: {e}", c.address))?;
+                let d = timeouts.create;
+                let new = timed(d, p.create(ty, &attrs, &ctx_for(d)))
+                    .await
+                    .map_err(|e| format!("creating {} failed: {e}", c.address))?;
                 self.put(c, new, sensitive, deps).await
             }
             (Action::Update, Some((attrs, sensitive))) => {
-                let new = p
-                    .update(ty, &prior, &attrs, &ctx)
+                let d = timeouts.update;
+                let new = timed(d, p.update(ty, &prior, &attrs, &ctx_for(d)))
                     .await
                     .map_err(|e| format!("updating {} failed: {e}", c.address))?;
                 self.put(c, new, sensitive, deps).await
             }
             (Action::Replace, Some((attrs, sensitive))) => {
-                let create = |attrs: Map| async move {
-                    p.create(ty, &attrs, &ctx)
-                        .await
-                        .map_err(|e| format!("creating the replacement of {} failed: {e}", c.address))
+                let (create_limit, delete_limit) = (timeouts.create, timeouts.delete);
+                let create_ctx = ctx_for(create_limit);
+                let create = |attrs: Map| {
+                    let create_ctx = &create_ctx;
+                    async move {
+                        timed(create_limit, p.create(ty, &attrs, create_ctx))
+                            .await
+                            .map_err(|e| format!("creating the replacement of {} failed: {e}", c.address))
+                    }
                 };
                 if c.create_before_destroy {
                     let new = create(attrs).await?;
@@ -410,7 +421,7 @@ impl Run<'_> {
                     }
                     // Record the new object first: if the old one cannot be deleted, nothing new is lost.
                     self.put(c, new, sensitive, deps).await?;
-                    p.delete(ty, &prior, &self.ctx(p)).await.map_err(|e| {
+                    timed(delete_limit, p.delete(ty, &prior, &ctx_for(delete_limit))).await.map_err(|e| {
                         format!(
                             "destroying the old {} (id {}) failed; it is no longer tracked and must be deleted by hand: {e}",
                             c.address,
@@ -418,7 +429,7 @@ impl Run<'_> {
                         )
                     })
                 } else {
-                    p.delete(ty, &prior, &self.ctx(p))
+                    timed(delete_limit, p.delete(ty, &prior, &ctx_for(delete_limit)))
                         .await
                         .map_err(|e| format!("destroying {} for replacement failed: {e}", c.address))?;
                     self.commit(StateChange::Remove { address: c.address.clone() }).await?;
@@ -449,5 +460,22 @@ impl Run<'_> {
         self.journal.append(change.clone()).await?;
         change.apply_to(&mut self.objects.lock().unwrap_or_else(|e| e.into_inner()));
         Ok(())
+    }
+}
+
+/// A provider call under the resource's timeout for the operation, when it has one.
+async fn timed<T>(
+    limit: Option<std::time::Duration>,
+    call: impl std::future::Future<Output = crate::provider::ProviderResult<T>>,
+) -> Result<T, String> {
+    match limit {
+        None => call.await.map_err(|e| e.to_string()),
+        Some(d) => match tokio::time::timeout(d, call).await {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(_) => Err(format!(
+                "timed out after {}s (its `timeouts` setting); the operation may still finish in the background, and the next plan reads what it did",
+                d.as_secs()
+            )),
+        },
     }
 }

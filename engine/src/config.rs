@@ -133,6 +133,18 @@ pub struct Lifecycle {
     pub create_before_destroy: bool,
 }
 
+/// `timeouts = { create, update, delete }`: how long one operation on the object may take
+/// (`"90s"`, `"20m"`, `"1h"` or seconds); unset means the provider's own limits.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Timeouts {
+    /// Creating (also the create half of a replacement).
+    pub create: Option<std::time::Duration>,
+    /// Updating in place.
+    pub update: Option<std::time::Duration>,
+    /// Deleting.
+    pub delete: Option<std::time::Duration>,
+}
+
 /// A block: a cluster, a resource, a data source or a provider's settings.
 #[derive(Clone, Debug)]
 pub struct Block {
@@ -150,6 +162,8 @@ pub struct Block {
     pub depends_on: Vec<(Addr, Span)>,
     /// `lifecycle`.
     pub lifecycle: Lifecycle,
+    /// `timeouts`.
+    pub timeouts: Timeouts,
 }
 
 /// `[outputs.NAME]`.
@@ -270,7 +284,7 @@ pub fn parse(
                 let meta: &[&str] = if mode == Mode::Data {
                     &["for_each", "depends_on"]
                 } else {
-                    &["for_each", "depends_on", "lifecycle"]
+                    &["for_each", "depends_on", "lifecycle", "timeouts"]
                 };
                 p.each_table(value, "resource type", |p, ty, ty_span, t| {
                     p.each_table_in(t, "resource", |p, n, s, body| {
@@ -497,6 +511,7 @@ impl<'t> Parse<'t> {
             for_each: None,
             depends_on: Vec::new(),
             lifecycle: Lifecycle::default(),
+            timeouts: Timeouts::default(),
         };
         for (k, v) in t {
             let name = k.get_ref().as_ref();
@@ -506,6 +521,7 @@ impl<'t> Parse<'t> {
                 "for_each" if is_meta => b.for_each = self.expr(v),
                 "depends_on" if is_meta => self.depends_on(v, &mut b.depends_on),
                 "lifecycle" if is_meta => self.lifecycle(v, &mut b.lifecycle),
+                "timeouts" if is_meta => self.timeouts(v, &mut b.timeouts),
                 _ => {
                     if let Some(expr) = self.expr(v) {
                         b.attrs.insert(name.to_string(), Attr { name_span: kspan, expr });
@@ -531,6 +547,35 @@ impl<'t> Parse<'t> {
             match s.parse::<Addr>() {
                 Ok(a) => out.push((a, span)),
                 Err(e) => self.diags.push(Diagnostic::error("invalid address in `depends_on`", span).label(e)),
+            }
+        }
+    }
+
+    fn timeouts(&mut self, v: &Spanned<DeValue<'_>>, out: &mut Timeouts) {
+        let DeValue::Table(t) = v.get_ref() else { return self.wrong_type("`timeouts`", "a table", v) };
+        const KEYS: [&str; 3] = ["create", "update", "delete"];
+        for (k, v) in t {
+            let slot = match k.get_ref().as_ref() {
+                "create" => &mut out.create,
+                "update" => &mut out.update,
+                "delete" => &mut out.delete,
+                other => {
+                    self.unknown_key(other, k.span(), &KEYS, "`timeouts`");
+                    continue;
+                }
+            };
+            let secs = match v.get_ref() {
+                DeValue::Integer(_) => v.get_ref().as_integer().and_then(|i| i.as_str().parse::<u64>().ok()),
+                DeValue::String(s) => parse_duration(s),
+                _ => None,
+            };
+            match secs.filter(|s| *s > 0) {
+                Some(s) => *slot = Some(std::time::Duration::from_secs(s)),
+                None => self.wrong_type(
+                    &format!("`timeouts.{}`", k.get_ref().as_ref()),
+                    "a duration like \"90s\", \"20m\", \"1h\" or a number of seconds",
+                    v,
+                ),
             }
         }
     }
@@ -824,4 +869,28 @@ fn check_literal_type(e: &Expr, ty: &AttrType, name: &str, diags: &mut Diagnosti
 /// The schema of a block's type, if registered.
 pub fn schema_of<'r>(registry: &'r Registry, addr: &BlockAddr) -> Option<&'r TypeSchema> {
     registry.lookup(addr.mode != Mode::Managed, &addr.ty).map(|(_, s)| s.as_ref())
+}
+
+/// `"90s"`, `"20m"`, `"1h"`, `"1h30m"` or `"120"` → seconds.
+fn parse_duration(s: &str) -> Option<u64> {
+    let s = s.trim();
+    if let Ok(n) = s.parse::<u64>() {
+        return Some(n);
+    }
+    let (mut total, mut num) = (0u64, String::new());
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            _ => return None,
+        };
+        total = total.checked_add(num.parse::<u64>().ok()?.checked_mul(unit)?)?;
+        num.clear();
+    }
+    num.is_empty().then_some(total)
 }

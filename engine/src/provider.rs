@@ -209,6 +209,10 @@ pub struct CallContext {
     pub notes: Arc<std::sync::Mutex<Vec<String>>>,
     /// The directory of the desired-state file (relative paths in attributes resolve against it).
     pub dir: std::path::PathBuf,
+    /// The resource's `timeouts` entry for the operation under way: how long the whole call may
+    /// take (the engine gives up after it); providers wait for their operations this long instead
+    /// of their own default.
+    pub timeout: Option<std::time::Duration>,
 }
 
 /// A proposed new state for an object.

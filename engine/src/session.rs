@@ -168,7 +168,13 @@ impl Session {
             .get(provider.name())
             .cloned()
             .unwrap_or_default();
-        CallContext { config, clusters: clusters.clone(), notes: self.notes.clone(), dir: self.cfg.dir.clone() }
+        CallContext {
+            config,
+            clusters: clusters.clone(),
+            notes: self.notes.clone(),
+            dir: self.cfg.dir.clone(),
+            timeout: None,
+        }
     }
 
     /// The provider and schema of an instance's type.

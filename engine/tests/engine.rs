@@ -439,6 +439,36 @@ input = '${templatefile("cm.yaml")}'
 }
 
 #[tokio::test]
+async fn a_resource_timeout_stops_a_slow_operation_and_nothing_is_recorded_for_it() {
+    let f = Fixture::new(
+        "[resources.test_object.slow]\nname = \"slow\"\ntimeouts = { create = \"1s\" }\n\n[resources.test_object.fast]\nname = \"fast\"\n",
+    );
+    *f.test.latency.lock().unwrap() = Duration::from_millis(1500);
+    let r = f.apply().await;
+    assert!(!r.success());
+    let failed: Vec<String> = r
+        .results
+        .iter()
+        .filter_map(|(a, _, res)| match res {
+            NodeResult::Failed(m) => Some(format!("{a}: {m}")),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert!(failed[0].starts_with("test_object.slow") && failed[0].contains("timed out after 1s"), "{failed:?}");
+    let st = f.state();
+    assert!(st.objects.keys().any(|a| a.to_string() == "test_object.fast"), "the other object is kept");
+    assert!(!st.objects.keys().any(|a| a.to_string() == "test_object.slow"));
+    // Bad durations are refused when the file loads.
+    f.write("[resources.test_object.x]\nname = \"x\"\ntimeouts = { create = \"soon\", remove = \"1m\" }\n");
+    let e = f.load_error();
+    assert!(
+        e.contains("`timeouts.create` must be a duration") && e.contains("unknown attribute `remove` in `timeouts`"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
 async fn interrupt_starts_nothing_new_and_saves_what_finished() {
     let mut toml = String::new();
     for i in 0..10 {

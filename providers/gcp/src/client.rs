@@ -64,6 +64,11 @@ impl Endpoints {
     }
 }
 
+tokio::task_local! {
+    /// How long operations of the resource being changed may take (its `timeouts` entry).
+    pub static OPERATION_TIMEOUT: Option<Duration>;
+}
+
 /// Where access tokens come from.
 pub enum Credentials {
     /// A token given in the environment (MESHFORM_GCP_ACCESS_TOKEN / CLOUDSDK_AUTH_ACCESS_TOKEN).
@@ -406,14 +411,12 @@ impl Client {
     }
 
     fn check_timeout(&self, started: Instant, op: &Value) -> ProviderResult<()> {
-        if started.elapsed() > self.settings.operation_timeout {
+        // The resource's own `timeouts` entry when it has one, else the provider's setting.
+        let limit = OPERATION_TIMEOUT.try_with(|t| *t).ok().flatten().unwrap_or(self.settings.operation_timeout);
+        if started.elapsed() > limit {
             return Err(ProviderError::new(
                 ErrorKind::Transient,
-                format!(
-                    "operation {} did not finish within {:?}",
-                    op["name"].as_str().unwrap_or(""),
-                    self.settings.operation_timeout
-                ),
+                format!("operation {} did not finish within {limit:?}", op["name"].as_str().unwrap_or("")),
             ));
         }
         Ok(())

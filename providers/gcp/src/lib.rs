@@ -187,17 +187,19 @@ impl Provider for GcpProvider {
 
     async fn create(&self, ty: &str, planned: &Map, ctx: &CallContext) -> ProviderResult<Map> {
         let c = self.client()?;
-        let r = self.ty(ty)?.create(&c, planned).await;
+        let r = client::OPERATION_TIMEOUT.scope(ctx.timeout, self.ty(ty)?.create(&c, planned)).await;
         ctx.notes.lock().unwrap_or_else(|e| e.into_inner()).extend(c.take_notes());
         r
     }
 
-    async fn update(&self, ty: &str, prior: &Map, planned: &Map, _ctx: &CallContext) -> ProviderResult<Map> {
-        self.ty(ty)?.update(&*self.client()?, prior, planned).await
+    async fn update(&self, ty: &str, prior: &Map, planned: &Map, ctx: &CallContext) -> ProviderResult<Map> {
+        let c = self.client()?;
+        client::OPERATION_TIMEOUT.scope(ctx.timeout, self.ty(ty)?.update(&c, prior, planned)).await
     }
 
-    async fn delete(&self, ty: &str, prior: &Map, _ctx: &CallContext) -> ProviderResult<()> {
-        match self.ty(ty)?.delete(&*self.client()?, prior).await {
+    async fn delete(&self, ty: &str, prior: &Map, ctx: &CallContext) -> ProviderResult<()> {
+        let c = self.client()?;
+        match client::OPERATION_TIMEOUT.scope(ctx.timeout, self.ty(ty)?.delete(&c, prior)).await {
             Err(e) if e.kind == ErrorKind::NotFound => Ok(()),
             other => other,
         }
