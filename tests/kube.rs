@@ -71,6 +71,27 @@ async fn namespaces_secrets_and_manifests_apply_idempotently_and_repair_drift() 
     )
     .await;
     c.kubectl(1, &["annotate", "svc", "helloworld", "-n", "sample", "team=edge"]).await;
+    // Another manager adds an item inside a list meshform applied (an env var of its container).
+    let deploy = String::from_utf8_lossy(&c.kubectl(1, &["get", "deploy", "-n", "sample", "-o", "name"]).await.stdout)
+        .lines()
+        .next()
+        .unwrap()
+        .to_string();
+    c.kubectl(
+        1,
+        &[
+            "patch",
+            &deploy,
+            "-n",
+            "sample",
+            "--type",
+            "json",
+            "-p",
+            r#"[{"op":"add","path":"/spec/template/spec/containers/0/env","value":[{"name":"INJECTED","value":"1"}]}]"#,
+            "--field-manager=injector",
+        ],
+    )
+    .await;
     let o = c.mf(&["drift", "main.toml"]).await;
     let t = text(&o);
     assert_eq!(code(&o), 2, "{t}");
@@ -90,6 +111,10 @@ async fn namespaces_secrets_and_manifests_apply_idempotently_and_repair_drift() 
         .kubectl(1, &["get", "svc", "helloworld", "-n", "sample", "-o", "jsonpath={.metadata.annotations.team}"])
         .await;
     assert_eq!(String::from_utf8_lossy(&o.stdout), "edge", "another manager's field is kept");
+    let o = c
+        .kubectl(1, &["get", &deploy, "-n", "sample", "-o", "jsonpath={.spec.template.spec.containers[0].env[0].name}"])
+        .await;
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "INJECTED", "another manager's list item is kept");
 
     // The guide's clean-up step: destroy the sample namespace (and what is in it) only.
     let o = c.mf(&["destroy", "main.toml", "--auto-approve", "--target", "k8s_namespace.sample"]).await;

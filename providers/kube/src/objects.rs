@@ -58,8 +58,31 @@ pub fn project(live: &J, applied: &J) -> J {
             }
             J::Object(out)
         }
+        // A list of keyed items (containers, env, ports, volumes, ...): each applied item is
+        // matched with the live item of the same key and projected onto it; items others added
+        // are not meshform's. A list without such keys is an atomic value, taken whole.
+        (J::Array(l), J::Array(a)) => match merge_key(a) {
+            Some(key) => J::Array(
+                a.iter()
+                    .filter_map(|ai| l.iter().find(|li| li.get(key) == ai.get(key)).map(|li| project(li, ai)))
+                    .collect(),
+            ),
+            None => live.clone(),
+        },
         (l, _) => l.clone(),
     }
+}
+
+/// The field identifying the items of a list, as Kubernetes' strategic merge keys do: `name`
+/// (containers, env, volumes, ...), else `containerPort`, `port` or `mountPath`, when every item
+/// has it and no two items share a value.
+fn merge_key(items: &[J]) -> Option<&'static str> {
+    ["name", "containerPort", "port", "mountPath", "ip"].into_iter().find(|k| {
+        let keys: Vec<&J> = items.iter().filter_map(|i| i.get(*k)).collect();
+        !items.is_empty()
+            && keys.len() == items.len()
+            && keys.iter().enumerate().all(|(n, x)| keys[..n].iter().all(|y| y != x))
+    })
 }
 
 /// Removes bookkeeping the server adds to what comes back from an apply.
