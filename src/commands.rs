@@ -207,7 +207,7 @@ async fn cmd_plan(
         Err(c) => return c,
     };
     let opts = PlanOptions { mode, targets, refresh: p.refresh, parallelism: p.parallelism as usize };
-    let outcome = match plan(&s, &state, &opts).await {
+    let outcome = match ui::while_reading(plan(&s, &state, &opts), &s, &state, p.refresh).await {
         Ok(o) => o,
         Err(d) => return out.diags(&s, d),
     };
@@ -267,7 +267,7 @@ async fn cmd_apply(out: &Out, file: &Path, vars: &VarArgs, p: &PlanArgs, auto_ap
         Err(c) => return c,
     };
     let opts = PlanOptions { mode, targets, refresh: p.refresh, parallelism: p.parallelism as usize };
-    let outcome = match plan(&s, &state, &opts).await {
+    let outcome = match ui::while_reading(plan(&s, &state, &opts), &s, &state, p.refresh).await {
         Ok(o) => o,
         Err(d) => return out.diags(&s, d),
     };
@@ -474,7 +474,14 @@ async fn cmd_drift(out: &Out, file: &Path, vars: &VarArgs, targets: &[String], p
         Ok(st) => st,
         Err(c) => return c,
     };
-    let report = match detect_drift(&s, &state, &targets, parallelism.max(1) as usize).await {
+    let report = match ui::while_reading(
+        detect_drift(&s, &state, &targets, parallelism.max(1) as usize),
+        &s,
+        &state,
+        true,
+    )
+    .await
+    {
         Ok(r) => r,
         Err(d) => return out.diags(&s, d),
     };

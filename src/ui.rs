@@ -40,6 +40,36 @@ pub fn progress(total: u64, msg: &str) -> ProgressBar {
     pb
 }
 
+/// Runs `work` (a plan or a drift check) with a spinner on stderr saying what is being read, so a
+/// long refresh of a large fleet shows it is alive. Hidden where progress is not drawn.
+pub async fn while_reading<T>(
+    work: impl std::future::Future<Output = T>,
+    s: &meshform_engine::session::Session,
+    state: &meshform_engine::state::State,
+    refresh: bool,
+) -> T {
+    if !show_progress() {
+        return work.await;
+    }
+    let lookups =
+        s.graph.instances.iter().filter(|i| i.addr.block.mode != meshform_engine::addr::Mode::Managed).count();
+    let msg = if refresh {
+        format!("reading {} objects and {lookups} lookups live", state.objects.len())
+    } else {
+        format!("reading {lookups} lookups live")
+    };
+    let sp = ProgressBar::new_spinner();
+    sp.set_style(
+        ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    sp.set_message(msg);
+    sp.enable_steady_tick(Duration::from_millis(120));
+    let out = work.await;
+    sp.finish_and_clear();
+    out
+}
+
 /// Prints one line per finished operation on stdout and advances the bar.
 pub struct ApplyProgress {
     /// The bar.
