@@ -451,3 +451,32 @@ fn the_demo_runs() {
     assert!(o.status.success(), "{t}");
     assert!(t.contains("priority = 900 -> 1000") && t.contains("Demo complete"), "{t}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn asm_guide_autopilot_variant_targets_each_clusters_gke_rule() {
+    let mut w = World::default();
+    for cl in &mut w.clusters {
+        cl.autopilot = true;
+    }
+    let c = Cloud::start(SimOptions { world: w.clone(), ..SimOptions::default() }).await;
+    setup(&c, &w);
+    let plan = "plans/asm-multicluster.toml";
+    let (rc, t) = mf(&c, &["apply", plan, "--auto-approve", "--var", "autopilot=true"]).await;
+    assert_eq!(rc, 0, "{t}");
+    let (rc, t) = mf(&c, &["plan", plan, "--detailed-exitcode", "--var", "autopilot=true"]).await;
+    assert_eq!(rc, 0, "{t}");
+    // What the guide's Autopilot step finds, cluster by cluster.
+    let mut want = Vec::new();
+    for cl in &w.clusters {
+        let filter = format!("--filter=name~gke-{}-[0-9a-z]*-vms", cl.name);
+        let o = c.gcloud(&["compute", "firewall-rules", "list", &filter, "--format=value(targetTags[0])"]).await;
+        want.push(String::from_utf8_lossy(&o.stdout).trim().to_string());
+    }
+    want.sort();
+    let fw = c.describe(&["compute", "firewall-rules", "describe", "istio-multicluster-pods"]).await;
+    let mut got: Vec<String> =
+        fw["targetTags"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_string()).collect();
+    got.sort();
+    assert_eq!(got, want);
+    assert!(want.iter().all(|t| !t.is_empty()));
+}
