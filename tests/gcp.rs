@@ -77,8 +77,14 @@ async fn lifecycle(
 async fn firewall_lifecycle() {
     let c = Cloud::default().await;
     let fw = |prio: u32, dir: &str| {
+        // The in-place update also turns logging on and targets a service account.
+        let extra = if prio == 800 {
+            "log_config = {}\ntarget_service_accounts = [\"mesh@meshform-demo.iam.gserviceaccount.com\"]\n"
+        } else {
+            ""
+        };
         format!(
-            "[resources.gcp_firewall.fw]\nname = \"fw\"\ndirection = \"{dir}\"\npriority = {prio}\nallow = [{{ protocol = \"tcp\", ports = [\"80\", \"443\"] }}]\nsource_ranges = [\"10.0.0.0/8\"]\n"
+            "[resources.gcp_firewall.fw]\nname = \"fw\"\ndirection = \"{dir}\"\npriority = {prio}\nallow = [{{ protocol = \"tcp\", ports = [\"80\", \"443\"] }}]\nsource_ranges = [\"10.0.0.0/8\"]\n{extra}"
         )
     };
     let oob: OutOfBand = (&["compute", "firewall-rules", "update", "fw", "--priority=1000"], Some("priority"));

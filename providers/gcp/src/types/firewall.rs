@@ -16,7 +16,27 @@ use crate::convert::{network_path, normalize_set, req, s, short_network, string_
 /// The type.
 pub struct Firewall;
 
-const SETS: [&str; 4] = ["source_ranges", "destination_ranges", "source_tags", "target_tags"];
+const SETS: [&str; 6] = [
+    "source_ranges",
+    "destination_ranges",
+    "source_tags",
+    "target_tags",
+    "source_service_accounts",
+    "target_service_accounts",
+];
+
+/// Our set attributes and the API's fields.
+const SET_FIELDS: [(&str, &str); 6] = [
+    ("source_ranges", "sourceRanges"),
+    ("destination_ranges", "destinationRanges"),
+    ("source_tags", "sourceTags"),
+    ("target_tags", "targetTags"),
+    ("source_service_accounts", "sourceServiceAccounts"),
+    ("target_service_accounts", "targetServiceAccounts"),
+];
+
+/// Logging metadata when `log_config` leaves it out (the API's default).
+const DEFAULT_LOG_METADATA: &str = "INCLUDE_ALL_METADATA";
 
 fn rule_type() -> AttrType {
     AttrType::List(Box::new(AttrType::Object(vec![
@@ -51,21 +71,20 @@ fn body(project: &str, m: &Map) -> J {
             b[theirs] = json!(rs);
         }
     }
-    for (ours, theirs) in [
-        ("source_ranges", "sourceRanges"),
-        ("destination_ranges", "destinationRanges"),
-        ("source_tags", "sourceTags"),
-        ("target_tags", "targetTags"),
-    ] {
+    for (ours, theirs) in SET_FIELDS {
         b[theirs] = json!(strings(m, ours));
     }
     if let Some(Value::Bool(d)) = m.get("disabled") {
         b["disabled"] = json!(d);
     }
     b["description"] = json!(s(m, "description").unwrap_or_default());
-    if let Some(Value::Bool(l)) = m.get("enable_logging") {
-        b["logConfig"] = json!({"enable": l});
-    }
+    // Terraform's `log_config { metadata }`: present means logging on.
+    b["logConfig"] = match m.get("log_config") {
+        Some(Value::Map(l)) => {
+            json!({"enable": true, "metadata": s(l, "metadata").unwrap_or_else(|| DEFAULT_LOG_METADATA.into())})
+        }
+        _ => json!({"enable": false}),
+    };
     b
 }
 
@@ -98,7 +117,6 @@ fn from_api(project: &str, j: &J) -> Map {
         ("direction".into(), Value::str(j["direction"].as_str().unwrap_or("INGRESS"))),
         ("priority".into(), Value::Int(j["priority"].as_i64().unwrap_or(1000))),
         ("disabled".into(), Value::Bool(j["disabled"].as_bool().unwrap_or(false))),
-        ("enable_logging".into(), Value::Bool(j["logConfig"]["enable"].as_bool().unwrap_or(false))),
         ("self_link".into(), Value::str(j["selfLink"].as_str().unwrap_or(""))),
         ("description".into(), Value::str(j["description"].as_str().unwrap_or(""))),
     ]);
@@ -108,13 +126,12 @@ fn from_api(project: &str, j: &J) -> Map {
     if let Some(d) = rules("denied") {
         m.insert("deny".into(), d);
     }
-    for (ours, theirs) in [
-        ("source_ranges", "sourceRanges"),
-        ("destination_ranges", "destinationRanges"),
-        ("source_tags", "sourceTags"),
-        ("target_tags", "targetTags"),
-    ] {
+    for (ours, theirs) in SET_FIELDS {
         m.insert(ours.into(), string_set(&j[theirs]));
+    }
+    if j["logConfig"]["enable"] == true {
+        let metadata = j["logConfig"]["metadata"].as_str().unwrap_or(DEFAULT_LOG_METADATA);
+        m.insert("log_config".into(), Value::Map(Map::from([("metadata".into(), Value::str(metadata))])));
     }
     m
 }
@@ -140,7 +157,16 @@ impl GcpType for Firewall {
             .attr(AttrSchema::new("source_tags", list(), Presence::Optional))
             .attr(AttrSchema::new("target_tags", list(), Presence::Optional))
             .attr(AttrSchema::new("disabled", AttrType::Bool, Presence::OptionalComputed))
-            .attr(AttrSchema::new("enable_logging", AttrType::Bool, Presence::OptionalComputed))
+            .attr(AttrSchema::new("source_service_accounts", list(), Presence::Optional))
+            .attr(AttrSchema::new("target_service_accounts", list(), Presence::Optional))
+            .attr(
+                AttrSchema::new(
+                    "log_config",
+                    AttrType::Object(vec![AttrSchema::new("metadata", AttrType::String, Presence::Optional)]),
+                    Presence::Optional,
+                )
+                .describe("logging on, with `metadata` INCLUDE_ALL_METADATA (default) or EXCLUDE_ALL_METADATA"),
+            )
             .attr(AttrSchema::new("description", AttrType::String, Presence::OptionalComputed))
             .attr(AttrSchema::new("id", AttrType::String, Presence::Computed))
             .attr(AttrSchema::new("self_link", AttrType::String, Presence::Computed))
@@ -168,9 +194,13 @@ impl GcpType for Firewall {
                 p.attrs.insert(k.into(), Value::List(vec![]));
             }
         }
+        if let Some(Value::Map(l)) = p.attrs.get_mut("log_config") {
+            l.entry("metadata".into()).or_insert_with(|| Value::str(DEFAULT_LOG_METADATA));
+        }
         if matches!(p.attrs.get("direction"), Some(Value::String(d)) if d == "INGRESS")
             && strings(&p.attrs, "source_ranges").is_empty()
             && strings(&p.attrs, "source_tags").is_empty()
+            && strings(&p.attrs, "source_service_accounts").is_empty()
         {
             // The API fills this default; plan it so no perpetual diff follows.
             p.attrs.insert("source_ranges".into(), Value::List(vec![Value::str("0.0.0.0/0")]));
@@ -218,6 +248,9 @@ impl GcpType for Firewall {
                     "destination_ranges",
                     "source_tags",
                     "target_tags",
+                    "source_service_accounts",
+                    "target_service_accounts",
+                    "log_config",
                 ];
                 return adopt(c, "firewall rule", &name, planned, live, &keys);
             }
