@@ -139,6 +139,43 @@ impl Expr {
         }
     }
 
+    /// Visits this expression and, where `f` returns true, its sub-expressions, mutably.
+    pub fn walk_mut(&mut self, f: &mut dyn FnMut(&mut Expr) -> bool) {
+        if !f(self) {
+            return;
+        }
+        match &mut self.kind {
+            ExprKind::Lit(_) | ExprKind::Ident(_) => {}
+            ExprKind::Template(parts) => {
+                for p in parts {
+                    if let TemplatePart::Interp(e) = p {
+                        e.walk_mut(f);
+                    }
+                }
+            }
+            ExprKind::Traverse(base, steps) => {
+                base.walk_mut(f);
+                for s in steps {
+                    if let Step::Index(e, _) = s {
+                        e.walk_mut(f);
+                    }
+                }
+            }
+            ExprKind::Call(_, args) | ExprKind::List(args) => args.iter_mut().for_each(|a| a.walk_mut(f)),
+            ExprKind::Map(entries) => entries.iter_mut().for_each(|(_, _, e)| e.walk_mut(f)),
+            ExprKind::Unary(_, e) => e.walk_mut(f),
+            ExprKind::Binary(_, a, b) => {
+                a.walk_mut(f);
+                b.walk_mut(f);
+            }
+            ExprKind::Cond(c, a, b) => {
+                c.walk_mut(f);
+                a.walk_mut(f);
+                b.walk_mut(f);
+            }
+        }
+    }
+
     /// The root name and steps when this is a reference like `a.b["c"]`.
     pub fn as_reference(&self) -> Option<(&str, Span, &[Step])> {
         match &self.kind {

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use crate::config::Config;
 use crate::diag::{Diagnostic, Diagnostics, Span};
-use crate::expr::{Expr, ExprKind, Step, StrSpans, parse_template};
+use crate::expr::{Expr, ExprKind, StrSpans, parse_template};
 use crate::value::{Value, sha256_hex};
 
 /// Expands every `templatefile()` call of `cfg`, recording each file's hash in `cfg.templates`.
@@ -47,9 +47,11 @@ struct Expander<'a> {
 
 impl Expander<'_> {
     fn walk(&mut self, e: &mut Expr) {
-        if let ExprKind::Call(name, args) = &e.kind
-            && name == "templatefile"
-        {
+        e.walk_mut(&mut |e| {
+            let ExprKind::Call(name, args) = &e.kind else { return true };
+            if name != "templatefile" {
+                return true;
+            }
             let rel = match args.as_slice() {
                 [Expr { kind: ExprKind::Lit(Value::String(p)), .. }] => p.clone(),
                 _ => {
@@ -57,44 +59,14 @@ impl Expander<'_> {
                         Diagnostic::error("templatefile() takes one literal path", e.span)
                             .label("the path must be written out, so the file is read when the desired state loads"),
                     );
-                    return;
+                    return false;
                 }
             };
             if let Some(t) = self.load(&rel, e.span) {
                 *e = t;
             }
-            return;
-        }
-        match &mut e.kind {
-            ExprKind::Lit(_) | ExprKind::Ident(_) => {}
-            ExprKind::Template(parts) => {
-                for p in parts {
-                    if let crate::expr::TemplatePart::Interp(x) = p {
-                        self.walk(x);
-                    }
-                }
-            }
-            ExprKind::Traverse(base, steps) => {
-                self.walk(base);
-                for st in steps {
-                    if let Step::Index(i, _) = st {
-                        self.walk(i);
-                    }
-                }
-            }
-            ExprKind::Call(_, items) | ExprKind::List(items) => items.iter_mut().for_each(|a| self.walk(a)),
-            ExprKind::Map(entries) => entries.iter_mut().for_each(|(_, _, v)| self.walk(v)),
-            ExprKind::Unary(_, x) => self.walk(x),
-            ExprKind::Binary(_, a, b) => {
-                self.walk(a);
-                self.walk(b);
-            }
-            ExprKind::Cond(c, a, b) => {
-                self.walk(c);
-                self.walk(a);
-                self.walk(b);
-            }
-        }
+            false
+        });
     }
 
     /// The parsed template of `rel`, registered as a source so diagnostics point into it.

@@ -16,15 +16,6 @@ use crate::convert::{network_path, normalize_set, req, s, short_network, string_
 /// The type.
 pub struct Firewall;
 
-const SETS: [&str; 6] = [
-    "source_ranges",
-    "destination_ranges",
-    "source_tags",
-    "target_tags",
-    "source_service_accounts",
-    "target_service_accounts",
-];
-
 /// Our set attributes and the API's fields.
 const SET_FIELDS: [(&str, &str); 6] = [
     ("source_ranges", "sourceRanges"),
@@ -188,7 +179,7 @@ impl GcpType for Firewall {
         if let Some(n) = s(&p.attrs, "network") {
             p.attrs.insert("network".into(), Value::str(short_network(&n, &project)));
         }
-        for k in SETS {
+        for (k, _) in SET_FIELDS {
             normalize_set(&mut p.attrs, k);
             if !p.attrs.contains_key(k) {
                 p.attrs.insert(k.into(), Value::List(vec![]));
