@@ -104,6 +104,15 @@ fn load(out: &Out, file: &Path, vars: &VarArgs, fixed: meshform_engine::value::M
     Session::load(file, registry(), &inputs).map_err(|f| out.failure(&f))
 }
 
+/// [`load`] for planning or applying `mode`: a destroy does not need the desired attributes.
+fn load_for(out: &Out, file: &Path, vars: &VarArgs, mode: Mode) -> Result<Session, u8> {
+    if mode != Mode::Destroy {
+        return load(out, file, vars, Default::default());
+    }
+    let inputs = VarInputs::from_env(vars.vars.clone(), vars.var_files.clone());
+    Session::load_for_destroy(file, registry(), &inputs).map_err(|f| out.failure(&f))
+}
+
 fn parse_targets(out: &Out, s: &Session, targets: &[String]) -> Result<Vec<Addr>, u8> {
     let mut v = Vec::new();
     for t in targets {
@@ -189,7 +198,7 @@ async fn cmd_plan(
     detailed: bool,
     mode: Mode,
 ) -> u8 {
-    let s = match load(out, file, vars, Default::default()) {
+    let s = match load_for(out, file, vars, mode) {
         Ok(s) => s,
         Err(c) => return c,
     };
@@ -248,7 +257,7 @@ fn interrupt_flag() -> Arc<AtomicBool> {
 }
 
 async fn cmd_apply(out: &Out, file: &Path, vars: &VarArgs, p: &PlanArgs, auto_approve: bool, mode: Mode) -> u8 {
-    let s = match load(out, file, vars, Default::default()) {
+    let s = match load_for(out, file, vars, mode) {
         Ok(s) => s,
         Err(c) => return c,
     };

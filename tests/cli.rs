@@ -146,6 +146,20 @@ fn saved_plan_applies_exactly_once_and_then_is_stale() {
 }
 
 #[test]
+fn destroy_works_when_a_file_the_desired_state_reads_is_gone() {
+    let d = Dir::new("[resources.meshform_data.a]\ninput = '${file(\"note.txt\")}'\n");
+    d.write("note.txt", "hello");
+    assert_eq!(code(&d.run(&["apply", "main.toml", "--auto-approve"])), 0);
+    std::fs::remove_file(d.path("note.txt")).unwrap();
+    let o = d.run(&["plan", "main.toml"]);
+    assert_eq!(code(&o), 1, "planning needs the file: {}", text(&o));
+    assert!(text(&o).contains("note.txt"), "{}", text(&o));
+    let o = d.run(&["destroy", "main.toml", "--auto-approve"]);
+    assert_eq!(code(&o), 0, "destroying does not: {}", text(&o));
+    assert_eq!(d.state()["objects"].as_array().unwrap().len(), 0);
+}
+
+#[test]
 fn a_held_lock_fails_at_once_and_a_stale_one_can_be_removed() {
     let d = Dir::new(CHAIN);
     let lock = |pid: u32| {

@@ -409,22 +409,35 @@ async fn fifty_objects_converge_under_injected_faults() {
     let state: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(c.dir.path().join("main.state.json")).unwrap()).unwrap();
     assert_eq!(state["objects"].as_array().unwrap().len(), 50);
-    // Some inserts were carried out and their replies lost: the retry met 409 and adopted.
-    let log = c.sim.log();
-    let lost: Vec<&str> = log
-        .iter()
-        .filter(|l| {
-            l.injected && l.method == "POST" && (l.path.ends_with("/firewalls") || l.path.ends_with("/addresses"))
-        })
-        .map(|l| l.path.as_str())
-        .collect();
-    assert!(log.iter().any(|l| l.status == 409 && lost.contains(&l.path.as_str())), "a lost reply was retried");
-    assert!(text(&o).contains("matches the desired state; adopted it into state"), "{}", text(&o));
     // And destroy converges too.
     let o = c.mf(&["destroy", "main.toml", "--auto-approve", "--parallelism", "10"]).await;
     assert_eq!(code(&o), 0, "{}", text(&o));
     let st = c.sim.shared.store.lock().unwrap();
     assert!(!st.firewalls.keys().any(|k| k.starts_with("fw-")) && !st.addresses.keys().any(|k| k.starts_with("ip-")));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_create_whose_reply_is_lost_is_retried_and_adopted_once() {
+    let c = Cloud::default().await;
+    c.write("[resources.gcp_firewall.fw]\nname = \"lost\"\nallow = [{ protocol = \"tcp\" }]\nsource_ranges = [\"10.0.0.0/8\"]\n");
+    c.sim.shared.lose_replies.store(1, std::sync::atomic::Ordering::SeqCst);
+    let o = c.mf(&["apply", "main.toml", "--auto-approve"]).await;
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let inserts: Vec<u16> = c
+        .sim
+        .log()
+        .iter()
+        .filter(|l| l.method == "POST" && l.path.ends_with("/global/firewalls"))
+        .map(|l| l.status)
+        .collect();
+    assert_eq!(inserts, [503, 409], "the insert was made, its reply lost, the retry found it");
+    assert!(
+        text(&o).contains("firewall rule lost already existed and matches the desired state; adopted it"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(c.sim.shared.store.lock().unwrap().firewalls.keys().filter(|k| *k == "lost").count(), 1);
+    c.assert_no_changes().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -312,6 +312,20 @@ async fn remote_secrets_match_istioctl_work_rotate_and_repair() {
     c.apply().await;
     c.assert_no_changes().await;
 
+    // The token Secret deleted (the token revoked): drift names the remote secret, apply makes a
+    // new token under the same name and the remote secret works again.
+    c.kubectl(0, &["delete", "secret", token_secret, "-n", "istio-system"]).await;
+    let o = c.mf(&["drift", "main.toml"]).await;
+    assert!(code(&o) == 2 && text(&o).contains("token_valid"), "{}", text(&o));
+    let o = c.mf(&["apply", "main.toml", "--auto-approve"]).await;
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert!(text(&o).contains("ok   remote secrets authenticate[\"cluster-1,cluster-2\"]"), "{}", text(&o));
+    c.assert_no_changes().await;
+    let o = c.kubectl(1, &["get", "secret", "istio-remote-secret-cluster-1", "-n", "istio-system", "-o", "json"]).await;
+    let secret: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let kc = String::from_utf8(b64.decode(secret["data"]["cluster-1"].as_str().unwrap()).unwrap()).unwrap();
+    std::fs::write(&path, &kc).unwrap();
+
     // Rotation: new token Secret, remote secret switched, then the old token deleted.
     for k in &c.sim.kube {
         k.log.lock().unwrap().clear();
@@ -596,6 +610,44 @@ target = "cluster-2"
         )
         .await;
     assert_ne!(code(&o), 0, "the remote secret is gone");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_manifest_with_a_secret_and_a_deployment_is_stable() {
+    let c = Cloud::default().await;
+    let hello =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/plans/manifests/helloworld.yaml")).unwrap();
+    let yaml = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: app-creds\n  namespace: istio-system\nstringData:\n  token: mixed-secret-value\n---\n{}",
+        hello.replace("namespace: sample", "namespace: istio-system")
+    );
+    std::fs::write(c.dir.path().join("mixed.yaml"), yaml).unwrap();
+    c.write("[clusters.cluster-1]\nlocation = \"us-central1-a\"\n\n[resources.k8s_manifest.mixed]\ncluster = \"cluster-1\"\nfile = \"mixed.yaml\"\n");
+    c.apply().await;
+    c.assert_no_changes().await;
+    let o = c.mf(&["drift", "main.toml"]).await;
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let state = std::fs::read_to_string(c.dir.path().join("main.state.json")).unwrap();
+    assert!(!state.contains("mixed-secret-value") && !state.contains("bWl4ZWQtc2VjcmV0LXZhbHVl"), "{state}");
+    let o = c.mf(&["destroy", "main.toml", "--auto-approve"]).await;
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let o = c
+        .run(
+            "kubectl",
+            &[
+                "--context",
+                "gke_meshform-demo_us-central1-a_cluster-1",
+                "get",
+                "secret",
+                "app-creds",
+                "-n",
+                "istio-system",
+            ],
+            &[],
+            &[],
+        )
+        .await;
+    assert_ne!(code(&o), 0, "destroyed");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -266,7 +266,8 @@ impl Run<'_> {
                 crate::plan::unredact(&mut attrs, &planned.attrs);
             }
         }
-        attrs.extend(desired);
+        // `null` leaves a setting unmanaged: readers see what the object has.
+        attrs.extend(desired.into_iter().filter(|(_, v)| !matches!(v, Value::Null)));
         let mut sensitive = c.sensitive.clone();
         sensitive.extend(tainted);
         self.values.set(c.address.clone(), ObjectValue { attrs, sensitive: Arc::new(sensitive) });
@@ -470,10 +471,11 @@ async fn timed<T>(
 ) -> Result<T, String> {
     match limit {
         None => call.await.map_err(|e| e.to_string()),
-        Some(d) => match tokio::time::timeout(d, call).await {
+        // A tenth more than the provider is given, so its own, more precise error comes first.
+        Some(d) => match tokio::time::timeout(d + d / 10, call).await {
             Ok(r) => r.map_err(|e| e.to_string()),
             Err(_) => Err(format!(
-                "timed out after {}s (its `timeouts` setting); the operation may still finish in the background, and the next plan reads what it did",
+                "timed out after {}s (its `timeouts` setting); the operation may still finish in the background: the next plan reads what it changed, and a create that finished is found again by its name when the next apply makes it",
                 d.as_secs()
             )),
         },

@@ -146,6 +146,10 @@ impl Evaluator<'_, '_> {
         if let (BinOp::And, Value::Bool(false)) | (BinOp::Or, Value::Bool(true)) = (op, &x) {
             return Ok(x);
         }
+        // Nor is the right side evaluated while the guard is unknown (it may be what guards it).
+        if matches!(op, BinOp::And | BinOp::Or) && matches!(x, Value::Unknown) {
+            return Ok(Value::Unknown);
+        }
         let y = self.eval(b)?;
         if matches!(x, Value::Unknown) || matches!(y, Value::Unknown) {
             return Ok(Value::Unknown);

@@ -56,13 +56,30 @@ impl Session {
         Session::from_config(cfg, diags, registry, inputs)
     }
 
+    /// Like [`Session::load`] for destroying: the desired attributes are not needed, so an
+    /// expression that cannot be evaluated (a file since removed) does not stand in the way.
+    pub fn load_for_destroy(path: &Path, registry: Registry, inputs: &VarInputs) -> Result<Session, Failure> {
+        let (cfg, diags) = config::read(path, &registry).map_err(|(sources, diags)| Failure { sources, diags })?;
+        Session::build(cfg, diags, registry, inputs, false)
+    }
+
     /// Resolves variables and builds the graph of a parsed file, reporting every problem of
     /// every stage together (`diags` are the parser's).
     pub fn from_config(
+        cfg: Config,
+        diags: Diagnostics,
+        registry: Registry,
+        inputs: &VarInputs,
+    ) -> Result<Session, Failure> {
+        Session::build(cfg, diags, registry, inputs, true)
+    }
+
+    fn build(
         mut cfg: Config,
         mut diags: Diagnostics,
         registry: Registry,
         inputs: &VarInputs,
+        check: bool,
     ) -> Result<Session, Failure> {
         let (vars, var_diags) = vars::resolve(&mut cfg, inputs);
         diags.0.extend(var_diags.0);
@@ -88,7 +105,7 @@ impl Session {
             provider_configs: RwLock::new(HashMap::new()),
             for_each: Mutex::new(HashMap::new()),
         };
-        let mut diags = s.check_expressions();
+        let mut diags = if check { s.check_expressions() } else { Diagnostics::default() };
         if diags.has_errors() {
             diags.sort();
             return Err(Failure { sources: s.cfg.sources.clone(), diags });

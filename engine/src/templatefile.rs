@@ -14,7 +14,14 @@ use crate::value::{Value, sha256_hex};
 pub fn expand(cfg: &mut Config, diags: &mut Diagnostics) {
     // Diagnostics name a template by its path as seen from where the desired-state file was named.
     let shown = cfg.path.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
-    let mut x = Expander { dir: cfg.dir.clone(), shown, sources: &mut cfg.sources, templates: BTreeMap::new(), diags };
+    let mut x = Expander {
+        dir: cfg.dir.clone(),
+        shown,
+        sources: &mut cfg.sources,
+        templates: BTreeMap::new(),
+        diags,
+        depth: 0,
+    };
     for b in cfg.blocks.values_mut().chain(cfg.providers.values_mut()) {
         for a in b.attrs.values_mut() {
             x.walk(&mut a.expr);
@@ -43,6 +50,8 @@ struct Expander<'a> {
     sources: &'a mut crate::diag::Sources,
     templates: BTreeMap<String, String>,
     diags: &'a mut Diagnostics,
+    /// How many templates deep the walk is (a template may use `templatefile()` too).
+    depth: u32,
 }
 
 impl Expander<'_> {
@@ -62,7 +71,17 @@ impl Expander<'_> {
                     return false;
                 }
             };
-            if let Some(t) = self.load(&rel, e.span) {
+            if self.depth >= 8 {
+                self.diags.push(
+                    Diagnostic::error("templatefile() nested too deeply", e.span)
+                        .label("templates may include templates only 8 levels deep (is one including itself?)"),
+                );
+                return false;
+            }
+            if let Some(mut t) = self.load(&rel, e.span) {
+                self.depth += 1;
+                self.walk(&mut t);
+                self.depth -= 1;
                 *e = t;
             }
             false

@@ -468,6 +468,24 @@ async fn a_resource_timeout_stops_a_slow_operation_and_nothing_is_recorded_for_i
     );
 }
 
+#[test]
+fn the_load_time_check_leaves_guarded_and_unknown_expressions_alone() {
+    // `x && y` does not evaluate y while x is unknown: y may be what x guards.
+    let f = Fixture::new(
+        r#"
+[variables.nets]
+default = { a = "10.0.0.0/8" }
+
+[resources.test_object.a]
+name = "a"
+
+[resources.meshform_data.guarded]
+input = '${test_object.a.id != "" && var.nets["missing"] == ""}'
+"#,
+    );
+    f.session();
+}
+
 #[tokio::test]
 async fn interrupt_starts_nothing_new_and_saves_what_finished() {
     let mut toml = String::new();

@@ -67,9 +67,9 @@ pub async fn plan(s: &Session, state: &State, opts: &PlanOptions) -> Result<Plan
                     ty: r.ty.clone(),
                     action: Action::Delete,
                     reason,
+                    sensitive: delete_sensitive(s, r, &before),
                     before: Some(before),
                     after: None,
-                    sensitive: r.sensitive_set(),
                     replace_because: vec![],
                     depends_on: vec![],
                     create_before_destroy: false,
@@ -90,9 +90,9 @@ pub async fn plan(s: &Session, state: &State, opts: &PlanOptions) -> Result<Plan
                     ty: r.ty.clone(),
                     action: Action::Delete,
                     reason,
+                    sensitive: delete_sensitive(s, r, &before),
                     before: Some(before),
                     after: None,
-                    sensitive: r.sensitive_set(),
                     replace_because: vec![],
                     depends_on: vec![],
                     create_before_destroy: false,
@@ -137,6 +137,17 @@ fn before_delete(
         Some(Some(l)) => (l.clone(), why.map(str::to_string)),
         None => (r.attributes.clone(), why.map(str::to_string)),
     }
+}
+
+/// What is sensitive in an object about to be deleted: what its record says, what its type's
+/// schema says, and what the provider sees in the live object (a Secret).
+fn delete_sensitive(s: &Session, r: &crate::state::ObjectRecord, before: &Map) -> BTreeSet<String> {
+    let mut out = r.sensitive_set();
+    if let Some((p, schema)) = s.managed_type(&r.ty) {
+        out.extend(schema.attrs.iter().filter(|a| a.sensitive).map(|a| a.name.clone()));
+        out.extend(p.sensitive_in(&r.ty, before));
+    }
+    out
 }
 
 /// What a plan was made from.
@@ -464,7 +475,7 @@ async fn plan_one(
             let mut merged = value;
             if action == Action::NoOp {
                 super::unredact(&mut merged, &planned.attrs);
-                for (k, v) in &desired {
+                for (k, v) in desired.iter().filter(|(_, v)| !matches!(v, Value::Null)) {
                     merged.insert(k.clone(), v.clone());
                 }
             }

@@ -155,8 +155,9 @@ impl Provider for GcpProvider {
         let results = futures::future::join_all(reads).await;
         let mut listed = self.listed.lock().await;
         listed.clear();
-        for r in results {
-            let (key, items) = r?;
+        // A scope that cannot be listed (an incomplete list, no list permission) is read object
+        // by object instead, where any real error surfaces.
+        for (key, items) in results.into_iter().flatten() {
             listed.insert(key, items.into_iter().map(|m| (convert::id_of(&m), m)).collect());
         }
         Ok(())

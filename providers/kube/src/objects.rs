@@ -73,11 +73,14 @@ pub fn project(live: &J, applied: &J) -> J {
     }
 }
 
-/// The field identifying the items of a list, as Kubernetes' strategic merge keys do: `name`
-/// (containers, env, volumes, ...), else `containerPort`, `port` or `mountPath`, when every item
-/// has it and no two items share a value.
+/// Fields that identify the items of a list, in order of preference, as Kubernetes' strategic
+/// merge keys do: `name` (containers, env, volumes, ...), `containerPort`, `port`, `mountPath`.
+pub const MERGE_KEYS: [&str; 5] = ["name", "containerPort", "port", "mountPath", "ip"];
+
+/// The merge key of a list: the first of [`MERGE_KEYS`] that every item has, no two items sharing
+/// a value.
 fn merge_key(items: &[J]) -> Option<&'static str> {
-    ["name", "containerPort", "port", "mountPath", "ip"].into_iter().find(|k| {
+    MERGE_KEYS.into_iter().find(|k| {
         let keys: Vec<&J> = items.iter().filter_map(|i| i.get(*k)).collect();
         !items.is_empty()
             && keys.len() == items.len()

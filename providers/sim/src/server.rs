@@ -72,6 +72,9 @@ pub struct Shared {
     pub log: Mutex<Vec<LogEntry>>,
     /// Options.
     pub opts: SimOptions,
+    /// The next this many changes (POST/PUT/PATCH/DELETE) are carried out and answered 503, as
+    /// when a reply is lost: a test sets it to exercise a client's retry of a change that was made.
+    pub lose_replies: std::sync::atomic::AtomicU32,
     rng: Mutex<u64>,
     router: OnceLock<Router>,
 }
@@ -148,6 +151,7 @@ impl Sim {
             store: Mutex::new(store),
             tokens,
             log: Mutex::new(Vec::new()),
+            lose_replies: Default::default(),
             rng: Mutex::new(opts.seed),
             opts: opts.clone(),
             router: OnceLock::new(),
@@ -252,7 +256,14 @@ async fn gate(State(s): State<Arc<Shared>>, req: Request, next: Next) -> Respons
             tokio::time::sleep(s.opts.latency).await;
         }
         let mutating = matches!(method.as_str(), "POST" | "PUT" | "PATCH" | "DELETE");
-        match draw_fault(&s) {
+        let lose = mutating
+            && s.lose_replies
+                .fetch_update(std::sync::atomic::Ordering::SeqCst, std::sync::atomic::Ordering::SeqCst, |n| {
+                    n.checked_sub(1)
+                })
+                .is_ok();
+        let fault = if lose { Some((ApiError::unavailable as fn(Style) -> ApiError, true)) } else { draw_fault(&s) };
+        match fault {
             Some((e, after)) if after && mutating => {
                 // The change is made, and the reply is lost: what a client sees when a request
                 // times out after the server committed it. A retry then finds the change made.

@@ -103,10 +103,30 @@ impl GcpType for FleetMembership {
     }
 
     /// Every membership of the project, in every location (`locations/-`), in one paginated list.
+    /// When a location cannot be reached the list is incomplete: memberships are then read one by
+    /// one rather than taken for deleted.
     async fn list(&self, c: &Client, prior: &Map) -> ProviderResult<Vec<Map>> {
         let p = c.project(prior)?;
-        let items = c.list_all(Api::Hub, &format!("projects/{p}/locations/-/memberships"), None, "resources").await?;
-        Ok(items.iter().map(|j| from_api(&p, j)).collect())
+        let path = format!("projects/{p}/locations/-/memberships");
+        let (mut out, mut token) = (Vec::new(), None::<String>);
+        loop {
+            let mut q = vec![("pageSize", "100".to_string())];
+            if let Some(t) = &token {
+                q.push(("pageToken", t.clone()));
+            }
+            let page = c.call(Api::Hub, Method::GET, &path, &q, None).await?;
+            if page["unreachable"].as_array().is_some_and(|u| !u.is_empty()) {
+                return Err(ProviderError::new(
+                    ErrorKind::Transient,
+                    format!("memberships list: unreachable locations {}", page["unreachable"]),
+                ));
+            }
+            out.extend(page["resources"].as_array().into_iter().flatten().map(|j| from_api(&p, j)));
+            match page["nextPageToken"].as_str() {
+                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                _ => return Ok(out),
+            }
+        }
     }
 
     async fn read(&self, c: &Client, prior: &Map) -> ProviderResult<Option<Map>> {

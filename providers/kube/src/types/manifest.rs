@@ -157,16 +157,28 @@ fn objects_of(m: &Map) -> Vec<J> {
         .unwrap_or_default()
 }
 
-/// A document's outline: its field names, with no values but those naming the object. Enough to
-/// find the object again and to project the live object onto the fields meshform applied.
+/// A document's outline: its field names, with no values but those naming the object and the
+/// keys of list items (`name`, `port`, ...). Enough to find the object again and to project the
+/// live object onto the fields meshform applied, as `objects` is projected.
 fn outline(doc: &J) -> J {
-    fn keys(v: &J) -> J {
+    // `item`: this object is an item of a list, whose merge-key value is kept (never a value of
+    // a map such as a Secret's `data`).
+    fn keys(v: &J, item: bool) -> J {
         match v {
-            J::Object(o) => J::Object(o.iter().map(|(k, v)| (k.clone(), keys(v))).collect()),
+            J::Object(o) => J::Object(
+                o.iter()
+                    .map(|(k, v)| {
+                        let keep =
+                            item && crate::objects::MERGE_KEYS.contains(&k.as_str()) && !v.is_object() && !v.is_array();
+                        (k.clone(), if keep { v.clone() } else { keys(v, false) })
+                    })
+                    .collect(),
+            ),
+            J::Array(items) => J::Array(items.iter().map(|i| keys(i, true)).collect()),
             _ => J::Null,
         }
     }
-    let mut out = keys(doc);
+    let mut out = keys(doc, false);
     for k in ["apiVersion", "kind"] {
         out[k] = doc[k].clone();
     }
@@ -289,16 +301,29 @@ impl KubeType for Manifest {
     }
 
     fn sensitive_in(&self, attrs: &Map) -> Vec<String> {
-        let inline = attrs.get("manifest").map(Value::to_plain_json);
+        let inline = match attrs.get("manifest").map(Value::to_plain_json) {
+            Some(J::Array(items)) => items,
+            Some(one) => vec![one],
+            None => vec![],
+        };
+        // YAML text, even while parts of it are unknown: any document whose kind is Secret.
         let yaml = attrs.get("yaml").and_then(Value::as_str).unwrap_or_default();
+        let yaml_secret = serde_yaml_ng::Deserializer::from_str(yaml)
+            .filter_map(|d| <J as serde::Deserialize>::deserialize(d).ok())
+            .any(|d| d["kind"] == "Secret");
         let secret = has_secret(&objects_of(attrs))
-            || inline.is_some_and(|j| j["kind"] == "Secret")
-            || yaml.lines().any(|l| l.trim() == "kind: Secret");
+            || has_secret(&inline)
+            || yaml_secret
+            || yaml
+                .lines()
+                .any(|l| l.split('#').next().unwrap_or("").trim().trim_matches(['"', '\'']) == "kind: Secret");
         if secret { vec!["manifest".into(), "yaml".into(), "objects".into()] } else { Vec::new() }
     }
 
     async fn plan(&self, k: &Kube, _prior: Option<&Map>, mut p: Planned) -> ProviderResult<Planned> {
         let Some(docs) = documents(&p.attrs, &k.dir)? else {
+            // Not all known yet: what is known of a Secret is still hidden.
+            p.sensitive.extend(self.sensitive_in(&p.attrs));
             p.attrs.insert("objects".into(), Value::Unknown);
             p.attrs.insert("applied".into(), Value::Unknown);
             return Ok(p);
@@ -419,6 +444,12 @@ mod tests {
         let o = outline(&doc);
         assert_eq!(ref_of(&o).unwrap(), ref_of(&doc).unwrap());
         assert_eq!(o["data"]["password"], J::Null);
+        let with_list = serde_json::json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"},
+            "data": {"name": "c2VjcmV0"}, "x": [{"name": "a", "value": "hidden"}]});
+        let o = outline(&with_list);
+        assert_eq!(o["data"]["name"], J::Null, "a data key called name keeps no value");
+        assert_eq!(o["x"][0]["name"], "a", "list items keep their merge key");
+        assert_eq!(o["x"][0]["value"], J::Null);
         assert_eq!(o["metadata"]["labels"]["a"], J::Null);
         assert!(!o.to_string().contains("c2VjcmV0"));
     }

@@ -144,6 +144,7 @@ impl RemoteSecret {
         m.insert("cluster_name".into(), Value::str(&st.source));
         m.insert("secret_name".into(), Value::str(&st.secret_name));
         m.insert("token_secret".into(), Value::str(&st.token_secret));
+        m.insert("token_valid".into(), Value::Bool(true));
         m.insert("kubeconfig".into(), kc.map_or(Value::Unknown, Value::String));
         m.insert("id".into(), Value::str(format!("{}/{}", st.source, st.target)));
         m
@@ -172,6 +173,10 @@ impl KubeType for RemoteSecret {
         .attr(st("cluster_name", Presence::Computed))
         .attr(st("secret_name", Presence::Computed))
         .attr(st("token_secret", Presence::Computed))
+        .attr(
+            AttrSchema::new("token_valid", AttrType::Bool, Presence::Computed)
+                .describe("false when the token Secret was deleted (the token is revoked)"),
+        )
         .attr(st("kubeconfig", Presence::Computed).sensitive())
         .attr(st("id", Presence::Computed))
     }
@@ -216,9 +221,9 @@ impl KubeType for RemoteSecret {
             .unwrap_or_default();
         let server = kc.lines().find_map(|l| l.trim().strip_prefix("server: ")).unwrap_or("").to_string();
         let mut m = self.attrs(prior, &st, &server, Some(kc));
-        // A revoked token (its Secret gone) is a difference too.
+        // A revoked token (its Secret gone) is a difference too; the apply makes it again.
         if self.token(k, &st, false).await?.is_none() {
-            m.insert("token_secret".into(), Value::str(""));
+            m.insert("token_valid".into(), Value::Bool(false));
         }
         Ok(Some(m))
     }
@@ -237,7 +242,7 @@ impl KubeType for RemoteSecret {
         let (token, ca) = self.ensure_token_secret(k, &st).await?;
         let kc = self.write_remote(k, &st, &server, &token, &ca).await?;
         // Only now that the remote secret holds the new token may the old one go.
-        if let Some(old) = s(prior, "token_secret").filter(|o| *o != st.token_secret) {
+        if let Some(old) = s(prior, "token_secret").filter(|o| !o.is_empty() && *o != st.token_secret) {
             objects::delete(k, &st.source, &secret_ref(&st.namespace, &old)).await?;
         }
         Ok(self.attrs(planned, &st, &server, Some(kc)))
@@ -246,7 +251,7 @@ impl KubeType for RemoteSecret {
     async fn delete(&self, k: &Kube, prior: &Map) -> ProviderResult<()> {
         let st = settings(prior)?;
         objects::delete(k, &st.target, &secret_ref(&st.namespace, &st.secret_name)).await?;
-        let token_secret = s(prior, "token_secret").unwrap_or(st.token_secret);
+        let token_secret = s(prior, "token_secret").filter(|t| !t.is_empty()).unwrap_or(st.token_secret);
         objects::delete(k, &st.source, &secret_ref(&st.namespace, &token_secret)).await
     }
 
