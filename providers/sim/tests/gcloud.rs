@@ -223,15 +223,20 @@ async fn negs_memberships_and_multicluster_ingress() {
         members[0]["authority"]["issuer"].as_str().unwrap().ends_with("/locations/us-central1-a/clusters/cluster-1")
     );
 
-    e.gcloud(&[
-        "container",
-        "fleet",
-        "ingress",
-        "enable",
-        "--config-membership=projects/meshform-demo/locations/us-central1/memberships/cluster-1",
-    ])
-    .await
-    .ok();
+    // §4.12 as listed: gcloud resolves a bare membership id to location `global`, which does not
+    // match the regional membership of step 11; the real API refuses it, and so does the simulator.
+    let bare = e.gcloud(&["container", "fleet", "ingress", "enable", "--config-membership=cluster-1"]).await;
+    assert_ne!(bare.code, 0);
+    assert!(
+        bare.stderr
+            .contains("configMembership projects/meshform-demo/locations/global/memberships/cluster-1 does not exist"),
+        "{}",
+        bare.stderr
+    );
+    // With the membership's location (or its full name) it succeeds and waits until the feature is OK.
+    e.gcloud(&["container", "fleet", "ingress", "enable", "--config-membership=cluster-1", "--location=us-central1"])
+        .await
+        .ok();
     let f = Env::json(e.gcloud(&["container", "fleet", "ingress", "describe", "--format=json"]).await.ok());
     assert_eq!(
         f["spec"]["multiclusteringress"]["configMembership"],
