@@ -552,7 +552,7 @@ depends_on = ["k8s_namespace.sample"]
 
 [resources.k8s_manifest.templated]
 cluster = "cluster-1"
-yaml = '${{templatefile("templated.yaml")}}'
+file = "templated.yaml"
 
 [resources.mesh_remote_secret.r]
 source = "cluster-1"

@@ -311,7 +311,7 @@ pub fn parse(
         }
     }
     cfg.sources = sources;
-    crate::templatefile::expand(&mut cfg, &mut diags);
+    crate::templatefile::expand(&mut cfg, registry, &mut diags);
     check_schemas(&cfg, registry, &mut diags);
     Ok((cfg, diags))
 }

@@ -74,17 +74,35 @@ pub struct AttrSchema {
     pub sensitive: bool,
     /// One line for `validate` and the docs.
     pub description: String,
+    /// The path of a text file whose `${...}` references meshform renders: when the desired state
+    /// gives a literal path, the provider also receives the rendered text as `NAME_text` (which the
+    /// schema must declare), as with `templatefile()`.
+    pub template_file: bool,
 }
 
 impl AttrSchema {
     /// An attribute with the given name, type and presence.
     pub fn new(name: &str, ty: AttrType, presence: Presence) -> AttrSchema {
-        AttrSchema { name: name.into(), ty, presence, force_new: false, sensitive: false, description: String::new() }
+        AttrSchema {
+            name: name.into(),
+            ty,
+            presence,
+            force_new: false,
+            sensitive: false,
+            description: String::new(),
+            template_file: false,
+        }
     }
 
     /// Marks it as forcing replacement when changed.
     pub fn force_new(mut self) -> Self {
         self.force_new = true;
+        self
+    }
+
+    /// Marks it as the path of a template file (see [`AttrSchema::template_file`]).
+    pub fn template_file(mut self) -> Self {
+        self.template_file = true;
         self
     }
 

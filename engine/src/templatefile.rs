@@ -5,13 +5,33 @@
 
 use std::collections::BTreeMap;
 
+use crate::addr::Mode;
 use crate::config::Config;
 use crate::diag::{Diagnostic, Diagnostics, Span};
 use crate::expr::{Expr, ExprKind, StrSpans, parse_template};
+use crate::provider::Registry;
 use crate::value::{Value, sha256_hex};
 
 /// Expands every `templatefile()` call of `cfg`, recording each file's hash in `cfg.templates`.
-pub fn expand(cfg: &mut Config, diags: &mut Diagnostics) {
+/// An attribute a schema marks [`AttrSchema::template_file`] and the desired state sets to a
+/// literal path gets its rendered text as `NAME_text` first.
+///
+/// [`AttrSchema::template_file`]: crate::provider::AttrSchema::template_file
+pub fn expand(cfg: &mut Config, registry: &Registry, diags: &mut Diagnostics) {
+    for b in cfg.blocks.values_mut() {
+        let Some((_, schema)) = registry.lookup(b.addr.mode == Mode::Data, &b.addr.ty) else { continue };
+        for a in schema.attrs.iter().filter(|a| a.template_file) {
+            let text = format!("{}_text", a.name);
+            let Some(attr) = b.attrs.get(&a.name) else { continue };
+            if b.attrs.contains_key(&text) || !matches!(attr.expr.kind, ExprKind::Lit(Value::String(_))) {
+                continue;
+            }
+            let call =
+                Expr { kind: ExprKind::Call("templatefile".into(), vec![attr.expr.clone()]), span: attr.expr.span };
+            let name_span = attr.name_span;
+            b.attrs.insert(text, crate::config::Attr { name_span, expr: call });
+        }
+    }
     // Diagnostics name a template by its path as seen from where the desired-state file was named.
     let shown = cfg.path.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
     let mut x = Expander {

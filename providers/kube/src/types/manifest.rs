@@ -41,12 +41,20 @@ pub fn documents(m: &Map, dir: &std::path::Path) -> ProviderResult<Option<Vec<J>
         Some(v) => texts.extend(v.to_interpolated()),
         None => {}
     }
-    if let Some(f) = s(m, "file") {
-        let path = dir.join(&f);
-        texts.push(
-            std::fs::read_to_string(&path)
-                .map_err(|e| ProviderError::new(ErrorKind::Invalid, format!("cannot read {}: {e}", path.display())))?,
-        );
+    // `file_text` is the file rendered by meshform (a literal `file` path); a computed path is read
+    // as it is.
+    match (m.get("file_text"), s(m, "file")) {
+        (Some(Value::Unknown), _) => return Ok(None),
+        (Some(Value::String(t)), _) => texts.push(t.clone()),
+        (_, Some(f)) => {
+            let path = dir.join(&f);
+            texts.push(
+                std::fs::read_to_string(&path).map_err(|e| {
+                    ProviderError::new(ErrorKind::Invalid, format!("cannot read {}: {e}", path.display()))
+                })?,
+            );
+        }
+        _ => {}
     }
     for text in texts {
         for d in serde_yaml_ng::Deserializer::from_str(&text) {
@@ -289,7 +297,15 @@ impl KubeType for Manifest {
             .attr(AttrSchema::new("cluster", AttrType::String, Presence::Required).force_new())
             .attr(AttrSchema::new("manifest", AttrType::Any, Presence::Optional))
             .attr(AttrSchema::new("yaml", AttrType::String, Presence::Optional))
-            .attr(AttrSchema::new("file", AttrType::String, Presence::Optional))
+            .attr(
+                AttrSchema::new("file", AttrType::String, Presence::Optional)
+                    .template_file()
+                    .describe("a YAML file, relative to the desired-state file; its ${...} references are rendered"),
+            )
+            .attr(
+                AttrSchema::new("file_text", AttrType::String, Presence::Optional)
+                    .describe("the rendered text of `file` (meshform sets it)"),
+            )
             .attr(AttrSchema::new("selector", AttrType::String, Presence::Optional))
             .attr(AttrSchema::new("force", AttrType::Bool, Presence::Optional))
             .attr(AttrSchema::new("wait_for", AttrType::Any, Presence::Optional))
@@ -307,7 +323,13 @@ impl KubeType for Manifest {
             None => vec![],
         };
         // YAML text, even while parts of it are unknown: any document whose kind is Secret.
-        let yaml = attrs.get("yaml").and_then(Value::as_str).unwrap_or_default();
+        let yaml = [attrs.get("yaml"), attrs.get("file_text")]
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect::<Vec<_>>()
+            .join("\n---\n");
+        let yaml = yaml.as_str();
         let yaml_secret = serde_yaml_ng::Deserializer::from_str(yaml)
             .filter_map(|d| <J as serde::Deserialize>::deserialize(d).ok())
             .any(|d| d["kind"] == "Secret");
@@ -317,7 +339,7 @@ impl KubeType for Manifest {
             || yaml
                 .lines()
                 .any(|l| l.split('#').next().unwrap_or("").trim().trim_matches(['"', '\'']) == "kind: Secret");
-        if secret { vec!["manifest".into(), "yaml".into(), "objects".into()] } else { Vec::new() }
+        if secret { vec!["manifest".into(), "yaml".into(), "file_text".into(), "objects".into()] } else { Vec::new() }
     }
 
     async fn plan(&self, k: &Kube, _prior: Option<&Map>, mut p: Planned) -> ProviderResult<Planned> {
@@ -329,7 +351,7 @@ impl KubeType for Manifest {
             return Ok(p);
         };
         if has_secret(&docs) {
-            p.sensitive.extend(["manifest".to_string(), "yaml".into(), "objects".into()]);
+            p.sensitive.extend(["manifest".to_string(), "yaml".into(), "file_text".into(), "objects".into()]);
         }
         record_outline(&mut p.attrs, &docs);
         let cluster = req(&p.attrs, "cluster")?;
