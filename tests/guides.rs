@@ -46,15 +46,6 @@ async fn kubectl_out(c: &Cloud, i: usize, args: &[&str]) -> String {
     String::from_utf8_lossy(&c.kubectl(i, args).await.stdout).into_owned()
 }
 
-/// Whether `kubectl get` finds the object in cluster `i`.
-async fn exists(c: &Cloud, i: usize, args: &[&str]) -> bool {
-    let cl = &c.sim.clusters[i];
-    let ctx = meshform_sim::files::context_name(&c.sim.world.project, &cl.location, &cl.name);
-    let mut a = vec!["--context", ctx.as_str(), "get"];
-    a.extend_from_slice(args);
-    code(&c.run("kubectl", &a, &[], &[]).await) == 0
-}
-
 /// A cluster as gcloud describes it.
 async fn cluster(c: &Cloud, name: &str, location: &str) -> serde_json::Value {
     c.describe(&["container", "clusters", "describe", name, "--location", location]).await
@@ -197,10 +188,10 @@ async fn asm_guide(n: usize) {
     let (rc, t) = mf(&c, &["destroy", plan, "--auto-approve", "--target", "k8s_namespace.sample"]).await;
     assert_eq!(rc, 0, "{t}");
     for i in 0..n {
-        assert!(!exists(&c, i, &["ns", "sample"]).await, "sample is gone from cluster {i}");
+        assert!(!c.exists(i, &["ns", "sample"]).await, "sample is gone from cluster {i}");
         if i > 0 {
             let remote = ["secret", "-n", "istio-system", "istio-remote-secret-cluster-1"];
-            assert!(exists(&c, i, &remote).await, "the remote secrets stay in cluster {i}");
+            assert!(c.exists(i, &remote).await, "the remote secrets stay in cluster {i}");
         }
     }
     c.describe(&["compute", "firewall-rules", "describe", "istio-multicluster-pods"]).await;
@@ -319,7 +310,7 @@ async fn mci_guide(n: usize) {
         )
         .await;
         assert_eq!(subsets, "v1 v2");
-        assert!(exists(&c, i, &["telemetry", "mesh-default", "-n", "istio-system"]).await);
+        assert!(c.exists(i, &["telemetry", "mesh-default", "-n", "istio-system"]).await);
         let net = kubectl_out(
             &c,
             i,
@@ -418,7 +409,7 @@ async fn mci_guide(n: usize) {
         ] {
             let mut a = obj.to_vec();
             a.extend(["-n", "istio-system"]);
-            assert!(!exists(&c, i, &a).await, "{obj:?} is left in cluster {i}");
+            assert!(!c.exists(i, &a).await, "{obj:?} is left in cluster {i}");
         }
         let remote = kubectl_out(&c, i, &["get", "secrets", "-n", "istio-system", "-o", "name"]).await;
         assert!(!remote.contains("istio-remote-secret"), "{remote}");

@@ -119,10 +119,7 @@ async fn namespaces_secrets_and_manifests_apply_idempotently_and_repair_drift() 
     // The guide's clean-up step: destroy the sample namespace (and what is in it) only.
     let o = c.mf(&["destroy", "main.toml", "--auto-approve", "--target", "k8s_namespace.sample"]).await;
     assert_eq!(code(&o), 0, "{}", text(&o));
-    let o = c
-        .run("kubectl", &["--context", "gke_meshform-demo_us-central1-a_cluster-1", "get", "ns", "sample"], &[], &[])
-        .await;
-    assert_ne!(code(&o), 0);
+    assert!(!c.exists(0, &["ns", "sample"]).await, "the sample namespace is gone");
     let o = c.kubectl(0, &["get", "ns", "istio-system", "-o", "name"]).await;
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "namespace/istio-system");
 }
@@ -219,9 +216,7 @@ async fn a_kubeconfig_that_skips_tls_verification_is_refused() {
         .await;
     assert_eq!(code(&o), 1, "{}", text(&o));
     assert!(text(&o).contains("insecure-skip-tls-verify"), "{}", text(&o));
-    let o =
-        c.run("kubectl", &["--context", "gke_meshform-demo_us-central1-a_cluster-1", "get", "ns", "n"], &[], &[]).await;
-    assert_ne!(code(&o), 0, "nothing was created");
+    assert!(!c.exists(0, &["ns", "n"]).await, "nothing was created");
 }
 
 const MESH: &str = r#"
@@ -496,23 +491,10 @@ async fn plugin_ca_certificates_chain_to_one_root_and_keep_keys_out_of_state() {
     assert_eq!(adopted, fingerprints[0], "the import kept cluster-1's intermediate");
     let o = c.mf(&["destroy", "main.toml", "--auto-approve"]).await;
     assert_eq!(code(&o), 0, "{}", text(&o));
-    let o = c
-        .run(
-            "kubectl",
-            &[
-                "--context",
-                "gke_meshform-demo_us-central1-a_cluster-1",
-                "get",
-                "secret",
-                "istio-root-ca",
-                "-n",
-                "istio-system",
-            ],
-            &[],
-            &[],
-        )
-        .await;
-    assert_ne!(code(&o), 0, "the generated root key goes with the CA");
+    assert!(
+        !c.exists(0, &["secret", "istio-root-ca", "-n", "istio-system"]).await,
+        "the generated root key goes with the CA"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -593,23 +575,10 @@ target = "cluster-2"
     c.assert_no_changes().await;
     let o = c.mf(&["destroy", "main.toml", "--auto-approve"]).await;
     assert_eq!(code(&o), 0, "{}", text(&o));
-    let o = c
-        .run(
-            "kubectl",
-            &[
-                "--context",
-                "gke_meshform-demo_europe-west1-b_cluster-2",
-                "get",
-                "secret",
-                "istio-remote-secret-cluster-1",
-                "-n",
-                "istio-system",
-            ],
-            &[],
-            &[],
-        )
-        .await;
-    assert_ne!(code(&o), 0, "the remote secret is gone");
+    assert!(
+        !c.exists(1, &["secret", "istio-remote-secret-cluster-1", "-n", "istio-system"]).await,
+        "the remote secret is gone"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -631,23 +600,7 @@ async fn a_manifest_with_a_secret_and_a_deployment_is_stable() {
     assert!(!state.contains("mixed-secret-value") && !state.contains("bWl4ZWQtc2VjcmV0LXZhbHVl"), "{state}");
     let o = c.mf(&["destroy", "main.toml", "--auto-approve"]).await;
     assert_eq!(code(&o), 0, "{}", text(&o));
-    let o = c
-        .run(
-            "kubectl",
-            &[
-                "--context",
-                "gke_meshform-demo_us-central1-a_cluster-1",
-                "get",
-                "secret",
-                "app-creds",
-                "-n",
-                "istio-system",
-            ],
-            &[],
-            &[],
-        )
-        .await;
-    assert_ne!(code(&o), 0, "destroyed");
+    assert!(!c.exists(0, &["secret", "app-creds", "-n", "istio-system"]).await, "destroyed");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -716,21 +669,8 @@ value = "${data.k8s_objects.all.annotations}"
     assert!(code(&o) == 2 && text(&o).contains("k8s_manifest.adopted"), "{}", text(&o));
     let o = c.mf(&["destroy", "main.toml", "--auto-approve"]).await;
     assert_eq!(code(&o), 0, "{}", text(&o));
-    let o = c
-        .run(
-            "kubectl",
-            &[
-                "--context",
-                "gke_meshform-demo_us-central1-a_cluster-1",
-                "get",
-                "secret",
-                "hand-made",
-                "-n",
-                "istio-system",
-            ],
-            &[],
-            &[],
-        )
-        .await;
-    assert_ne!(code(&o), 0, "the adopted Secret is deleted by destroy");
+    assert!(
+        !c.exists(0, &["secret", "hand-made", "-n", "istio-system"]).await,
+        "the adopted Secret is deleted by destroy"
+    );
 }

@@ -393,7 +393,7 @@ secret = "${{meshform_data.b.output}}{tail}"
 }
 
 #[tokio::test]
-async fn templatefile_renders_references_in_dependency_order_and_a_changed_template_stales_a_saved_plan() {
+async fn templatefile_renders_references_in_dependency_order_and_saved_plans_record_the_template() {
     let f = Fixture::new(
         r#"
 [variables.mesh]
@@ -426,7 +426,8 @@ input = '${templatefile("cm.yaml")}'
         ))
     );
     assert!(!f.plan().await.has_changes());
-    // A saved plan records the template; changing it afterwards makes the plan stale.
+    // A saved plan records the template's hash (the CLI refuses the plan when it no longer
+    // matches: tests/cli.rs).
     let planfile = f.dir.path().join("p.plan");
     std::fs::write(f.dir.path().join("cm.yaml"), template.replace("mesh:", "mesh-id:")).unwrap();
     let p = f.plan().await;

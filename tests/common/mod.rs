@@ -95,6 +95,15 @@ pub fn text(o: &Output) -> String {
 }
 
 impl Cloud {
+    /// Whether `kubectl get ARGS` finds the object in cluster `i` of the world.
+    pub async fn exists(&self, i: usize, args: &[&str]) -> bool {
+        let c = &self.sim.clusters[i];
+        let ctx = files::context_name(&self.sim.world.project, &c.location, &c.name);
+        let mut a = vec!["--context", ctx.as_str(), "get"];
+        a.extend_from_slice(args);
+        code(&self.run("kubectl", &a, &[], &[]).await) == 0
+    }
+
     /// kubectl against cluster `i` of the world.
     pub async fn kubectl(&self, i: usize, args: &[&str]) -> Output {
         let c = &self.sim.clusters[i];

@@ -229,20 +229,8 @@ impl GcpType for Firewall {
             }
             Err(e) if e.kind == ErrorKind::Conflict => {
                 let live = self.read(c, planned).await?;
-                let keys = [
-                    "network",
-                    "direction",
-                    "priority",
-                    "allow",
-                    "deny",
-                    "source_ranges",
-                    "destination_ranges",
-                    "source_tags",
-                    "target_tags",
-                    "source_service_accounts",
-                    "target_service_accounts",
-                    "log_config",
-                ];
+                let mut keys = vec!["network", "direction", "priority", "allow", "deny", "log_config"];
+                keys.extend(SET_FIELDS.map(|(ours, _)| ours));
                 return adopt(c, "firewall rule", &name, planned, live, &keys);
             }
             Err(e) => return Err(e),
