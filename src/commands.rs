@@ -3,7 +3,6 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use meshform_engine::addr::{Addr, Mode as AddrMode};
 use meshform_engine::apply::{ApplyOptions, ApplyReport, NodeResult, apply};
@@ -92,8 +91,11 @@ pub async fn run(cli: Cli) -> u8 {
         Command::State(sc) => cmd_state(&out, sc),
         Command::ForceUnlock { lock_id, file } => force_unlock(&out, &lock_id, file.as_deref()),
         Command::Demo => crate::demo::run(out.color).await,
-        Command::Sim { dir, world, latency, fault_rate, lro_polls, seed } => {
-            crate::sim::run(&out_err(&out), &dir, world.as_deref(), latency, fault_rate, lro_polls, seed).await
+        Command::Sim { dir, world, latency, fault_rate, lro_polls, seed, lro_seconds } => {
+            let lro_time = (lro_seconds.is_finite() && lro_seconds > 0.0)
+                .then(|| std::time::Duration::from_secs_f64(lro_seconds.min(86_400.0)));
+            let opts = crate::sim::Options { latency, fault_rate, lro_polls, seed, lro_time };
+            crate::sim::run(&out_err(&out), &dir, world.as_deref(), opts).await
         }
     }
 }
@@ -148,9 +150,21 @@ fn take_lock(out: &Out, backend: &LocalBackend, op: &str, file: &Path) -> Result
                 info.id,
                 file.display()
             ),
+            LockError::Broken { id, .. } => format!(
+                "\n  if no other meshform run is using this state, remove it with `meshform force-unlock {id} {}`",
+                file.display()
+            ),
             LockError::Io(_) => String::new(),
         };
         out.error(&format!("{e}{hint}"))
+    })
+    .inspect(|g| {
+        if let Some(b) = &g.broke {
+            eprintln!(
+                "note: removed a stale lock of pid {} on this host (operation `{}`, since {}): that process is gone",
+                b.pid, b.operation, b.created
+            );
+        }
     })
 }
 
@@ -236,26 +250,6 @@ async fn cmd_plan(
     if detailed && outcome.plan.has_changes() { CHANGES } else { OK }
 }
 
-fn interrupt_flag() -> Arc<AtomicBool> {
-    let flag = Arc::new(AtomicBool::new(false));
-    let f = flag.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!(
-                "\nInterrupted: starting no new operations; waiting for those in flight, then saving state. Press Ctrl-C again to stop at once."
-            );
-            f.store(true, Ordering::SeqCst);
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!(
-                    "Stopped. Finished operations are in the state journal and will be recovered by the next run."
-                );
-                std::process::exit(INTERRUPTED as i32);
-            }
-        }
-    });
-    flag
-}
-
 async fn cmd_apply(out: &Out, file: &Path, vars: &VarArgs, p: &PlanArgs, auto_approve: bool, mode: Mode) -> u8 {
     let s = match load_for(out, file, vars, mode) {
         Ok(s) => s,
@@ -282,6 +276,12 @@ async fn cmd_apply(out: &Out, file: &Path, vars: &VarArgs, p: &PlanArgs, auto_ap
     };
     print!("{}", render_plan(&outcome.plan, out.color));
     if !outcome.plan.has_changes() {
+        // Nothing to change live, but what the refresh saw is recorded (as Terraform's apply does).
+        if meshform_engine::apply::record_refreshed(&outcome.plan, &mut state) > 0
+            && let Err(m) = backend.write(&mut state)
+        {
+            return out.error(&m);
+        }
         return OK;
     }
     if !auto_approve {
@@ -308,11 +308,12 @@ async fn run_apply(
     state: &mut State,
     parallelism: usize,
 ) -> u8 {
-    let cancel = interrupt_flag();
+    let cancel = crate::signals::applying();
     let total = plan.changes.iter().filter(|c| c.action.is_change()).count() as u64;
     let progress = ui::ApplyProgress::new(total, out.color);
     let opts = ApplyOptions { parallelism, cancel };
     let result = apply(s, plan, backend, guard, state, &opts, &progress).await;
+    crate::signals::applied();
     progress.bar.finish_and_clear();
     progress.flush();
     for note in s.notes.lock().map(|n| n.clone()).unwrap_or_default() {
@@ -613,6 +614,17 @@ fn backend_of(out: &Out, file: &Path) -> Result<LocalBackend, u8> {
     }
 }
 
+/// The state as `state list/show` show it: with an interrupted run's journal, said so.
+fn read_state_for_show(b: &LocalBackend) -> Result<State, String> {
+    let (state, journaled) = b.read_with_journal()?;
+    if journaled > 0 {
+        eprintln!(
+            "note: includes {journaled} finished operation(s) of an interrupted run, still in its journal (the next apply, plan or drift records them)"
+        );
+    }
+    Ok(state)
+}
+
 fn cmd_state(out: &Out, sc: StateCommand) -> u8 {
     match sc {
         StateCommand::List { file } => {
@@ -620,7 +632,7 @@ fn cmd_state(out: &Out, sc: StateCommand) -> u8 {
                 Ok(b) => b,
                 Err(c) => return c,
             };
-            match b.read() {
+            match read_state_for_show(&b) {
                 Ok(s) => {
                     for a in s.objects.keys() {
                         println!("{a}");
@@ -639,7 +651,7 @@ fn cmd_state(out: &Out, sc: StateCommand) -> u8 {
                 Ok(a) => a,
                 Err(e) => return out.error(&e),
             };
-            let state = match b.read() {
+            let state = match read_state_for_show(&b) {
                 Ok(s) => s,
                 Err(m) => return out.error(&m),
             };

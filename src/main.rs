@@ -4,6 +4,7 @@
 mod commands;
 mod demo;
 mod exit;
+mod signals;
 mod sim;
 mod ui;
 
@@ -173,6 +174,10 @@ pub enum Command {
         /// Seed of the fault sequence.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Operations also finish this many seconds after they start, polled or not, as GKE's do
+        /// (0: only by polls).
+        #[arg(long, default_value_t = 10.0)]
+        lro_seconds: f64,
     },
     /// Remove a state lock left by a run that did not finish.
     ForceUnlock {
@@ -216,6 +221,9 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::ERROR);
         }
     };
-    let code = rt.block_on(commands::run(cli));
-    ExitCode::from(code)
+    let code = rt.block_on(async {
+        signals::install();
+        commands::run(cli).await
+    });
+    ExitCode::from(signals::exit_code(code))
 }

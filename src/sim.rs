@@ -8,16 +8,24 @@ use meshform_sim::{Sim, SimOptions, files};
 
 use crate::exit::OK;
 
+/// The simulator's settings from the command line.
+pub struct Options {
+    /// Milliseconds added to every request.
+    pub latency: u64,
+    /// Fraction of requests answered with 429 or 503.
+    pub fault_rate: f64,
+    /// Polls an operation takes.
+    pub lro_polls: u32,
+    /// Seed of the fault sequence.
+    pub seed: u64,
+    /// Operations also finish this long after they start.
+    pub lro_time: Option<Duration>,
+}
+
 /// Starts the simulator, writes its files, prints one ready line and waits for a signal.
-pub async fn run(
-    fail: &dyn Fn(&str) -> u8,
-    dir: &Path,
-    world: Option<&Path>,
-    latency: u64,
-    fault_rate: f64,
-    lro_polls: u32,
-    seed: u64,
-) -> u8 {
+pub async fn run(fail: &dyn Fn(&str) -> u8, dir: &Path, world: Option<&Path>, o: Options) -> u8 {
+    let Options { latency, fault_rate, lro_polls, seed, lro_time } = o;
+    crate::signals::handled_by_command();
     if !(0.0..=1.0).contains(&fault_rate) {
         return fail("--fault-rate must be between 0 and 1");
     }
@@ -28,7 +36,7 @@ pub async fn run(
             Err(e) => return fail(&format!("world file {}: {e}", p.display())),
         },
     };
-    let opts = SimOptions { world, latency: Duration::from_millis(latency), fault_rate, lro_polls, seed };
+    let opts = SimOptions { world, latency: Duration::from_millis(latency), fault_rate, lro_polls, seed, lro_time };
     let sim = match Sim::start(opts).await {
         Ok(s) => s,
         Err(e) => return fail(&e),

@@ -160,7 +160,7 @@ fn destroy_works_when_a_file_the_desired_state_reads_is_gone() {
 }
 
 #[test]
-fn a_held_lock_fails_at_once_and_a_stale_one_can_be_removed() {
+fn a_held_lock_fails_at_once_and_a_provably_stale_one_is_taken_over() {
     let d = Dir::new(CHAIN);
     let lock = |pid: u32| {
         serde_json::json!({"id": "LOCK-1", "operation": "apply", "who": "ci@builder", "pid": pid,
@@ -172,15 +172,20 @@ fn a_held_lock_fails_at_once_and_a_stale_one_can_be_removed() {
     assert_eq!(code(&o), 1);
     let t = text(&o);
     assert!(t.contains("locked by ci@builder") && t.contains("LOCK-1") && !t.contains("stale"), "{t}");
-    d.write("main.state.json.lock", &lock(0x7fff_fff0));
-    let o = d.run(&["apply", "main.toml", "--auto-approve"]);
-    assert_eq!(code(&o), 1);
-    assert!(text(&o).contains("stale") && text(&o).contains("meshform force-unlock LOCK-1"), "{}", text(&o));
     let o = d.run(&["force-unlock", "WRONG", "main.toml"]);
     assert_eq!(code(&o), 1);
-    let o = d.run(&["force-unlock", "LOCK-1", "main.toml"]);
+    // Another host's lock is never broken by itself, whatever its pid.
+    let other = serde_json::json!({"id": "LOCK-2", "operation": "apply", "who": "ci@elsewhere", "pid": 0x7fff_fff0u32,
+        "host": "elsewhere.example", "created": "2026-11-22T00:00:00Z"});
+    d.write("main.state.json.lock", &other.to_string());
+    let o = d.run(&["apply", "main.toml", "--auto-approve"]);
+    assert!(code(&o) == 1 && text(&o).contains("meshform force-unlock LOCK-2"), "{}", text(&o));
+    // A lock of this host whose process is gone is provably stale: taken over, and said so.
+    d.write("main.state.json.lock", &lock(0x7fff_fff0));
+    let o = d.run(&["apply", "main.toml", "--auto-approve"]);
     assert_eq!(code(&o), 0, "{}", text(&o));
-    assert_eq!(code(&d.run(&["apply", "main.toml", "--auto-approve"])), 0);
+    assert!(text(&o).contains("removed a stale lock of pid 2147483632"), "{}", text(&o));
+    assert!(!d.path("main.state.json.lock").exists());
 }
 
 fn hostname() -> String {
@@ -276,4 +281,51 @@ fn every_file_in_plans_and_testdata_valid_validates() {
     for must in ["plans/asm-multicluster.toml", "plans/mci-istio.toml", "testdata/valid/showcase.toml"] {
         assert!(checked.iter().any(|c| c == must), "{must} was not validated: {checked:?}");
     }
+}
+
+#[test]
+fn a_cluster_that_is_not_a_key_of_clusters_is_caught_by_validate_at_its_line() {
+    let d = Dir::new(
+        "[clusters.prod-us]\nname = \"cluster-1\"\nlocation = \"us-central1-a\"\n\n[clusters.prod-eu]\nlocation = \"europe-west1-b\"\n\n[resources.k8s_namespace.a]\ncluster = \"cluster-1\"\nname = \"a\"\n\n[resources.mesh_remote_secret.r]\nsource = \"prod-us\"\ntarget = \"prod-ue\"\n\n[resources.mesh_ca.ca]\nclusters = [\"prod-us\", \"nowhere\"]\n",
+    );
+    let o = d.run(&["validate", "main.toml"]);
+    let t = text(&o);
+    assert_eq!(code(&o), 1, "{t}");
+    // The GKE name instead of the key, with the key to use.
+    assert!(t.contains("main.toml:9:11") && t.contains("`cluster` names cluster `cluster-1`"), "{t}");
+    assert!(t.contains("the GKE name of the cluster declared as [clusters.prod-us]: use the key"), "{t}");
+    // A typo, with the closest key.
+    assert!(t.contains("main.toml:14:10") && t.contains("did you mean `prod-eu`?"), "{t}");
+    // A list entry.
+    assert!(t.contains("main.toml:17:12") && t.contains("`clusters` names cluster `nowhere`"), "{t}");
+    assert!(!d.path("main.state.json").exists());
+}
+
+#[test]
+fn hostile_input_is_an_error_at_its_position_never_a_crash_or_a_hang() {
+    let deep = format!("${{{}1{}}}", "(".repeat(5000), ")".repeat(5000));
+    let nots = format!("${{{}true}}", "!".repeat(5000));
+    for (toml, want) in [
+        (format!("[resources.meshform_data.a]\ninput = \"{deep}\"\n"), "nested too deeply (more than 128 levels)"),
+        (format!("[resources.meshform_data.a]\ninput = \"{nots}\"\n"), "nested too deeply"),
+        ("[resources.meshform_data.a]\ninput = \"${1.0/0}\"\n".to_string(), "not a finite number"),
+        ("[resources.meshform_data.a]\ninput = \"${9223372036854775807 + 1}\"\n".to_string(), "overflow"),
+        ("[resources.meshform_data.a]\ninput = \"${file(\\\"/dev/zero\\\")}\"\n".to_string(), "only regular files"),
+        ("[resources.meshform_data.a]\ninput = \"${file(\\\"big.txt\\\")}\"\n".to_string(), "4 MiB limit"),
+        ("[resources.meshform_data.a]\ninput = \"${file(\\\"bad.txt\\\")}\"\n".to_string(), "line 2, column 3"),
+    ] {
+        let d = Dir::new(&toml);
+        d.write("big.txt", &"x".repeat(4 * 1024 * 1024 + 1));
+        std::fs::write(d.path("bad.txt"), b"ok\nab\xffc").unwrap();
+        let o = d.run(&["validate", "main.toml"]);
+        let t = text(&o);
+        assert_eq!(code(&o), 1, "{toml}: {t}");
+        assert!(t.contains(want), "expected `{want}`:\n{t}");
+        assert!(t.contains("main.toml:2:"), "the error must point at the line:\n{t}");
+    }
+    // The desired-state file itself not UTF-8: line and column.
+    let d = Dir::new("");
+    std::fs::write(d.path("main.toml"), b"# ok\n[resources.meshform_data.a]\ninput = \"\xfe\"\n").unwrap();
+    let o = d.run(&["validate", "main.toml"]);
+    assert!(code(&o) == 1 && text(&o).contains("line 3, column 10"), "{}", text(&o));
 }

@@ -556,7 +556,13 @@ target = "cluster-2"
     assert_eq!(String::from_utf8_lossy(&o.stdout), "asm-173-3", "rendered from the template");
     c.write(&plan("two"));
     let (rc, t) = c.plan().await;
-    assert!(rc == 2 && t.contains("~ k8s_secret.creds") && t.contains("(sensitive)") && !t.contains("two"), "{t}");
+    assert!(
+        rc == 2
+            && t.contains("~ k8s_secret.creds")
+            && t.contains("(sensitive value changed: password changed)")
+            && !t.contains("two"),
+        "{t}"
+    );
     c.apply().await;
     c.assert_no_changes().await;
     for (addr, id) in [

@@ -266,6 +266,7 @@ impl Run<'_> {
                 crate::plan::unredact(&mut attrs, &planned.attrs);
             }
         }
+        self.record_refresh(c).await?;
         // `null` leaves a setting unmanaged: readers see what the object has.
         attrs.extend(desired.into_iter().filter(|(_, v)| !matches!(v, Value::Null)));
         let mut sensitive = c.sensitive.clone();
@@ -388,6 +389,7 @@ impl Run<'_> {
             }
             (Action::Create, Some((attrs, sensitive))) => {
                 let d = timeouts.create;
+                let attrs = self.prepare(c, p, attrs, &sensitive, &deps, &ctx_for(d)).await?;
                 let new = timed(d, p.create(ty, &attrs, &ctx_for(d)))
                     .await
                     .map_err(|e| format!("creating {} failed: {e}", c.address))?;
@@ -457,11 +459,68 @@ impl Run<'_> {
         self.commit(StateChange::Put { record }).await
     }
 
+    async fn record_refresh(&self, c: &Change) -> Result<(), String> {
+        let record = self.objects.lock().unwrap_or_else(|e| e.into_inner()).get(&c.address).cloned();
+        match record.and_then(|r| refreshed_record(c, &r)) {
+            Some(record) => self.commit(StateChange::Put { record }).await,
+            None => Ok(()),
+        }
+    }
+
+    /// The provider's [`Provider::prepare_create`] record, journaled before the create starts;
+    /// the attributes to create with.
+    async fn prepare(
+        &self,
+        c: &Change,
+        p: &dyn Provider,
+        attrs: Map,
+        sensitive: &std::collections::BTreeSet<String>,
+        deps: &[Addr],
+        ctx: &CallContext,
+    ) -> Result<Map, String> {
+        let prepared = timed(ctx.timeout, p.prepare_create(&c.ty, &attrs, ctx))
+            .await
+            .map_err(|e| format!("preparing to create {} failed: {e}", c.address))?;
+        let Some(prepared) = prepared else { return Ok(attrs) };
+        let record = ObjectRecord::new(c.address.clone(), &c.ty, prepared.clone(), sensitive, deps.to_vec());
+        self.commit(StateChange::Put { record }).await?;
+        Ok(prepared)
+    }
+
     async fn commit(&self, change: StateChange) -> Result<(), String> {
         self.journal.append(change.clone()).await?;
         change.apply_to(&mut self.objects.lock().unwrap_or_else(|e| e.into_inner()));
         Ok(())
     }
+}
+
+/// The record of an unchanged object whose refreshed attributes differ from `r` (an ignored
+/// attribute changed, or a newer provider reads more): recorded as refreshed, as Terraform's apply
+/// does, so drift compares against what was last seen. None when the record is current.
+fn refreshed_record(c: &Change, r: &ObjectRecord) -> Option<ObjectRecord> {
+    let before = c.before.as_ref().filter(|_| c.action == Action::NoOp)?;
+    let moved = crate::plan::attr_diff(Some(&r.attributes), Some(before))
+        .iter()
+        .any(|(_, a, b)| !crate::plan::same(*a, *b) && !matches!(b, Some(Value::Unknown)));
+    if !moved {
+        return None;
+    }
+    let mut sensitive = r.sensitive_set();
+    sensitive.extend(c.sensitive.iter().cloned());
+    Some(ObjectRecord::new(c.address.clone(), &r.ty, before.clone(), &sensitive, r.dependencies.clone()))
+}
+
+/// Records the refreshed attributes of a plan's unchanged objects (see [`refreshed_record`]) when
+/// the plan has nothing to apply; returns how many records moved (0: nothing to write).
+pub fn record_refreshed(plan: &Plan, state: &mut State) -> usize {
+    let mut n = 0;
+    for c in &plan.changes {
+        if let Some(new) = state.objects.get(&c.address).and_then(|r| refreshed_record(c, r)) {
+            state.objects.insert(c.address.clone(), new);
+            n += 1;
+        }
+    }
+    n
 }
 
 /// A provider call under the resource's timeout for the operation, when it has one.

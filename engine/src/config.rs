@@ -224,7 +224,7 @@ pub fn load(path: &Path, registry: &Registry) -> Result<Config, (Sources, Diagno
 /// back with the config (with what could be understood of it) so later checks can add theirs.
 pub fn read(path: &Path, registry: &Registry) -> Result<(Config, Diagnostics), (Sources, Diagnostics)> {
     let mut sources = Sources::default();
-    let text = match std::fs::read_to_string(path) {
+    let text = match crate::files::read_text(path) {
         Ok(t) => t,
         Err(e) => {
             return Err((sources, Diagnostic::global(format!("cannot read {}: {e}", path.display())).into()));

@@ -192,13 +192,20 @@ impl Evaluator<'_, '_> {
                         .ok_or_else(|| Diagnostic::error("arithmetic overflow or division by zero", e.span));
                 }
                 let (Some(p), Some(q)) = (num(&x), num(&y)) else { return Err(bad()) };
-                Value::Float(match op {
+                let r = match op {
                     BinOp::Add => p + q,
                     BinOp::Sub => p - q,
                     BinOp::Mul => p * q,
                     BinOp::Div => p / q,
                     _ => p % q,
-                })
+                };
+                // No value meshform stores or sends can be infinite or NaN (JSON has neither).
+                if !r.is_finite() {
+                    return Err(Diagnostic::error("arithmetic result is not a finite number", e.span)
+                        .label("division by zero or overflow")
+                        .help("infinite and NaN values are not allowed"));
+                }
+                Value::Float(r)
             }
         })
     }

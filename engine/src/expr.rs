@@ -287,7 +287,13 @@ struct Parser<'a> {
     src: &'a str,
     pos: usize,
     spans: StrSpans,
+    /// How deeply the expression being parsed nests (bounded by [`MAX_DEPTH`]).
+    depth: usize,
 }
+
+/// How deeply expressions may nest (parentheses, unary operators, brackets, calls): deeper input
+/// is an error at its position rather than a stack overflow.
+pub const MAX_DEPTH: usize = 128;
 
 const PUNCTS: [&str; 25] = [
     "==", "!=", "<=", ">=", "&&", "||", ".", ",", "[", "]", "(", ")", "{", "}", "?", ":", "<", ">", "!", "+", "-", "*",
@@ -296,7 +302,7 @@ const PUNCTS: [&str; 25] = [
 
 impl<'a> Parser<'a> {
     fn new(src: &'a str, pos: usize, spans: StrSpans) -> Self {
-        Parser { src, pos, spans }
+        Parser { src, pos, spans, depth: 0 }
     }
 
     fn skip_ws(&mut self) {
@@ -407,6 +413,25 @@ impl<'a> Parser<'a> {
     }
 
     fn expr(&mut self) -> Result<Expr, Diagnostic> {
+        self.nest()?;
+        let r = self.expr_inner();
+        self.depth -= 1;
+        r
+    }
+
+    /// One level deeper, refused past [`MAX_DEPTH`].
+    fn nest(&mut self) -> Result<(), Diagnostic> {
+        if self.depth >= MAX_DEPTH {
+            self.skip_ws();
+            return Err(self
+                .err_here(&format!("expression nested too deeply (more than {MAX_DEPTH} levels)"))
+                .help("split it into variables or locals"));
+        }
+        self.depth += 1;
+        Ok(())
+    }
+
+    fn expr_inner(&mut self) -> Result<Expr, Diagnostic> {
         let start = {
             self.skip_ws();
             self.pos
@@ -447,8 +472,10 @@ impl<'a> Parser<'a> {
             _ => return self.postfix(),
         };
         self.next()?;
-        let e = self.unary()?;
-        Ok(Expr { kind: ExprKind::Unary(op, Box::new(e)), span: self.span(start) })
+        self.nest()?;
+        let e = self.unary();
+        self.depth -= 1;
+        Ok(Expr { kind: ExprKind::Unary(op, Box::new(e?)), span: self.span(start) })
     }
 
     fn postfix(&mut self) -> Result<Expr, Diagnostic> {

@@ -137,13 +137,8 @@ pub fn call(name: &str, args: Vec<Value>, ctx: &CallCtx<'_>) -> Result<Value, St
         "file" => {
             let rel = text(&next())?;
             let path = ctx.dir.join(&rel);
-            let data = std::fs::read_to_string(&path).map_err(|e| {
-                let why = match e.kind() {
-                    std::io::ErrorKind::NotFound => "no such file".to_string(),
-                    _ => e.to_string(),
-                };
-                format!("cannot read {rel:?} (relative to this file's directory): {why}")
-            })?;
+            let data = crate::files::read_text(&path)
+                .map_err(|why| format!("cannot read {rel:?} (relative to this file's directory): {why}"))?;
             if let Some(files) = ctx.files
                 && let Ok(mut f) = files.lock()
             {

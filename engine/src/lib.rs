@@ -9,6 +9,7 @@ pub mod diag;
 pub mod drift;
 pub mod eval;
 pub mod expr;
+pub mod files;
 pub mod functions;
 pub mod graph;
 pub mod plan;

@@ -78,6 +78,9 @@ pub struct AttrSchema {
     /// gives a literal path, the provider also receives the rendered text as `NAME_text` (which the
     /// schema must declare), as with `templatefile()`.
     pub template_file: bool,
+    /// Its value names clusters (a string, or a list of strings): each must be a key of
+    /// `[clusters]`, which `validate` checks.
+    pub names_cluster: bool,
 }
 
 impl AttrSchema {
@@ -91,7 +94,14 @@ impl AttrSchema {
             sensitive: false,
             description: String::new(),
             template_file: false,
+            names_cluster: false,
         }
+    }
+
+    /// Marks it as naming `[clusters]` keys (see [`AttrSchema::names_cluster`]).
+    pub fn names_cluster(mut self) -> Self {
+        self.names_cluster = true;
+        self
     }
 
     /// Marks it as forcing replacement when changed.
@@ -243,6 +253,10 @@ pub struct Planned {
     /// Sensitive attributes: the engine fills in the schema's and those computed from sensitive
     /// inputs; a provider adds attributes it derives from sensitive ones.
     pub sensitive: std::collections::BTreeSet<String>,
+    /// Attributes the desired state sets (not null). An optional-computed attribute outside it
+    /// carries the prior (live) value, which a provider recomputes when it chooses the value
+    /// itself, so an out-of-band change to it is planned back.
+    pub configured: std::collections::BTreeSet<String>,
 }
 
 /// The result of a provider check (`[[checks]]` with a `kind`).
@@ -303,6 +317,14 @@ pub trait Provider: Send + Sync {
         _ctx: &CallContext,
     ) -> ProviderResult<Planned> {
         Ok(proposed)
+    }
+
+    /// Before a create changes anything: what must be recorded first, so that a crash between
+    /// the create's calls loses nothing (e.g. a cluster setting's original value, which only a
+    /// read before the first mutation can know). The engine journals the returned attributes as
+    /// the object's record, durably, then calls `create` with them. `None`: nothing to record.
+    async fn prepare_create(&self, _ty: &str, _planned: &Map, _ctx: &CallContext) -> ProviderResult<Option<Map>> {
+        Ok(None)
     }
 
     /// Creates the object. `planned` has every known attribute; returns the full new state

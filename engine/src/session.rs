@@ -120,8 +120,9 @@ impl Session {
         let values = Values::for_session(self);
         let mut diags = Diagnostics::default();
         for inst in &self.graph.instances {
-            if let Err(d) = self.eval_instance(&inst.addr, &values) {
-                diags.0.extend(d.0);
+            match self.eval_instance(&inst.addr, &values) {
+                Ok((attrs, _)) => self.check_cluster_names(&inst.addr, &attrs, &mut diags),
+                Err(d) => diags.0.extend(d.0),
             }
         }
         let scope = self.scope(None, &values);
@@ -138,6 +139,55 @@ impl Session {
             }
         }
         diags
+    }
+
+    /// Every attribute whose schema says it names clusters (`cluster`, `source`, `clusters`, …)
+    /// names keys of `[clusters]`; a miss is reported at the attribute, with the closest key, and
+    /// with the key whose GKE `name` it is when it is one.
+    fn check_cluster_names(&self, addr: &Addr, attrs: &Map, diags: &mut Diagnostics) {
+        let (Some(block), Some((_, schema))) = (self.graph.block_of(&self.cfg, addr), self.provider_of(addr)) else {
+            return;
+        };
+        for a in schema.attrs.iter().filter(|a| a.names_cluster) {
+            let (Some(v), Some(at)) = (attrs.get(&a.name), block.attrs.get(&a.name)) else { continue };
+            let named: Vec<&str> = match v {
+                Value::String(s) => vec![s.as_str()],
+                Value::List(l) => {
+                    l.iter().filter_map(|x| if let Value::String(s) = x { Some(s.as_str()) } else { None }).collect()
+                }
+                _ => vec![],
+            };
+            let known = &self.graph.cluster_names;
+            for n in named.into_iter().filter(|n| !known.iter().any(|k| k == n)) {
+                let mut d = Diagnostic::error(
+                    format!("`{}` names cluster `{n}`, which is not a key of [clusters]", a.name),
+                    at.expr.span,
+                )
+                .label("not declared under [clusters]");
+                let help = match self.key_with_gke_name(n) {
+                    Some(k) => Some(format!(
+                        "`{n}` is the GKE name of the cluster declared as [clusters.{k}]: use the key `{k}`"
+                    )),
+                    None => crate::config::suggest(n, known.iter().map(String::as_str)),
+                };
+                if let Some(h) = help {
+                    d = d.help(h);
+                } else if known.is_empty() {
+                    d = d.help("declare it as [clusters.NAME] with its location");
+                }
+                diags.push(d);
+            }
+        }
+    }
+
+    /// The `[clusters]` key whose literal `name` (the GKE cluster name) is `gke_name`.
+    fn key_with_gke_name(&self, gke_name: &str) -> Option<String> {
+        let scope_values = Values::default();
+        self.cfg.blocks.iter().filter(|(b, _)| b.mode == Mode::Cluster).find_map(|(b, block)| {
+            let e = &block.attrs.get("name")?.expr;
+            let v = eval(e, &self.scope(None, &scope_values)).ok()?.value;
+            (v.to_interpolated().as_deref() == Some(gke_name)).then(|| b.name.clone())
+        })
     }
 
     /// A failure pointing into this session's files.
@@ -418,7 +468,8 @@ pub fn propose(schema: &TypeSchema, prior: Option<&Map>, desired: &Map) -> crate
         }
     }
     let sensitive = schema.attrs.iter().filter(|a| a.sensitive).map(|a| a.name.clone()).collect();
-    crate::provider::Planned { attrs, replace_because: replace, sensitive }
+    let configured = desired.iter().filter(|(_, v)| !matches!(v, Value::Null)).map(|(k, _)| k.clone()).collect();
+    crate::provider::Planned { attrs, replace_because: replace, sensitive, configured }
 }
 
 /// Finishes a provider's plan: a replacement reason stands only if the attribute still differs

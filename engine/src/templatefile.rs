@@ -110,11 +110,9 @@ impl Expander<'_> {
 
     /// The parsed template of `rel`, registered as a source so diagnostics point into it.
     fn load(&mut self, rel: &str, call: Span) -> Option<Expr> {
-        let text = match std::fs::read_to_string(self.dir.join(rel)) {
+        let text = match crate::files::read_text(&self.dir.join(rel)) {
             Ok(t) => t,
-            Err(e) => {
-                let why =
-                    if e.kind() == std::io::ErrorKind::NotFound { "no such file".to_string() } else { e.to_string() };
+            Err(why) => {
                 self.diags.push(
                     Diagnostic::error("call to templatefile() failed", call)
                         .label(format!("cannot read {rel:?} (relative to this file's directory): {why}")),

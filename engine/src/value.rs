@@ -184,6 +184,36 @@ impl Value {
         }
     }
 
+    /// Redacts a sensitive attribute's value: a map per key (its key names stay visible, as
+    /// `kubectl describe secret` shows them), so an added, removed or changed key is a
+    /// difference of its own; anything else whole.
+    pub fn redact_keys(&self) -> Value {
+        match self {
+            Value::Map(m) => Value::Map(m.iter().map(|(k, v)| (k.clone(), v.redact())).collect()),
+            v => v.redact(),
+        }
+    }
+
+    /// Redacts like [`Value::redact_keys`], but reuses `known`'s redaction wherever it stands for
+    /// the same value, so two redacted versions of one attribute still compare key by key.
+    pub fn redact_like(&self, known: Option<&Value>) -> Value {
+        match (self, known) {
+            (_, Some(k @ Value::Redacted(_))) if self.same_as(k) => k.clone(),
+            (Value::Map(m), Some(Value::Map(k))) => Value::Map(
+                m.iter()
+                    .map(|(key, v)| {
+                        let r = match k.get(key) {
+                            Some(kv @ Value::Redacted(_)) if v.same_as(kv) => kv.clone(),
+                            _ => v.redact(),
+                        };
+                        (key.clone(), r)
+                    })
+                    .collect(),
+            ),
+            (v, _) => v.redact_keys(),
+        }
+    }
+
     /// Equality that understands redacted values: a redacted value equals a plaintext one whose
     /// hash under the same salt matches, and two redacted values are equal when their hashes are.
     pub fn same_as(&self, other: &Value) -> bool {

@@ -58,7 +58,7 @@ pub fn resolve(cfg: &mut Config, inputs: &VarInputs) -> (Vars, Diagnostics) {
         }
     }
     for path in &inputs.files {
-        let text = match std::fs::read_to_string(path) {
+        let text = match crate::files::read_text(path) {
             Ok(t) => t,
             Err(e) => {
                 diags.push(Diagnostic::global(format!("cannot read var file {}: {e}", path.display())));

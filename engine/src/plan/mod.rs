@@ -112,13 +112,15 @@ impl Change {
     /// This change with every sensitive value redacted (for saving and showing).
     pub fn redacted(&self) -> Change {
         let mut c = self.clone();
-        for m in [&mut c.before, &mut c.after].into_iter().flatten() {
-            for name in &self.sensitive {
-                if let Some(v) = m.get_mut(name)
-                    && !matches!(v, Value::Null | Value::Unknown)
-                {
-                    *v = v.redact();
-                }
+        for name in &self.sensitive {
+            let hidden = |v: &Value| !matches!(v, Value::Null | Value::Unknown);
+            let before = c.before.as_mut().and_then(|m| m.get_mut(name)).filter(|v| hidden(v));
+            let before = before.map(|v| {
+                *v = v.redact_keys();
+                v.clone()
+            });
+            if let Some(v) = c.after.as_mut().and_then(|m| m.get_mut(name)).filter(|v| hidden(v)) {
+                *v = v.redact_like(before.as_ref());
             }
         }
         c

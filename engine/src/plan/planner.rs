@@ -311,8 +311,10 @@ pub fn drift_of(r: &crate::state::ObjectRecord, live: Option<&Map>) -> Option<Dr
         .into_iter()
         .filter(|(_, a, b)| !same(*a, *b) && !matches!(b, Some(Value::Unknown)))
         .map(|(n, a, b)| {
-            let hide = |v: Option<&Value>| v.map(|v| if sensitive.contains(n) { v.redact() } else { v.clone() });
-            AttrDrift { name: n.to_string(), recorded: hide(a), live: hide(b) }
+            let hidden = sensitive.contains(n);
+            let live = b.map(|v| if hidden { v.redact_like(a) } else { v.clone() });
+            let recorded = a.map(|v| if hidden { v.redact_keys() } else { v.clone() });
+            AttrDrift { name: n.to_string(), recorded, live }
         })
         .collect();
     (!attributes.is_empty()).then(|| Drift {

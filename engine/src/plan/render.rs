@@ -1,6 +1,7 @@
 //! The human rendering of a plan: attribute-level diffs with `+ ~ -/+ -` symbols that read
 //! without colour, multi-line values as unified diffs, sensitive values as `(sensitive)`.
 
+use std::collections::BTreeSet;
 use std::fmt::Write;
 
 use similar::TextDiff;
@@ -81,6 +82,28 @@ fn shown(c: &Change, name: &str, v: &Value) -> String {
     v.to_string()
 }
 
+/// How a change of a sensitive value is shown: that it changed, and for a map (a Secret's data)
+/// which keys were added, removed or changed; never a value.
+pub fn sensitive_change(before: &Value, after: &Value) -> String {
+    let (Value::Map(b), Value::Map(a)) = (before, after) else {
+        return "(sensitive value changed)".into();
+    };
+    let keys: BTreeSet<&String> = b.keys().chain(a.keys()).collect();
+    let parts: Vec<String> = keys
+        .into_iter()
+        .filter_map(|k| match (b.get(k), a.get(k)) {
+            (Some(_), None) => Some(format!("{} removed", render_key(k))),
+            (None, Some(_)) => Some(format!("{} added", render_key(k))),
+            (Some(x), Some(y)) if !x.same_as(y) => Some(format!("{} changed", render_key(k))),
+            _ => None,
+        })
+        .collect();
+    if parts.is_empty() {
+        return "(sensitive value changed)".into();
+    }
+    format!("(sensitive value changed: {})", parts.join(", "))
+}
+
 fn multiline(v: Option<&Value>) -> Option<String> {
     match v {
         Some(Value::String(s)) if s.contains('\n') => Some(s.clone()),
@@ -151,7 +174,8 @@ pub fn attr_lines(c: &Change) -> (Vec<AttrLine>, usize) {
                     (Some(b), None | Some(Value::Null)) => ("-", format!("{} -> null", shown(c, name, b))),
                     (Some(b), Some(a)) => {
                         let text = match (multiline(Some(b)), multiline(Some(a))) {
-                            (Some(x), Some(y)) if !sens => block(&unified(&x, &y)),
+                            _ if sens => sensitive_change(b, a),
+                            (Some(x), Some(y)) => block(&unified(&x, &y)),
                             _ => format!("{} -> {}", shown(c, name, b), shown(c, name, a)),
                         };
                         ("~", text)
@@ -308,14 +332,13 @@ pub fn render_drift(drift: &[Drift], st: Style, out: &mut String) {
                     );
                 }
                 _ => {
-                    let _ = writeln!(
-                        out,
-                        "      {} {} = {} -> {}",
-                        st.yellow("~"),
-                        a.name,
-                        show(&a.recorded),
-                        show(&a.live)
-                    );
+                    let text = match (&a.recorded, &a.live) {
+                        (Some(x), Some(y)) if sensitive && !matches!(x, Value::Null) && !matches!(y, Value::Null) => {
+                            sensitive_change(x, y)
+                        }
+                        _ => format!("{} -> {}", show(&a.recorded), show(&a.live)),
+                    };
+                    let _ = writeln!(out, "      {} {} = {text}", st.yellow("~"), a.name);
                 }
             }
         }

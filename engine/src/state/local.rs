@@ -95,6 +95,24 @@ impl LocalBackend {
         Ok((state, recovered))
     }
 
+    /// Reads the state without the lock, with an interrupted apply's journal folded in (in memory
+    /// only: the next command that takes the lock records it); returns how many journaled
+    /// operations it holds. For `state list` and `state show`.
+    pub fn read_with_journal(&self) -> Result<(State, usize), String> {
+        let mut state = self.read()?;
+        let n = match journal::read(&self.journal_path()).map_err(|e| format!("cannot read journal: {e}"))? {
+            Some(r) if r.lineage == state.lineage && r.serial == state.serial => {
+                let n = r.changes.len();
+                for c in r.changes {
+                    c.apply_to(&mut state.objects);
+                }
+                n
+            }
+            _ => 0,
+        };
+        Ok((state, n))
+    }
+
     /// Reads the state without the lock (for `state list/show` and read-only inspection).
     pub fn read(&self) -> Result<State, String> {
         let text = match fs::read_to_string(&self.path) {

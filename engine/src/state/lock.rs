@@ -1,6 +1,10 @@
 //! The state lock: a file created exclusively next to the state, naming its holder, held for a
-//! whole command. A second run fails at once naming the holder; a holder process that is gone
-//! from this host is reported as stale.
+//! whole command. A second run fails at once naming the holder. A lock is *provably stale* when
+//! it was taken on this host and its process is gone: no process has its pid, or the process with
+//! that pid started at another time (the pid was reused). Such a lock is broken automatically
+//! (under a short-lived breaker file, so two runs never both break it); a lock from another host
+//! is never broken without `force-unlock`. An empty or garbled lock file is a broken lock,
+//! reported with the exact `force-unlock` command that removes it.
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
@@ -24,22 +28,43 @@ pub struct LockInfo {
     pub host: String,
     /// When it was taken, RFC 3339 UTC.
     pub created: String,
+    /// When the holder process started (clock ticks since boot, from /proc; 0 when unknown), so
+    /// that a reused pid is not mistaken for the holder.
+    #[serde(default)]
+    pub pid_start: u64,
 }
 
-/// A held lock; released when dropped.
+/// A held lock; released when dropped (or by [`release_held`] when a signal ends the process).
 #[derive(Debug)]
 pub struct LockGuard {
     path: PathBuf,
     /// The lock's details.
     pub info: LockInfo,
+    /// The provably stale lock this one replaced, if any.
+    pub broke: Option<LockInfo>,
+}
+
+/// Locks this process holds, so that a signal handler can release them before exiting.
+static HELD: std::sync::Mutex<Vec<(PathBuf, String)>> = std::sync::Mutex::new(Vec::new());
+
+fn remove_own(path: &Path, id: &str) {
+    // Remove only our own lock (a force-unlock may have replaced it).
+    if read(path).is_ok_and(|i| i.id == id) {
+        let _ = fs::remove_file(path);
+    }
 }
 
 impl Drop for LockGuard {
     fn drop(&mut self) {
-        // Remove only our own lock (a force-unlock may have replaced it).
-        if read(&self.path).is_ok_and(|i| i.id == self.info.id) {
-            let _ = fs::remove_file(&self.path);
-        }
+        remove_own(&self.path, &self.info.id);
+        HELD.lock().unwrap_or_else(|e| e.into_inner()).retain(|(_, id)| *id != self.info.id);
+    }
+}
+
+/// Releases every lock this process holds (for a process about to exit on a signal).
+pub fn release_held() {
+    for (path, id) in HELD.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+        remove_own(&path, &id);
     }
 }
 
@@ -52,6 +77,13 @@ pub enum LockError {
         info: Box<LockInfo>,
         /// The holder is gone from this host.
         stale: bool,
+    },
+    /// The lock file is empty or garbled (a crash while it was written, or an edit).
+    Broken {
+        /// The id `force-unlock` takes to remove exactly this file.
+        id: String,
+        /// What is wrong with it.
+        reason: String,
     },
     /// The file system failed.
     Io(std::io::Error),
@@ -71,6 +103,7 @@ impl std::fmt::Display for LockError {
                 }
                 Ok(())
             }
+            LockError::Broken { reason, .. } => write!(f, "the state lock file is broken ({reason})"),
             LockError::Io(e) => write!(f, "cannot take the state lock: {e}"),
         }
     }
@@ -93,12 +126,71 @@ fn pid_alive(pid: u32) -> bool {
     rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
+/// When process `pid` started (field 22 of /proc/PID/stat), if it is running and this host has /proc.
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: count from the last ')'.
+    stat.rsplit_once(')')?.1.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Whether a lock taken on `host` by `info`'s process is provably stale from here.
+fn provably_stale(info: &LockInfo, host: &str) -> bool {
+    if info.host != host {
+        return false;
+    }
+    if !pid_alive(info.pid) {
+        return true;
+    }
+    info.pid_start != 0 && start_time(info.pid).is_some_and(|t| t != info.pid_start)
+}
+
 fn read(path: &Path) -> Result<LockInfo, std::io::Error> {
     let text = fs::read_to_string(path)?;
     serde_json::from_str(&text).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
-/// Takes the lock at `path` for `operation`, failing at once if it is held.
+/// The id of a broken lock file: a digest of its bytes, so `force-unlock` removes that one only.
+fn broken_id(bytes: &[u8]) -> String {
+    format!("broken-{}", &crate::value::sha256_hex(bytes)[..12])
+}
+
+fn broken(path: &Path) -> LockError {
+    let bytes = fs::read(path).unwrap_or_default();
+    let reason = if bytes.iter().all(u8::is_ascii_whitespace) {
+        "it is empty".to_string()
+    } else {
+        "it is not a lock record".to_string()
+    };
+    LockError::Broken { id: broken_id(&bytes), reason }
+}
+
+/// Removes `stale` at `path` if it is still what is there, under an exclusive breaker file so
+/// that of several runs that found the same stale lock only one breaks it.
+fn break_stale(path: &Path, stale: &LockInfo) -> bool {
+    let breaker = PathBuf::from(format!("{}.break", path.display()));
+    match OpenOptions::new().write(true).create_new(true).mode(0o600).open(&breaker) {
+        Ok(mut f) => {
+            let _ = write!(f, "{}", std::process::id());
+        }
+        Err(_) => {
+            // A breaker left by a run that died while breaking: remove it; the next run breaks.
+            let pid = fs::read_to_string(&breaker).ok().and_then(|t| t.trim().parse::<u32>().ok());
+            if pid.is_none_or(|p| !pid_alive(p)) {
+                let _ = fs::remove_file(&breaker);
+            }
+            return false;
+        }
+    }
+    let still = read(path).is_ok_and(|i| i == *stale);
+    if still {
+        let _ = fs::remove_file(path);
+    }
+    let _ = fs::remove_file(&breaker);
+    still
+}
+
+/// Takes the lock at `path` for `operation`, failing at once if it is held (a provably stale
+/// lock is broken and taken over; see the module docs).
 pub fn acquire(path: &Path, operation: &str) -> Result<LockGuard, LockError> {
     let host = host();
     let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
@@ -109,25 +201,67 @@ pub fn acquire(path: &Path, operation: &str) -> Result<LockGuard, LockError> {
         pid: std::process::id(),
         host: host.clone(),
         created: crate::clock::now_rfc3339(),
+        pid_start: start_time(std::process::id()).unwrap_or(0),
     };
-    match OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
-        Ok(mut f) => {
-            let body = serde_json::to_string_pretty(&info).map_err(|e| LockError::Io(e.into()))?;
-            f.write_all(body.as_bytes()).and_then(|_| f.sync_all()).map_err(LockError::Io)?;
-            Ok(LockGuard { path: path.to_path_buf(), info })
+    let mut broke = None;
+    for _ in 0..2 {
+        match OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+            Ok(mut f) => {
+                let body = serde_json::to_string_pretty(&info).map_err(|e| LockError::Io(e.into()))?;
+                HELD.lock().unwrap_or_else(|e| e.into_inner()).push((path.to_path_buf(), info.id.clone()));
+                let guard = LockGuard { path: path.to_path_buf(), info, broke };
+                f.write_all(body.as_bytes()).and_then(|_| f.sync_all()).map_err(LockError::Io)?;
+                return Ok(guard);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let holder = match read(path) {
+                    Ok(h) => h,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) if e.kind() == std::io::ErrorKind::InvalidData => return Err(broken(path)),
+                    Err(e) => return Err(LockError::Io(e)),
+                };
+                let stale = provably_stale(&holder, &host);
+                if stale && broke.is_none() && break_stale(path, &holder) {
+                    broke = Some(holder);
+                    continue;
+                }
+                return Err(LockError::Held { info: Box::new(holder), stale });
+            }
+            Err(e) => return Err(LockError::Io(e)),
         }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            let holder = read(path).map_err(LockError::Io)?;
-            let stale = holder.host == host && !pid_alive(holder.pid);
-            Err(LockError::Held { info: Box::new(holder), stale })
-        }
+    }
+    match read(path) {
+        Ok(holder) => Err(LockError::Held { info: Box::new(holder), stale: false }),
         Err(e) => Err(LockError::Io(e)),
     }
 }
 
-/// Removes the lock at `path` if its id is `id`.
+/// Removes the lock at `path` if its id is `id` (for a broken lock file, the id its error named).
 pub fn force_unlock(path: &Path, id: &str) -> Result<LockInfo, String> {
-    let info = read(path).map_err(|e| format!("no lock at {}: {e}", path.display()))?;
+    let info = match read(path) {
+        Ok(info) => info,
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+            let bytes = fs::read(path).unwrap_or_default();
+            if broken_id(&bytes) != id {
+                return Err(format!(
+                    "the lock at {} is broken and its id is {}, not {id}",
+                    path.display(),
+                    broken_id(&bytes)
+                ));
+            }
+            fs::remove_file(path).map_err(|e| format!("cannot remove {}: {e}", path.display()))?;
+            return Ok(LockInfo {
+                id: id.into(),
+                operation: "(broken lock file)".into(),
+                who: String::new(),
+                pid: 0,
+                host: String::new(),
+                created: String::new(),
+                pid_start: 0,
+            });
+        }
+        Err(e) => return Err(format!("no lock at {}: {e}", path.display())),
+    };
     if info.id != id {
         return Err(format!("the lock at {} has id {}, not {id}", path.display(), info.id));
     }
@@ -167,12 +301,46 @@ mod tests {
         // A pid that cannot be running.
         info.pid = 0x7fff_fff0;
         fs::write(&p, serde_json::to_string(&info).unwrap()).unwrap();
-        match acquire(&p, "plan") {
-            Err(LockError::Held { stale, .. }) => assert!(stale),
-            other => panic!("expected stale, got {other:?}"),
-        }
         assert!(force_unlock(&p, "wrong").is_err());
-        force_unlock(&p, &info.id).unwrap();
+        // Provably stale on this host: broken and taken over, naming what it replaced.
+        let g = acquire(&p, "plan").unwrap();
+        assert_eq!(g.broke.as_ref().map(|b| b.id.clone()), Some(info.id.clone()));
+        drop(g);
         assert!(!p.exists());
+    }
+
+    #[test]
+    fn a_reused_pid_is_stale_another_host_never_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.lock");
+        let g = acquire(&p, "apply").unwrap();
+        let mut info = g.info.clone();
+        std::mem::forget(g);
+        // Our own pid, alive, but "started" at another time: a reused pid.
+        info.pid_start += 1;
+        assert!(provably_stale(&info, &info.host.clone()));
+        info.host = "elsewhere".into();
+        fs::write(&p, serde_json::to_string(&info).unwrap()).unwrap();
+        match acquire(&p, "plan") {
+            Err(LockError::Held { stale, .. }) => assert!(!stale),
+            other => panic!("expected held, got {other:?}"),
+        }
+        force_unlock(&p, &info.id).unwrap();
+    }
+
+    #[test]
+    fn an_empty_or_garbled_lock_is_broken_and_force_unlock_removes_exactly_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.lock");
+        for body in ["", "{not json"] {
+            fs::write(&p, body).unwrap();
+            let id = match acquire(&p, "apply") {
+                Err(LockError::Broken { id, .. }) => id,
+                other => panic!("expected broken, got {other:?}"),
+            };
+            assert!(force_unlock(&p, "broken-000000000000").is_err());
+            force_unlock(&p, &id).unwrap();
+            assert!(!p.exists());
+        }
     }
 }

@@ -46,7 +46,7 @@ impl ObjectRecord {
             if let Some(v) = attrs.get_mut(name)
                 && !matches!(v, Value::Null)
             {
-                *v = v.redact();
+                *v = v.redact_keys();
             }
         }
         let id = attrs.get("id").and_then(Value::to_interpolated).unwrap_or_default();

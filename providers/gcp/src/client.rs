@@ -392,6 +392,33 @@ impl Client {
         Ok(op)
     }
 
+    /// Waits until no operation runs on cluster `name` (lists the location's operations and
+    /// waits for each unfinished one that targets it; their outcome is theirs, not ours).
+    pub async fn wait_cluster_idle(&self, project: &str, location: &str, name: &str) -> ProviderResult<()> {
+        let list = self.get(Api::Container, &format!("projects/{project}/locations/{location}/operations")).await?;
+        let target = format!("/clusters/{name}");
+        let running: Vec<Value> = list["operations"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|o| o["status"] != "DONE" && o["targetLink"].as_str().is_some_and(|t| t.ends_with(&target)))
+            .cloned()
+            .collect();
+        if running.is_empty() {
+            // Nothing listed yet (the list lags): a short pause before trying again.
+            tokio::time::sleep(poll_delay(0)).await;
+        }
+        for op in running {
+            let _ = self.wait_container(project, location, op).await;
+        }
+        Ok(())
+    }
+
+    /// How long operations may take: the object's `timeouts` entry, else the provider setting.
+    pub fn operation_timeout(&self) -> Duration {
+        OPERATION_TIMEOUT.try_with(|t| *t).ok().flatten().unwrap_or(self.settings.operation_timeout)
+    }
+
     /// Waits for a google.longrunning operation; returns its `response`.
     pub async fn wait_lro(&self, op: Value) -> ProviderResult<Value> {
         let started = Instant::now();

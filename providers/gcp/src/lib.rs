@@ -186,6 +186,10 @@ impl Provider for GcpProvider {
         self.ty(ty)?.plan(&c, prior, proposed)
     }
 
+    async fn prepare_create(&self, ty: &str, planned: &Map, _ctx: &CallContext) -> ProviderResult<Option<Map>> {
+        self.ty(ty)?.prepare_create(&*self.client()?, planned).await
+    }
+
     async fn create(&self, ty: &str, planned: &Map, ctx: &CallContext) -> ProviderResult<Map> {
         let c = self.client()?;
         let r = client::OPERATION_TIMEOUT.scope(ctx.timeout, self.ty(ty)?.create(&c, planned)).await;

@@ -22,7 +22,13 @@ pub fn routes() -> Router<Arc<Shared>> {
     Router::new()
         .route(&format!("{p}/clusters"), get(list_clusters))
         .route(&format!("{p}/clusters/{{cluster}}"), get(get_cluster).put(update_cluster))
+        .route(&format!("{p}/operations"), get(list_ops))
         .route(&format!("{p}/operations/{{op}}"), get(get_op))
+}
+
+async fn list_ops(State(s): S, Path((p, l)): Path<(String, String)>) -> ApiResult<Json<Value>> {
+    let mut st = project(&s, &p)?;
+    Ok(Json(json!({ "operations": st.container_ops(&l) })))
 }
 
 fn project<'a>(s: &'a Shared, project: &str) -> ApiResult<std::sync::MutexGuard<'a, Store>> {

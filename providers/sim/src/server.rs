@@ -38,11 +38,20 @@ pub struct SimOptions {
     pub lro_polls: u32,
     /// Seed of the fault sequence.
     pub seed: u64,
+    /// Operations also finish this long after they start, polled or not (None: by polls only).
+    pub lro_time: Option<Duration>,
 }
 
 impl Default for SimOptions {
     fn default() -> Self {
-        SimOptions { world: World::default(), latency: Duration::ZERO, fault_rate: 0.0, lro_polls: 1, seed: 1 }
+        SimOptions {
+            world: World::default(),
+            latency: Duration::ZERO,
+            fault_rate: 0.0,
+            lro_polls: 1,
+            seed: 1,
+            lro_time: None,
+        }
     }
 }
 
@@ -146,7 +155,8 @@ impl Sim {
             }
             kube.push(server);
         }
-        let store = Store::seed(&opts.world, clusters.clone(), opts.lro_polls);
+        let mut store = Store::seed(&opts.world, clusters.clone(), opts.lro_polls);
+        store.lro_time = opts.lro_time;
         let shared = Arc::new(Shared {
             store: Mutex::new(store),
             tokens,

@@ -23,6 +23,9 @@ pub struct Op {
     pub polls_left: u32,
     /// Which API's operation this is.
     pub api: OpApi,
+    /// When it is done whether polled or not (GKE finishes operations by time; see
+    /// `Store::lro_time`).
+    pub deadline: Option<std::time::Instant>,
     /// Set on the result when it finishes with an error.
     pub failure: Option<String>,
     /// The LRO `response`, shown once it is done.
@@ -89,6 +92,10 @@ pub struct Store {
     pub access: BTreeMap<String, ClusterAccess>,
     /// Polls an operation takes.
     pub lro_polls: u32,
+    /// When set, an operation is also done this long after it started, polled or not (as GKE's
+    /// are: an operation a killed client never polls still ends). Off by default, so that tests
+    /// finish operations by polls alone, deterministically.
+    pub lro_time: Option<std::time::Duration>,
     next_id: u64,
 }
 
@@ -111,6 +118,7 @@ impl Store {
             ops: BTreeMap::new(),
             access: access.into_iter().map(|a| (format!("{}/{}", a.location, a.name), a)).collect(),
             lro_polls,
+            lro_time: None,
             next_id: 1_000_000_000_000,
         };
         let p = world.project.clone();
@@ -238,7 +246,8 @@ impl Store {
     /// Starts an operation with an LRO `response`.
     pub fn start_lro(&mut self, api: OpApi, body: Value, failure: Option<String>, response: Option<Value>) -> Value {
         let name = body["name"].as_str().unwrap_or_default().to_string();
-        let mut op = Op { body, polls_left: self.lro_polls, api, failure, response };
+        let deadline = self.lro_time.map(|t| std::time::Instant::now() + t);
+        let mut op = Op { body, polls_left: self.lro_polls, api, deadline, failure, response };
         op.advance(false);
         let out = op.body.clone();
         self.ops.insert(name, op);
@@ -253,12 +262,26 @@ impl Store {
     }
 
     /// Whether an unfinished operation is running on a cluster.
-    pub fn cluster_busy(&self, target: &str) -> bool {
-        self.ops.values().any(|o| {
+    pub fn cluster_busy(&mut self, target: &str) -> bool {
+        self.ops.values_mut().any(|o| {
+            o.advance(false);
             o.api == OpApi::Container
                 && o.polls_left > 0
                 && o.body["targetLink"].as_str().is_some_and(|t| t.ends_with(target))
         })
+    }
+
+    /// The container operations of a location (`projects.locations.operations.list`), in
+    /// their current state; `-` is every location.
+    pub fn container_ops(&mut self, location: &str) -> Vec<Value> {
+        self.ops
+            .values_mut()
+            .filter(|o| o.api == OpApi::Container && (location == "-" || o.body["location"] == location))
+            .map(|o| {
+                o.advance(false);
+                o.body.clone()
+            })
+            .collect()
     }
 
     /// A compute operation for `target` (`global/firewalls/x` or `zones/z/...`).
@@ -288,6 +311,9 @@ impl Op {
     fn advance(&mut self, poll: bool) {
         if poll && self.polls_left > 0 {
             self.polls_left -= 1;
+        }
+        if self.deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+            self.polls_left = 0;
         }
         let done = self.polls_left == 0;
         match self.api {

@@ -96,8 +96,22 @@ fn target(m: &Map) -> Vec<String> {
 
 async fn put(c: &Client, p: &str, l: &str, name: &str, ip_endpoints: J) -> ProviderResult<()> {
     let body = json!({"name": cluster_path(p, l, name), "update": {"desiredControlPlaneEndpointsConfig": {"ipEndpointsConfig": ip_endpoints}}});
-    let op = c.call(Api::Container, Method::PUT, &cluster_path(p, l, name), &[], Some(&body)).await?;
-    c.wait_container(p, l, op).await.map(|_| ())
+    let started = std::time::Instant::now();
+    loop {
+        match c.call(Api::Container, Method::PUT, &cluster_path(p, l, name), &[], Some(&body)).await {
+            Ok(op) => return c.wait_container(p, l, op).await.map(|_| ()),
+            // Another operation runs on the cluster (one of ours a crashed run left, or someone
+            // else's): wait for it, then try again, within the object's timeout.
+            Err(e) if busy(&e) && started.elapsed() < c.operation_timeout() => c.wait_cluster_idle(p, l, name).await?,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// GKE's answer while another operation runs on the cluster (400 FAILED_PRECONDITION).
+fn busy(e: &ProviderError) -> bool {
+    e.kind == ErrorKind::Invalid
+        && (e.message.contains("incompatible operation") || e.message.contains("operation in progress"))
 }
 
 /// Display names to keep on the blocks written: the live ones, else those recorded at first apply.
@@ -205,11 +219,11 @@ impl GcpType for ControlPlaneAccess {
         Ok(l.map(|l| view(prior, &l)))
     }
 
-    async fn create(&self, c: &Client, planned: &Map) -> ProviderResult<Map> {
+    /// The cluster's settings before meshform touches them, recorded (journaled) before the first
+    /// mutation: a crash after it, and a rerun, must not take the widened list for the original.
+    async fn prepare_create(&self, c: &Client, planned: &Map) -> ProviderResult<Option<Map>> {
         let p = c.project(planned)?;
         let (l, name) = (req(planned, "location")?, req(planned, "cluster")?);
-        let lock = c.cluster_lock(&cluster_path(&p, &l, &name));
-        let _g = lock.lock().await;
         let before = live(c, &p, &l, &name).await?.ok_or_else(|| missing(&name))?;
         let mut m = planned.clone();
         m.insert("project".into(), Value::str(&p));
@@ -218,9 +232,26 @@ impl GcpType for ControlPlaneAccess {
         m.insert("original_enabled".into(), Value::Bool(before.enabled));
         m.insert("original_global_access".into(), Value::Bool(before.global_access));
         m.insert("original_display_names".into(), Value::Map(before.names.clone()));
-        converge(c, &p, &l, &name, &m, &before).await?;
+        m.insert("effective_authorized_networks".into(), set(&before.cidrs));
+        Ok(Some(m))
+    }
+
+    async fn create(&self, c: &Client, planned: &Map) -> ProviderResult<Map> {
+        let prepared;
+        let m = if planned.contains_key("original_authorized_networks") {
+            planned
+        } else {
+            prepared = self.prepare_create(c, planned).await?.unwrap_or_default();
+            &prepared
+        };
+        let p = c.project(m)?;
+        let (l, name) = (req(m, "location")?, req(m, "cluster")?);
+        let lock = c.cluster_lock(&cluster_path(&p, &l, &name));
+        let _g = lock.lock().await;
+        let before = live(c, &p, &l, &name).await?.ok_or_else(|| missing(&name))?;
+        converge(c, &p, &l, &name, m, &before).await?;
         let after = live(c, &p, &l, &name).await?.ok_or_else(|| missing(&name))?;
-        Ok(view(&m, &after))
+        Ok(view(m, &after))
     }
 
     async fn update(&self, c: &Client, prior: &Map, planned: &Map) -> ProviderResult<Map> {

@@ -43,6 +43,10 @@ pub trait GcpType: Send + Sync {
     async fn read(&self, _c: &Client, _prior: &Map) -> ProviderResult<Option<Map>> {
         Err(not_managed(&self.schema().name))
     }
+    /// What to record before the create's first mutation (see `Provider::prepare_create`).
+    async fn prepare_create(&self, _c: &Client, _planned: &Map) -> ProviderResult<Option<Map>> {
+        Ok(None)
+    }
     /// Creates it.
     async fn create(&self, _c: &Client, _planned: &Map) -> ProviderResult<Map> {
         Err(not_managed(&self.schema().name))

@@ -12,7 +12,9 @@ use meshform_engine::provider::{
     AttrSchema, AttrType, ErrorKind, Planned, Presence, ProviderError, ProviderResult, TypeKind, TypeSchema,
 };
 use meshform_engine::value::{Map, Value, sha256_hex};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, PublicKeyData, SanType,
+};
 use serde_json::json;
 
 use super::{KubeType, s};
@@ -80,7 +82,7 @@ impl MeshCa {
     async fn root(&self, k: &Kube, m: &Map) -> ProviderResult<Root> {
         if let (Some(c), Some(kf)) = (s(m, "root_cert_file"), s(m, "root_key_file")) {
             let read = |f: &str| {
-                std::fs::read_to_string(k.dir.join(f))
+                meshform_engine::files::read_text(&k.dir.join(f))
                     .map_err(|e| ProviderError::new(ErrorKind::Invalid, format!("cannot read {f}: {e}")))
             };
             return Ok(Root { cert: read(&c)?, key: read(&kf)? });
@@ -176,10 +178,30 @@ async fn current(k: &Kube, cluster: &str, root: &Root) -> ProviderResult<Option<
             .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
             .map(|b| String::from_utf8_lossy(&b).into_owned())
     };
-    match (get("ca-cert.pem"), get("root-cert.pem")) {
-        (Some(cert), Some(r)) if r == root.cert => Ok(Some(sha256_hex(cert.as_bytes())[..16].to_string())),
+    // Whole as issued: the chain is the intermediate then the root, and the key is the
+    // certificate's; anything else (a key or chain swapped out of band) is issued again.
+    match (get("ca-cert.pem"), get("ca-key.pem"), get("cert-chain.pem"), get("root-cert.pem")) {
+        (Some(cert), Some(key), Some(chain), Some(r))
+            if r == root.cert && chain == format!("{cert}{r}") && key_matches(&cert, &key) =>
+        {
+            Ok(Some(sha256_hex(cert.as_bytes())[..16].to_string()))
+        }
         _ => Ok(None),
     }
+}
+
+/// Whether the PEM private key `key` is the one certified by the PEM certificate `cert` (its
+/// public key is embedded, byte for byte, in the certificate's DER).
+fn key_matches(cert: &str, key: &str) -> bool {
+    let der = |pem: &str| {
+        let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        base64::engine::general_purpose::STANDARD.decode(body).ok()
+    };
+    let (Some(cert_der), Ok(pair)) = (der(cert), KeyPair::from_pem_and_sign_algo(key, &rcgen::PKCS_RSA_SHA256)) else {
+        return false;
+    };
+    let public = pair.der_bytes().to_vec();
+    !public.is_empty() && cert_der.windows(public.len()).any(|w| w == public.as_slice())
 }
 
 #[async_trait]
@@ -187,9 +209,13 @@ impl KubeType for MeshCa {
     fn schema(&self) -> TypeSchema {
         let st = |n: &str, p: Presence| AttrSchema::new(n, AttrType::String, p);
         TypeSchema::new("mesh_ca", TypeKind::Managed, "Istio plugin CA certificates (cacerts) from one root.")
-            .attr(AttrSchema::new("clusters", AttrType::List(Box::new(AttrType::String)), Presence::Required))
+            .attr(
+                AttrSchema::new("clusters", AttrType::List(Box::new(AttrType::String)), Presence::Required)
+                    .names_cluster(),
+            )
             .attr(
                 st("root_cluster", Presence::OptionalComputed)
+                    .names_cluster()
                     .force_new()
                     .describe("where a generated root key is kept"),
             )

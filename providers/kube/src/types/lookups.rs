@@ -21,7 +21,7 @@ pub struct Object;
 fn inputs(name: &str, what: &str, single: bool) -> TypeSchema {
     let st = |n: &str, p: Presence| AttrSchema::new(n, AttrType::String, p);
     let mut t = TypeSchema::new(name, TypeKind::Data, what)
-        .attr(st("cluster", Presence::Required))
+        .attr(st("cluster", Presence::Required).names_cluster())
         .attr(st("api_version", Presence::OptionalComputed))
         .attr(st("kind", Presence::Required))
         .attr(st("namespace", Presence::Optional));

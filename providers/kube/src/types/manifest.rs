@@ -49,7 +49,7 @@ pub fn documents(m: &Map, dir: &std::path::Path) -> ProviderResult<Option<Vec<J>
         (_, Some(f)) => {
             let path = dir.join(&f);
             texts.push(
-                std::fs::read_to_string(&path).map_err(|e| {
+                meshform_engine::files::read_text(&path).map_err(|e| {
                     ProviderError::new(ErrorKind::Invalid, format!("cannot read {}: {e}", path.display()))
                 })?,
             );
@@ -294,7 +294,7 @@ impl Manifest {
 impl KubeType for Manifest {
     fn schema(&self) -> TypeSchema {
         TypeSchema::new("k8s_manifest", TypeKind::Managed, "Kubernetes objects applied with server-side apply.")
-            .attr(AttrSchema::new("cluster", AttrType::String, Presence::Required).force_new())
+            .attr(AttrSchema::new("cluster", AttrType::String, Presence::Required).force_new().names_cluster())
             .attr(AttrSchema::new("manifest", AttrType::Any, Presence::Optional))
             .attr(AttrSchema::new("yaml", AttrType::String, Presence::Optional))
             .attr(
@@ -375,12 +375,16 @@ impl KubeType for Manifest {
     async fn read(&self, k: &Kube, prior: &Map) -> ProviderResult<Option<Map>> {
         let cluster = req(prior, "cluster")?;
         let mut out = Vec::new();
-        for applied in objects_of(prior) {
-            let r = ref_of(&applied)?;
-            match objects::get(k, &cluster, &r).await? {
-                Some(live) => out.push(clean(project(&live, &applied))),
-                None => return Ok(None),
+        let applied = objects_of(prior);
+        for a in &applied {
+            // One object deleted out of band is missing from `objects` (drift names it, apply
+            // makes it again); the manifest is gone only when all of its objects are.
+            if let Some(live) = objects::get(k, &cluster, &ref_of(a)?).await? {
+                out.push(clean(project(&live, a)));
             }
+        }
+        if out.is_empty() && !applied.is_empty() {
+            return Ok(None);
         }
         let mut m = prior.clone();
         m.insert("objects".into(), Value::from_json(&J::Array(out)));

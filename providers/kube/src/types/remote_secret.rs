@@ -132,7 +132,16 @@ impl RemoteSecret {
             "name": st.secret_name, "namespace": st.namespace,
             "labels": {"istio/multiCluster": "true"}, "annotations": {"networking.istio.io/cluster": st.source}},
             "data": {st.source.clone(): base64::engine::general_purpose::STANDARD.encode(kc.as_bytes())}});
-        objects::apply(k, &st.target, &secret, true, false).await?;
+        let live = objects::apply(k, &st.target, &secret, true, false).await?;
+        // istiod reads every key as a cluster's kubeconfig: a key added out of band goes.
+        let extra: serde_json::Map<String, serde_json::Value> = live["data"]
+            .as_object()
+            .map(|o| o.keys().filter(|k| **k != st.source).map(|k| (k.clone(), serde_json::Value::Null)).collect())
+            .unwrap_or_default();
+        if !extra.is_empty() {
+            let r = secret_ref(&st.namespace, &st.secret_name);
+            objects::merge_patch(k, &st.target, &r, &json!({ "data": extra })).await?;
+        }
         Ok(kc)
     }
 
@@ -145,6 +154,7 @@ impl RemoteSecret {
         m.insert("secret_name".into(), Value::str(&st.secret_name));
         m.insert("token_secret".into(), Value::str(&st.token_secret));
         m.insert("token_valid".into(), Value::Bool(true));
+        m.insert("data_keys".into(), Value::List(vec![Value::str(&st.source)]));
         m.insert("kubeconfig".into(), kc.map_or(Value::Unknown, Value::String));
         m.insert("id".into(), Value::str(format!("{}/{}", st.source, st.target)));
         m
@@ -160,8 +170,13 @@ impl KubeType for RemoteSecret {
             TypeKind::Managed,
             "An istioctl-compatible remote secret from one cluster into another.",
         )
-        .attr(st("source", Presence::Required).force_new().describe("the cluster whose credentials are exported"))
-        .attr(st("target", Presence::Required).force_new().describe("the cluster that receives them"))
+        .attr(
+            st("source", Presence::Required)
+                .force_new()
+                .names_cluster()
+                .describe("the cluster whose credentials are exported"),
+        )
+        .attr(st("target", Presence::Required).force_new().names_cluster().describe("the cluster that receives them"))
         .attr(st("namespace", Presence::OptionalComputed).force_new())
         .attr(st("service_account", Presence::OptionalComputed).force_new())
         .attr(st("server", Presence::OptionalComputed))
@@ -177,11 +192,20 @@ impl KubeType for RemoteSecret {
             AttrSchema::new("token_valid", AttrType::Bool, Presence::Computed)
                 .describe("false when the token Secret was deleted (the token is revoked)"),
         )
+        .attr(
+            AttrSchema::new("data_keys", AttrType::List(Box::new(AttrType::String)), Presence::Computed)
+                .describe("the remote secret's data keys: the source cluster's name only (istiod reads each)"),
+        )
         .attr(st("kubeconfig", Presence::Computed).sensitive())
         .attr(st("id", Presence::Computed))
     }
 
     async fn plan(&self, k: &Kube, prior: Option<&Map>, mut p: Planned) -> ProviderResult<Planned> {
+        // The server is the source cluster's endpoint unless the desired state names one: a
+        // server edited in the live kubeconfig is planned back, never kept.
+        if !p.configured.contains("server") {
+            p.attrs.remove("server");
+        }
         let mut st = settings(&p.attrs)?;
         // Which token Secret: a fresh one when rotating now; the recorded one while the
         // rotation trigger is unchanged; else the one the trigger names.
@@ -221,6 +245,8 @@ impl KubeType for RemoteSecret {
             .unwrap_or_default();
         let server = kc.lines().find_map(|l| l.trim().strip_prefix("server: ")).unwrap_or("").to_string();
         let mut m = self.attrs(prior, &st, &server, Some(kc));
+        let keys = remote["data"].as_object().map(|o| o.keys().map(Value::str).collect()).unwrap_or_default();
+        m.insert("data_keys".into(), Value::List(keys));
         // A revoked token (its Secret gone) is a difference too; the apply makes it again.
         if self.token(k, &st, false).await?.is_none() {
             m.insert("token_valid".into(), Value::Bool(false));

@@ -2,6 +2,8 @@
 //! sent base64-encoded as `data`, never `stringData`, so removals work under server-side apply);
 //! every value is sensitive: never printed, kept in state only as a salted hash.
 
+use std::collections::BTreeSet;
+
 use async_trait::async_trait;
 use base64::Engine as _;
 use meshform_engine::provider::{
@@ -32,14 +34,28 @@ fn decoded(live: &serde_json::Value, key: &str) -> Option<String> {
     Some(String::from_utf8_lossy(&bytes).into_owned())
 }
 
+/// The live Secret as attributes. Every live data key is read (a key added out of band is a
+/// difference too); keys the prior object keeps in `string_data` are shown there, the rest in
+/// `data`. An attribute the prior object does not use stays out unless a key would be lost.
 fn view(prior: &Map, live: &serde_json::Value) -> Map {
     let mut m = prior.clone();
-    for attr in ["data", "string_data"] {
-        if let Some(Value::Map(want)) = prior.get(attr) {
-            let sub: Map =
-                want.keys().filter_map(|k| decoded(live, k).map(|v| (k.clone(), Value::String(v)))).collect();
-            m.insert(attr.into(), Value::Map(sub));
-        }
+    let in_string_data: BTreeSet<String> = match prior.get("string_data") {
+        Some(Value::Map(sd)) => sd.keys().cloned().collect(),
+        _ => BTreeSet::new(),
+    };
+    let mut data = Map::new();
+    let mut string_data = Map::new();
+    for key in live["data"].as_object().map(|o| o.keys().cloned().collect::<Vec<_>>()).unwrap_or_default() {
+        let Some(v) = decoded(live, &key) else { continue };
+        let into = if in_string_data.contains(&key) { &mut string_data } else { &mut data };
+        into.insert(key, Value::String(v));
+    }
+    let uses = |attr: &str| matches!(prior.get(attr), Some(v) if !matches!(v, Value::Null));
+    if uses("data") || !data.is_empty() {
+        m.insert("data".into(), Value::Map(data));
+    }
+    if uses("string_data") || !string_data.is_empty() {
+        m.insert("string_data".into(), Value::Map(string_data));
     }
     for attr in ["labels", "annotations"] {
         if let Some(Value::Map(want)) = prior.get(attr) {
@@ -67,10 +83,20 @@ impl Secret {
         }
         let mut doc = objects::skeleton(&r);
         doc["type"] = json!(s(planned, "type").unwrap_or_else(|| "Opaque".into()));
-        doc["data"] = serde_json::Value::Object(data);
+        doc["data"] = serde_json::Value::Object(data.clone());
         doc["metadata"]["labels"] = json!(string_map(planned, "labels"));
         doc["metadata"]["annotations"] = json!(string_map(planned, "annotations"));
-        let live = objects::apply(k, &cluster, &doc, true, false).await?;
+        let mut live = objects::apply(k, &cluster, &doc, true, false).await?;
+        // Keys another field manager added (kubectl patch) survive server-side apply: remove them.
+        let extra: serde_json::Map<String, serde_json::Value> = live["data"]
+            .as_object()
+            .map(|o| {
+                o.keys().filter(|k| !data.contains_key(*k)).map(|k| (k.clone(), serde_json::Value::Null)).collect()
+            })
+            .unwrap_or_default();
+        if !extra.is_empty() {
+            live = objects::merge_patch(k, &cluster, &r, &json!({ "data": extra })).await?;
+        }
         let mut m = view(planned, &live);
         m.insert("id".into(), Value::str(format!("{cluster}/{}/{}", r.namespace.unwrap_or_default(), r.name)));
         Ok(m)
@@ -82,7 +108,7 @@ impl KubeType for Secret {
     fn schema(&self) -> TypeSchema {
         let map = || AttrType::Map(Box::new(AttrType::String));
         TypeSchema::new("k8s_secret", TypeKind::Managed, "A Secret; its values are sensitive.")
-            .attr(AttrSchema::new("cluster", AttrType::String, Presence::Required).force_new())
+            .attr(AttrSchema::new("cluster", AttrType::String, Presence::Required).force_new().names_cluster())
             .attr(AttrSchema::new("namespace", AttrType::String, Presence::Required).force_new())
             .attr(AttrSchema::new("name", AttrType::String, Presence::Required).force_new())
             .attr(AttrSchema::new("type", AttrType::String, Presence::OptionalComputed).force_new())
