@@ -503,6 +503,7 @@ async fn cmd_drift(out: &Out, file: &Path, vars: &VarArgs, targets: &[String], p
                 "drift": serde_json::from_str::<serde_json::Value>(&json::render_json(&Plan { drift: report.drift.clone(), ..Plan::default() })).map(|v| v["drift"].clone()).unwrap_or_default(),
                 "pending": report.pending.iter().map(json::change_json).collect::<Vec<_>>(),
                 "checks": report.checks,
+                "findings": report.findings,
             });
             println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
         }
@@ -519,6 +520,7 @@ fn render_drift_report(r: &DriftReport, color: bool) -> String {
         s.push_str(&st.bold("Changed outside meshform since the last apply:\n\n"));
         render_drift(&r.drift, st, &mut s);
     }
+    meshform_engine::plan::render::render_findings(&r.findings, st, &mut s);
     if !r.pending.is_empty() {
         s.push_str(&st.bold("Desired-state changes not applied yet:\n\n"));
         for c in &r.pending {
@@ -539,10 +541,11 @@ fn render_drift_report(r: &DriftReport, color: bool) -> String {
     let failed = r.checks.iter().filter(|c| !c.passed).count();
     if r.found() {
         s.push_str(&st.bold(&format!(
-            "Drift found: {} object(s) changed outside meshform, {} desired change(s) not applied, {} failed check(s).\n",
+            "Drift found: {} object(s) changed outside meshform, {} desired change(s) not applied, {} failed check(s), {} finding(s).\n",
             r.drift.len(),
             r.pending.len(),
-            failed
+            failed,
+            r.findings.len()
         )));
     } else {
         s.push_str(&st.green(&format!(

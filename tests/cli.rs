@@ -306,7 +306,7 @@ fn hostile_input_is_an_error_at_its_position_never_a_crash_or_a_hang() {
     let deep = format!("${{{}1{}}}", "(".repeat(5000), ")".repeat(5000));
     let nots = format!("${{{}true}}", "!".repeat(5000));
     for (toml, want) in [
-        (format!("[resources.meshform_data.a]\ninput = \"{deep}\"\n"), "nested too deeply (more than 128 levels)"),
+        (format!("[resources.meshform_data.a]\ninput = \"{deep}\"\n"), "nested too deeply (more than 32 levels)"),
         (format!("[resources.meshform_data.a]\ninput = \"{nots}\"\n"), "nested too deeply"),
         ("[resources.meshform_data.a]\ninput = \"${1.0/0}\"\n".to_string(), "not a finite number"),
         ("[resources.meshform_data.a]\ninput = \"${9223372036854775807 + 1}\"\n".to_string(), "overflow"),

@@ -680,3 +680,70 @@ value = "${data.k8s_objects.all.annotations}"
         "the adopted Secret is deleted by destroy"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_kubeconfig_context_fails_plan_and_bad_yaml_fails_validate_at_the_yaml_line() {
+    let c = Cloud::default().await;
+    c.write(
+        "[clusters.cluster-1]\nlocation = \"us-central1-a\"\ncontext = \"no-such-context\"\n\n[resources.k8s_namespace.a]\ncluster = \"cluster-1\"\nname = \"a\"\n",
+    );
+    let (rc, t) = c.plan().await;
+    assert_eq!(rc, 1, "{t}");
+    assert!(t.contains("main.toml:") && t.contains("no-such-context"), "the plan must fail naming the context:\n{t}");
+    assert!(!c.dir.path().join("main.state.json").exists() || !t.contains("Plan:"), "{t}");
+
+    std::fs::write(
+        c.dir.path().join("bad.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ${k8s_namespace.a.name}\n  labels: [unclosed\ndata: {}\n",
+    )
+    .unwrap();
+    c.write(
+        "[clusters.cluster-1]\nlocation = \"us-central1-a\"\n\n[resources.k8s_namespace.a]\ncluster = \"cluster-1\"\nname = \"a\"\n\n[resources.k8s_manifest.m]\ncluster = \"cluster-1\"\nfile = \"bad.yaml\"\n",
+    );
+    let o = c.mf(&["validate", "main.toml"]).await;
+    let t = text(&o);
+    assert_eq!(code(&o), 1, "{t}");
+    assert!(t.contains("invalid YAML in a manifest file") && t.contains("bad.yaml:6:"), "{t}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unmanaged_remote_secret_is_a_finding_of_drift_and_plan_and_is_never_deleted() {
+    let c = Cloud::default().await;
+    c.write("[clusters.cluster-1]\nlocation = \"us-central1-a\"\n\n[clusters.cluster-2]\nlocation = \"europe-west1-b\"\n\n[resources.mesh_remote_secret.r]\nsource = \"cluster-1\"\ntarget = \"cluster-2\"\n");
+    c.apply().await;
+    let o = c.mf(&["drift", "main.toml"]).await;
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    // A rogue cluster's credentials, trusted by istiod in cluster-2.
+    c.kubectl(
+        1,
+        &[
+            "create",
+            "secret",
+            "generic",
+            "istio-remote-secret-rogue",
+            "-n",
+            "istio-system",
+            "--from-literal=rogue=apiVersion: v1",
+        ],
+    )
+    .await;
+    c.kubectl(1, &["label", "secret", "istio-remote-secret-rogue", "-n", "istio-system", "istio/multiCluster=true"])
+        .await;
+    let o = c.mf(&["drift", "main.toml"]).await;
+    let t = text(&o);
+    assert_eq!(code(&o), 2, "{t}");
+    assert!(t.contains("istio-system/istio-remote-secret-rogue") && t.contains("not managed by meshform"), "{t}");
+    let o = c.mf(&["drift", "main.toml", "--format", "json"]).await;
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["findings"][0]["kind"], "unmanaged_remote_secret", "{j}");
+    let (rc, t) = c.plan().await;
+    assert!(
+        rc == 0 && t.contains("Found, and not changed by this plan") && t.contains("istio-remote-secret-rogue"),
+        "{t}"
+    );
+    c.apply().await;
+    assert!(
+        c.exists(1, &["secret", "istio-remote-secret-rogue", "-n", "istio-system"]).await,
+        "a plan never deletes it"
+    );
+}

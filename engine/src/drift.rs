@@ -23,12 +23,17 @@ pub struct DriftReport {
     pub pending: Vec<Change>,
     /// Check outcomes against the live objects.
     pub checks: Vec<CheckResult>,
+    /// Unmanaged objects the mesh trusts, and other findings of the refresh.
+    pub findings: Vec<crate::provider::Finding>,
 }
 
 impl DriftReport {
     /// Whether anything differs: drift, pending changes, or a failed check.
     pub fn found(&self) -> bool {
-        !self.drift.is_empty() || !self.pending.is_empty() || self.checks.iter().any(|c| !c.passed)
+        !self.drift.is_empty()
+            || !self.pending.is_empty()
+            || !self.findings.is_empty()
+            || self.checks.iter().any(|c| !c.passed)
     }
 }
 
@@ -60,5 +65,5 @@ pub async fn detect_drift(
     }
     let get = |a: &Addr| live.get(a);
     let checks = run_checks(s, &live, &refreshed.clusters, &get).await;
-    Ok(DriftReport { drift: refreshed.plan.drift, pending, checks })
+    Ok(DriftReport { drift: refreshed.plan.drift, pending, checks, findings: refreshed.plan.findings })
 }

@@ -293,7 +293,7 @@ struct Parser<'a> {
 
 /// How deeply expressions may nest (parentheses, unary operators, brackets, calls): deeper input
 /// is an error at its position rather than a stack overflow.
-pub const MAX_DEPTH: usize = 128;
+pub const MAX_DEPTH: usize = 32;
 
 const PUNCTS: [&str; 25] = [
     "==", "!=", "<=", ">=", "&&", "||", ".", ",", "[", "]", "(", ")", "{", "}", "?", ":", "<", ">", "!", "+", "-", "*",

@@ -259,6 +259,17 @@ pub struct Planned {
     pub configured: std::collections::BTreeSet<String>,
 }
 
+/// Something a refresh found that no planned change covers and that a reviewer must see: an
+/// object meshform does not manage but the mesh trusts (a remote secret istiod reads). Reported
+/// by `plan` and `drift` (exit 2); never deleted unless the desired state says so.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Finding {
+    /// A short kind, e.g. `unmanaged_remote_secret`.
+    pub kind: String,
+    /// What was found and what to do about it.
+    pub message: String,
+}
+
 /// The result of a provider check (`[[checks]]` with a `kind`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CheckOutcome {
@@ -317,6 +328,12 @@ pub trait Provider: Send + Sync {
         _ctx: &CallContext,
     ) -> ProviderResult<Planned> {
         Ok(proposed)
+    }
+
+    /// After the refresh: what the provider finds around the objects in state (`(type, recorded
+    /// attributes)`) that no change covers and a reviewer must see (see [`Finding`]). Read only.
+    async fn findings(&self, _objects: &[(String, Map)], _ctx: &CallContext) -> ProviderResult<Vec<Finding>> {
+        Ok(Vec::new())
     }
 
     /// Before a create changes anything: what must be recorded first, so that a crash between

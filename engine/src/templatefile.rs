@@ -123,6 +123,12 @@ impl Expander<'_> {
         self.templates.insert(rel.to_string(), sha256_hex(text.as_bytes()));
         let file = self.sources.add(self.shown.join(rel).display().to_string(), text.as_str());
         let whole = Span { file, start: 0, end: text.len() as u32 };
+        if (rel.ends_with(".yaml") || rel.ends_with(".yml"))
+            && let Some(d) = yaml_syntax_error(&text, file)
+        {
+            self.diags.push(d);
+            return None;
+        }
         match parse_template(&text, StrSpans { whole, content: Some(0) }) {
             // The value is always text, even when the file is a single `${...}`.
             Ok(e) => Some(match e.kind {
@@ -135,4 +141,66 @@ impl Expander<'_> {
             }
         }
     }
+}
+
+/// `text` with every `${...}` replaced by as many `x` (newlines kept), so a YAML parser sees the
+/// template's structure at the template's own positions.
+fn mask_interpolations(text: &str) -> String {
+    let b = text.as_bytes();
+    let mut out = b.to_vec();
+    let mut i = 0;
+    while i + 1 < b.len() {
+        if b[i] == b'$' && b[i + 1] == b'$' {
+            i += 2;
+            continue;
+        }
+        if b[i] == b'$' && b[i + 1] == b'{' {
+            let (mut depth, mut j, mut quote) = (0usize, i + 1, false);
+            while j < b.len() {
+                match b[j] {
+                    b'"' => quote = !quote,
+                    b'\\' if quote => j += 1,
+                    b'{' if !quote => depth += 1,
+                    b'}' if !quote => {
+                        depth -= 1;
+                        if depth == 0 {
+                            break;
+                        }
+                    }
+                    _ => {}
+                }
+                j += 1;
+            }
+            let end = (j + 1).min(b.len());
+            for c in &mut out[i..end] {
+                if *c != b'\n' {
+                    *c = b'x';
+                }
+            }
+            i = end;
+            continue;
+        }
+        i += 1;
+    }
+    // Only ASCII bytes were written over whole `${...}` runs, so the result is still UTF-8.
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// A YAML syntax error of a manifest template, at its own line and column.
+fn yaml_syntax_error(text: &str, file: crate::diag::FileId) -> Option<Diagnostic> {
+    use serde::Deserialize;
+    let masked = mask_interpolations(text);
+    for doc in serde_yaml_ng::Deserializer::from_str(&masked) {
+        if let Err(e) = serde_yaml_ng::Value::deserialize(doc) {
+            let at = e.location().map_or(0, |l| l.index()).min(text.len());
+            let end = text[at..].chars().next().map_or(at, |c| at + c.len_utf8());
+            let msg = e.to_string();
+            let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+            return Some(
+                Diagnostic::error("invalid YAML in a manifest file", Span { file, start: at as u32, end: end as u32 })
+                    .label(msg),
+            );
+        }
+    }
+    None
 }

@@ -84,6 +84,7 @@ pub fn render_json(p: &Plan) -> String {
         "has_changes": p.has_changes(),
         "changes": p.visible_changes().map(change_json).collect::<Vec<_>>(),
         "drift": drift,
+        "findings": p.findings,
         "outputs": outputs,
     });
     let mut s = serde_json::to_string_pretty(&doc).unwrap_or_default();

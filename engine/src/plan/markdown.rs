@@ -15,6 +15,7 @@ pub fn render_markdown(p: &Plan) -> String {
         let _ = writeln!(out, "**{} object(s) changed outside meshform since the last apply:**\n", p.drift.len());
         drift_list(&p.drift, &mut out);
     }
+    findings_list(&p.findings, &mut out);
     if p.visible_changes().next().is_none() {
         let _ = writeln!(out, "**No changes.** Live objects match the desired state.");
         return out;
@@ -44,6 +45,7 @@ pub fn render_drift_markdown(r: &DriftReport) -> String {
         r.pending.len(),
         failed.len()
     );
+    findings_list(&r.findings, &mut out);
     if !r.drift.is_empty() {
         let _ = writeln!(out, "#### Changed outside meshform\n");
         drift_list(&r.drift, &mut out);
@@ -119,4 +121,15 @@ fn changes(cs: &[&Change], out: &mut String) {
         }
         out.push_str("```\n\n</details>\n\n");
     }
+}
+
+fn findings_list(findings: &[crate::provider::Finding], out: &mut String) {
+    if findings.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "**Found, and not changed by this plan:**\n");
+    for f in findings {
+        let _ = writeln!(out, "- :warning: {}", f.message);
+    }
+    out.push('\n');
 }

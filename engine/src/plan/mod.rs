@@ -192,6 +192,9 @@ pub struct Plan {
     pub changes: Vec<Change>,
     /// Objects found changed outside meshform during refresh.
     pub drift: Vec<Drift>,
+    /// What the refresh found that no change covers (unmanaged objects the mesh trusts).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<crate::provider::Finding>,
     /// Outputs after apply.
     pub outputs: BTreeMap<String, PlannedOutput>,
     /// What the plan was made from.

@@ -53,7 +53,7 @@ pub async fn plan(s: &Session, state: &State, opts: &PlanOptions) -> Result<Plan
     let values = Values::for_session(s);
     let clusters = s.read_clusters(&values).await?;
     let sem = Semaphore::new(opts.parallelism.max(1));
-    let (live, drift) = refresh(s, state, opts, &clusters, &sem).await?;
+    let (live, drift, findings) = refresh(s, state, opts, &clusters, &sem).await?;
 
     let mut changes = Vec::new();
     let mut diags = Diagnostics::default();
@@ -116,6 +116,7 @@ pub async fn plan(s: &Session, state: &State, opts: &PlanOptions) -> Result<Plan
         serial: state.serial,
         changes,
         drift,
+        findings,
         outputs,
         inputs: inputs_of(s, &opts.targets),
     };
@@ -214,7 +215,7 @@ fn destroy_selection(state: &State, targets: &[Addr]) -> Vec<Addr> {
     out.into_iter().collect()
 }
 
-type Refreshed = (BTreeMap<Addr, Option<Map>>, Vec<Drift>);
+type Refreshed = (BTreeMap<Addr, Option<Map>>, Vec<Drift>, Vec<crate::provider::Finding>);
 
 /// Reads every object in state that the plan covers; notes what changed outside meshform.
 async fn refresh(
@@ -229,7 +230,7 @@ async fn refresh(
         for (a, r) in &state.objects {
             live.insert(a.clone(), Some(r.attributes.clone()));
         }
-        return Ok((live, Vec::new()));
+        return Ok((live, Vec::new(), Vec::new()));
     }
     let wanted: Vec<&crate::state::ObjectRecord> = match (opts.mode, opts.targets.is_empty()) {
         (_, true) => state.objects.values().collect(),
@@ -292,7 +293,19 @@ async fn refresh(
     if diags.has_errors() {
         return Err(diags);
     }
-    Ok((live, drift))
+    let mut findings = Vec::new();
+    if opts.mode == Mode::Normal {
+        for (name, objs) in &by_provider {
+            let Some(p) = s.registry.providers().iter().find(|p| p.name() == name) else { continue };
+            let found = p
+                .findings(objs, &s.ctx(p.as_ref(), clusters))
+                .await
+                .map_err(|e| Diagnostics::from(Diagnostic::global(format!("refresh ({name}): {e}"))))?;
+            findings.extend(found);
+        }
+    }
+    findings.sort_by(|a, b| a.message.cmp(&b.message));
+    Ok((live, drift, findings))
 }
 
 /// The attribute-level difference between a state record and the live object.

@@ -346,6 +346,18 @@ pub fn render_drift(drift: &[Drift], st: Style, out: &mut String) {
     out.push('\n');
 }
 
+/// Findings of the refresh that no change covers (see [`crate::provider::Finding`]).
+pub fn render_findings(findings: &[crate::provider::Finding], st: Style, out: &mut String) {
+    if findings.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "{}\n", st.bold("Found, and not changed by this plan:"));
+    for f in findings {
+        let _ = writeln!(out, "  {} {}", st.red("!"), f.message);
+    }
+    out.push('\n');
+}
+
 /// The summary line.
 pub fn summary_line(p: &Plan) -> String {
     let s = p.summary();
@@ -360,6 +372,7 @@ pub fn render_plan(p: &Plan, color: bool) -> String {
         let _ = writeln!(out, "{}\n", st.bold("Objects changed outside meshform since the last apply:"));
         render_drift(&p.drift, st, &mut out);
     }
+    render_findings(&p.findings, st, &mut out);
     if !p.has_changes() && p.visible_changes().next().is_none() {
         let _ = writeln!(out, "{}", st.green("No changes. Live objects match the desired state."));
         return out;

@@ -18,7 +18,7 @@ use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use meshform_engine::provider::{
-    CallContext, CheckOutcome, ErrorKind, Planned, Provider, ProviderError, ProviderResult, TypeSchema,
+    CallContext, CheckOutcome, ErrorKind, Finding, Planned, Provider, ProviderError, ProviderResult, TypeSchema,
 };
 use meshform_engine::value::{Map, Value};
 
@@ -111,7 +111,13 @@ impl Provider for KubeProvider {
         proposed: Planned,
         ctx: &CallContext,
     ) -> ProviderResult<Planned> {
-        self.ty(ty)?.plan(&self.conns()?.with(ctx), prior, proposed).await
+        let k = self.conns()?.with(ctx);
+        // Every cluster the object lives in or reads must be reachable by its connection settings
+        // (a kubeconfig context that does not exist fails here, at plan, not at apply).
+        for name in named_clusters(&proposed.attrs) {
+            k.client(&name).await?;
+        }
+        self.ty(ty)?.plan(&k, prior, proposed).await
     }
 
     async fn create(&self, ty: &str, planned: &Map, ctx: &CallContext) -> ProviderResult<Map> {
@@ -132,6 +138,10 @@ impl Provider for KubeProvider {
 
     async fn read_data(&self, ty: &str, config: &Map, ctx: &CallContext) -> ProviderResult<Map> {
         self.ty(ty)?.read_data(&self.conns()?.with(ctx), config).await
+    }
+
+    async fn findings(&self, objects: &[(String, Map)], ctx: &CallContext) -> ProviderResult<Vec<Finding>> {
+        types::remote_secret::unmanaged(&self.conns()?.with(ctx), objects).await
     }
 
     fn sensitive_in(&self, ty: &str, attrs: &Map) -> Vec<String> {
@@ -156,4 +166,19 @@ impl Provider for KubeProvider {
             types::remote_secret::check_auth(&self.conns()?.with(ctx), &arg("source")?, &arg("target")?, &ns).await?;
         Ok(CheckOutcome { passed, detail })
     }
+}
+
+/// The clusters an object's attributes name (`cluster`, `source`, `target`, `clusters`), where known.
+fn named_clusters(attrs: &Map) -> Vec<String> {
+    let mut out = Vec::new();
+    for key in ["cluster", "source", "target", "clusters"] {
+        match attrs.get(key) {
+            Some(Value::String(s)) => out.push(s.clone()),
+            Some(Value::List(l)) => out.extend(l.iter().filter_map(|v| v.as_str().map(String::from))),
+            _ => {}
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
 }

@@ -322,3 +322,39 @@ pub async fn check_auth(k: &Kube, source: &str, target: &str, namespace: &str) -
         )),
     }
 }
+
+/// Remote secrets meshform does not manage in the clusters that receive the ones it does:
+/// istiod trusts every `istio/multiCluster=true` Secret of its namespace, so one that is not in
+/// state (a rogue cluster's credentials) is a finding. Never deleted by a plan: to remove one,
+/// delete it (`kubectl delete secret`), or import it as a `mesh_remote_secret` and then remove
+/// that block.
+pub async fn unmanaged(k: &Kube, objects: &[(String, Map)]) -> ProviderResult<Vec<meshform_engine::provider::Finding>> {
+    let mut known: std::collections::BTreeMap<(String, String), std::collections::BTreeSet<String>> =
+        Default::default();
+    for (ty, m) in objects.iter().filter(|(ty, _)| ty == "mesh_remote_secret") {
+        let _ = ty;
+        if let Ok(st) = settings(m) {
+            known.entry((st.target.clone(), st.namespace.clone())).or_default().insert(st.secret_name.clone());
+        }
+    }
+    let mut out = Vec::new();
+    for ((cluster, ns), managed) in &known {
+        let api = k.api(cluster, "v1", "Secret", Some(ns), false).await?;
+        let lp = kube::api::ListParams::default().labels("istio/multiCluster=true");
+        let list = api
+            .list_metadata(&lp)
+            .await
+            .map_err(|e| crate::conn::kube_err(&format!("listing remote secrets in cluster `{cluster}`"), e))?;
+        for name in list.items.into_iter().filter_map(|o| o.metadata.name) {
+            if !managed.contains(&name) {
+                out.push(meshform_engine::provider::Finding {
+                    kind: "unmanaged_remote_secret".into(),
+                    message: format!(
+                        "cluster `{cluster}`: Secret {ns}/{name} is labelled istio/multiCluster=true but is not managed by meshform; istiod trusts the cluster credentials in it (delete it with kubectl, or import it as a mesh_remote_secret)"
+                    ),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
