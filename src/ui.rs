@@ -104,8 +104,10 @@ impl Observer for ApplyProgress {
             NodeResult::Done { id } => {
                 let verb = match c.action {
                     Action::Create => "created",
+                    Action::Adopt => "adopted",
                     Action::Update => "updated",
                     Action::Replace => "replaced",
+                    Action::Delete if c.delete_effect.is_some() => "released (kept, what meshform set removed)",
                     Action::Delete => "destroyed",
                     Action::Read => "read",
                     Action::NoOp => "unchanged",

@@ -747,3 +747,51 @@ async fn an_unmanaged_remote_secret_is_a_finding_of_drift_and_plan_and_is_never_
         "a plan never deletes it"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_renamed_manifest_object_is_planned_as_delete_and_create_and_adoption_is_its_own_action() {
+    let c = Cloud::default().await;
+    let plan = |name: &str, cbd: bool| {
+        let lifecycle = if cbd { "lifecycle = { create_before_destroy = true }\n" } else { "" };
+        format!(
+            "[clusters.cluster-1]\nlocation = \"us-central1-a\"\n\n[resources.k8s_namespace.istio]\ncluster = \"cluster-1\"\nname = \"istio-system\"\nlabels = {{ team = \"mesh\" }}\n\n[resources.k8s_manifest.rev]\ncluster = \"cluster-1\"\nmanifest = {{ apiVersion = \"v1\", kind = \"ConfigMap\", metadata = {{ name = \"{name}\", namespace = \"istio-system\" }}, data = {{ a = \"1\" }} }}\ndepends_on = [\"k8s_namespace.istio\"]\n{lifecycle}"
+        )
+    };
+    // istio-system exists in the world: adopted, not created.
+    c.write(&plan("rev-1-14-1", false));
+    let (rc, t) = c.plan().await;
+    assert_eq!(rc, 2, "{t}");
+    assert!(t.contains("<+ k8s_namespace.istio") && t.contains("adopt an existing object"), "{t}");
+    assert!(t.contains("Plan: 1 to adopt, 1 to add, 0 to change, 0 to destroy."), "{t}");
+    let o = c.mf(&["plan", "main.toml", "--format", "json"]).await;
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let ns = j["changes"].as_array().unwrap().iter().find(|x| x["address"] == "k8s_namespace.istio").unwrap().clone();
+    assert_eq!(ns["action"], "adopt", "{ns}");
+    let o = c.mf(&["apply", "main.toml", "--auto-approve"]).await;
+    assert!(code(&o) == 0 && text(&o).contains("adopted"), "{}", text(&o));
+
+    // A renamed object: its delete and the new one's create, with the reason and the order.
+    c.write(&plan("rev-1-15-0", false));
+    let (rc, t) = c.plan().await;
+    assert_eq!(rc, 2, "{t}");
+    assert!(t.contains("- ConfigMap istio-system/rev-1-14-1") && t.contains("deleted first"), "{t}");
+    assert!(t.contains("+ ConfigMap istio-system/rev-1-15-0"), "{t}");
+    assert!(t.contains("Inside manifests: 1 object(s) to create, 1 to delete."), "{t}");
+    c.apply().await;
+    assert!(!c.exists(0, &["configmap", "rev-1-14-1", "-n", "istio-system"]).await);
+    assert!(c.exists(0, &["configmap", "rev-1-15-0", "-n", "istio-system"]).await);
+    c.assert_no_changes().await;
+    c.write(&plan("rev-1-16-0", true));
+    let (_, t) = c.plan().await;
+    assert!(t.contains("which is created first (create_before_destroy)"), "{t}");
+    c.apply().await;
+    assert!(c.exists(0, &["configmap", "rev-1-16-0", "-n", "istio-system"]).await);
+    assert!(!c.exists(0, &["configmap", "rev-1-15-0", "-n", "istio-system"]).await);
+
+    // Destroying the adopted namespace releases it: planned and reported as such, and kept.
+    let o = c.mf(&["plan", "main.toml", "--destroy"]).await;
+    assert!(text(&o).contains("release (the object is kept)"), "{}", text(&o));
+    let o = c.mf(&["destroy", "main.toml", "--auto-approve"]).await;
+    assert!(code(&o) == 0 && text(&o).contains("released"), "{}", text(&o));
+    assert!(c.exists(0, &["namespace", "istio-system"]).await, "an adopted namespace is kept");
+}

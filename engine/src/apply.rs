@@ -361,7 +361,7 @@ impl Run<'_> {
             None => return Err(format!("no provider for type `{ty}`")),
         };
         let p = p.as_ref();
-        let planned = if matches!(c.action, Action::Create | Action::Update | Action::Replace) {
+        let planned = if matches!(c.action, Action::Create | Action::Adopt | Action::Update | Action::Replace) {
             Some(self.final_planned(c, p).await?)
         } else {
             None
@@ -372,7 +372,11 @@ impl Run<'_> {
         }
         self.observer.started(c);
         let timeouts = self.s.cfg.blocks.get(&c.address.block).map(|b| b.timeouts.clone()).unwrap_or_default();
-        let ctx_for = |limit: Option<std::time::Duration>| CallContext { timeout: limit, ..self.ctx(p) };
+        let ctx_for = |limit: Option<std::time::Duration>| CallContext {
+            timeout: limit,
+            create_before_destroy: c.create_before_destroy,
+            ..self.ctx(p)
+        };
         // The object as the plan saw it (refreshed from live), so that an update also undoes what
         // changed outside meshform; the recorded object when the plan has none.
         let recorded =
@@ -387,7 +391,7 @@ impl Run<'_> {
                     .map_err(|e| format!("destroying {} failed: {e}", c.address))?;
                 self.commit(StateChange::Remove { address: c.address.clone() }).await
             }
-            (Action::Create, Some((attrs, sensitive))) => {
+            (Action::Create | Action::Adopt, Some((attrs, sensitive))) => {
                 let d = timeouts.create;
                 let attrs = self.prepare(c, p, attrs, &sensitive, &deps, &ctx_for(d)).await?;
                 let new = timed(d, p.create(ty, &attrs, &ctx_for(d)))
@@ -436,6 +440,7 @@ impl Run<'_> {
                         .await
                         .map_err(|e| format!("destroying {} for replacement failed: {e}", c.address))?;
                     self.commit(StateChange::Remove { address: c.address.clone() }).await?;
+                    let attrs = self.prepare(c, p, attrs, &sensitive, &deps, &create_ctx).await?;
                     let new = create(attrs).await?;
                     self.put(c, new, sensitive, deps).await
                 }

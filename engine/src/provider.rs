@@ -241,6 +241,9 @@ pub struct CallContext {
     /// take (the engine gives up after it); providers wait for their operations this long instead
     /// of their own default.
     pub timeout: Option<std::time::Duration>,
+    /// The resource's `lifecycle.create_before_destroy`: an update that replaces objects inside
+    /// the resource (a manifest's renamed object) makes the new ones before deleting the old.
+    pub create_before_destroy: bool,
 }
 
 /// A proposed new state for an object.
@@ -257,6 +260,24 @@ pub struct Planned {
     /// carries the prior (live) value, which a provider recomputes when it chooses the value
     /// itself, so an out-of-band change to it is planned back.
     pub configured: std::collections::BTreeSet<String>,
+    /// The objects inside this one that the change creates or deletes.
+    pub object_changes: Vec<ObjectChange>,
+    /// Set by a provider's plan of a create when the object already exists and will be taken
+    /// over rather than made: what adopting it means.
+    pub adopts: Option<String>,
+}
+
+/// One object inside a resource (a manifest's object) that a change creates or deletes, shown in
+/// the plan under the resource's change.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ObjectChange {
+    /// `create` or `delete`.
+    pub action: String,
+    /// Which object (`Kind namespace/name`).
+    pub object: String,
+    /// Why, when it is not obvious.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// Something a refresh found that no planned change covers and that a reviewer must see: an
@@ -328,6 +349,12 @@ pub trait Provider: Send + Sync {
         _ctx: &CallContext,
     ) -> ProviderResult<Planned> {
         Ok(proposed)
+    }
+
+    /// What destroying the recorded object does when it is not plain deletion (an adopted
+    /// namespace is unlabelled and kept), for the plan to say.
+    fn describe_delete(&self, _ty: &str, _prior: &Map) -> Option<String> {
+        None
     }
 
     /// After the refresh: what the provider finds around the objects in state (`(type, recorded

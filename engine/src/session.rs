@@ -241,6 +241,7 @@ impl Session {
             notes: self.notes.clone(),
             dir: self.cfg.dir.clone(),
             timeout: None,
+            create_before_destroy: false,
         }
     }
 
@@ -469,7 +470,14 @@ pub fn propose(schema: &TypeSchema, prior: Option<&Map>, desired: &Map) -> crate
     }
     let sensitive = schema.attrs.iter().filter(|a| a.sensitive).map(|a| a.name.clone()).collect();
     let configured = desired.iter().filter(|(_, v)| !matches!(v, Value::Null)).map(|(k, _)| k.clone()).collect();
-    crate::provider::Planned { attrs, replace_because: replace, sensitive, configured }
+    crate::provider::Planned {
+        attrs,
+        replace_because: replace,
+        sensitive,
+        configured,
+        object_changes: Vec::new(),
+        adopts: None,
+    }
 }
 
 /// Finishes a provider's plan: a replacement reason stands only if the attribute still differs

@@ -43,6 +43,8 @@ pub fn change_json(c: &Change) -> J {
         "sensitive": c.sensitive,
         "replace_because": c.replace_because,
         "depends_on": c.depends_on.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "object_changes": c.object_changes,
+        "delete_effect": c.delete_effect,
     })
 }
 

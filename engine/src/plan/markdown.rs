@@ -119,6 +119,11 @@ fn changes(cs: &[&Change], out: &mut String) {
         if lines.is_empty() && c.action == Action::Delete {
             let _ = writeln!(out, "- (object)");
         }
+        for o in &c.object_changes {
+            let sym = if o.action == "delete" { "-" } else { "+" };
+            let why = o.reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default();
+            let _ = writeln!(out, "{sym} {} ({}{why})", o.object, o.action);
+        }
         out.push_str("```\n\n</details>\n\n");
     }
 }

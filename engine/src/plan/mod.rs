@@ -32,6 +32,9 @@ pub enum Action {
     Replace,
     /// Delete the object.
     Delete,
+    /// Take an object that already exists into state (meshform then manages what it declares
+    /// of it; what destroy does to it, the plan says).
+    Adopt,
 }
 
 impl Action {
@@ -44,6 +47,7 @@ impl Action {
             Action::Update => "~",
             Action::Replace => "-/+",
             Action::Delete => "-",
+            Action::Adopt => "<+",
         }
     }
 
@@ -56,6 +60,7 @@ impl Action {
             Action::Update => "update",
             Action::Replace => "replace",
             Action::Delete => "destroy",
+            Action::Adopt => "adopt",
         }
     }
 
@@ -106,6 +111,13 @@ pub struct Change {
     /// Create the replacement before deleting the old object.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub create_before_destroy: bool,
+    /// What the change does to the objects inside it (a manifest's objects created and deleted).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub object_changes: Vec<crate::provider::ObjectChange>,
+    /// For a delete that is not plain deletion: what it does instead (an adopted namespace is
+    /// unlabelled and kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delete_effect: Option<String>,
 }
 
 impl Change {
@@ -210,6 +222,9 @@ pub struct Summary {
     pub change: usize,
     /// Deletes and replacements.
     pub destroy: usize,
+    /// Existing objects taken into state.
+    #[serde(default)]
+    pub adopt: usize,
 }
 
 impl Plan {
@@ -225,6 +240,7 @@ impl Plan {
                     s.destroy += 1;
                 }
                 Action::Delete => s.destroy += 1,
+                Action::Adopt => s.adopt += 1,
                 Action::NoOp | Action::Read => {}
             }
         }

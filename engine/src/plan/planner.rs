@@ -61,7 +61,8 @@ pub async fn plan(s: &Session, state: &State, opts: &PlanOptions) -> Result<Plan
         Mode::Destroy => {
             for addr in destroy_selection(state, &opts.targets) {
                 let r = &state.objects[&addr];
-                let (before, reason) = before_delete(&live, &addr, r, None);
+                let (before, reason) = before_delete(s, &live, &addr, r, None);
+                let delete_effect = delete_effect(s, r);
                 changes.push(Change {
                     address: addr.clone(),
                     ty: r.ty.clone(),
@@ -73,6 +74,8 @@ pub async fn plan(s: &Session, state: &State, opts: &PlanOptions) -> Result<Plan
                     replace_because: vec![],
                     depends_on: vec![],
                     create_before_destroy: false,
+                    object_changes: vec![],
+                    delete_effect,
                 });
             }
         }
@@ -84,7 +87,8 @@ pub async fn plan(s: &Session, state: &State, opts: &PlanOptions) -> Result<Plan
                 if s.graph.index.contains_key(addr) || !targeted(addr) {
                     continue;
                 }
-                let (before, reason) = before_delete(&live, addr, r, Some("not in the desired state"));
+                let (before, reason) = before_delete(s, &live, addr, r, Some("not in the desired state"));
+                let delete_effect = delete_effect(s, r);
                 changes.push(Change {
                     address: addr.clone(),
                     ty: r.ty.clone(),
@@ -96,6 +100,8 @@ pub async fn plan(s: &Session, state: &State, opts: &PlanOptions) -> Result<Plan
                     replace_because: vec![],
                     depends_on: vec![],
                     create_before_destroy: false,
+                    object_changes: vec![],
+                    delete_effect,
                 });
             }
         }
@@ -123,13 +129,26 @@ pub async fn plan(s: &Session, state: &State, opts: &PlanOptions) -> Result<Plan
     Ok(PlanOutcome { plan, live, values, clusters })
 }
 
+/// What destroying a recorded object does, when that is not plain deletion (an adopted
+/// namespace is unlabelled and kept), as its provider describes it.
+fn delete_effect(s: &Session, r: &crate::state::ObjectRecord) -> Option<String> {
+    s.managed_type(&r.ty).and_then(|(p, _)| p.describe_delete(&r.ty, &r.attributes))
+}
+
 /// The object a deletion starts from, and why it is deleted.
 fn before_delete(
+    s: &Session,
     live: &BTreeMap<Addr, Option<Map>>,
     addr: &Addr,
     r: &crate::state::ObjectRecord,
     why: Option<&str>,
 ) -> (Map, Option<String>) {
+    let effect = delete_effect(s, r);
+    let why = match (why, &effect) {
+        (Some(w), Some(e)) => Some(format!("{w}; {e}")),
+        (w, e) => w.map(str::to_string).or_else(|| e.clone()),
+    };
+    let why = why.as_deref();
     match live.get(addr) {
         Some(None) => {
             let gone = "already deleted outside meshform; only its state entry is removed";
@@ -418,6 +437,8 @@ async fn plan_one(
                     replace_because: vec![],
                     depends_on: deps,
                     create_before_destroy: false,
+                    object_changes: vec![],
+                    delete_effect: None,
                 }));
             }
             let _permit = sem.acquire().await.map_err(|_| Diagnostics::default())?;
@@ -440,6 +461,8 @@ async fn plan_one(
                 replace_because: vec![],
                 depends_on: deps,
                 create_before_destroy: false,
+                object_changes: vec![],
+                delete_effect: None,
             }))
         }
         AddrMode::Managed => {
@@ -461,10 +484,13 @@ async fn plan_one(
             }
             let mut proposed = propose(schema, prior, &desired);
             proposed.sensitive.extend(sensitive.iter().cloned());
-            let mut planned =
-                p.plan(&addr.block.ty, prior, proposed, &s.ctx(p.as_ref(), clusters)).await.map_err(|e| {
-                    Diagnostics::from(Diagnostic::error(format!("cannot plan {addr}"), block.span).label(e.to_string()))
-                })?;
+            let ctx = crate::provider::CallContext {
+                create_before_destroy: block.lifecycle.create_before_destroy,
+                ..s.ctx(p.as_ref(), clusters)
+            };
+            let mut planned = p.plan(&addr.block.ty, prior, proposed, &ctx).await.map_err(|e| {
+                Diagnostics::from(Diagnostic::error(format!("cannot plan {addr}"), block.span).label(e.to_string()))
+            })?;
             if let Some(prior) = prior {
                 for (name, _) in &block.lifecycle.ignore_changes {
                     match prior.get(name) {
@@ -478,7 +504,10 @@ async fn plan_one(
             sensitive.extend(planned.sensitive.iter().cloned());
             let (action, reason) = match prior {
                 None if recorded.is_some() => (Action::Create, Some("deleted outside meshform".to_string())),
-                None => (Action::Create, None),
+                None => match planned.adopts.take() {
+                    Some(what) => (Action::Adopt, Some(what)),
+                    None => (Action::Create, None),
+                },
                 Some(_) if !planned.replace_because.is_empty() => (Action::Replace, None),
                 Some(prior) => {
                     let changed = attr_diff(Some(prior), Some(&planned.attrs)).iter().any(|(_, a, b)| !same(*a, *b));
@@ -506,6 +535,8 @@ async fn plan_one(
                 replace_because: planned.replace_because,
                 depends_on: deps,
                 create_before_destroy: block.lifecycle.create_before_destroy,
+                object_changes: planned.object_changes,
+                delete_effect: None,
             }))
         }
     }

@@ -53,7 +53,7 @@ impl Style {
     /// A symbol in its action's colour.
     pub fn action(&self, a: Action, s: &str) -> String {
         match a {
-            Action::Create => self.green(s),
+            Action::Create | Action::Adopt => self.green(s),
             Action::Update => self.yellow(s),
             Action::Replace | Action::Delete => self.red(s),
             Action::Read => self.cyan(s),
@@ -151,7 +151,7 @@ pub fn attr_lines(c: &Change) -> (Vec<AttrLine>, usize) {
         let forces = c.replace_because.iter().any(|r| r == name);
         let sens = c.sensitive.contains(name);
         let (symbol, text) = match c.action {
-            Action::Create | Action::Read => match after {
+            Action::Create | Action::Read | Action::Adopt => match after {
                 None | Some(Value::Null) => continue,
                 Some(v) => (
                     "+",
@@ -234,7 +234,9 @@ pub fn headline(c: &Change) -> String {
             let order = if c.create_before_destroy { "create before destroy" } else { "destroy, then create" };
             format!("replace ({order}): {} forces replacement", c.replace_because.join(", "))
         }
+        Action::Delete if c.delete_effect.is_some() => "release (the object is kept)".to_string(),
         Action::Delete => "destroy".to_string(),
+        Action::Adopt => "adopt an existing object".to_string(),
     };
     match &c.reason {
         Some(r) if c.action != Action::Read => format!("{what}: {r}"),
@@ -273,6 +275,11 @@ pub fn render_change(c: &Change, st: Style, out: &mut String) {
     if hidden > 0 {
         let s = if hidden == 1 { "" } else { "s" };
         let _ = writeln!(out, "        {}", st.dim(&format!("({hidden} unchanged attribute{s} hidden)")));
+    }
+    for o in &c.object_changes {
+        let (a, sym) = if o.action == "delete" { (Action::Delete, "-") } else { (Action::Create, "+") };
+        let why = o.reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default();
+        let _ = writeln!(out, "      {} {}  {}", st.action(a, sym), o.object, st.dim(&format!("({}{why})", o.action)));
     }
     out.push('\n');
 }
@@ -361,7 +368,18 @@ pub fn render_findings(findings: &[crate::provider::Finding], st: Style, out: &m
 /// The summary line.
 pub fn summary_line(p: &Plan) -> String {
     let s = p.summary();
-    format!("Plan: {} to add, {} to change, {} to destroy.", s.add, s.change, s.destroy)
+    let adopt = if s.adopt > 0 { format!("{} to adopt, ", s.adopt) } else { String::new() };
+    let (made, gone) = p
+        .changes
+        .iter()
+        .flat_map(|c| &c.object_changes)
+        .fold((0, 0), |(m, g), o| if o.action == "delete" { (m, g + 1) } else { (m + 1, g) });
+    let inside = if made + gone > 0 {
+        format!(" Inside manifests: {made} object(s) to create, {gone} to delete.")
+    } else {
+        String::new()
+    };
+    format!("Plan: {adopt}{} to add, {} to change, {} to destroy.{inside}", s.add, s.change, s.destroy)
 }
 
 /// Renders a whole plan for a terminal or a log.

@@ -51,6 +51,8 @@ pub struct Kube {
     pub clusters: Arc<BTreeMap<String, Map>>,
     /// The desired-state file's directory.
     pub dir: PathBuf,
+    /// The resource's `create_before_destroy` (see `CallContext`).
+    pub create_before_destroy: bool,
 }
 
 impl Connections {
@@ -61,7 +63,12 @@ impl Connections {
 
     /// The view of one call.
     pub fn with(self: &Arc<Self>, ctx: &CallContext) -> Kube {
-        Kube { conns: self.clone(), clusters: ctx.clusters.clone(), dir: ctx.dir.clone() }
+        Kube {
+            conns: self.clone(),
+            clusters: ctx.clusters.clone(),
+            dir: ctx.dir.clone(),
+            create_before_destroy: ctx.create_before_destroy,
+        }
     }
 }
 

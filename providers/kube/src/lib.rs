@@ -144,6 +144,10 @@ impl Provider for KubeProvider {
         types::remote_secret::unmanaged(&self.conns()?.with(ctx), objects).await
     }
 
+    fn describe_delete(&self, ty: &str, prior: &Map) -> Option<String> {
+        self.ty(ty).ok()?.describe_delete(prior)
+    }
+
     fn sensitive_in(&self, ty: &str, attrs: &Map) -> Vec<String> {
         self.ty(ty).map(|t| t.sensitive_in(attrs)).unwrap_or_default()
     }

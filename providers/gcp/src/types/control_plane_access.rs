@@ -238,7 +238,8 @@ impl GcpType for ControlPlaneAccess {
 
     async fn create(&self, c: &Client, planned: &Map) -> ProviderResult<Map> {
         let prepared;
-        let m = if planned.contains_key("original_authorized_networks") {
+        // Prepared (journaled) by `prepare_create` when the engine called it; else read now.
+        let m = if matches!(planned.get("original_authorized_networks"), Some(Value::List(_))) {
             planned
         } else {
             prepared = self.prepare_create(c, planned).await?.unwrap_or_default();

@@ -17,7 +17,7 @@ use serde_json::Value as J;
 
 use super::{KubeType, req, s};
 use crate::conn::Kube;
-use crate::objects::{self, clean, project, ref_of};
+use crate::objects::{self, ObjRef, clean, project, ref_of};
 
 /// The type.
 pub struct Manifest;
@@ -262,6 +262,20 @@ impl Manifest {
         let docs = documents(planned, &k.dir)?
             .ok_or_else(|| ProviderError::new(ErrorKind::Invalid, "manifest still has unknown values at apply"))?;
         let force = !matches!(planned.get("force"), Some(Value::Bool(false)));
+        // Objects no longer described are deleted: after the new ones exist with
+        // create_before_destroy (a canary revision), else first, as the plan said.
+        let gone: Vec<ObjRef> = match prior {
+            Some(prior) => {
+                let keep: Vec<_> = docs.iter().filter_map(|d| ref_of(d).ok()).collect();
+                objects_of(prior).iter().rev().filter_map(|o| ref_of(o).ok()).filter(|r| !keep.contains(r)).collect()
+            }
+            None => Vec::new(),
+        };
+        if !k.create_before_destroy {
+            for r in &gone {
+                objects::delete(k, &cluster, r).await?;
+            }
+        }
         let mut out = Vec::new();
         for d in &docs {
             let live = objects::apply(k, &cluster, d, force, false).await?;
@@ -270,15 +284,9 @@ impl Manifest {
             }
             out.push(clean(project(&live, d)));
         }
-        // Objects no longer described are deleted.
-        if let Some(prior) = prior {
-            let keep: Vec<_> = docs.iter().filter_map(|d| ref_of(d).ok()).collect();
-            for old in objects_of(prior).iter().rev() {
-                if let Ok(r) = ref_of(old)
-                    && !keep.contains(&r)
-                {
-                    objects::delete(k, &cluster, &r).await?;
-                }
+        if k.create_before_destroy {
+            for r in &gone {
+                objects::delete(k, &cluster, r).await?;
             }
         }
         let mut m = planned.clone();
@@ -342,7 +350,7 @@ impl KubeType for Manifest {
         if secret { vec!["manifest".into(), "yaml".into(), "file_text".into(), "objects".into()] } else { Vec::new() }
     }
 
-    async fn plan(&self, k: &Kube, _prior: Option<&Map>, mut p: Planned) -> ProviderResult<Planned> {
+    async fn plan(&self, k: &Kube, prior: Option<&Map>, mut p: Planned) -> ProviderResult<Planned> {
         let Some(docs) = documents(&p.attrs, &k.dir)? else {
             // Not all known yet: what is known of a Secret is still hidden.
             p.sensitive.extend(self.sensitive_in(&p.attrs));
@@ -354,6 +362,9 @@ impl KubeType for Manifest {
             p.sensitive.extend(["manifest".to_string(), "yaml".into(), "file_text".into(), "objects".into()]);
         }
         record_outline(&mut p.attrs, &docs);
+        if let Some(prior) = prior {
+            p.object_changes = identity_changes(&objects_of(prior), &docs, k.create_before_destroy);
+        }
         let cluster = req(&p.attrs, "cluster")?;
         let force = !matches!(p.attrs.get("force"), Some(Value::Bool(false)));
         let mut out = Vec::new();
@@ -437,6 +448,36 @@ impl KubeType for Manifest {
     }
 }
 
+/// The objects an update creates and deletes: an object whose identity (apiVersion group, kind,
+/// namespace, name) is no longer described is deleted, a newly described one created; a deleted
+/// object of the same kind and namespace as a created one is said to be replaced by it.
+fn identity_changes(before: &[J], after: &[J], create_first: bool) -> Vec<meshform_engine::provider::ObjectChange> {
+    use meshform_engine::provider::ObjectChange;
+    let group = |r: &ObjRef| r.api_version.rsplit_once('/').map_or(String::new(), |(g, _)| g.to_string());
+    let same = |a: &ObjRef, b: &ObjRef| {
+        group(a) == group(b) && a.kind == b.kind && a.namespace == b.namespace && a.name == b.name
+    };
+    let old: Vec<ObjRef> = before.iter().filter_map(|d| ref_of(d).ok()).collect();
+    let new: Vec<ObjRef> = after.iter().filter_map(|d| ref_of(d).ok()).collect();
+    let created: Vec<&ObjRef> = new.iter().filter(|n| !old.iter().any(|o| same(o, n))).collect();
+    let mut out = Vec::new();
+    for o in old.iter().filter(|o| !new.iter().any(|n| same(o, n))) {
+        let by = created.iter().find(|n| n.kind == o.kind && n.namespace == o.namespace);
+        let reason = match by {
+            Some(n) if create_first => format!("replaced by {n}, which is created first (create_before_destroy)"),
+            Some(n) => format!(
+                "replaced by {n}; deleted first, then {n} is created (lifecycle.create_before_destroy creates it first)"
+            ),
+            None => "no longer in the manifest".to_string(),
+        };
+        out.push(ObjectChange { action: "delete".into(), object: o.to_string(), reason: Some(reason) });
+    }
+    for n in created {
+        out.push(ObjectChange { action: "create".into(), object: n.to_string(), reason: None });
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -480,3 +521,4 @@ mod tests {
         assert!(!o.to_string().contains("c2VjcmV0"));
     }
 }
+

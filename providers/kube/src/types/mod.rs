@@ -25,6 +25,10 @@ pub trait KubeType: Send + Sync {
     fn sensitive_in(&self, _attrs: &Map) -> Vec<String> {
         Vec::new()
     }
+    /// See [`meshform_engine::provider::Provider::describe_delete`].
+    fn describe_delete(&self, _prior: &Map) -> Option<String> {
+        None
+    }
     /// Normalises a proposal; may read the cluster (server-side dry-run).
     async fn plan(&self, _k: &Kube, _prior: Option<&Map>, proposed: Planned) -> ProviderResult<Planned> {
         Ok(proposed)

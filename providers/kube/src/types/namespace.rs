@@ -2,11 +2,11 @@
 //! making sure the keys in `remove_labels` are absent (the guide's `istio-injection-` step).
 
 use async_trait::async_trait;
-use meshform_engine::provider::{AttrSchema, AttrType, Presence, ProviderResult, TypeKind, TypeSchema};
+use meshform_engine::provider::{AttrSchema, AttrType, Planned, Presence, ProviderResult, TypeKind, TypeSchema};
 use meshform_engine::value::{Map, Value};
 use serde_json::json;
 
-use super::{KubeType, req, split_id, string_map};
+use super::{KubeType, req, s, split_id, string_map};
 use crate::conn::Kube;
 use crate::objects::{self, ObjRef};
 
@@ -86,6 +86,25 @@ impl KubeType for Namespace {
                 AttrSchema::new("adopted", AttrType::Bool, Presence::Computed)
                     .describe("existed before meshform: destroy unlabels it instead of deleting it"),
             )
+    }
+
+    async fn plan(&self, k: &Kube, prior: Option<&Map>, mut p: Planned) -> ProviderResult<Planned> {
+        // A namespace that exists already (istio-system) is adopted, not created: say so.
+        if prior.is_none()
+            && let (Some(cluster), Some(name)) = (s(&p.attrs, "cluster"), s(&p.attrs, "name"))
+            && objects::get(k, &cluster, &oref(&name)).await?.is_some()
+        {
+            p.adopts = Some(format!(
+                "namespace `{name}` exists in cluster `{cluster}`: meshform sets what it declares; destroy removes only that and keeps the namespace"
+            ));
+        }
+        Ok(p)
+    }
+
+    fn describe_delete(&self, prior: &Map) -> Option<String> {
+        matches!(prior.get("adopted"), Some(Value::Bool(true))).then(|| {
+            "adopted: only the labels and annotations meshform set are removed; the namespace is kept".to_string()
+        })
     }
 
     async fn read(&self, k: &Kube, prior: &Map) -> ProviderResult<Option<Map>> {
