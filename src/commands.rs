@@ -331,8 +331,25 @@ fn summarize(out: &Out, plan: &Plan, r: &ApplyReport) -> u8 {
         r.results.iter().filter(|(_, act, res)| *act == a && matches!(res, NodeResult::Done { .. })).count()
     };
     use meshform_engine::plan::Action as A;
+    // A delete that keeps the object (an adopted namespace) is a release, not a destruction.
+    let released = r
+        .results
+        .iter()
+        .filter(|(a, act, res)| {
+            *act == A::Delete
+                && matches!(res, NodeResult::Done { .. })
+                && plan.changes.iter().any(|c| c.address == *a && c.delete_effect.is_some())
+        })
+        .count();
     let (added, changed, destroyed) =
-        (done(A::Create) + done(A::Replace), done(A::Update), done(A::Delete) + done(A::Replace));
+        (done(A::Create) + done(A::Replace), done(A::Update), done(A::Delete) + done(A::Replace) - released);
+    let mut also = String::new();
+    if done(A::Adopt) > 0 {
+        also.push_str(&format!(", {} adopted", done(A::Adopt)));
+    }
+    if released > 0 {
+        also.push_str(&format!(", {released} released (kept)"));
+    }
     let failed: Vec<_> = r.results.iter().filter(|(_, _, res)| matches!(res, NodeResult::Failed(_))).collect();
     let skipped: Vec<_> = r.results.iter().filter(|(_, _, res)| matches!(res, NodeResult::Skipped { .. })).collect();
     let verb = if plan.mode == Mode::Destroy { "Destroy" } else { "Apply" };
@@ -340,7 +357,9 @@ fn summarize(out: &Out, plan: &Plan, r: &ApplyReport) -> u8 {
     if r.success() {
         println!(
             "{}",
-            st.green(&st.bold(&format!("{verb} complete: {added} added, {changed} changed, {destroyed} destroyed.")))
+            st.green(
+                &st.bold(&format!("{verb} complete: {added} added, {changed} changed, {destroyed} destroyed{also}."))
+            )
         );
     } else {
         for (a, _, res) in &failed {
@@ -357,7 +376,7 @@ fn summarize(out: &Out, plan: &Plan, r: &ApplyReport) -> u8 {
         println!(
             "{}",
             st.red(&format!(
-                "{verb} {}: {added} added, {changed} changed, {destroyed} destroyed; {} failed, {} skipped, {not_started} not started. The state records everything that succeeded.",
+                "{verb} {}: {added} added, {changed} changed, {destroyed} destroyed{also}; {} failed, {} skipped, {not_started} not started. The state records everything that succeeded.",
                 if r.cancelled { "interrupted" } else { "failed" },
                 failed.len(),
                 skipped.len()

@@ -14,6 +14,9 @@ use tokio::signal::unix::{SignalKind, signal};
 static RECEIVED: AtomicI32 = AtomicI32::new(0);
 /// Whether an apply is running (then a first signal cancels instead of exiting).
 static APPLYING: AtomicBool = AtomicBool::new(false);
+/// Held while deciding between cancelling and exiting, and while an apply starts, so that a
+/// signal never exits once the first operation may have begun.
+static DECIDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// A command that waits for signals itself (`meshform sim` stops its servers and exits 0).
 static OWN_HANDLING: AtomicBool = AtomicBool::new(false);
 
@@ -58,6 +61,7 @@ fn on_signal(sig: i32) {
     if OWN_HANDLING.load(Ordering::SeqCst) {
         return;
     }
+    let _decide = DECIDING.lock().unwrap_or_else(|e| e.into_inner());
     let first = RECEIVED.compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst).is_ok();
     let code = 128 + RECEIVED.load(Ordering::SeqCst);
     if first && APPLYING.load(Ordering::SeqCst) {
@@ -79,6 +83,7 @@ fn on_signal(sig: i32) {
 
 /// The cancellation flag an apply watches; marks the apply as running until [`applied`].
 pub fn applying() -> Arc<AtomicBool> {
+    let _decide = DECIDING.lock().unwrap_or_else(|e| e.into_inner());
     APPLYING.store(true, Ordering::SeqCst);
     let c = cancel().clone();
     if RECEIVED.load(Ordering::SeqCst) != 0 {

@@ -162,9 +162,13 @@ fn destroy_works_when_a_file_the_desired_state_reads_is_gone() {
 #[test]
 fn a_held_lock_fails_at_once_and_a_provably_stale_one_is_taken_over() {
     let d = Dir::new(CHAIN);
+    // This boot and pid namespace, as the lock records them.
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    let ns = std::fs::read_link("/proc/self/ns/pid").unwrap().display().to_string();
+    let space = format!("{}/{ns}", boot.trim());
     let lock = |pid: u32| {
         serde_json::json!({"id": "LOCK-1", "operation": "apply", "who": "ci@builder", "pid": pid,
-            "host": hostname(), "created": "2026-11-22T00:00:00Z"})
+            "host": hostname(), "created": "2026-11-22T00:00:00Z", "pid_space": space})
         .to_string()
     };
     d.write("main.state.json.lock", &lock(std::process::id()));
@@ -180,6 +184,13 @@ fn a_held_lock_fails_at_once_and_a_provably_stale_one_is_taken_over() {
     d.write("main.state.json.lock", &other.to_string());
     let o = d.run(&["apply", "main.toml", "--auto-approve"]);
     assert!(code(&o) == 1 && text(&o).contains("meshform force-unlock LOCK-2"), "{}", text(&o));
+    // Same host name but no pid namespace recorded (another container, an older meshform):
+    // never taken over by itself.
+    let unproven = serde_json::json!({"id": "LOCK-3", "operation": "apply", "who": "ci@builder", "pid": 0x7fff_fff0u32,
+        "host": hostname(), "created": "2026-11-22T00:00:00Z"});
+    d.write("main.state.json.lock", &unproven.to_string());
+    let o = d.run(&["apply", "main.toml", "--auto-approve"]);
+    assert!(code(&o) == 1 && text(&o).contains("meshform force-unlock LOCK-3"), "{}", text(&o));
     // A lock of this host whose process is gone is provably stale: taken over, and said so.
     d.write("main.state.json.lock", &lock(0x7fff_fff0));
     let o = d.run(&["apply", "main.toml", "--auto-approve"]);
@@ -308,6 +319,7 @@ fn hostile_input_is_an_error_at_its_position_never_a_crash_or_a_hang() {
     for (toml, want) in [
         (format!("[resources.meshform_data.a]\ninput = \"{deep}\"\n"), "nested too deeply (more than 32 levels)"),
         (format!("[resources.meshform_data.a]\ninput = \"{nots}\"\n"), "nested too deeply"),
+        (format!("[resources.meshform_data.a]\ninput = \"${{1{}}}\"\n", " + 1".repeat(5000)), "nested too deeply"),
         ("[resources.meshform_data.a]\ninput = \"${1.0/0}\"\n".to_string(), "not a finite number"),
         ("[resources.meshform_data.a]\ninput = \"${9223372036854775807 + 1}\"\n".to_string(), "overflow"),
         ("[resources.meshform_data.a]\ninput = \"${file(\\\"/dev/zero\\\")}\"\n".to_string(), "only regular files"),

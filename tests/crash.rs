@@ -160,12 +160,13 @@ async fn kills_then_converge_then_destroy_restores(kills: usize, seed: u64) {
     }
     let mut rng = Rng(seed.max(1));
     let mut ops = 0;
+    let mut killed = 0;
     for round in 0..=kills {
         let what = format!("round {round} (seed {seed})");
         if round > 0 {
             let after = 1 + rng.below(ops.max(2) as u64 - 1) as usize;
             let extra = Duration::from_millis(rng.below(40));
-            apply_killed(&c, after, extra).await;
+            killed += usize::from(apply_killed(&c, after, extra).await);
         }
         let o = c.mf(&APPLY).await;
         assert_eq!(code(&o), 0, "{what}: the rerun did not converge:\n{}", text(&o));
@@ -190,6 +191,9 @@ async fn kills_then_converge_then_destroy_restores(kills: usize, seed: u64) {
             );
         }
     }
+    // Kills land after a seeded number of finished operations, so nearly every apply dies mid-way.
+    println!("crash: {killed} of {kills} applies killed mid-way (seed {seed})");
+    assert!(killed * 4 >= kills * 3, "only {killed} of {kills} applies were killed before they finished");
 }
 
 #[tokio::test(flavor = "multi_thread")]

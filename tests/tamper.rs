@@ -107,12 +107,19 @@ enum Tamper {
     RemoteServer,
     /// cacerts in cluster `i` given a private key that is not its certificate's.
     ForeignCaKey(usize),
+    /// The remote secret's token Secret (in the source cluster, cluster-1) deleted: the token
+    /// in cluster-2's remote secret is revoked.
+    RevokeToken,
 }
 
 /// A read-back after the repair: the command's output must (or must not) contain the text.
 enum Check {
-    Gcloud(&'static [&'static str], &'static str),
+    Gcloud(&'static [&'static str], Has),
     Kubectl(usize, &'static [&'static str], Has),
+    /// The remote secret in cluster-2 points at cluster-1's endpoint again (its kubeconfig decoded).
+    RemoteServerRestored,
+    /// cacerts in cluster `i` holds the private key of its certificate (compared with openssl).
+    CaKeyMatches(usize),
 }
 
 enum Has {
@@ -145,21 +152,31 @@ fn rows() -> Vec<Row> {
             addr: "gcp_firewall.fw",
             attr: Some("priority"),
             tamper: T::Gcloud(&["compute", "firewall-rules", "update", "tamper-fw", "--priority=1000"]),
-            check: C::Gcloud(fw_prio, "900"),
+            check: C::Gcloud(fw_prio, Has::Text("900")),
         },
         Row {
             ty: "gcp_firewall",
             addr: "gcp_firewall.fw",
             attr: Some("source_ranges"),
             tamper: T::Gcloud(&["compute", "firewall-rules", "update", "tamper-fw", "--source-ranges=0.0.0.0/0"]),
-            check: C::Gcloud(fw_src, "10.0.0.0/8"),
+            check: C::Gcloud(fw_src, Has::Text("10.0.0.0/8")),
         },
         Row {
             ty: "gcp_firewall",
             addr: "gcp_firewall.fw",
             attr: None,
             tamper: T::Gcloud(&["compute", "firewall-rules", "delete", "tamper-fw", "--quiet"]),
-            check: C::Gcloud(fw_prio, "900"),
+            check: C::Gcloud(fw_prio, Has::Text("900")),
+        },
+        Row {
+            ty: "gcp_firewall",
+            addr: "gcp_firewall.fw",
+            attr: Some("disabled"),
+            tamper: T::Gcloud(&["compute", "firewall-rules", "update", "tamper-fw", "--disabled"]),
+            check: C::Gcloud(
+                &["compute", "firewall-rules", "describe", "tamper-fw", "--format=value(disabled)"],
+                Has::Text("False"),
+            ),
         },
         Row {
             ty: "gcp_global_address",
@@ -176,7 +193,7 @@ fn rows() -> Vec<Row> {
             ]),
             check: C::Gcloud(
                 &["compute", "addresses", "describe", "tamper-ip", "--global", "--format=value(labels.team)"],
-                "mesh",
+                Has::Text("mesh"),
             ),
         },
         Row {
@@ -186,7 +203,7 @@ fn rows() -> Vec<Row> {
             tamper: T::Gcloud(&["compute", "addresses", "delete", "tamper-ip", "--global", "--quiet"]),
             check: C::Gcloud(
                 &["compute", "addresses", "describe", "tamper-ip", "--global", "--format=value(description)"],
-                "one",
+                Has::Text("one"),
             ),
         },
         Row {
@@ -210,7 +227,7 @@ fn rows() -> Vec<Row> {
                     "--zone=us-central1-a",
                     "--format=value(defaultPort)",
                 ],
-                "80",
+                Has::Text("80"),
             ),
         },
         Row {
@@ -234,7 +251,7 @@ fn rows() -> Vec<Row> {
                     "--zone=us-central1-a",
                     "--format=value(privateClusterConfig.masterGlobalAccessConfig.enabled)",
                 ],
-                "False",
+                Has::Text("False"),
             ),
         },
         Row {
@@ -250,7 +267,7 @@ fn rows() -> Vec<Row> {
                 "--enable-master-authorized-networks",
                 "--master-authorized-networks=10.4.0.0/14,198.51.100.0/24",
             ]),
-            check: C::Gcloud(cp, "10.4.0.0/14"),
+            check: C::Gcloud(cp, Has::Not("198.51.100.0/24")),
         },
         Row {
             ty: "gke_fleet_membership",
@@ -275,7 +292,33 @@ fn rows() -> Vec<Row> {
                     "--location=us-central1",
                     "--format=value(labels.team)",
                 ],
-                "mesh",
+                Has::Text("mesh"),
+            ),
+        },
+        Row {
+            ty: "gke_fleet_membership",
+            addr: "gke_fleet_membership.m2",
+            attr: None,
+            tamper: T::Gcloud(&[
+                "container",
+                "fleet",
+                "memberships",
+                "delete",
+                "cluster-2",
+                "--location=europe-west1",
+                "--quiet",
+            ]),
+            check: C::Gcloud(
+                &[
+                    "container",
+                    "fleet",
+                    "memberships",
+                    "describe",
+                    "cluster-2",
+                    "--location=europe-west1",
+                    "--format=value(name)",
+                ],
+                Has::Text("memberships/cluster-2"),
             ),
         },
         Row {
@@ -297,7 +340,7 @@ fn rows() -> Vec<Row> {
                     "describe",
                     "--format=value(spec.multiclusteringress.configMembership)",
                 ],
-                "locations/us-central1/memberships/cluster-1",
+                Has::Text("locations/us-central1/memberships/cluster-1"),
             ),
         },
         Row {
@@ -411,11 +454,7 @@ fn rows() -> Vec<Row> {
             addr: "mesh_remote_secret.rs",
             attr: Some("server"),
             tamper: T::RemoteServer,
-            check: C::Kubectl(
-                1,
-                &["get", "secret", "istio-remote-secret-cluster-1", "-n", "istio-system", "-o", "jsonpath={.data}"],
-                Has::Text("cluster-1"),
-            ),
+            check: C::RemoteServerRestored,
         },
         Row {
             ty: "mesh_remote_secret",
@@ -442,6 +481,17 @@ fn rows() -> Vec<Row> {
         Row {
             ty: "mesh_remote_secret",
             addr: "mesh_remote_secret.rs",
+            attr: Some("token_valid"),
+            tamper: T::RevokeToken,
+            check: C::Kubectl(
+                0,
+                &["get", "secrets", "-n", "istio-system", "-o", "name"],
+                Has::Text("istio-reader-service-account-istio-remote-secret-token-cluster-2"),
+            ),
+        },
+        Row {
+            ty: "mesh_remote_secret",
+            addr: "mesh_remote_secret.rs",
             attr: None,
             tamper: T::Kubectl(1, &["delete", "secret", "istio-remote-secret-cluster-1", "-n", "istio-system"]),
             check: C::Kubectl(
@@ -455,22 +505,14 @@ fn rows() -> Vec<Row> {
             addr: "mesh_ca.ca",
             attr: Some("intermediates"),
             tamper: T::ForeignCaKey(1),
-            check: C::Kubectl(
-                1,
-                &["get", "secret", "cacerts", "-n", "istio-system", "-o", "name"],
-                Has::Text("cacerts"),
-            ),
+            check: C::CaKeyMatches(1),
         },
         Row {
             ty: "mesh_ca",
             addr: "mesh_ca.ca",
             attr: Some("intermediates"),
             tamper: T::Kubectl(0, &["delete", "secret", "cacerts", "-n", "istio-system"]),
-            check: C::Kubectl(
-                0,
-                &["get", "secret", "cacerts", "-n", "istio-system", "-o", "name"],
-                Has::Text("cacerts"),
-            ),
+            check: C::CaKeyMatches(0),
         },
     ]
 }
@@ -516,6 +558,12 @@ async fn tamper(c: &Cloud, t: &Tamper) {
             let patch = serde_json::json!({"data": {"cluster-1": b64(&kc)}}).to_string();
             c.kubectl(1, &["patch", "secret", name, "-n", "istio-system", "-p", &patch]).await;
         }
+        Tamper::RevokeToken => {
+            let o = c.kubectl(0, &["get", "secrets", "-n", "istio-system", "-o", "name"]).await;
+            let names = String::from_utf8_lossy(&o.stdout).into_owned();
+            let token = names.lines().find(|l| l.contains("istio-remote-secret-token")).expect("a token Secret");
+            c.kubectl(0, &["delete", "-n", "istio-system", token]).await;
+        }
         Tamper::ForeignCaKey(i) => {
             let key = std::process::Command::new("openssl")
                 .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"])
@@ -529,12 +577,52 @@ async fn tamper(c: &Cloud, t: &Tamper) {
     }
 }
 
+/// The kubeconfig in cluster-2's remote secret of cluster-1.
+async fn remote_kubeconfig(c: &Cloud) -> String {
+    let o = c.kubectl(1, &["get", "secret", "istio-remote-secret-cluster-1", "-n", "istio-system", "-o", "json"]).await;
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let kc = base64::engine::general_purpose::STANDARD.decode(doc["data"]["cluster-1"].as_str().unwrap()).unwrap();
+    String::from_utf8(kc).unwrap()
+}
+
 async fn verify(c: &Cloud, check: &Check) -> (bool, String) {
     match check {
-        Check::Gcloud(args, want) => {
+        Check::Gcloud(args, has) => {
             let o = c.gcloud(args).await;
             let out = String::from_utf8_lossy(&o.stdout).into_owned();
-            (out.contains(want), out)
+            let ok = match has {
+                Has::Text(s) => out.contains(s),
+                Has::Not(s) => !out.contains(s),
+            };
+            (ok, out)
+        }
+        Check::RemoteServerRestored => {
+            let kc = remote_kubeconfig(c).await;
+            let server = kc.lines().find(|l| l.trim_start().starts_with("server: ")).unwrap_or("").to_string();
+            (!server.contains("127.0.0.9") && server.contains("https://127.0.0.2:"), server)
+        }
+        Check::CaKeyMatches(i) => {
+            let o = c.kubectl(*i, &["get", "secret", "cacerts", "-n", "istio-system", "-o", "json"]).await;
+            let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+            let field = |k: &str| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(doc["data"][k].as_str().unwrap_or(""))
+                    .unwrap_or_default()
+            };
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join("cert.pem"), field("ca-cert.pem")).unwrap();
+            std::fs::write(dir.path().join("key.pem"), field("ca-key.pem")).unwrap();
+            let openssl = |args: &[&str]| {
+                std::process::Command::new("openssl")
+                    .args(args)
+                    .current_dir(dir.path())
+                    .output()
+                    .expect("openssl is needed by this test: install openssl")
+                    .stdout
+            };
+            let from_cert = openssl(&["x509", "-in", "cert.pem", "-noout", "-pubkey"]);
+            let from_key = openssl(&["pkey", "-in", "key.pem", "-pubout"]);
+            (!from_cert.is_empty() && from_cert == from_key, String::from_utf8_lossy(&from_key).into_owned())
         }
         Check::Kubectl(i, args, has) => {
             let o = c.kubectl(*i, args).await;
@@ -588,11 +676,6 @@ async fn every_out_of_band_change_is_drift_planned_and_repaired_for_every_manage
         assert_eq!(code(&o), 0, "{what}: drift after the repair:\n{}", text(&o));
         c.assert_no_changes().await;
     }
-    // The remote secret points at its source cluster again and authenticates.
-    let o = c.kubectl(1, &["get", "secret", "istio-remote-secret-cluster-1", "-n", "istio-system", "-o", "json"]).await;
-    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let kc = base64::engine::general_purpose::STANDARD.decode(doc["data"]["cluster-1"].as_str().unwrap()).unwrap();
-    assert!(!String::from_utf8_lossy(&kc).contains("127.0.0.9"));
     let state = std::fs::read_to_string(c.dir.path().join("main.state.json")).unwrap();
     assert!(!state.contains("hunter2") && !state.contains(&b64("hunter2")), "a secret value is in the state");
 }

@@ -291,8 +291,8 @@ struct Parser<'a> {
     depth: usize,
 }
 
-/// How deeply expressions may nest (parentheses, unary operators, brackets, calls): deeper input
-/// is an error at its position rather than a stack overflow.
+/// How deeply expressions may nest (parentheses, unary operators, brackets, calls, and the links
+/// of an operator chain): deeper input is an error at its position rather than a stack overflow.
 pub const MAX_DEPTH: usize = 32;
 
 const PUNCTS: [&str; 25] = [
@@ -450,6 +450,9 @@ impl<'a> Parser<'a> {
         self.skip_ws();
         let start = self.pos;
         let mut lhs = self.unary()?;
+        // Each operator of a chain (`1 + 1 + …`) makes the tree one level deeper on the left:
+        // it counts against the same limit as nesting (evaluation recurses through it).
+        let mut links = 0;
         loop {
             let (tok, _, _) = self.peek()?;
             let Tok::Punct(p) = tok else { break };
@@ -458,9 +461,12 @@ impl<'a> Parser<'a> {
                 break;
             }
             self.next()?;
+            self.nest()?;
+            links += 1;
             let rhs = self.binary(prec + 1)?;
             lhs = Expr { kind: ExprKind::Binary(op, Box::new(lhs), Box::new(rhs)), span: self.span(start) };
         }
+        self.depth -= links;
         Ok(lhs)
     }
 

@@ -187,12 +187,24 @@ fn mask_interpolations(text: &str) -> String {
 }
 
 /// A YAML syntax error of a manifest template, at its own line and column.
+/// Templates whose structure comes from an interpolation (one that starts a line, as a whole
+/// block or a list item would) are checked once rendered, by the provider, not here.
 fn yaml_syntax_error(text: &str, file: crate::diag::FileId) -> Option<Diagnostic> {
     use serde::Deserialize;
+    let structural = text.lines().any(|l| {
+        let l = l.trim_start();
+        l.starts_with("${") || l.trim_start_matches("- ").starts_with("${")
+    });
+    if structural {
+        return None;
+    }
     let masked = mask_interpolations(text);
     for doc in serde_yaml_ng::Deserializer::from_str(&masked) {
         if let Err(e) = serde_yaml_ng::Value::deserialize(doc) {
-            let at = e.location().map_or(0, |l| l.index()).min(text.len());
+            let mut at = e.location().map_or(0, |l| l.index()).min(text.len());
+            while !text.is_char_boundary(at) {
+                at -= 1;
+            }
             let end = text[at..].chars().next().map_or(at, |c| at + c.len_utf8());
             let msg = e.to_string();
             let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();

@@ -61,7 +61,8 @@ impl Rng {
     }
 }
 
-const TOKENS: [&[u8]; 24] = [
+const TOKENS: [&[u8]; 25] = [
+    b" + 1",
     b"${",
     b"}",
     b"(",
@@ -118,7 +119,7 @@ fn mutate(rng: &mut Rng, corpus: &[Vec<u8>]) -> Vec<u8> {
             }
             _ => {
                 let n = 1 + rng.below(300);
-                let t = TOKENS[rng.below(4)];
+                let t = TOKENS[rng.below(5)];
                 let rep: Vec<u8> = t.iter().copied().cycle().take(t.len() * n).collect();
                 b.splice(at..at, rep);
             }
@@ -175,6 +176,7 @@ fn run(execs: u64, seed: u64) -> Figures {
 fn mutated_plans_and_expressions_load_or_fail_cleanly() {
     let f = run(20_000, 1);
     assert_eq!(f.execs, 20_000);
+    assert!(f.slowest < Duration::from_secs(2), "an input took {:?}: a hang in the making", f.slowest);
     assert!(f.valid > 0 && f.valid < f.execs, "the mutations reach both outcomes: {} valid", f.valid);
 }
 
@@ -184,6 +186,7 @@ fn a_million_mutations() {
     let execs = std::env::var("MESHFORM_FUZZ_EXECS").ok().and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
     let seed = std::env::var("MESHFORM_FUZZ_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(2026);
     let f = run(execs, seed);
+    assert!(f.slowest < Duration::from_secs(2), "an input took {:?}", f.slowest);
     println!(
         "fuzz: {} executions (seed {seed}), {} valid, 0 crashes, slowest {:?}, {:.1} s ({:.0}/s)",
         f.execs,

@@ -32,6 +32,11 @@ pub struct LockInfo {
     /// that a reused pid is not mistaken for the holder.
     #[serde(default)]
     pub pid_start: u64,
+    /// Which boot of which pid namespace the pid belongs to (`/proc/sys/kernel/random/boot_id`
+    /// and the `/proc/self/ns/pid` link): a container with the host's name but its own pids is
+    /// not "this host" for staleness. Empty when unknown (then never taken over by itself).
+    #[serde(default)]
+    pub pid_space: String,
 }
 
 /// A held lock; released when dropped (or by [`release_held`] when a signal ends the process).
@@ -133,9 +138,17 @@ fn start_time(pid: u32) -> Option<u64> {
     stat.rsplit_once(')')?.1.split_whitespace().nth(19)?.parse().ok()
 }
 
-/// Whether a lock taken on `host` by `info`'s process is provably stale from here.
+/// This boot and pid namespace (see [`LockInfo::pid_space`]); empty when /proc cannot say.
+fn pid_space() -> String {
+    let boot = fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    let ns = fs::read_link("/proc/self/ns/pid").map(|p| p.display().to_string()).unwrap_or_default();
+    if boot.trim().is_empty() || ns.is_empty() { String::new() } else { format!("{}/{ns}", boot.trim()) }
+}
+
+/// Whether a lock taken on `host` by `info`'s process is provably stale from here: same host
+/// name, same boot and pid namespace, and that pid is gone or reused.
 fn provably_stale(info: &LockInfo, host: &str) -> bool {
-    if info.host != host {
+    if info.host != host || info.pid_space.is_empty() || info.pid_space != pid_space() {
         return false;
     }
     if !pid_alive(info.pid) {
@@ -164,28 +177,44 @@ fn broken(path: &Path) -> LockError {
     LockError::Broken { id: broken_id(&bytes), reason }
 }
 
-/// Removes `stale` at `path` if it is still what is there, under an exclusive breaker file so
-/// that of several runs that found the same stale lock only one breaks it.
+/// Creates `path` holding `body`, atomically: written and synced under a temporary name, then
+/// hard-linked into place, which fails when `path` exists. Nobody ever sees it empty.
+fn create_with(path: &Path, body: &[u8]) -> std::io::Result<()> {
+    let tmp = PathBuf::from(format!("{}.{}.tmp", path.display(), uuid::Uuid::new_v4()));
+    let written = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(body).and_then(|_| f.sync_all()));
+    let linked = written.and_then(|_| fs::hard_link(&tmp, path));
+    let _ = fs::remove_file(&tmp);
+    linked
+}
+
+/// Removes `stale` at `path` if it is still what is there, under an exclusive breaker file
+/// (created whole, holding our pid and a nonce) so that of several runs that found the same
+/// stale lock only one breaks it.
 fn break_stale(path: &Path, stale: &LockInfo) -> bool {
     let breaker = PathBuf::from(format!("{}.break", path.display()));
-    match OpenOptions::new().write(true).create_new(true).mode(0o600).open(&breaker) {
-        Ok(mut f) => {
-            let _ = write!(f, "{}", std::process::id());
+    let mine = format!("{} {}", std::process::id(), uuid::Uuid::new_v4());
+    if create_with(&breaker, mine.as_bytes()).is_err() {
+        // A breaker left by a run that died while breaking: remove it; the next run breaks.
+        let held = fs::read_to_string(&breaker).unwrap_or_default();
+        let pid = held.split_whitespace().next().and_then(|p| p.parse::<u32>().ok());
+        if pid.is_some_and(|p| !pid_alive(p)) && fs::read_to_string(&breaker).is_ok_and(|t| t == held) {
+            let _ = fs::remove_file(&breaker);
         }
-        Err(_) => {
-            // A breaker left by a run that died while breaking: remove it; the next run breaks.
-            let pid = fs::read_to_string(&breaker).ok().and_then(|t| t.trim().parse::<u32>().ok());
-            if pid.is_none_or(|p| !pid_alive(p)) {
-                let _ = fs::remove_file(&breaker);
-            }
-            return false;
-        }
+        return false;
     }
     let still = read(path).is_ok_and(|i| i == *stale);
     if still {
         let _ = fs::remove_file(path);
     }
-    let _ = fs::remove_file(&breaker);
+    // Ours only (it is, unless someone removed it believing us dead).
+    if fs::read_to_string(&breaker).is_ok_and(|t| t == mine) {
+        let _ = fs::remove_file(&breaker);
+    }
     still
 }
 
@@ -202,16 +231,15 @@ pub fn acquire(path: &Path, operation: &str) -> Result<LockGuard, LockError> {
         host: host.clone(),
         created: crate::clock::now_rfc3339(),
         pid_start: start_time(std::process::id()).unwrap_or(0),
+        pid_space: pid_space(),
     };
+    let body = serde_json::to_string_pretty(&info).map_err(|e| LockError::Io(e.into()))?;
     let mut broke = None;
     for _ in 0..2 {
-        match OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
-            Ok(mut f) => {
-                let body = serde_json::to_string_pretty(&info).map_err(|e| LockError::Io(e.into()))?;
+        match create_with(path, body.as_bytes()) {
+            Ok(()) => {
                 HELD.lock().unwrap_or_else(|e| e.into_inner()).push((path.to_path_buf(), info.id.clone()));
-                let guard = LockGuard { path: path.to_path_buf(), info, broke };
-                f.write_all(body.as_bytes()).and_then(|_| f.sync_all()).map_err(LockError::Io)?;
-                return Ok(guard);
+                return Ok(LockGuard { path: path.to_path_buf(), info, broke });
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 let holder = match read(path) {
@@ -258,6 +286,7 @@ pub fn force_unlock(path: &Path, id: &str) -> Result<LockInfo, String> {
                 host: String::new(),
                 created: String::new(),
                 pid_start: 0,
+                pid_space: String::new(),
             });
         }
         Err(e) => return Err(format!("no lock at {}: {e}", path.display())),

@@ -394,19 +394,25 @@ impl Client {
 
     /// Waits until no operation runs on cluster `name` (lists the location's operations and
     /// waits for each unfinished one that targets it; their outcome is theirs, not ours).
-    pub async fn wait_cluster_idle(&self, project: &str, location: &str, name: &str) -> ProviderResult<()> {
+    pub async fn wait_cluster_idle(&self, project: &str, location: &str, name: &str, waits: u32) -> ProviderResult<()> {
         let list = self.get(Api::Container, &format!("projects/{project}/locations/{location}/operations")).await?;
+        // The cluster's own operations and its node pools' (`…/clusters/NAME/nodePools/…`).
         let target = format!("/clusters/{name}");
         let running: Vec<Value> = list["operations"]
             .as_array()
             .into_iter()
             .flatten()
-            .filter(|o| o["status"] != "DONE" && o["targetLink"].as_str().is_some_and(|t| t.ends_with(&target)))
+            .filter(|o| {
+                o["status"] != "DONE"
+                    && o["targetLink"]
+                        .as_str()
+                        .is_some_and(|t| t.ends_with(&target) || t.contains(&format!("{target}/")))
+            })
             .cloned()
             .collect();
         if running.is_empty() {
-            // Nothing listed yet (the list lags): a short pause before trying again.
-            tokio::time::sleep(poll_delay(0)).await;
+            // Nothing listed (yet): back off before trying again, longer each time.
+            tokio::time::sleep(backoff(waits)).await;
         }
         for op in running {
             let _ = self.wait_container(project, location, op).await;

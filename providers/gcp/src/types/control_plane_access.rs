@@ -97,12 +97,16 @@ fn target(m: &Map) -> Vec<String> {
 async fn put(c: &Client, p: &str, l: &str, name: &str, ip_endpoints: J) -> ProviderResult<()> {
     let body = json!({"name": cluster_path(p, l, name), "update": {"desiredControlPlaneEndpointsConfig": {"ipEndpointsConfig": ip_endpoints}}});
     let started = std::time::Instant::now();
+    let mut waits = 0;
     loop {
         match c.call(Api::Container, Method::PUT, &cluster_path(p, l, name), &[], Some(&body)).await {
             Ok(op) => return c.wait_container(p, l, op).await.map(|_| ()),
             // Another operation runs on the cluster (one of ours a crashed run left, or someone
-            // else's): wait for it, then try again, within the object's timeout.
-            Err(e) if busy(&e) && started.elapsed() < c.operation_timeout() => c.wait_cluster_idle(p, l, name).await?,
+            // else's, a node pool's say): wait for it, then try again, within the object's timeout.
+            Err(e) if busy(&e) && started.elapsed() < c.operation_timeout() => {
+                c.wait_cluster_idle(p, l, name, waits).await?;
+                waits += 1;
+            }
             Err(e) => return Err(e),
         }
     }

@@ -176,6 +176,15 @@ impl GcpType for Firewall {
     fn plan(&self, c: &Client, prior: Option<&Map>, mut p: Planned) -> ProviderResult<Planned> {
         let project = c.project(&p.attrs)?;
         p.attrs.insert("project".into(), Value::str(&project));
+        // Compute Engine's defaults for what the desired state leaves out, so a change made out
+        // of band (`--disabled`, `--priority`) is planned back instead of kept from live.
+        for (k, v) in
+            [("priority", Value::Int(1000)), ("disabled", Value::Bool(false)), ("direction", Value::str("INGRESS"))]
+        {
+            if !p.configured.contains(k) {
+                p.attrs.insert(k.into(), v);
+            }
+        }
         if let Some(n) = s(&p.attrs, "network") {
             p.attrs.insert("network".into(), Value::str(short_network(&n, &project)));
         }

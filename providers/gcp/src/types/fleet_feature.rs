@@ -145,9 +145,12 @@ impl GcpType for FleetFeature {
                 c.wait_lro(op).await?;
                 self.wait_ok(c, &p, &l, &name).await
             }
+            // Made already (a reply lost after the change): adopt it when it matches, and wait
+            // for it to be ready as a create does.
             Err(e) if e.kind == ErrorKind::Conflict => {
                 let live = self.read(c, planned).await?;
-                adopt(c, "fleet feature", &path(&p, &l, &name), planned, live, &["config_membership"])
+                adopt(c, "fleet feature", &path(&p, &l, &name), planned, live, &["config_membership"])?;
+                self.wait_ok(c, &p, &l, &name).await
             }
             Err(e) => Err(e),
         }

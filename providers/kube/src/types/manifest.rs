@@ -264,10 +264,16 @@ impl Manifest {
         let force = !matches!(planned.get("force"), Some(Value::Bool(false)));
         // Objects no longer described are deleted: after the new ones exist with
         // create_before_destroy (a canary revision), else first, as the plan said.
+        // The same object under another apiVersion of its group is kept, not deleted.
         let gone: Vec<ObjRef> = match prior {
             Some(prior) => {
                 let keep: Vec<_> = docs.iter().filter_map(|d| ref_of(d).ok()).collect();
-                objects_of(prior).iter().rev().filter_map(|o| ref_of(o).ok()).filter(|r| !keep.contains(r)).collect()
+                objects_of(prior)
+                    .iter()
+                    .rev()
+                    .filter_map(|o| ref_of(o).ok())
+                    .filter(|r| !keep.iter().any(|k| same_object(k, r)))
+                    .collect()
             }
             None => Vec::new(),
         };
@@ -448,15 +454,19 @@ impl KubeType for Manifest {
     }
 }
 
+/// Whether two references name one object: the same API group (any version), kind, namespace
+/// and name.
+fn same_object(a: &ObjRef, b: &ObjRef) -> bool {
+    let group = |r: &ObjRef| r.api_version.rsplit_once('/').map_or(String::new(), |(g, _)| g.to_string());
+    group(a) == group(b) && a.kind == b.kind && a.namespace == b.namespace && a.name == b.name
+}
+
 /// The objects an update creates and deletes: an object whose identity (apiVersion group, kind,
 /// namespace, name) is no longer described is deleted, a newly described one created; a deleted
 /// object of the same kind and namespace as a created one is said to be replaced by it.
 fn identity_changes(before: &[J], after: &[J], create_first: bool) -> Vec<meshform_engine::provider::ObjectChange> {
     use meshform_engine::provider::ObjectChange;
-    let group = |r: &ObjRef| r.api_version.rsplit_once('/').map_or(String::new(), |(g, _)| g.to_string());
-    let same = |a: &ObjRef, b: &ObjRef| {
-        group(a) == group(b) && a.kind == b.kind && a.namespace == b.namespace && a.name == b.name
-    };
+    let same = same_object;
     let old: Vec<ObjRef> = before.iter().filter_map(|d| ref_of(d).ok()).collect();
     let new: Vec<ObjRef> = after.iter().filter_map(|d| ref_of(d).ok()).collect();
     let created: Vec<&ObjRef> = new.iter().filter(|n| !old.iter().any(|o| same(o, n))).collect();
@@ -521,4 +531,3 @@ mod tests {
         assert!(!o.to_string().contains("c2VjcmV0"));
     }
 }
-

@@ -341,10 +341,13 @@ pub async fn unmanaged(k: &Kube, objects: &[(String, Map)]) -> ProviderResult<Ve
     for ((cluster, ns), managed) in &known {
         let api = k.api(cluster, "v1", "Secret", Some(ns), false).await?;
         let lp = kube::api::ListParams::default().labels("istio/multiCluster=true");
-        let list = api
-            .list_metadata(&lp)
-            .await
-            .map_err(|e| crate::conn::kube_err(&format!("listing remote secrets in cluster `{cluster}`"), e))?;
+        let list = match api.list_metadata(&lp).await {
+            Ok(l) => l,
+            // Credentials that may read only the objects meshform manages cannot look: that is
+            // no finding, and no failure of the plan.
+            Err(kube::Error::Api(s)) if s.code == 401 || s.code == 403 => continue,
+            Err(e) => return Err(crate::conn::kube_err(&format!("listing remote secrets in cluster `{cluster}`"), e)),
+        };
         for name in list.items.into_iter().filter_map(|o| o.metadata.name) {
             if !managed.contains(&name) {
                 out.push(meshform_engine::provider::Finding {
