@@ -341,3 +341,17 @@ fn hostile_input_is_an_error_at_its_position_never_a_crash_or_a_hang() {
     let o = d.run(&["validate", "main.toml"]);
     assert!(code(&o) == 1 && text(&o).contains("line 3, column 10"), "{}", text(&o));
 }
+
+#[test]
+fn a_fleet_of_one_cluster_validates_both_guides_with_no_pairs() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for plan in ["plans/mci-istio.toml", "plans/asm-multicluster.toml"] {
+        let o = Command::new(env!("CARGO_BIN_EXE_meshform"))
+            .args(["validate", plan, "--var", "clusters={cluster-1 = \"us-central1-a\"}"])
+            .current_dir(root)
+            .env("HOME", std::env::temp_dir())
+            .output()
+            .unwrap();
+        assert_eq!(code(&o), 0, "{plan}: an empty for_each is a declared block with no instances:\n{}", text(&o));
+    }
+}

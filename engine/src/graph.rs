@@ -127,7 +127,10 @@ pub fn build(cfg: &Config, vars: &Vars, registry: &Registry) -> Result<Graph, Di
         }
         for (target, span) in &block.depends_on {
             let found = ctx.targets(target);
-            if found.is_empty() {
+            // A block whose for_each has no keys (no pairs in a one-cluster fleet) is declared,
+            // with zero instances: depending on it depends on nothing.
+            let declared_empty = target.key.is_none() && g.keys.get(&target.block).is_some_and(Vec::is_empty);
+            if found.is_empty() && !declared_empty {
                 diags.push(
                     Diagnostic::error(format!("`depends_on` names `{target}`, which is not declared"), *span)
                         .maybe_help(suggest(
