@@ -738,6 +738,10 @@ fn force_unlock(out: &Out, id: &str, file: Option<&Path>) -> u8 {
     let mut last_err = format!("no lock with id {id} found; give the desired-state file as the second argument");
     for p in candidates {
         match lock::force_unlock(&p, id) {
+            Ok(info) if info.who.is_empty() => {
+                println!("Removed the broken lock file {} ({id}).", p.display());
+                return OK;
+            }
             Ok(info) => {
                 println!(
                     "Removed the lock {id} held by {} (pid {}, operation `{}`).",
