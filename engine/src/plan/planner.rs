@@ -11,6 +11,7 @@ use super::{Action, AttrDrift, Change, Drift, Inputs, Mode, Plan, PlannedOutput,
 use crate::addr::{Addr, Mode as AddrMode};
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::eval::{ObjectValue, eval};
+use crate::provider::Presence;
 use crate::session::{Session, Values, propose};
 use crate::state::State;
 use crate::value::{Map, Value, sha256_hex};
@@ -301,7 +302,12 @@ async fn refresh(
     for res in futures::future::join_all(reads).await {
         match res {
             Ok((r, l)) => {
-                if let Some(d) = drift_of(r, l.as_ref()) {
+                let computed = |a: &str| {
+                    s.managed_type(&r.ty)
+                        .and_then(|(_, sc)| sc.get(a))
+                        .is_some_and(|x| x.presence == Presence::Computed)
+                };
+                if let Some(d) = drift_of(r, l.as_ref(), &computed) {
                     drift.push(d);
                 }
                 live.insert(r.address.clone(), l);
@@ -328,7 +334,9 @@ async fn refresh(
 }
 
 /// The attribute-level difference between a state record and the live object.
-pub fn drift_of(r: &crate::state::ObjectRecord, live: Option<&Map>) -> Option<Drift> {
+/// A computed attribute the record does not have at all (a newer provider reads more) is no
+/// change made outside meshform.
+pub fn drift_of(r: &crate::state::ObjectRecord, live: Option<&Map>, computed: &dyn Fn(&str) -> bool) -> Option<Drift> {
     let sensitive = r.sensitive_set();
     let Some(live) = live else {
         return Some(Drift {
@@ -341,7 +349,7 @@ pub fn drift_of(r: &crate::state::ObjectRecord, live: Option<&Map>) -> Option<Dr
     };
     let attributes: Vec<AttrDrift> = attr_diff(Some(&r.attributes), Some(live))
         .into_iter()
-        .filter(|(_, a, b)| !same(*a, *b) && !matches!(b, Some(Value::Unknown)))
+        .filter(|(n, a, b)| !(same(*a, *b) || matches!(b, Some(Value::Unknown)) || (a.is_none() && computed(n))))
         .map(|(n, a, b)| {
             let hidden = sensitive.contains(n);
             let live = b.map(|v| if hidden { v.redact_like(a) } else { v.clone() });
@@ -510,7 +518,14 @@ async fn plan_one(
                 },
                 Some(_) if !planned.replace_because.is_empty() => (Action::Replace, None),
                 Some(prior) => {
-                    let changed = attr_diff(Some(prior), Some(&planned.attrs)).iter().any(|(_, a, b)| !same(*a, *b));
+                    // A computed attribute the prior object lacks (recorded by an older version)
+                    // is not by itself a change.
+                    let new_computed = |n: &str, a: Option<&Value>| {
+                        a.is_none() && schema.get(n).is_some_and(|x| x.presence == Presence::Computed)
+                    };
+                    let changed = attr_diff(Some(prior), Some(&planned.attrs))
+                        .iter()
+                        .any(|(n, a, b)| !same(*a, *b) && !new_computed(n, *a));
                     (if changed { Action::Update } else { Action::NoOp }, None)
                 }
             };
