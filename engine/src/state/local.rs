@@ -77,20 +77,10 @@ impl LocalBackend {
     /// Reads the state (a new empty one when there is none). If an interrupted apply left a
     /// journal, its changes are folded in and written first; the count is returned. Hold the lock.
     pub fn load(&self, _lock: &LockGuard) -> Result<(State, usize), String> {
-        let mut state = self.read()?;
-        let recovered = match journal::read(&self.journal_path()).map_err(|e| format!("cannot read journal: {e}"))? {
-            Some(r) if r.lineage == state.lineage && r.serial == state.serial => {
-                let n = r.changes.len();
-                for c in r.changes {
-                    c.apply_to(&mut state.objects);
-                }
-                if n > 0 {
-                    self.write(&mut state)?;
-                }
-                n
-            }
-            _ => 0,
-        };
+        let (mut state, recovered) = self.read_with_journal()?;
+        if recovered > 0 {
+            self.write(&mut state)?;
+        }
         let _ = fs::remove_file(self.journal_path());
         Ok((state, recovered))
     }
