@@ -4,7 +4,7 @@
 //! end. A failure skips its dependents and lets independent branches go on. Cancellation starts
 //! nothing new and lets operations in flight finish.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -15,10 +15,12 @@ use crate::addr::Addr;
 use crate::checks::{CheckResult, run_checks};
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::eval::{ObjectValue, eval};
+use crate::plan::decide::{DecideInput, carries_out, decide};
+use crate::plan::planner::{Reads, read_data};
 use crate::plan::saved::check_fresh;
 use crate::plan::{Action, Change, Plan, conforms};
-use crate::provider::{CallContext, Provider};
-use crate::session::{Session, Values, propose};
+use crate::provider::{CallContext, ErrorKind, Object, Presence, Provider, ProviderError};
+use crate::session::{Session, Values};
 use crate::state::journal::Journal;
 use crate::state::local::LocalBackend;
 use crate::state::lock::LockGuard;
@@ -33,11 +35,47 @@ pub struct ApplyOptions {
     pub parallelism: usize,
     /// Set to stop starting new operations (Ctrl-C).
     pub cancel: Arc<AtomicBool>,
+    /// What the plan read, when it was made in this process (the clusters and data sources are
+    /// then not read again); None for a saved plan.
+    pub reads: Option<Arc<Reads>>,
 }
 
 impl Default for ApplyOptions {
     fn default() -> Self {
-        ApplyOptions { parallelism: 10, cancel: Arc::new(AtomicBool::new(false)) }
+        ApplyOptions { parallelism: 10, cancel: Arc::new(AtomicBool::new(false)), reads: None }
+    }
+}
+
+/// Why an operation failed: the kind of failure the provider reported (None when the engine
+/// refused: a value or action that contradicts the plan), what happened, and what to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpError {
+    /// The provider's error kind.
+    pub kind: Option<ErrorKind>,
+    /// What happened.
+    pub message: String,
+    /// What the user can do about it.
+    pub hint: Option<String>,
+}
+
+impl OpError {
+    /// The engine's own refusal.
+    pub fn engine(message: impl Into<String>) -> OpError {
+        OpError { kind: None, message: message.into(), hint: None }
+    }
+
+    /// A provider's failure, with what was being done.
+    pub fn provider(doing: impl std::fmt::Display, e: &ProviderError) -> OpError {
+        // An error of no particular kind (a timeout) is said as it is.
+        let message =
+            if e.kind == ErrorKind::Other { format!("{doing}: {}", e.message) } else { format!("{doing}: {e}") };
+        OpError { kind: Some(e.kind), message, hint: e.hint().map(str::to_string) }
+    }
+}
+
+impl std::fmt::Display for OpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
     }
 }
 
@@ -62,7 +100,7 @@ pub enum NodeResult {
         id: Option<String>,
     },
     /// Failed.
-    Failed(String),
+    Failed(OpError),
     /// Not run because an upstream change failed.
     Skipped {
         /// The failed upstream change.
@@ -85,6 +123,8 @@ pub struct ApplyReport {
     pub cancelled: bool,
     /// The state serial written.
     pub serial: u64,
+    /// What providers said the user should hear about (an object adopted instead of created).
+    pub notes: Vec<String>,
 }
 
 impl ApplyReport {
@@ -99,7 +139,18 @@ impl ApplyReport {
     }
 }
 
-const CANCELLED: &str = "\u{0}cancelled";
+/// How a node of the walk failed.
+#[derive(Clone, Debug)]
+enum NodeError {
+    Cancelled,
+    Op(OpError),
+}
+
+impl From<OpError> for NodeError {
+    fn from(e: OpError) -> NodeError {
+        NodeError::Op(e)
+    }
+}
 
 /// Applies `plan` to `state`, writing through `backend` (whose lock the caller holds).
 pub async fn apply(
@@ -114,7 +165,13 @@ pub async fn apply(
     check_fresh(plan, state).map_err(|m| Diagnostics::from(Diagnostic::global(m)))?;
     s.configure().await?;
     let values = Values::for_session(s);
-    let clusters = s.read_clusters(&values).await?;
+    let reads = match &opts.reads {
+        Some(r) => {
+            s.set_clusters(&values, &r.clusters);
+            r.clone()
+        }
+        None => Arc::new(Reads::with_clusters(s.read_clusters(&values).await?)),
+    };
     // Objects referenced but outside a targeted plan resolve to their recorded values.
     for r in state.objects.values() {
         values.set(
@@ -128,27 +185,27 @@ pub async fn apply(
     let run = Run {
         s,
         values: &values,
-        clusters,
+        reads: &reads,
         journal: &journal,
         objects: &objects,
         sem: Semaphore::new(opts.parallelism.max(1)),
         cancel: &opts.cancel,
         observer,
+        notes: Mutex::default(),
     };
     let outcomes = walk(&deps, Some(&opts.cancel), |i| run.node(&plan.changes[i])).await;
-    let clusters = run.clusters.clone();
-    drop(run);
+    let notes = run.notes.into_inner().unwrap_or_else(|e| e.into_inner());
     journal.close();
     state.objects = objects.into_inner().unwrap_or_else(|e| e.into_inner());
 
-    let mut report = ApplyReport { cancelled: opts.cancel.load(Ordering::SeqCst), ..ApplyReport::default() };
+    let mut report = ApplyReport { cancelled: opts.cancel.load(Ordering::SeqCst), notes, ..ApplyReport::default() };
     for (c, o) in plan.changes.iter().zip(&outcomes) {
         let r = match o {
             Outcome::Done => NodeResult::Done {
                 id: values.get(&c.address).and_then(|v| v.attrs.get("id").and_then(Value::to_interpolated)),
             },
-            Outcome::Failed(m) if m == CANCELLED => NodeResult::Cancelled,
-            Outcome::Failed(m) => NodeResult::Failed(m.clone()),
+            Outcome::Failed(NodeError::Cancelled) => NodeResult::Cancelled,
+            Outcome::Failed(NodeError::Op(e)) => NodeResult::Failed(e.clone()),
             Outcome::Skipped(i) => NodeResult::Skipped { because: plan.changes[*i].address.clone() },
             Outcome::Cancelled => NodeResult::Cancelled,
         };
@@ -178,8 +235,7 @@ pub async fn apply(
     backend.clear_journal();
     report.serial = state.serial;
     if complete && plan.mode == crate::plan::Mode::Normal {
-        let live = |a: &Addr| values.get(a);
-        report.checks = run_checks(s, &values, &clusters, &live).await;
+        report.checks = run_checks(s, &values, &reads.clusters).await;
     }
     Ok(report)
 }
@@ -215,22 +271,26 @@ fn edges(plan: &Plan, state: &State) -> Vec<Vec<usize>> {
 struct Run<'a> {
     s: &'a Session,
     values: &'a Values,
-    clusters: Arc<BTreeMap<String, Map>>,
+    reads: &'a Reads,
     journal: &'a Journal,
     objects: &'a Mutex<BTreeMap<Addr, ObjectRecord>>,
     sem: Semaphore,
     cancel: &'a AtomicBool,
     observer: &'a dyn Observer,
+    notes: Mutex<Vec<String>>,
 }
 
+/// The planned attributes of a create or update, and which of them are sensitive.
+type Final = (Map, BTreeSet<String>);
+
 impl Run<'_> {
-    async fn node(&self, c: &Change) -> Result<(), String> {
+    async fn node(&self, c: &Change) -> Result<(), NodeError> {
         if c.address.block.mode == crate::addr::Mode::Data {
-            return self.read(c).await;
+            return self.read(c).await.map_err(NodeError::from);
         }
         match c.action {
-            Action::NoOp => self.no_op(c).await,
-            Action::Read => self.read(c).await,
+            Action::NoOp => self.no_op(c).await.map_err(NodeError::from),
+            Action::Read => self.read(c).await.map_err(NodeError::from),
             _ => {
                 let started = Instant::now();
                 let result = self.change(c).await;
@@ -241,8 +301,8 @@ impl Run<'_> {
                             .get(&c.address)
                             .and_then(|v| v.attrs.get("id").and_then(Value::to_interpolated)),
                     },
-                    Err(m) if m == CANCELLED => NodeResult::Cancelled,
-                    Err(m) => NodeResult::Failed(m.clone()),
+                    Err(NodeError::Cancelled) => NodeResult::Cancelled,
+                    Err(NodeError::Op(e)) => NodeResult::Failed(e.clone()),
                 };
                 self.observer.finished(c, &r, started.elapsed());
                 result
@@ -250,20 +310,26 @@ impl Run<'_> {
         }
     }
 
-    async fn no_op(&self, c: &Change) -> Result<(), String> {
+    async fn no_op(&self, c: &Change) -> Result<(), OpError> {
         let (desired, tainted) = self.s.eval_instance(&c.address, self.values).map_err(|d| self.render(d))?;
         let mut attrs = c.before.clone().unwrap_or_default();
         if let Some(after) = &c.after {
             crate::plan::unredact(&mut attrs, after);
         }
-        // A saved plan holds only hashes of sensitive values: the provider plans the unchanged
-        // object again (no change is made) so that dependents see the plaintext.
+        // A saved plan holds only hashes of sensitive values: the object is decided again (no
+        // change is made) so that dependents see the plaintext.
         if crate::plan::has_redacted(&attrs)
-            && let Some((p, schema)) = self.s.provider_of(&c.address)
+            && let Some((p, _)) = self.s.provider_of(&c.address)
         {
-            let proposed = crate::session::propose(schema, c.before.as_ref(), &desired);
-            if let Ok(planned) = p.plan(&c.address.block.ty, c.before.as_ref(), proposed, &self.ctx(p.as_ref())).await {
-                crate::plan::unredact(&mut attrs, &planned.attrs);
+            let input = DecideInput {
+                addr: &c.address,
+                prior: c.before.as_ref(),
+                recorded: true,
+                desired: &desired,
+                sensitive: c.sensitive.clone(),
+            };
+            if let Ok(d) = decide(self.s, input, &self.ctx(p.as_ref())).await {
+                crate::plan::unredact(&mut attrs, &d.planned.attrs);
             }
         }
         self.record_refresh(c).await?;
@@ -275,196 +341,127 @@ impl Run<'_> {
         Ok(())
     }
 
-    async fn read(&self, c: &Change) -> Result<(), String> {
+    async fn read(&self, c: &Change) -> Result<(), OpError> {
         let (config, sensitive) = self.s.eval_instance(&c.address, self.values).map_err(|d| self.render(d))?;
-        let (p, _) = self.s.provider_of(&c.address).ok_or("no provider")?;
-        let _permit = self.sem.acquire().await.map_err(|e| e.to_string())?;
-        let attrs = p
-            .read_data(&c.address.block.ty, &config, &self.ctx(p.as_ref()))
+        let (p, _) = self.s.provider_of(&c.address).ok_or_else(|| OpError::engine("no provider"))?;
+        let _permit = self.sem.acquire().await.map_err(|e| OpError::engine(e.to_string()))?;
+        let obj = read_data(self.s, self.reads, &c.address, &config, &self.ctx(p.as_ref()))
             .await
-            .map_err(|e| format!("cannot read {}: {e}", c.address))?;
+            .map_err(|e| OpError::provider(format!("cannot read {}", c.address), &e))?;
         let mut sensitive = sensitive;
-        sensitive.extend(p.sensitive_in(&c.address.block.ty, &attrs));
-        self.values.set(c.address.clone(), ObjectValue { attrs, sensitive: Arc::new(sensitive) });
+        sensitive.extend(obj.sensitive);
+        self.values.set(c.address.clone(), ObjectValue { attrs: obj.attrs, sensitive: Arc::new(sensitive) });
         Ok(())
     }
 
     fn ctx(&self, p: &dyn Provider) -> CallContext {
-        self.s.ctx(p, &self.clusters)
+        self.s.ctx(p, &self.reads.clusters)
     }
 
-    fn render(&self, d: Diagnostics) -> String {
-        d.render(&self.s.cfg.sources, false).trim_end().to_string()
+    fn render(&self, d: Diagnostics) -> OpError {
+        OpError::engine(d.render(&self.s.cfg.sources, false).trim_end())
     }
 
-    /// The final attributes of a create or update: the desired state evaluated now that
-    /// everything it references exists, checked against what the plan promised.
-    async fn final_planned(
-        &self,
-        c: &Change,
-        p: &dyn Provider,
-    ) -> Result<(Map, std::collections::BTreeSet<String>), String> {
-        let (desired, tainted) = self.s.eval_instance(&c.address, self.values).map_err(|d| self.render(d))?;
-        let (_, schema) = self.s.provider_of(&c.address).ok_or("no provider")?;
-        let prior = if c.action == Action::Update { c.before.as_ref() } else { None };
-        let mut proposed = propose(schema, prior, &desired);
-        proposed.sensitive.extend(c.sensitive.iter().cloned());
-        proposed.sensitive.extend(tainted.iter().cloned());
-        let mut planned =
-            p.plan(&c.address.block.ty, prior, proposed, &self.ctx(p)).await.map_err(|e| e.to_string())?;
-        if let (Some(block), Some(before)) = (self.s.cfg.blocks.get(&c.address.block), c.before.as_ref()) {
-            // The same rule as the planner: an ignored attribute keeps what the object had.
-            for (name, _) in &block.lifecycle.ignore_changes {
-                match before.get(name) {
-                    Some(v) => planned.attrs.insert(name.clone(), v.clone()),
-                    None => planned.attrs.remove(name),
-                };
-            }
+    /// The final attributes of a create, update or replacement. When everything the change sets
+    /// was known at plan time, they are the plan's, as it showed them. Otherwise (a value known
+    /// only after apply, or a sensitive value a saved plan holds only as a hash) the change is
+    /// decided again now that everything it references exists, by the planner's own steps, and
+    /// refused when the action or a value the plan showed would differ.
+    async fn final_planned(&self, c: &Change, p: &dyn Provider) -> Result<Final, OpError> {
+        let (_, schema) = self.s.provider_of(&c.address).ok_or_else(|| OpError::engine("no provider"))?;
+        if let Some(after) = &c.after
+            && !needs_deciding(schema, after)
+        {
+            return Ok((after.clone(), c.sensitive.clone()));
         }
+        let (desired, tainted) = self.s.eval_instance(&c.address, self.values).map_err(|d| self.render(d))?;
+        let prior = if matches!(c.action, Action::Update | Action::Replace) { c.before.as_ref() } else { None };
         let mut sensitive = c.sensitive.clone();
         sensitive.extend(tainted);
-        sensitive.extend(planned.sensitive.iter().cloned());
-        if let Some(after) = &c.after {
-            for (name, promised) in after {
-                if matches!(promised, Value::Unknown) {
-                    continue;
-                }
-                let now = planned.attrs.get(name);
-                let ok = match now {
-                    Some(v) => conforms(promised, v),
-                    None => matches!(promised, Value::Null),
-                };
-                if !ok {
-                    let shown = |v: Option<&Value>| {
-                        if sensitive.contains(name) {
-                            "(sensitive)".to_string()
-                        } else {
-                            v.map_or("null".into(), |v| v.to_string())
-                        }
-                    };
-                    return Err(format!(
-                        "`{name}` of {} was planned as {} but is now {}; the desired state or its inputs changed since the plan was made: plan again",
-                        c.address,
-                        shown(Some(promised)),
-                        shown(now)
-                    ));
-                }
-            }
+        let input = DecideInput { addr: &c.address, prior, recorded: false, desired: &desired, sensitive };
+        let ctx = CallContext { create_before_destroy: c.create_before_destroy, ..self.ctx(p) };
+        let d = decide(self.s, input, &ctx)
+            .await
+            .map_err(|e| OpError::provider(format!("cannot plan {}", c.address), &e))?;
+        if !carries_out(c.action, d.action) {
+            let because = match d.planned.replace_because.is_empty() {
+                true => String::new(),
+                false => format!(" because {} changed", d.planned.replace_because.join(", ")),
+            };
+            return Err(OpError::engine(format!(
+                "the plan shows {} as {}, but now it would be {}{because}; the desired state or its inputs changed since the plan was made: plan again",
+                c.address,
+                c.action.verb(),
+                d.action.verb()
+            )));
         }
-        Ok((planned.attrs, sensitive))
+        if let Some(after) = &c.after {
+            contradiction(c, after, &d.planned.attrs, &d.sensitive).map_or(Ok(()), Err)?;
+        }
+        Ok((d.planned.attrs, d.sensitive))
     }
 
-    async fn change(&self, c: &Change) -> Result<(), String> {
-        let ty = &c.ty;
-        let p = match self.s.managed_type(ty) {
+    async fn change(&self, c: &Change) -> Result<(), NodeError> {
+        let p = match self.s.managed_type(&c.ty) {
             Some((p, _)) => p.clone(),
-            None => return Err(format!("no provider for type `{ty}`")),
+            None => return Err(OpError::engine(format!("no provider for type `{}`", c.ty)).into()),
         };
         let p = p.as_ref();
-        let planned = if matches!(c.action, Action::Create | Action::Adopt | Action::Update | Action::Replace) {
-            Some(self.final_planned(c, p).await?)
-        } else {
-            None
+        let planned = match c.action {
+            Action::Create | Action::Adopt | Action::Update | Action::Replace => Some(self.final_planned(c, p).await?),
+            _ => None,
         };
-        let _permit = self.sem.acquire().await.map_err(|e| e.to_string())?;
+        let _permit = self.sem.acquire().await.map_err(|e| OpError::engine(e.to_string()))?;
         if self.cancel.load(Ordering::SeqCst) {
-            return Err(CANCELLED.into());
+            return Err(NodeError::Cancelled);
         }
         self.observer.started(c);
-        let timeouts = self.s.cfg.blocks.get(&c.address.block).map(|b| b.timeouts.clone()).unwrap_or_default();
-        let ctx_for = |limit: Option<std::time::Duration>| CallContext {
-            timeout: limit,
-            create_before_destroy: c.create_before_destroy,
-            ..self.ctx(p)
-        };
         // The object as the plan saw it (refreshed from live), so that an update also undoes what
         // changed outside meshform; the recorded object when the plan has none.
         let recorded =
             || self.objects.lock().unwrap_or_else(|e| e.into_inner()).get(&c.address).map(|r| r.attributes.clone());
         let prior = c.before.clone().or_else(recorded).unwrap_or_default();
-        let deps = c.depends_on.clone();
+        let op = Op { run: self, c, p, timeouts: self.timeouts(c) };
         match (c.action, planned) {
-            (Action::Delete, _) => {
-                let d = timeouts.delete;
-                timed(d, p.delete(ty, &prior, &ctx_for(d)))
-                    .await
-                    .map_err(|e| format!("destroying {} failed: {e}", c.address))?;
-                self.commit(StateChange::Remove { address: c.address.clone() }).await
+            (Action::Delete, _) => op.delete(&prior, "destroying").await,
+            (Action::Create | Action::Adopt, Some(fin)) => op.create(fin, "creating").await,
+            (Action::Update, Some(fin)) => op.update(&prior, fin).await,
+            (Action::Replace, Some(fin)) if c.create_before_destroy => op.replace_create_first(&prior, fin).await,
+            (Action::Replace, Some(fin)) => {
+                op.delete(&prior, "destroying for replacement").await?;
+                op.create(fin, "creating the replacement of").await
             }
-            (Action::Create | Action::Adopt, Some((attrs, sensitive))) => {
-                let d = timeouts.create;
-                let attrs = self.prepare(c, p, attrs, &sensitive, &deps, &ctx_for(d)).await?;
-                let new = timed(d, p.create(ty, &attrs, &ctx_for(d)))
-                    .await
-                    .map_err(|e| format!("creating {} failed: {e}", c.address))?;
-                self.put(c, new, sensitive, deps).await
-            }
-            (Action::Update, Some((attrs, sensitive))) => {
-                let d = timeouts.update;
-                let new = timed(d, p.update(ty, &prior, &attrs, &ctx_for(d)))
-                    .await
-                    .map_err(|e| format!("updating {} failed: {e}", c.address))?;
-                self.put(c, new, sensitive, deps).await
-            }
-            (Action::Replace, Some((attrs, sensitive))) => {
-                let (create_limit, delete_limit) = (timeouts.create, timeouts.delete);
-                let create_ctx = ctx_for(create_limit);
-                let create = |attrs: Map| {
-                    let create_ctx = &create_ctx;
-                    async move {
-                        timed(create_limit, p.create(ty, &attrs, create_ctx))
-                            .await
-                            .map_err(|e| format!("creating the replacement of {} failed: {e}", c.address))
-                    }
-                };
-                if c.create_before_destroy {
-                    let new = create(attrs).await?;
-                    let old_id = prior.get("id").and_then(Value::to_interpolated);
-                    if old_id.is_some() && new.get("id").and_then(Value::to_interpolated) == old_id {
-                        return Err(format!(
-                            "the replacement of {} has the same id as the object it replaces; create_before_destroy needs a new name",
-                            c.address
-                        ));
-                    }
-                    // Record the new object first: if the old one cannot be deleted, nothing new is lost.
-                    self.put(c, new, sensitive, deps).await?;
-                    timed(delete_limit, p.delete(ty, &prior, &ctx_for(delete_limit))).await.map_err(|e| {
-                        format!(
-                            "destroying the old {} (id {}) failed; it is no longer tracked and must be deleted by hand: {e}",
-                            c.address,
-                            old_id.unwrap_or_default()
-                        )
-                    })
-                } else {
-                    timed(delete_limit, p.delete(ty, &prior, &ctx_for(delete_limit)))
-                        .await
-                        .map_err(|e| format!("destroying {} for replacement failed: {e}", c.address))?;
-                    self.commit(StateChange::Remove { address: c.address.clone() }).await?;
-                    let attrs = self.prepare(c, p, attrs, &sensitive, &deps, &create_ctx).await?;
-                    let new = create(attrs).await?;
-                    self.put(c, new, sensitive, deps).await
-                }
-            }
-            _ => Err(format!("nothing to do for {}", c.address)),
+            _ => Err(OpError::engine(format!("nothing to do for {}", c.address))),
         }
+        .map_err(NodeError::from)
     }
 
+    fn timeouts(&self, c: &Change) -> crate::config::Timeouts {
+        self.s.cfg.blocks.get(&c.address.block).map(|b| b.timeouts.clone()).unwrap_or_default()
+    }
+
+    /// Records a provider's result for `c`; fails when the result contradicts a value the plan
+    /// showed (the object is recorded as it is first, so nothing is lost).
     async fn put(
         &self,
         c: &Change,
-        attrs: Map,
-        mut sensitive: std::collections::BTreeSet<String>,
-        deps: Vec<Addr>,
-    ) -> Result<(), String> {
-        if let Some((p, _)) = self.s.provider_of(&c.address) {
-            sensitive.extend(p.sensitive_in(&c.ty, &attrs));
-        }
-        let record = ObjectRecord::new(c.address.clone(), &c.ty, attrs.clone(), &sensitive, deps);
-        self.values.set(c.address.clone(), ObjectValue { attrs, sensitive: Arc::new(sensitive) });
-        self.commit(StateChange::Put { record }).await
+        planned: &Map,
+        obj: Object,
+        mut sensitive: BTreeSet<String>,
+    ) -> Result<(), OpError> {
+        sensitive.extend(obj.sensitive);
+        self.notes.lock().unwrap_or_else(|e| e.into_inner()).extend(obj.notes);
+        let inconsistent = self
+            .s
+            .managed_type(&c.ty)
+            .and_then(|(_, schema)| inconsistency(c, schema, planned, &obj.attrs, &sensitive));
+        let record = ObjectRecord::new(c.address.clone(), &c.ty, obj.attrs.clone(), &sensitive, c.depends_on.clone());
+        self.values.set(c.address.clone(), ObjectValue { attrs: obj.attrs, sensitive: Arc::new(sensitive) });
+        self.commit(StateChange::Put { record }).await?;
+        inconsistent.map_or(Ok(()), Err)
     }
 
-    async fn record_refresh(&self, c: &Change) -> Result<(), String> {
+    async fn record_refresh(&self, c: &Change) -> Result<(), OpError> {
         let record = self.objects.lock().unwrap_or_else(|e| e.into_inner()).get(&c.address).cloned();
         match record.and_then(|r| refreshed_record(c, &r)) {
             Some(record) => self.commit(StateChange::Put { record }).await,
@@ -472,31 +469,175 @@ impl Run<'_> {
         }
     }
 
-    /// The provider's [`Provider::prepare_create`] record, journaled before the create starts;
-    /// the attributes to create with.
-    async fn prepare(
-        &self,
-        c: &Change,
-        p: &dyn Provider,
-        attrs: Map,
-        sensitive: &std::collections::BTreeSet<String>,
-        deps: &[Addr],
-        ctx: &CallContext,
-    ) -> Result<Map, String> {
-        let prepared = timed(ctx.timeout, p.prepare_create(&c.ty, &attrs, ctx))
-            .await
-            .map_err(|e| format!("preparing to create {} failed: {e}", c.address))?;
-        let Some(prepared) = prepared else { return Ok(attrs) };
-        let record = ObjectRecord::new(c.address.clone(), &c.ty, prepared.clone(), sensitive, deps.to_vec());
-        self.commit(StateChange::Put { record }).await?;
-        Ok(prepared)
-    }
-
-    async fn commit(&self, change: StateChange) -> Result<(), String> {
-        self.journal.append(change.clone()).await?;
+    async fn commit(&self, change: StateChange) -> Result<(), OpError> {
+        self.journal.append(change.clone()).await.map_err(OpError::engine)?;
         change.apply_to(&mut self.objects.lock().unwrap_or_else(|e| e.into_inner()));
         Ok(())
     }
+}
+
+/// One create, update or delete of a change, with the resource's timeouts.
+struct Op<'a> {
+    run: &'a Run<'a>,
+    c: &'a Change,
+    p: &'a dyn Provider,
+    timeouts: crate::config::Timeouts,
+}
+
+impl Op<'_> {
+    fn ctx(&self, limit: Option<Duration>) -> CallContext {
+        CallContext { timeout: limit, create_before_destroy: self.c.create_before_destroy, ..self.run.ctx(self.p) }
+    }
+
+    /// Deletes the object (already gone counts as deleted) and removes its record.
+    async fn delete(&self, prior: &Map, doing: &str) -> Result<(), OpError> {
+        let limit = self.timeouts.delete;
+        match timed(limit, self.p.delete(&self.c.ty, prior, &self.ctx(limit))).await {
+            Ok(()) => {}
+            Err(e) if e.kind == ErrorKind::NotFound => {}
+            Err(e) => return Err(OpError::provider(format!("{doing} {} failed", self.c.address), &e)),
+        }
+        self.run.commit(StateChange::Remove { address: self.c.address.clone() }).await
+    }
+
+    /// Creates the object and records the result.
+    async fn create(&self, (attrs, sensitive): Final, doing: &str) -> Result<(), OpError> {
+        let obj = self.make(attrs.clone(), &sensitive, doing).await?;
+        self.run.put(self.c, &attrs, obj, sensitive).await
+    }
+
+    /// The provider's create. Its [`Provider::prepare_create`] record is journaled first, except
+    /// for a `create_before_destroy` replacement, whose old record must stay until the new
+    /// object exists.
+    async fn make(&self, attrs: Map, sensitive: &BTreeSet<String>, doing: &str) -> Result<Object, OpError> {
+        let (c, limit) = (self.c, self.timeouts.create);
+        let ctx = self.ctx(limit);
+        if c.action == Action::Replace && c.create_before_destroy {
+            return timed(limit, self.p.create(&c.ty, &attrs, &ctx))
+                .await
+                .map_err(|e| OpError::provider(format!("{doing} {} failed", c.address), &e));
+        }
+        let prepared = timed(limit, self.p.prepare_create(&c.ty, &attrs, &ctx))
+            .await
+            .map_err(|e| OpError::provider(format!("preparing to create {} failed", c.address), &e))?;
+        let attrs = match prepared {
+            Some(prepared) => {
+                let record =
+                    ObjectRecord::new(c.address.clone(), &c.ty, prepared.clone(), sensitive, c.depends_on.clone());
+                self.run.commit(StateChange::Put { record }).await?;
+                prepared
+            }
+            None => attrs,
+        };
+        timed(limit, self.p.create(&c.ty, &attrs, &ctx))
+            .await
+            .map_err(|e| OpError::provider(format!("{doing} {} failed", c.address), &e))
+    }
+
+    async fn update(&self, prior: &Map, (attrs, sensitive): Final) -> Result<(), OpError> {
+        let limit = self.timeouts.update;
+        let obj = timed(limit, self.p.update(&self.c.ty, prior, &attrs, &self.ctx(limit)))
+            .await
+            .map_err(|e| OpError::provider(format!("updating {} failed", self.c.address), &e))?;
+        self.run.put(self.c, &attrs, obj, sensitive).await
+    }
+
+    /// `create_before_destroy`: the new object first (recorded, so that if the old one cannot be
+    /// deleted nothing new is lost), then the old one deleted.
+    async fn replace_create_first(&self, prior: &Map, (attrs, sensitive): Final) -> Result<(), OpError> {
+        let c = self.c;
+        let new = self.make(attrs.clone(), &sensitive, "creating the replacement of").await?;
+        let old_id = prior.get("id").and_then(Value::to_interpolated);
+        if old_id.is_some() && new.attrs.get("id").and_then(Value::to_interpolated) == old_id {
+            return Err(OpError::engine(format!(
+                "the replacement of {} has the same id as the object it replaces; create_before_destroy needs a new name",
+                c.address
+            )));
+        }
+        self.run.put(c, &attrs, new, sensitive).await?;
+        let limit = self.timeouts.delete;
+        match timed(limit, self.p.delete(&c.ty, prior, &self.ctx(limit))).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(OpError::provider(
+                format!(
+                    "destroying the old {} (id {}) failed; it is no longer tracked and must be deleted by hand",
+                    c.address,
+                    old_id.unwrap_or_default()
+                ),
+                &e,
+            )),
+        }
+    }
+}
+
+/// Whether a planned object must be decided again at apply: an attribute the user sets holds
+/// a value known only after apply, or only the hash of a sensitive one (a saved plan).
+fn needs_deciding(schema: &crate::provider::TypeSchema, after: &Map) -> bool {
+    fn redacted(v: &Value) -> bool {
+        match v {
+            Value::Redacted(_) => true,
+            Value::List(l) => l.iter().any(redacted),
+            Value::Map(m) => m.values().any(redacted),
+            _ => false,
+        }
+    }
+    after.iter().any(|(name, v)| {
+        let settable = schema.get(name).is_none_or(|a| a.presence != Presence::Computed);
+        redacted(v) || (settable && v.has_unknown())
+    })
+}
+
+/// A value decided at apply that differs from what the plan showed (an attribute the plan did
+/// not have counts as null).
+fn contradiction(c: &Change, promised: &Map, now: &Map, sensitive: &BTreeSet<String>) -> Option<OpError> {
+    crate::plan::attr_diff(Some(promised), Some(now)).into_iter().find_map(|(name, promised, v)| {
+        let ok = match (promised, v) {
+            (Some(Value::Unknown), _) => true,
+            (Some(p), Some(v)) => conforms(p, v),
+            (p, v) => crate::plan::same(p, v),
+        };
+        (!ok).then(|| {
+            OpError::engine(format!(
+                "`{name}` of {} was planned as {} but is now {}; the desired state or its inputs changed since the plan was made: plan again",
+                c.address,
+                shown(sensitive, name, promised),
+                shown(sensitive, name, v)
+            ))
+        })
+    })
+}
+
+/// A provider's result that contradicts a value the user set and the plan showed: a provider
+/// bug, reported as a failure of the change (the result is recorded as it came).
+fn inconsistency(
+    c: &Change,
+    schema: &crate::provider::TypeSchema,
+    planned: &Map,
+    result: &Map,
+    sensitive: &BTreeSet<String>,
+) -> Option<OpError> {
+    schema
+        .attrs
+        .iter()
+        .filter(|a| matches!(a.presence, Presence::Required | Presence::Optional) && !sensitive.contains(&a.name))
+        .find_map(|a| {
+            let (want, got) = (planned.get(&a.name)?, result.get(&a.name)?);
+            if want.has_unknown() || crate::plan::same(Some(want), Some(got)) || conforms(want, got) {
+                return None;
+            }
+            Some(OpError::engine(format!(
+                "the provider returned {} with `{}` = {} where the plan showed {}; the object is recorded as returned (a provider bug: please report it), and the next plan shows the difference",
+                c.address,
+                a.name,
+                shown(sensitive, &a.name, Some(got)),
+                shown(sensitive, &a.name, Some(want))
+            )))
+        })
+}
+
+fn shown(sensitive: &BTreeSet<String>, name: &str, v: Option<&Value>) -> String {
+    if sensitive.contains(name) { "(sensitive)".to_string() } else { v.map_or("null".into(), |v| v.to_string()) }
 }
 
 /// The record of an unchanged object whose refreshed attributes differ from `r` (an ignored
@@ -530,17 +671,20 @@ pub fn record_refreshed(plan: &Plan, state: &mut State) -> usize {
 
 /// A provider call under the resource's timeout for the operation, when it has one.
 async fn timed<T>(
-    limit: Option<std::time::Duration>,
+    limit: Option<Duration>,
     call: impl std::future::Future<Output = crate::provider::ProviderResult<T>>,
-) -> Result<T, String> {
+) -> crate::provider::ProviderResult<T> {
     match limit {
-        None => call.await.map_err(|e| e.to_string()),
+        None => call.await,
         // A tenth more than the provider is given, so its own, more precise error comes first.
         Some(d) => match tokio::time::timeout(d + d / 10, call).await {
-            Ok(r) => r.map_err(|e| e.to_string()),
-            Err(_) => Err(format!(
-                "timed out after {}s (its `timeouts` setting); the operation may still finish in the background: the next plan reads what it changed, and a create that finished is found again by its name when the next apply makes it",
-                d.as_secs()
+            Ok(r) => r,
+            Err(_) => Err(ProviderError::new(
+                ErrorKind::Other,
+                format!(
+                    "timed out after {}s (its `timeouts` setting); the operation may still finish in the background: the next plan reads what it changed, and a create that finished is found again by its name when the next apply makes it",
+                    d.as_secs()
+                ),
             )),
         },
     }

@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 
 use crate::provider::{
-    AttrSchema, AttrType, CallContext, Planned, Presence, Provider, ProviderResult, TypeKind, TypeSchema,
+    AttrSchema, AttrType, CallContext, Object, Planned, Presence, Provider, ProviderResult, TypeKind, TypeSchema,
 };
 use crate::value::{Map, Value};
 
@@ -41,8 +41,8 @@ impl Provider for Builtin {
         ]
     }
 
-    async fn read(&self, _ty: &str, prior: &Map, _ctx: &CallContext) -> ProviderResult<Option<Map>> {
-        Ok(Some(prior.clone()))
+    async fn read(&self, _ty: &str, prior: &Map, _ctx: &CallContext) -> ProviderResult<Option<Object>> {
+        Ok(Some(prior.clone().into()))
     }
 
     async fn plan(
@@ -62,25 +62,25 @@ impl Provider for Builtin {
         Ok(proposed)
     }
 
-    async fn create(&self, _ty: &str, planned: &Map, _ctx: &CallContext) -> ProviderResult<Map> {
+    async fn create(&self, _ty: &str, planned: &Map, _ctx: &CallContext) -> ProviderResult<Object> {
         let mut m = planned.clone();
         m.insert("id".into(), Value::String(uuid::Uuid::new_v4().to_string()));
         m.insert("output".into(), planned.get("input").cloned().unwrap_or(Value::Null));
-        Ok(m)
+        Ok(m.into())
     }
 
-    async fn update(&self, _ty: &str, prior: &Map, planned: &Map, _ctx: &CallContext) -> ProviderResult<Map> {
+    async fn update(&self, _ty: &str, prior: &Map, planned: &Map, _ctx: &CallContext) -> ProviderResult<Object> {
         let mut m = planned.clone();
         m.insert("id".into(), prior.get("id").cloned().unwrap_or(Value::Null));
         m.insert("output".into(), planned.get("input").cloned().unwrap_or(Value::Null));
-        Ok(m)
+        Ok(m.into())
     }
 
     async fn delete(&self, _ty: &str, _prior: &Map, _ctx: &CallContext) -> ProviderResult<()> {
         Ok(())
     }
 
-    async fn import(&self, _ty: &str, id: &str, _ctx: &CallContext) -> ProviderResult<Map> {
-        Ok(Map::from([("id".into(), Value::str(id))]))
+    async fn import(&self, _ty: &str, id: &str, _ctx: &CallContext) -> ProviderResult<Object> {
+        Ok(Map::from([("id".into(), Value::str(id))]).into())
     }
 }

@@ -7,9 +7,8 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::addr::Addr;
 use crate::config::Check;
-use crate::eval::{ObjectValue, Objects, eval, for_each_instances};
+use crate::eval::{Objects, eval, for_each_instances};
 use crate::session::{Session, Values};
 use crate::value::{Map, Value};
 
@@ -24,13 +23,9 @@ pub struct CheckResult {
     pub message: String,
 }
 
-/// Evaluates every check. `live` gives the value of an instance as it is now.
-pub async fn run_checks(
-    s: &Session,
-    values: &Values,
-    clusters: &Arc<BTreeMap<String, Map>>,
-    _live: &(dyn Fn(&Addr) -> Option<ObjectValue> + Sync),
-) -> Vec<CheckResult> {
+/// Evaluates every check against `values` (the instances as they are now: after apply, or as
+/// the refresh read them).
+pub async fn run_checks(s: &Session, values: &Values, clusters: &Arc<BTreeMap<String, Map>>) -> Vec<CheckResult> {
     let mut out = Vec::new();
     for c in &s.cfg.checks {
         let instances: Vec<(Option<String>, Value)> = match &c.for_each {

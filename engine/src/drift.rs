@@ -1,4 +1,4 @@
-//! Drift detection: a refresh only. Reports objects changed or deleted outside meshform
+//! Drift detection: a refresh only (every live object, cluster and data source read once). Reports objects changed or deleted outside meshform
 //! (attribute level), separately the desired-state changes not yet applied, and the checks.
 
 use std::sync::Arc;
@@ -9,7 +9,7 @@ use crate::addr::{Addr, Mode as AddrMode};
 use crate::checks::{CheckResult, run_checks};
 use crate::diag::Diagnostics;
 use crate::eval::ObjectValue;
-use crate::plan::planner::{PlanOptions, plan};
+use crate::plan::planner::{PlanOptions, plan, plan_reusing};
 use crate::plan::{Change, Drift, Mode};
 use crate::session::{Session, Values};
 use crate::state::State;
@@ -46,7 +46,10 @@ pub async fn detect_drift(
 ) -> Result<DriftReport, Diagnostics> {
     let opts = PlanOptions { mode: Mode::Normal, targets: targets.to_vec(), refresh: true, parallelism };
     let refreshed = plan(s, state, &opts).await?;
-    let recorded = plan(s, state, &PlanOptions { refresh: false, ..opts }).await?;
+    // The desired state against the recorded objects, with the clusters and data sources the
+    // refresh read (read once per run).
+    let recorded =
+        plan_reusing(s, state, &PlanOptions { refresh: false, ..opts }, Some(refreshed.reads.clone())).await?;
     let pending: Vec<Change> = recorded.plan.changes.into_iter().filter(|c| c.action.is_change()).collect();
     // Checks see live objects: managed ones as read, data sources and clusters as looked up.
     let live = Values::for_session(s);
@@ -63,7 +66,6 @@ pub async fn detect_drift(
             live.set(a.clone(), v);
         }
     }
-    let get = |a: &Addr| live.get(a);
-    let checks = run_checks(s, &live, &refreshed.clusters, &get).await;
+    let checks = run_checks(s, &live, &refreshed.reads.clusters).await;
     Ok(DriftReport { drift: refreshed.plan.drift, pending, checks, findings: refreshed.plan.findings })
 }

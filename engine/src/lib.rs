@@ -12,6 +12,7 @@ pub mod expr;
 pub mod files;
 pub mod functions;
 pub mod graph;
+pub mod import;
 pub mod plan;
 pub mod provider;
 pub mod session;

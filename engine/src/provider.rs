@@ -5,7 +5,7 @@
 //! The engine never does network I/O itself: every read and write of a live object goes through
 //! these methods. Values cross the boundary as [`Map`]s of attributes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Arc;
 
@@ -198,12 +198,37 @@ pub struct ProviderError {
     pub kind: ErrorKind,
     /// What happened, in words for the user.
     pub message: String,
+    /// For a [`ErrorKind::Transient`] failure of a read-only call: how long to wait before the
+    /// engine may try it once more (the server's Retry-After). None: do not retry.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl ProviderError {
     /// An error of a kind.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> ProviderError {
-        ProviderError { kind, message: message.into() }
+        ProviderError { kind, message: message.into(), retry_after: None }
+    }
+
+    /// The same error with retry advice (see [`ProviderError::retry_after`]).
+    pub fn retry_after(mut self, after: std::time::Duration) -> ProviderError {
+        self.retry_after = Some(after);
+        self
+    }
+
+    /// What the user can do about an error of this kind, for the CLI to print under it.
+    pub fn hint(&self) -> Option<&'static str> {
+        match self.kind {
+            ErrorKind::Permission => Some(
+                "check the credentials meshform uses (GOOGLE_APPLICATION_CREDENTIALS, `gcloud auth application-default login`, or the kubeconfig context) and their roles",
+            ),
+            ErrorKind::Conflict => Some(
+                "another change won, or the object already exists: run `meshform plan` again, or adopt it with `meshform import`",
+            ),
+            ErrorKind::Transient => {
+                Some("the service is busy or unreachable; meshform already retried: run again later")
+            }
+            ErrorKind::NotFound | ErrorKind::Invalid | ErrorKind::Other => None,
+        }
     }
 }
 
@@ -226,6 +251,62 @@ impl std::error::Error for ProviderError {}
 /// Provider results.
 pub type ProviderResult<T> = Result<T, ProviderError>;
 
+/// The longest wait a provider's retry advice may impose on the engine.
+const MAX_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Runs a read-only provider call, and once more when it failed transiently with retry advice
+/// ([`ProviderError::retry_after`], at most 30 s): the engine's part of acting on error kinds.
+/// Calls that change something are never repeated by the engine.
+pub async fn retry_read<T, F, Fut>(mut call: F) -> ProviderResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ProviderResult<T>>,
+{
+    match call().await {
+        Err(ProviderError { kind: ErrorKind::Transient, retry_after: Some(after), .. }) => {
+            tokio::time::sleep(after.min(MAX_RETRY_AFTER)).await;
+            call().await
+        }
+        r => r,
+    }
+}
+
+/// What a provider returns about an object: its attributes, which of them hold secrets because
+/// of what the object is rather than by its type's schema (a Kubernetes `Secret` given as a
+/// generic manifest or read by a lookup), and notes for the user ("adopted an existing object").
+/// The engine redacts the sensitive attributes wherever the object is recorded or shown, and
+/// shows the notes after the run. Everything a call learns travels here: there is no other
+/// channel from a provider to the engine.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Object {
+    /// The attributes.
+    pub attrs: Map,
+    /// Attributes holding secrets beyond the schema's sensitive ones.
+    pub sensitive: BTreeSet<String>,
+    /// Things the user should hear about.
+    pub notes: Vec<String>,
+}
+
+impl From<Map> for Object {
+    fn from(attrs: Map) -> Object {
+        Object { attrs, sensitive: BTreeSet::new(), notes: Vec::new() }
+    }
+}
+
+impl Object {
+    /// Adds a note.
+    pub fn note(mut self, n: impl Into<String>) -> Object {
+        self.notes.push(n.into());
+        self
+    }
+
+    /// Marks attributes sensitive.
+    pub fn sensitive(mut self, names: impl IntoIterator<Item = String>) -> Object {
+        self.sensitive.extend(names);
+        self
+    }
+}
+
 /// What every call can see besides its own attributes.
 #[derive(Clone, Debug, Default)]
 pub struct CallContext {
@@ -233,8 +314,6 @@ pub struct CallContext {
     pub config: Arc<Map>,
     /// Every `[clusters.NAME]` looked up so far: name → its attributes.
     pub clusters: Arc<BTreeMap<String, Map>>,
-    /// Things the user should hear about (e.g. "adopted an existing object"); shown after apply.
-    pub notes: Arc<std::sync::Mutex<Vec<String>>>,
     /// The directory of the desired-state file (relative paths in attributes resolve against it).
     pub dir: std::path::PathBuf,
     /// The resource's `timeouts` entry for the operation under way: how long the whole call may
@@ -255,11 +334,11 @@ pub struct Planned {
     pub replace_because: Vec<String>,
     /// Sensitive attributes: the engine fills in the schema's and those computed from sensitive
     /// inputs; a provider adds attributes it derives from sensitive ones.
-    pub sensitive: std::collections::BTreeSet<String>,
+    pub sensitive: BTreeSet<String>,
     /// Attributes the desired state sets (not null). An optional-computed attribute outside it
     /// carries the prior (live) value, which a provider recomputes when it chooses the value
     /// itself, so an out-of-band change to it is planned back.
-    pub configured: std::collections::BTreeSet<String>,
+    pub configured: BTreeSet<String>,
     /// The objects inside this one that the change creates or deletes.
     pub object_changes: Vec<ObjectChange>,
     /// Set by a provider's plan of a create when the object already exists and will be taken
@@ -334,7 +413,7 @@ pub trait Provider: Send + Sync {
     /// attributes may be [`Value::Redacted`]). Returns `None` when the object no longer exists;
     /// returns attributes in the same shape `create` returns, with plaintext for sensitive ones
     /// where the API gives them (the engine hashes them before anything is stored).
-    async fn read(&self, ty: &str, prior: &Map, ctx: &CallContext) -> ProviderResult<Option<Map>>;
+    async fn read(&self, ty: &str, prior: &Map, ctx: &CallContext) -> ProviderResult<Option<Object>>;
 
     /// Adjusts the engine's proposal for a change. `prior` is the refreshed live object (None for
     /// a create); `proposed` already holds the desired attributes over the prior ones, unknowns
@@ -374,29 +453,22 @@ pub trait Provider: Send + Sync {
     /// Creates the object. `planned` has every known attribute; returns the full new state
     /// (with every computed attribute known). On `Conflict` (it already exists) the caller shows
     /// the message; providers that can adopt a matching object do so and return it.
-    async fn create(&self, ty: &str, planned: &Map, ctx: &CallContext) -> ProviderResult<Map>;
+    async fn create(&self, ty: &str, planned: &Map, ctx: &CallContext) -> ProviderResult<Object>;
 
     /// Updates the object in place from `prior` to `planned`; returns the full new state.
-    async fn update(&self, ty: &str, prior: &Map, planned: &Map, ctx: &CallContext) -> ProviderResult<Map>;
+    async fn update(&self, ty: &str, prior: &Map, planned: &Map, ctx: &CallContext) -> ProviderResult<Object>;
 
-    /// Deletes the object. Deleting an object that is already gone succeeds.
+    /// Deletes the object. Deleting an object that is already gone succeeds (the engine also
+    /// takes a [`ErrorKind::NotFound`] from here as success).
     async fn delete(&self, ty: &str, prior: &Map, ctx: &CallContext) -> ProviderResult<()>;
 
     /// Reads an existing object by its provider-specific id so it can be adopted into state.
-    async fn import(&self, ty: &str, id: &str, ctx: &CallContext) -> ProviderResult<Map>;
+    async fn import(&self, ty: &str, id: &str, ctx: &CallContext) -> ProviderResult<Object>;
 
     /// Evaluates a data source (and `[clusters.NAME]`) from its fully known configuration.
-    async fn read_data(&self, ty: &str, config: &Map, _ctx: &CallContext) -> ProviderResult<Map> {
+    async fn read_data(&self, ty: &str, config: &Map, _ctx: &CallContext) -> ProviderResult<Object> {
         let _ = config;
         Err(ProviderError::new(ErrorKind::Invalid, format!("{ty} is not a data type of {}", self.name())))
-    }
-
-    /// Attributes of this object that hold secrets because of what it is rather than by its
-    /// type's schema (a Kubernetes `Secret` given as a generic manifest or read by a lookup).
-    /// The engine adds them to the schema's sensitive attributes wherever the object's values are
-    /// recorded or shown: imports, refreshes and data reads. Default: none.
-    fn sensitive_in(&self, _ty: &str, _attrs: &Map) -> Vec<String> {
-        Vec::new()
     }
 
     /// Runs a check of one of [`Provider::check_kinds`] with its evaluated arguments.

@@ -1,6 +1,7 @@
 //! A session: one desired-state file loaded, its variables resolved, its graph built and its
 //! providers configured, plus the shared machinery plan and apply both use: evaluating an
-//! instance's attributes against known values, and reading the clusters.
+//! instance's attributes against known values, and reading the clusters. (Deciding a change is
+//! `plan::decide`.)
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
@@ -11,7 +12,7 @@ use crate::config::{self, Config};
 use crate::diag::{Diagnostic, Diagnostics, Sources};
 use crate::eval::{ObjectValue, Objects, Scope, eval, for_each_instances};
 use crate::graph::{self, Graph};
-use crate::provider::{CallContext, Presence, Provider, Registry, TypeSchema};
+use crate::provider::{CallContext, Provider, Registry, TypeSchema};
 use crate::value::{Map, Value};
 use crate::vars::{self, VarInputs, Vars};
 
@@ -43,8 +44,6 @@ pub struct Session {
     pub registry: Registry,
     /// Files read by `file()`, path → SHA-256.
     pub files_read: Mutex<BTreeMap<String, String>>,
-    /// Notes providers left for the user during this run.
-    pub notes: Arc<Mutex<Vec<String>>>,
     provider_configs: RwLock<HashMap<String, Arc<Map>>>,
     for_each: Mutex<HashMap<BlockAddr, Arc<BTreeMap<String, Value>>>>,
 }
@@ -101,7 +100,6 @@ impl Session {
             graph,
             registry,
             files_read: Mutex::new(BTreeMap::new()),
-            notes: Default::default(),
             provider_configs: RwLock::new(HashMap::new()),
             for_each: Mutex::new(HashMap::new()),
         };
@@ -238,7 +236,6 @@ impl Session {
         CallContext {
             config,
             clusters: clusters.clone(),
-            notes: self.notes.clone(),
             dir: self.cfg.dir.clone(),
             timeout: None,
             create_before_destroy: false,
@@ -362,7 +359,7 @@ impl Session {
                     .ok_or_else(|| Diagnostics::from(Diagnostic::global("no cluster provider")))?;
                 let ctx = self.ctx(p.as_ref(), &empty);
                 match p.read_data(&addr.block.ty, &config, &ctx).await {
-                    Ok(attrs) => Ok((addr.block.name.clone(), attrs)),
+                    Ok(obj) => Ok((addr.block.name.clone(), obj.attrs)),
                     Err(e) => Err(Diagnostics::from(
                         Diagnostic::error(format!("cannot look up cluster `{}`", addr.block.name), span)
                             .label(e.to_string()),
@@ -376,23 +373,24 @@ impl Session {
         for r in results {
             match r {
                 Ok((name, attrs)) => {
-                    values.set(
-                        Addr {
-                            block: BlockAddr {
-                                mode: Mode::Cluster,
-                                ty: crate::addr::CLUSTER_TYPE.into(),
-                                name: name.clone(),
-                            },
-                            key: None,
-                        },
-                        ObjectValue { attrs: attrs.clone(), sensitive: Default::default() },
-                    );
                     out.insert(name, attrs);
                 }
                 Err(d) => diags.0.extend(d.0),
             }
         }
-        if diags.has_errors() { Err(diags) } else { Ok(Arc::new(out)) }
+        if diags.has_errors() {
+            return Err(diags);
+        }
+        self.set_clusters(values, &out);
+        Ok(Arc::new(out))
+    }
+
+    /// Makes clusters read earlier in this run the values of `[clusters.NAME]` references.
+    pub fn set_clusters(&self, values: &Values, clusters: &BTreeMap<String, Map>) {
+        for (name, attrs) in clusters {
+            let block = BlockAddr { mode: Mode::Cluster, ty: crate::addr::CLUSTER_TYPE.into(), name: name.clone() };
+            values.set(Addr { block, key: None }, ObjectValue { attrs: attrs.clone(), sensitive: Default::default() });
+        }
     }
 }
 
@@ -434,67 +432,5 @@ impl Objects for Values {
     }
     fn cluster_names(&self) -> Vec<String> {
         self.clusters.clone()
-    }
-}
-
-/// The engine's proposal for an object, from its schema: desired attributes over the prior
-/// object, computed attributes kept (or unknown on create), and the `force_new` attributes whose
-/// desired value differs (before the provider normalises; see [`settle`]).
-pub fn propose(schema: &TypeSchema, prior: Option<&Map>, desired: &Map) -> crate::provider::Planned {
-    let mut attrs = Map::new();
-    let mut replace = Vec::new();
-    for a in &schema.attrs {
-        // `null` is the same as leaving the attribute out (an optional-computed one keeps its value).
-        let d = desired.get(&a.name).filter(|v| !matches!(v, Value::Null));
-        let p = prior.and_then(|p| p.get(&a.name));
-        let v = match a.presence {
-            Presence::Required | Presence::Optional => d.cloned(),
-            Presence::Computed => match prior {
-                Some(_) => p.cloned(),
-                None => Some(Value::Unknown),
-            },
-            Presence::OptionalComputed => {
-                d.cloned().or_else(|| p.cloned()).or(if prior.is_none() { Some(Value::Unknown) } else { None })
-            }
-        };
-        if let Some(v) = v {
-            attrs.insert(a.name.clone(), v);
-        }
-        if a.force_new
-            && prior.is_some()
-            && a.presence != Presence::Computed
-            && !crate::plan::same(p, attrs.get(&a.name))
-        {
-            replace.push(a.name.clone());
-        }
-    }
-    let sensitive = schema.attrs.iter().filter(|a| a.sensitive).map(|a| a.name.clone()).collect();
-    let configured = desired.iter().filter(|(_, v)| !matches!(v, Value::Null)).map(|(k, _)| k.clone()).collect();
-    crate::provider::Planned {
-        attrs,
-        replace_because: replace,
-        sensitive,
-        configured,
-        object_changes: Vec::new(),
-        adopts: None,
-    }
-}
-
-/// Finishes a provider's plan: a replacement reason stands only if the attribute still differs
-/// after the provider normalised it; when the object is replaced, what the server chooses
-/// (computed attributes, and optional ones the desired state leaves out) is unknown.
-pub fn settle(schema: &TypeSchema, prior: Option<&Map>, desired: &Map, planned: &mut crate::provider::Planned) {
-    let Some(prior) = prior else { return };
-    planned.replace_because.retain(|a| !crate::plan::same(prior.get(a), planned.attrs.get(a)));
-    if planned.replace_because.is_empty() {
-        return;
-    }
-    for a in &schema.attrs {
-        let server_chosen = a.presence == Presence::Computed
-            || (a.presence == Presence::OptionalComputed
-                && desired.get(&a.name).is_none_or(|v| matches!(v, Value::Null)));
-        if server_chosen {
-            planned.attrs.insert(a.name.clone(), Value::Unknown);
-        }
     }
 }

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 
 use crate::provider::{
-    AttrSchema, AttrType, CallContext, CheckOutcome, ErrorKind, Presence, Provider, ProviderError, ProviderResult,
-    TypeKind, TypeSchema,
+    AttrSchema, AttrType, CallContext, CheckOutcome, ErrorKind, Object, Planned, Presence, Provider, ProviderError,
+    ProviderResult, TypeKind, TypeSchema,
 };
 use crate::value::{Map, Value};
 
@@ -45,6 +45,19 @@ pub struct TestProvider {
     pub delays: Mutex<BTreeMap<String, Duration>>,
     /// Names whose create or update fails.
     pub fail_names: Mutex<BTreeSet<String>>,
+    /// Names whose create, when an object of that name already exists, takes it over: the plan
+    /// says so (adopt) and the create returns the existing object.
+    pub adopt_names: Mutex<BTreeSet<String>>,
+    /// Attributes the provider's plan sets on the object with that name (to make an apply-time
+    /// plan contradict the plan shown).
+    pub plan_sets: Mutex<BTreeMap<String, Map>>,
+    /// Names whose plan asks for replacement (because of `value`) whenever it has a prior.
+    pub replace_names: Mutex<BTreeSet<String>>,
+    /// Attributes a create or update of the object with that name returns instead of what it
+    /// was given (a provider bug).
+    pub result_sets: Mutex<BTreeMap<String, Map>>,
+    /// The names of every `plan` call, in order.
+    pub plan_calls: Mutex<Vec<String>>,
     in_flight: AtomicUsize,
     /// The most operations that were in flight at once.
     pub max_in_flight: AtomicUsize,
@@ -117,6 +130,16 @@ fn name_of(m: &Map) -> String {
     m.get("name").and_then(Value::to_interpolated).unwrap_or_default()
 }
 
+impl TestProvider {
+    /// `m` with the attributes [`TestProvider::result_sets`] gives for its name.
+    fn result(&self, mut m: Map) -> Map {
+        if let Some(over) = self.result_sets.lock().unwrap().get(&name_of(&m)) {
+            m.extend(over.clone());
+        }
+        m
+    }
+}
+
 #[async_trait]
 impl Provider for TestProvider {
     fn name(&self) -> &str {
@@ -150,30 +173,58 @@ impl Provider for TestProvider {
         vec!["test_equal".into()]
     }
 
-    async fn read(&self, _ty: &str, prior: &Map, _ctx: &CallContext) -> ProviderResult<Option<Map>> {
-        let id = prior.get("id").and_then(Value::to_interpolated).unwrap_or_default();
-        let name = name_of(prior);
-        self.op("read", &name, || Ok(self.live.lock().unwrap().get(&id).cloned())).await
+    async fn plan(
+        &self,
+        ty: &str,
+        prior: Option<&Map>,
+        mut proposed: Planned,
+        _ctx: &CallContext,
+    ) -> ProviderResult<Planned> {
+        let name = name_of(&proposed.attrs);
+        if ty != "test_object" {
+            return Ok(proposed);
+        }
+        self.plan_calls.lock().unwrap().push(name.clone());
+        if let Some(over) = self.plan_sets.lock().unwrap().get(&name) {
+            proposed.attrs.extend(over.clone());
+        }
+        if prior.is_some() && self.replace_names.lock().unwrap().contains(&name) {
+            proposed.replace_because.push("value".into());
+        }
+        if prior.is_none() && self.adopt_names.lock().unwrap().contains(&name) && self.live_by_name(&name).is_some() {
+            proposed.adopts = Some(format!("{name} exists already and is taken over"));
+        }
+        Ok(proposed)
     }
 
-    async fn create(&self, _ty: &str, planned: &Map, _ctx: &CallContext) -> ProviderResult<Map> {
+    async fn read(&self, _ty: &str, prior: &Map, _ctx: &CallContext) -> ProviderResult<Option<Object>> {
+        let id = prior.get("id").and_then(Value::to_interpolated).unwrap_or_default();
+        let name = name_of(prior);
+        self.op("read", &name, || Ok(self.live.lock().unwrap().get(&id).cloned().map(Object::from))).await
+    }
+
+    async fn create(&self, _ty: &str, planned: &Map, _ctx: &CallContext) -> ProviderResult<Object> {
         let name = name_of(planned);
         self.op("create", &name, || {
             let mut live = self.live.lock().unwrap();
-            if live.values().any(|m| name_of(m) == name) {
+            if let Some(existing) = live.values().find(|m| name_of(m) == name) {
+                if self.adopt_names.lock().unwrap().contains(&name) {
+                    return Ok(Object::from(existing.clone()).note(format!("adopted {name}")));
+                }
                 return Err(ProviderError::new(ErrorKind::Conflict, format!("{name} already exists")));
             }
             let id = format!("obj-{}", self.next_id.fetch_add(1, Ordering::SeqCst));
             let mut m = planned.clone();
             m.insert("id".into(), Value::str(&id));
             m.insert("version".into(), Value::Int(1));
+            let m = self.result(m);
             live.insert(id, m.clone());
-            Ok(m)
+            Ok(m.into())
         })
         .await
     }
 
-    async fn update(&self, _ty: &str, prior: &Map, planned: &Map, _ctx: &CallContext) -> ProviderResult<Map> {
+    async fn update(&self, _ty: &str, prior: &Map, planned: &Map, _ctx: &CallContext) -> ProviderResult<Object> {
         let name = name_of(planned);
         let id = prior.get("id").and_then(Value::to_interpolated).unwrap_or_default();
         self.op("update", &name, || {
@@ -188,8 +239,9 @@ impl Provider for TestProvider {
             let mut m = planned.clone();
             m.insert("id".into(), Value::str(&id));
             m.insert("version".into(), Value::Int(version));
+            let m = self.result(m);
             live.insert(id.clone(), m.clone());
-            Ok(m)
+            Ok(m.into())
         })
         .await
     }
@@ -203,19 +255,20 @@ impl Provider for TestProvider {
         .await
     }
 
-    async fn import(&self, _ty: &str, id: &str, _ctx: &CallContext) -> ProviderResult<Map> {
+    async fn import(&self, _ty: &str, id: &str, _ctx: &CallContext) -> ProviderResult<Object> {
         self.op("import", id, || {
             self.live
                 .lock()
                 .unwrap()
                 .get(id)
                 .cloned()
+                .map(Object::from)
                 .ok_or_else(|| ProviderError::new(ErrorKind::NotFound, format!("no object {id}")))
         })
         .await
     }
 
-    async fn read_data(&self, ty: &str, config: &Map, _ctx: &CallContext) -> ProviderResult<Map> {
+    async fn read_data(&self, ty: &str, config: &Map, _ctx: &CallContext) -> ProviderResult<Object> {
         self.op("read_data", &name_of(config), || {
             let mut m = config.clone();
             match ty {
@@ -230,7 +283,7 @@ impl Provider for TestProvider {
                     m.insert("node_tag".into(), Value::String(format!("gke-{n}-node")));
                 }
             }
-            Ok(m)
+            Ok(m.into())
         })
         .await
     }

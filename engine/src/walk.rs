@@ -11,11 +11,11 @@ use futures::stream::{FuturesUnordered, StreamExt};
 
 /// How a node ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Outcome {
+pub enum Outcome<E = String> {
     /// It ran and succeeded.
     Done,
-    /// It ran and failed with this message.
-    Failed(String),
+    /// It ran and failed with this error.
+    Failed(E),
     /// It did not run because this node (an upstream failure) failed.
     Skipped(usize),
     /// It did not run because the walk was cancelled.
@@ -25,10 +25,11 @@ pub enum Outcome {
 /// Runs `run(i)` for every node `i`, where `deps[i]` lists the nodes `i` waits for.
 /// The graph must be acyclic (the graph module guarantees it); nodes on a cycle would never
 /// start and are reported as cancelled.
-pub async fn walk<F, Fut>(deps: &[Vec<usize>], cancel: Option<&AtomicBool>, mut run: F) -> Vec<Outcome>
+pub async fn walk<F, Fut, E>(deps: &[Vec<usize>], cancel: Option<&AtomicBool>, mut run: F) -> Vec<Outcome<E>>
 where
     F: FnMut(usize) -> Fut,
-    Fut: Future<Output = Result<(), String>>,
+    Fut: Future<Output = Result<(), E>>,
+    E: Clone,
 {
     let n = deps.len();
     let mut waiting: Vec<usize> = deps.iter().map(Vec::len).collect();
@@ -38,7 +39,7 @@ where
             dependents[d].push(i);
         }
     }
-    let mut outcome: Vec<Option<Outcome>> = vec![None; n];
+    let mut outcome: Vec<Option<Outcome<E>>> = vec![None; n];
     let mut ready: Vec<usize> = (0..n).filter(|&i| waiting[i] == 0).rev().collect();
     let mut running = FuturesUnordered::new();
     loop {
@@ -105,7 +106,7 @@ mod tests {
         let flag = AtomicBool::new(false);
         let out = walk(&deps, Some(&flag), |_| {
             flag.store(true, Ordering::SeqCst);
-            async { Ok(()) }
+            async { Ok::<(), String>(()) }
         })
         .await;
         assert_eq!(out, vec![Outcome::Done, Outcome::Cancelled]);

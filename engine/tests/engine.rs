@@ -105,7 +105,9 @@ async fn failure_skips_dependents_keeps_independent_work_and_state() {
     assert!(!r.success());
     let result = |a: &str| r.results.iter().find(|(x, _, _)| x.to_string() == a).unwrap().2.clone();
     assert!(matches!(result("test_object.a"), NodeResult::Done { .. }));
-    assert!(matches!(result("test_object.b"), NodeResult::Failed(m) if m.contains("injected failure")));
+    assert!(
+        matches!(result("test_object.b"), NodeResult::Failed(m) if m.message.contains("injected failure") && m.kind == Some(meshform_engine::provider::ErrorKind::Invalid))
+    );
     assert_eq!(result("test_object.c"), NodeResult::Skipped { because: "test_object.b".parse().unwrap() });
     assert!(matches!(result("test_object.d"), NodeResult::Done { .. }));
     let state: Vec<String> = f.state().objects.keys().map(|a| a.to_string()).collect();

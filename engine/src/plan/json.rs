@@ -3,7 +3,8 @@
 
 use serde_json::{Map as JMap, Value as J, json};
 
-use super::{Change, Plan};
+use super::{Change, Drift, Plan};
+use crate::drift::DriftReport;
 use crate::value::Value;
 
 /// The JSON plan format version.
@@ -48,27 +49,41 @@ pub fn change_json(c: &Change) -> J {
     })
 }
 
-/// The whole plan as JSON (no-op instances left out).
-pub fn render_json(p: &Plan) -> String {
-    let drift: Vec<J> = p
-        .drift
+/// One object's drift as JSON (sensitive values as null).
+pub fn drift_json(d: &Drift) -> J {
+    let attrs: Vec<J> = d
+        .attributes
         .iter()
-        .map(|d| {
-            let attrs: Vec<J> = d
-                .attributes
-                .iter()
-                .map(|a| {
-                    let hide = |v: &Option<Value>| match v {
-                        Some(v) if d.sensitive.contains(&a.name) && !matches!(v, Value::Null) => J::Null,
-                        Some(v) => v.to_plain_json(),
-                        None => J::Null,
-                    };
-                    json!({ "name": a.name, "recorded": hide(&a.recorded), "live": hide(&a.live), "sensitive": d.sensitive.contains(&a.name) })
-                })
-                .collect();
-            json!({ "address": d.address.to_string(), "type": d.ty, "deleted": d.deleted, "attributes": attrs })
+        .map(|a| {
+            let hide = |v: &Option<Value>| match v {
+                Some(v) if d.sensitive.contains(&a.name) && !matches!(v, Value::Null) => J::Null,
+                Some(v) => v.to_plain_json(),
+                None => J::Null,
+            };
+            json!({ "name": a.name, "recorded": hide(&a.recorded), "live": hide(&a.live), "sensitive": d.sensitive.contains(&a.name) })
         })
         .collect();
+    json!({ "address": d.address.to_string(), "type": d.ty, "deleted": d.deleted, "attributes": attrs })
+}
+
+/// A drift report as JSON: what changed outside meshform, pending changes, checks, findings.
+pub fn render_drift_json(r: &DriftReport) -> String {
+    let doc = json!({
+        "format_version": JSON_FORMAT_VERSION,
+        "found": r.found(),
+        "drift": r.drift.iter().map(drift_json).collect::<Vec<_>>(),
+        "pending": r.pending.iter().map(change_json).collect::<Vec<_>>(),
+        "checks": r.checks,
+        "findings": r.findings,
+    });
+    let mut s = serde_json::to_string_pretty(&doc).unwrap_or_default();
+    s.push('\n');
+    s
+}
+
+/// The whole plan as JSON (no-op instances left out).
+pub fn render_json(p: &Plan) -> String {
+    let drift: Vec<J> = p.drift.iter().map(drift_json).collect();
     let outputs: JMap<String, J> = p
         .outputs
         .iter()

@@ -3,6 +3,7 @@
 //! saved plan can be checked before it is applied. Renderers (human, JSON, Markdown) read only
 //! this model.
 
+pub mod decide;
 pub mod json;
 pub mod markdown;
 pub mod planner;

@@ -7,12 +7,13 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::Semaphore;
 
+use super::decide::{DecideInput, decide, propose};
 use super::{Action, AttrDrift, Change, Drift, Inputs, Mode, Plan, PlannedOutput, attr_diff, same};
 use crate::addr::{Addr, Mode as AddrMode};
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::eval::{ObjectValue, eval};
-use crate::provider::Presence;
-use crate::session::{Session, Values, propose};
+use crate::provider::{CallContext, Object, Presence, ProviderResult};
+use crate::session::{Session, Values};
 use crate::state::State;
 use crate::value::{Map, Value, sha256_hex};
 use crate::walk::{Outcome, walk};
@@ -44,66 +45,107 @@ pub struct PlanOutcome {
     pub live: BTreeMap<Addr, Option<Map>>,
     /// The values of every instance as planned.
     pub values: Values,
-    /// The clusters as read.
+    /// What was read from live (clusters, data sources), for a later pass of the same run.
+    pub reads: Arc<Reads>,
+}
+
+/// What a run read from live besides the refresh: the clusters and the data sources. A second
+/// planning pass of the same run (drift's comparison against the recorded state) and an apply in
+/// the same process answer from it instead of reading again.
+#[derive(Debug, Default)]
+pub struct Reads {
+    /// The clusters as looked up.
     pub clusters: Arc<BTreeMap<String, Map>>,
+    data: Mutex<HashMap<Addr, (Map, Object)>>,
+}
+
+impl Reads {
+    /// Reads with these clusters and no data source yet.
+    pub fn with_clusters(clusters: Arc<BTreeMap<String, Map>>) -> Reads {
+        Reads { clusters, data: Mutex::default() }
+    }
+
+    /// How many data sources were read.
+    pub fn data_sources_read(&self) -> usize {
+        self.data.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+}
+
+/// Reads data source `addr` with its evaluated `config`, or answers from what this run already
+/// read with the same configuration.
+pub async fn read_data(
+    s: &Session,
+    reads: &Reads,
+    addr: &Addr,
+    config: &Map,
+    ctx: &CallContext,
+) -> ProviderResult<Object> {
+    let cached = reads.data.lock().unwrap_or_else(|e| e.into_inner()).get(addr).cloned();
+    if let Some((read_with, obj)) = cached
+        && crate::value::Value::Map(read_with).same_as(&Value::Map(config.clone()))
+    {
+        return Ok(obj);
+    }
+    let Some((p, _)) = s.provider_of(addr) else {
+        return Err(crate::provider::ProviderError::new(crate::provider::ErrorKind::Invalid, "no provider"));
+    };
+    let obj = crate::provider::retry_read(|| p.read_data(&addr.block.ty, config, ctx)).await?;
+    reads.data.lock().unwrap_or_else(|e| e.into_inner()).insert(addr.clone(), (config.clone(), obj.clone()));
+    Ok(obj)
 }
 
 /// Makes a plan.
 pub async fn plan(s: &Session, state: &State, opts: &PlanOptions) -> Result<PlanOutcome, Diagnostics> {
+    plan_reusing(s, state, opts, None).await
+}
+
+/// Makes a plan, answering cluster and data-source reads from `reuse` (read earlier in this run)
+/// when given.
+pub async fn plan_reusing(
+    s: &Session,
+    state: &State,
+    opts: &PlanOptions,
+    reuse: Option<Arc<Reads>>,
+) -> Result<PlanOutcome, Diagnostics> {
     s.configure().await?;
     let values = Values::for_session(s);
-    let clusters = s.read_clusters(&values).await?;
+    let reads = match reuse {
+        Some(r) => {
+            s.set_clusters(&values, &r.clusters);
+            r
+        }
+        None => Arc::new(Reads::with_clusters(s.read_clusters(&values).await?)),
+    };
+    let clusters = reads.clusters.clone();
     let sem = Semaphore::new(opts.parallelism.max(1));
-    let (live, drift, findings) = refresh(s, state, opts, &clusters, &sem).await?;
+    let Refreshed { live, live_sensitive, drift, findings } = refresh(s, state, opts, &clusters, &sem).await?;
 
     let mut changes = Vec::new();
     let mut diags = Diagnostics::default();
     match opts.mode {
         Mode::Destroy => {
             for addr in destroy_selection(state, &opts.targets) {
-                let r = &state.objects[&addr];
-                let (before, reason) = before_delete(s, &live, &addr, r, None);
-                let delete_effect = delete_effect(s, r);
-                changes.push(Change {
-                    address: addr.clone(),
-                    ty: r.ty.clone(),
-                    action: Action::Delete,
-                    reason,
-                    sensitive: delete_sensitive(s, r, &before),
-                    before: Some(before),
-                    after: None,
-                    replace_because: vec![],
-                    depends_on: vec![],
-                    create_before_destroy: false,
-                    object_changes: vec![],
-                    delete_effect,
-                });
+                changes.push(delete_change(s, &live, &live_sensitive, &state.objects[&addr], None));
             }
         }
         Mode::Normal => {
             let selected = selection(s, &opts.targets);
-            plan_instances(s, state, &selected, &live, &values, &clusters, &sem, &mut changes, &mut diags).await;
+            let ctx = Planning {
+                s,
+                state,
+                live: &live,
+                live_sensitive: &live_sensitive,
+                values: &values,
+                reads: &reads,
+                sem: &sem,
+            };
+            plan_instances(&ctx, &selected, &mut changes, &mut diags).await;
             let targeted = |a: &Addr| opts.targets.is_empty() || opts.targets.iter().any(|t| matches_target(t, a));
             for (addr, r) in &state.objects {
                 if s.graph.index.contains_key(addr) || !targeted(addr) {
                     continue;
                 }
-                let (before, reason) = before_delete(s, &live, addr, r, Some("not in the desired state"));
-                let delete_effect = delete_effect(s, r);
-                changes.push(Change {
-                    address: addr.clone(),
-                    ty: r.ty.clone(),
-                    action: Action::Delete,
-                    reason,
-                    sensitive: delete_sensitive(s, r, &before),
-                    before: Some(before),
-                    after: None,
-                    replace_because: vec![],
-                    depends_on: vec![],
-                    create_before_destroy: false,
-                    object_changes: vec![],
-                    delete_effect,
-                });
+                changes.push(delete_change(s, &live, &live_sensitive, r, Some("not in the desired state")));
             }
         }
     }
@@ -127,7 +169,37 @@ pub async fn plan(s: &Session, state: &State, opts: &PlanOptions) -> Result<Plan
         outputs,
         inputs: inputs_of(s, &opts.targets),
     };
-    Ok(PlanOutcome { plan, live, values, clusters })
+    Ok(PlanOutcome { plan, live, values, reads })
+}
+
+/// The deletion of a recorded object.
+fn delete_change(
+    s: &Session,
+    live: &BTreeMap<Addr, Option<Map>>,
+    live_sensitive: &BTreeMap<Addr, BTreeSet<String>>,
+    r: &crate::state::ObjectRecord,
+    why: Option<&str>,
+) -> Change {
+    let (before, reason) = before_delete(s, live, &r.address, r, why);
+    let mut sensitive = r.sensitive_set();
+    if let Some((_, schema)) = s.managed_type(&r.ty) {
+        sensitive.extend(schema.attrs.iter().filter(|a| a.sensitive).map(|a| a.name.clone()));
+    }
+    sensitive.extend(live_sensitive.get(&r.address).into_iter().flatten().cloned());
+    Change {
+        address: r.address.clone(),
+        ty: r.ty.clone(),
+        action: Action::Delete,
+        reason,
+        sensitive,
+        before: Some(before),
+        after: None,
+        replace_because: vec![],
+        depends_on: vec![],
+        create_before_destroy: false,
+        object_changes: vec![],
+        delete_effect: delete_effect(s, r),
+    }
 }
 
 /// What destroying a recorded object does, when that is not plain deletion (an adopted
@@ -158,17 +230,6 @@ fn before_delete(
         Some(Some(l)) => (l.clone(), why.map(str::to_string)),
         None => (r.attributes.clone(), why.map(str::to_string)),
     }
-}
-
-/// What is sensitive in an object about to be deleted: what its record says, what its type's
-/// schema says, and what the provider sees in the live object (a Secret).
-fn delete_sensitive(s: &Session, r: &crate::state::ObjectRecord, before: &Map) -> BTreeSet<String> {
-    let mut out = r.sensitive_set();
-    if let Some((p, schema)) = s.managed_type(&r.ty) {
-        out.extend(schema.attrs.iter().filter(|a| a.sensitive).map(|a| a.name.clone()));
-        out.extend(p.sensitive_in(&r.ty, before));
-    }
-    out
 }
 
 /// What a plan was made from.
@@ -235,7 +296,14 @@ fn destroy_selection(state: &State, targets: &[Addr]) -> Vec<Addr> {
     out.into_iter().collect()
 }
 
-type Refreshed = (BTreeMap<Addr, Option<Map>>, Vec<Drift>, Vec<crate::provider::Finding>);
+/// What a refresh learned.
+struct Refreshed {
+    live: BTreeMap<Addr, Option<Map>>,
+    /// Attributes of live objects that hold secrets by what the object is (a Secret's data).
+    live_sensitive: BTreeMap<Addr, BTreeSet<String>>,
+    drift: Vec<Drift>,
+    findings: Vec<crate::provider::Finding>,
+}
 
 /// Reads every object in state that the plan covers; notes what changed outside meshform.
 async fn refresh(
@@ -250,7 +318,7 @@ async fn refresh(
         for (a, r) in &state.objects {
             live.insert(a.clone(), Some(r.attributes.clone()));
         }
-        return Ok((live, Vec::new(), Vec::new()));
+        return Ok(Refreshed { live, live_sensitive: BTreeMap::new(), drift: Vec::new(), findings: Vec::new() });
     }
     let wanted: Vec<&crate::state::ObjectRecord> = match (opts.mode, opts.targets.is_empty()) {
         (_, true) => state.objects.values().collect(),
@@ -292,16 +360,23 @@ async fn refresh(
         };
         let _permit = sem.acquire().await.map_err(|_| Diagnostic::global("refresh cancelled"))?;
         let ctx = s.ctx(p.as_ref(), clusters);
-        p.read(&r.ty, &r.attributes, &ctx)
+        crate::provider::retry_read(|| p.read(&r.ty, &r.attributes, &ctx))
             .await
             .map(|l| (r, l))
             .map_err(|e| Diagnostic::global(format!("cannot read {}: {e}", r.address)))
     });
     let mut diags = Diagnostics::default();
     let mut drift = Vec::new();
+    let mut live_sensitive = BTreeMap::new();
     for res in futures::future::join_all(reads).await {
         match res {
-            Ok((r, l)) => {
+            Ok((r, obj)) => {
+                let l = obj.map(|o| {
+                    if !o.sensitive.is_empty() {
+                        live_sensitive.insert(r.address.clone(), o.sensitive);
+                    }
+                    o.attrs
+                });
                 let computed = |a: &str| {
                     s.managed_type(&r.ty)
                         .and_then(|(_, sc)| sc.get(a))
@@ -330,7 +405,7 @@ async fn refresh(
         }
     }
     findings.sort_by(|a, b| a.message.cmp(&b.message));
-    Ok((live, drift, findings))
+    Ok(Refreshed { live, live_sensitive, drift, findings })
 }
 
 /// The attribute-level difference between a state record and the live object.
@@ -366,18 +441,19 @@ pub fn drift_of(r: &crate::state::ObjectRecord, live: Option<&Map>, computed: &d
     })
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn plan_instances(
-    s: &Session,
-    state: &State,
-    selected: &[bool],
-    live: &BTreeMap<Addr, Option<Map>>,
-    values: &Values,
-    clusters: &Arc<BTreeMap<String, Map>>,
-    sem: &Semaphore,
-    changes: &mut Vec<Change>,
-    diags: &mut Diagnostics,
-) {
+/// What deciding each instance sees.
+struct Planning<'a> {
+    s: &'a Session,
+    state: &'a State,
+    live: &'a BTreeMap<Addr, Option<Map>>,
+    live_sensitive: &'a BTreeMap<Addr, BTreeSet<String>>,
+    values: &'a Values,
+    reads: &'a Reads,
+    sem: &'a Semaphore,
+}
+
+async fn plan_instances(ctx: &Planning<'_>, selected: &[bool], changes: &mut Vec<Change>, diags: &mut Diagnostics) {
+    let s = ctx.s;
     // Walk only selected instances; indices into `nodes`.
     let nodes: Vec<usize> = (0..s.graph.instances.len()).filter(|&i| selected[i]).collect();
     let local: HashMap<usize, usize> = nodes.iter().enumerate().map(|(l, &g)| (g, l)).collect();
@@ -393,7 +469,12 @@ async fn plan_instances(
         let out = &out;
         let errs = &errs;
         async move {
-            match plan_one(s, state, inst, live, values, clusters, sem).await {
+            let r = match inst.addr.block.mode {
+                AddrMode::Cluster => Ok(None), // read before the walk
+                AddrMode::Data => plan_data(ctx, inst).await.map(Some),
+                AddrMode::Managed => plan_managed(ctx, inst).await.map(Some),
+            };
+            match r {
                 Ok(Some(c)) => {
                     out.lock().unwrap_or_else(|e| e.into_inner()).push(c);
                     Ok(())
@@ -412,149 +493,91 @@ async fn plan_instances(
     diags.0.extend(errs.into_inner().unwrap_or_else(|e| e.into_inner()).0);
 }
 
-async fn plan_one(
-    s: &Session,
-    state: &State,
-    inst: &crate::graph::Instance,
-    live: &BTreeMap<Addr, Option<Map>>,
-    values: &Values,
-    clusters: &Arc<BTreeMap<String, Map>>,
-    sem: &Semaphore,
-) -> Result<Option<Change>, Diagnostics> {
-    let addr = &inst.addr;
-    if addr.block.mode == AddrMode::Cluster {
-        return Ok(None); // read before the walk
+/// A change with nothing filled in but the instance.
+fn bare_change(inst: &crate::graph::Instance, s: &Session, action: Action) -> Change {
+    Change {
+        address: inst.addr.clone(),
+        ty: inst.addr.block.ty.clone(),
+        action,
+        reason: None,
+        before: None,
+        after: None,
+        sensitive: BTreeSet::new(),
+        replace_because: vec![],
+        depends_on: inst.deps.iter().map(|&d| s.graph.instances[d].addr.clone()).collect(),
+        create_before_destroy: false,
+        object_changes: vec![],
+        delete_effect: None,
     }
-    let Some(block) = s.graph.block_of(&s.cfg, addr) else { return Ok(None) };
-    let deps: Vec<Addr> = inst.deps.iter().map(|&d| s.graph.instances[d].addr.clone()).collect();
-    match addr.block.mode {
-        AddrMode::Cluster => Ok(None), // read before the walk
-        AddrMode::Data => {
-            let (config, sensitive) = s.eval_instance(addr, values)?;
-            let Some((p, schema)) = s.provider_of(addr) else { return Ok(None) };
-            if config.values().any(Value::has_unknown) {
-                let after = crate::session::propose(schema, None, &config).attrs;
-                return Ok(Some(Change {
-                    address: addr.clone(),
-                    ty: addr.block.ty.clone(),
-                    action: Action::Read,
-                    reason: Some("its inputs are known only after apply".into()),
-                    before: None,
-                    after: Some(after),
-                    sensitive,
-                    replace_because: vec![],
-                    depends_on: deps,
-                    create_before_destroy: false,
-                    object_changes: vec![],
-                    delete_effect: None,
-                }));
-            }
-            let _permit = sem.acquire().await.map_err(|_| Diagnostics::default())?;
-            let attrs = p.read_data(&addr.block.ty, &config, &s.ctx(p.as_ref(), clusters)).await.map_err(|e| {
-                Diagnostics::from(Diagnostic::error(format!("cannot read {addr}"), block.span).label(e.to_string()))
-            })?;
-            let mut sens = sensitive;
-            sens.extend(schema.attrs.iter().filter(|a| a.sensitive).map(|a| a.name.clone()));
-            sens.extend(p.sensitive_in(&addr.block.ty, &attrs));
-            values.set(addr.clone(), ObjectValue { attrs: attrs.clone(), sensitive: Arc::new(sens.clone()) });
-            // Kept as a no-op so apply reads it again (live) before its dependents.
-            Ok(Some(Change {
-                address: addr.clone(),
-                ty: addr.block.ty.clone(),
-                action: Action::NoOp,
-                reason: None,
-                before: None,
-                after: Some(attrs),
-                sensitive: sens,
-                replace_because: vec![],
-                depends_on: deps,
-                create_before_destroy: false,
-                object_changes: vec![],
-                delete_effect: None,
-            }))
-        }
-        AddrMode::Managed => {
-            let (desired, tainted) = s.eval_instance(addr, values)?;
-            let Some((p, schema)) = s.provider_of(addr) else { return Ok(None) };
-            let recorded = state.objects.get(addr);
-            let prior: Option<&Map> = match live.get(addr) {
-                Some(l) => l.as_ref(),
-                None => recorded.map(|r| &r.attributes),
-            };
-            let mut sensitive: BTreeSet<String> =
-                schema.attrs.iter().filter(|a| a.sensitive).map(|a| a.name.clone()).collect();
-            sensitive.extend(tainted);
-            if let Some(r) = recorded {
-                sensitive.extend(r.sensitive_set());
-            }
-            if let Some(prior) = prior {
-                sensitive.extend(p.sensitive_in(&addr.block.ty, prior));
-            }
-            let mut proposed = propose(schema, prior, &desired);
-            proposed.sensitive.extend(sensitive.iter().cloned());
-            let ctx = crate::provider::CallContext {
-                create_before_destroy: block.lifecycle.create_before_destroy,
-                ..s.ctx(p.as_ref(), clusters)
-            };
-            let mut planned = p.plan(&addr.block.ty, prior, proposed, &ctx).await.map_err(|e| {
-                Diagnostics::from(Diagnostic::error(format!("cannot plan {addr}"), block.span).label(e.to_string()))
-            })?;
-            if let Some(prior) = prior {
-                for (name, _) in &block.lifecycle.ignore_changes {
-                    match prior.get(name) {
-                        Some(v) => planned.attrs.insert(name.clone(), v.clone()),
-                        None => planned.attrs.remove(name),
-                    };
-                    planned.replace_because.retain(|r| r != name);
-                }
-            }
-            crate::session::settle(schema, prior, &desired, &mut planned);
-            sensitive.extend(planned.sensitive.iter().cloned());
-            let (action, reason) = match prior {
-                None if recorded.is_some() => (Action::Create, Some("deleted outside meshform".to_string())),
-                None => match planned.adopts.take() {
-                    Some(what) => (Action::Adopt, Some(what)),
-                    None => (Action::Create, None),
-                },
-                Some(_) if !planned.replace_because.is_empty() => (Action::Replace, None),
-                Some(prior) => {
-                    // A computed attribute the prior object lacks (recorded by an older version)
-                    // is not by itself a change.
-                    let new_computed = |n: &str, a: Option<&Value>| {
-                        a.is_none() && schema.get(n).is_some_and(|x| x.presence == Presence::Computed)
-                    };
-                    let changed = attr_diff(Some(prior), Some(&planned.attrs))
-                        .iter()
-                        .any(|(n, a, b)| !same(*a, *b) && !new_computed(n, *a));
-                    (if changed { Action::Update } else { Action::NoOp }, None)
-                }
-            };
-            // Downstream references see the planned object, plaintext included (in memory only).
-            let value = if action == Action::NoOp { prior.cloned().unwrap_or_default() } else { planned.attrs.clone() };
-            let mut merged = value;
-            if action == Action::NoOp {
-                super::unredact(&mut merged, &planned.attrs);
-                for (k, v) in desired.iter().filter(|(_, v)| !matches!(v, Value::Null)) {
-                    merged.insert(k.clone(), v.clone());
-                }
-            }
-            values.set(addr.clone(), ObjectValue { attrs: merged, sensitive: Arc::new(sensitive.clone()) });
-            Ok(Some(Change {
-                address: addr.clone(),
-                ty: addr.block.ty.clone(),
-                action,
-                reason,
-                before: prior.cloned(),
-                after: Some(planned.attrs),
-                sensitive,
-                replace_because: planned.replace_because,
-                depends_on: deps,
-                create_before_destroy: block.lifecycle.create_before_destroy,
-                object_changes: planned.object_changes,
-                delete_effect: None,
-            }))
-        }
+}
+
+/// A data source: read now when its inputs are known (kept as a no-op change so apply sees its
+/// value), else a read at apply.
+async fn plan_data(ctx: &Planning<'_>, inst: &crate::graph::Instance) -> Result<Change, Diagnostics> {
+    let (s, addr) = (ctx.s, &inst.addr);
+    let (config, sensitive) = s.eval_instance(addr, ctx.values)?;
+    let (Some((p, schema)), Some(block)) = (s.provider_of(addr), s.graph.block_of(&s.cfg, addr)) else {
+        return Err(Diagnostic::global(format!("{addr}: no provider for its type")).into());
+    };
+    if config.values().any(Value::has_unknown) {
+        return Ok(Change {
+            reason: Some("its inputs are known only after apply".into()),
+            after: Some(propose(schema, None, &config).attrs),
+            sensitive,
+            ..bare_change(inst, s, Action::Read)
+        });
     }
+    let _permit = ctx.sem.acquire().await.map_err(|_| Diagnostics::default())?;
+    let obj = read_data(s, ctx.reads, addr, &config, &s.ctx(p.as_ref(), &ctx.reads.clusters)).await.map_err(|e| {
+        Diagnostics::from(Diagnostic::error(format!("cannot read {addr}"), block.span).label(e.to_string()))
+    })?;
+    let mut sens = sensitive;
+    sens.extend(schema.attrs.iter().filter(|a| a.sensitive).map(|a| a.name.clone()));
+    sens.extend(obj.sensitive);
+    ctx.values.set(addr.clone(), ObjectValue { attrs: obj.attrs.clone(), sensitive: Arc::new(sens.clone()) });
+    Ok(Change { after: Some(obj.attrs), sensitive: sens, ..bare_change(inst, s, Action::NoOp) })
+}
+
+/// A managed object: decided by [`decide`] against the refreshed object.
+async fn plan_managed(ctx: &Planning<'_>, inst: &crate::graph::Instance) -> Result<Change, Diagnostics> {
+    let (s, addr) = (ctx.s, &inst.addr);
+    let (desired, tainted) = s.eval_instance(addr, ctx.values)?;
+    let (Some((p, _)), Some(block)) = (s.provider_of(addr), s.graph.block_of(&s.cfg, addr)) else {
+        return Err(Diagnostic::global(format!("{addr}: no provider for its type")).into());
+    };
+    let recorded = ctx.state.objects.get(addr);
+    let prior: Option<&Map> = match ctx.live.get(addr) {
+        Some(l) => l.as_ref(),
+        None => recorded.map(|r| &r.attributes),
+    };
+    let mut sensitive = tainted;
+    sensitive.extend(recorded.map(|r| r.sensitive_set()).unwrap_or_default());
+    sensitive.extend(ctx.live_sensitive.get(addr).into_iter().flatten().cloned());
+    let call = CallContext {
+        create_before_destroy: block.lifecycle.create_before_destroy,
+        ..s.ctx(p.as_ref(), &ctx.reads.clusters)
+    };
+    let input = DecideInput { addr, prior, recorded: recorded.is_some(), desired: &desired, sensitive };
+    let d = decide(s, input, &call).await.map_err(|e| {
+        Diagnostics::from(Diagnostic::error(format!("cannot plan {addr}"), block.span).label(e.to_string()))
+    })?;
+    // Downstream references see the planned object, plaintext included (in memory only).
+    let mut value = if d.action == Action::NoOp { prior.cloned().unwrap_or_default() } else { d.planned.attrs.clone() };
+    if d.action == Action::NoOp {
+        super::unredact(&mut value, &d.planned.attrs);
+        value.extend(desired.into_iter().filter(|(_, v)| !matches!(v, Value::Null)));
+    }
+    ctx.values.set(addr.clone(), ObjectValue { attrs: value, sensitive: Arc::new(d.sensitive.clone()) });
+    Ok(Change {
+        reason: d.reason,
+        before: prior.cloned(),
+        after: Some(d.planned.attrs),
+        sensitive: d.sensitive,
+        replace_because: d.planned.replace_because,
+        create_before_destroy: block.lifecycle.create_before_destroy,
+        object_changes: d.planned.object_changes,
+        ..bare_change(inst, s, d.action)
+    })
 }
 
 fn check_prevent_destroy(s: &Session, changes: &[Change], diags: &mut Diagnostics) {

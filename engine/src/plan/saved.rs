@@ -76,3 +76,42 @@ pub fn check_fresh(plan: &Plan, state: &State) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// Checks the desired-state file, the files it reads and the variables of session `s` against
+/// what the plan recorded: a saved plan describes only the inputs it was made from.
+pub fn check_inputs(s: &crate::session::Session, plan: &Plan) -> Result<(), String> {
+    use crate::value::{Value, sha256_hex};
+    let text = s.cfg.sources.text(s.cfg.file);
+    if sha256_hex(text.as_bytes()) != plan.inputs.config_sha256 {
+        return Err(format!("{} changed since the plan was made", plan.inputs.config_path));
+    }
+    for (rel, hash) in &plan.inputs.files {
+        let now = std::fs::read(s.cfg.dir.join(rel)).map(|b| sha256_hex(&b)).unwrap_or_default();
+        if &now != hash {
+            return Err(format!("{rel} (read with file() or templatefile()) changed since the plan was made"));
+        }
+    }
+    for (k, planned) in &plan.inputs.variables {
+        match s.vars.values.get(k) {
+            Some(v) if planned.same_as(v) => {}
+            _ if matches!(planned, Value::Redacted(_)) => {
+                return Err(format!(
+                    "sensitive variable `{k}` is not the value the plan was made with (give it again with --var or MESHFORM_VAR_{k})"
+                ));
+            }
+            _ => return Err(format!("variable `{k}` differs from the plan's")),
+        }
+    }
+    Ok(())
+}
+
+/// The variables a saved plan fixes for loading its desired state again (sensitive ones, kept
+/// only as hashes, must be given again).
+pub fn fixed_variables(plan: &Plan) -> crate::value::Map {
+    plan.inputs
+        .variables
+        .iter()
+        .filter(|(_, v)| !matches!(v, crate::value::Value::Redacted(_)))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}

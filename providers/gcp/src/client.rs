@@ -128,7 +128,6 @@ pub struct Client {
     pub settings: Settings,
     buckets: std::sync::Mutex<HashMap<Api, Bucket>>,
     cluster_locks: std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>,
-    notes: std::sync::Mutex<Vec<String>>,
 }
 
 impl Client {
@@ -140,14 +139,7 @@ impl Client {
             .timeout(Duration::from_secs(60))
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        Ok(Client {
-            http,
-            creds,
-            settings,
-            buckets: Default::default(),
-            cluster_locks: Default::default(),
-            notes: Default::default(),
-        })
+        Ok(Client { http, creds, settings, buckets: Default::default(), cluster_locks: Default::default() })
     }
 
     /// The project for an object: its own `project`, else the provider's.
@@ -161,16 +153,6 @@ impl Client {
                 "no project: set `project`, `[providers.gcp] project`, MESHFORM_GCP_PROJECT or CLOUDSDK_CORE_PROJECT",
             )
         })
-    }
-
-    /// Leaves a note for the user.
-    pub fn note(&self, n: String) {
-        self.notes.lock().unwrap_or_else(|e| e.into_inner()).push(n);
-    }
-
-    /// Takes the notes left so far.
-    pub fn take_notes(&self) -> Vec<String> {
-        std::mem::take(&mut *self.notes.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// The lock serialising mutations of one cluster (GKE runs one operation at a time).

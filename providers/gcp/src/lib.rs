@@ -17,7 +17,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use meshform_engine::provider::{CallContext, ErrorKind, Planned, Provider, ProviderError, ProviderResult, TypeSchema};
+use meshform_engine::provider::{
+    CallContext, ErrorKind, Object, Planned, Provider, ProviderError, ProviderResult, TypeSchema,
+};
 use meshform_engine::value::{Map, Value};
 
 use client::{Client, Credentials, Endpoints, Settings};
@@ -163,16 +165,16 @@ impl Provider for GcpProvider {
         Ok(())
     }
 
-    async fn read(&self, ty: &str, prior: &Map, _ctx: &CallContext) -> ProviderResult<Option<Map>> {
+    async fn read(&self, ty: &str, prior: &Map, _ctx: &CallContext) -> ProviderResult<Option<Object>> {
         let c = self.client()?;
         let t = self.ty(ty)?;
         if let Some(scope) = t.list_scope(&c, prior) {
             let listed = self.listed.lock().await;
             if let Some(items) = listed.get(&format!("{ty}/{scope}")) {
-                return Ok(items.get(&convert::id_of(prior)).cloned());
+                return Ok(items.get(&convert::id_of(prior)).cloned().map(Object::from));
             }
         }
-        t.read(&c, prior).await
+        Ok(t.read(&c, prior).await?.map(Object::from))
     }
 
     async fn plan(
@@ -190,16 +192,14 @@ impl Provider for GcpProvider {
         self.ty(ty)?.prepare_create(&*self.client()?, planned).await
     }
 
-    async fn create(&self, ty: &str, planned: &Map, ctx: &CallContext) -> ProviderResult<Map> {
+    async fn create(&self, ty: &str, planned: &Map, ctx: &CallContext) -> ProviderResult<Object> {
         let c = self.client()?;
-        let r = client::OPERATION_TIMEOUT.scope(ctx.timeout, self.ty(ty)?.create(&c, planned)).await;
-        ctx.notes.lock().unwrap_or_else(|e| e.into_inner()).extend(c.take_notes());
-        r
+        client::OPERATION_TIMEOUT.scope(ctx.timeout, self.ty(ty)?.create(&c, planned)).await
     }
 
-    async fn update(&self, ty: &str, prior: &Map, planned: &Map, ctx: &CallContext) -> ProviderResult<Map> {
+    async fn update(&self, ty: &str, prior: &Map, planned: &Map, ctx: &CallContext) -> ProviderResult<Object> {
         let c = self.client()?;
-        client::OPERATION_TIMEOUT.scope(ctx.timeout, self.ty(ty)?.update(&c, prior, planned)).await
+        client::OPERATION_TIMEOUT.scope(ctx.timeout, self.ty(ty)?.update(&c, prior, planned)).await.map(Object::from)
     }
 
     async fn delete(&self, ty: &str, prior: &Map, ctx: &CallContext) -> ProviderResult<()> {
@@ -210,11 +210,11 @@ impl Provider for GcpProvider {
         }
     }
 
-    async fn import(&self, ty: &str, id: &str, _ctx: &CallContext) -> ProviderResult<Map> {
-        self.ty(ty)?.import(&*self.client()?, id).await
+    async fn import(&self, ty: &str, id: &str, _ctx: &CallContext) -> ProviderResult<Object> {
+        self.ty(ty)?.import(&*self.client()?, id).await.map(Object::from)
     }
 
-    async fn read_data(&self, ty: &str, config: &Map, _ctx: &CallContext) -> ProviderResult<Map> {
-        self.ty(ty)?.read_data(&*self.client()?, config).await
+    async fn read_data(&self, ty: &str, config: &Map, _ctx: &CallContext) -> ProviderResult<Object> {
+        self.ty(ty)?.read_data(&*self.client()?, config).await.map(Object::from)
     }
 }

@@ -18,7 +18,7 @@ use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use meshform_engine::provider::{
-    CallContext, CheckOutcome, ErrorKind, Finding, Planned, Provider, ProviderError, ProviderResult, TypeSchema,
+    CallContext, CheckOutcome, ErrorKind, Finding, Object, Planned, Provider, ProviderError, ProviderResult, TypeSchema,
 };
 use meshform_engine::value::{Map, Value};
 
@@ -100,8 +100,9 @@ impl Provider for KubeProvider {
         Ok(())
     }
 
-    async fn read(&self, ty: &str, prior: &Map, ctx: &CallContext) -> ProviderResult<Option<Map>> {
-        self.ty(ty)?.read(&self.conns()?.with(ctx), prior).await
+    async fn read(&self, ty: &str, prior: &Map, ctx: &CallContext) -> ProviderResult<Option<Object>> {
+        let t = self.ty(ty)?;
+        Ok(t.read(&self.conns()?.with(ctx), prior).await?.map(|m| object(t.as_ref(), m)))
     }
 
     async fn plan(
@@ -120,24 +121,28 @@ impl Provider for KubeProvider {
         self.ty(ty)?.plan(&k, prior, proposed).await
     }
 
-    async fn create(&self, ty: &str, planned: &Map, ctx: &CallContext) -> ProviderResult<Map> {
-        self.ty(ty)?.create(&self.conns()?.with(ctx), planned).await
+    async fn create(&self, ty: &str, planned: &Map, ctx: &CallContext) -> ProviderResult<Object> {
+        let t = self.ty(ty)?;
+        Ok(object(t.as_ref(), t.create(&self.conns()?.with(ctx), planned).await?))
     }
 
-    async fn update(&self, ty: &str, prior: &Map, planned: &Map, ctx: &CallContext) -> ProviderResult<Map> {
-        self.ty(ty)?.update(&self.conns()?.with(ctx), prior, planned).await
+    async fn update(&self, ty: &str, prior: &Map, planned: &Map, ctx: &CallContext) -> ProviderResult<Object> {
+        let t = self.ty(ty)?;
+        Ok(object(t.as_ref(), t.update(&self.conns()?.with(ctx), prior, planned).await?))
     }
 
     async fn delete(&self, ty: &str, prior: &Map, ctx: &CallContext) -> ProviderResult<()> {
         self.ty(ty)?.delete(&self.conns()?.with(ctx), prior).await
     }
 
-    async fn import(&self, ty: &str, id: &str, ctx: &CallContext) -> ProviderResult<Map> {
-        self.ty(ty)?.import(&self.conns()?.with(ctx), id).await
+    async fn import(&self, ty: &str, id: &str, ctx: &CallContext) -> ProviderResult<Object> {
+        let t = self.ty(ty)?;
+        Ok(object(t.as_ref(), t.import(&self.conns()?.with(ctx), id).await?))
     }
 
-    async fn read_data(&self, ty: &str, config: &Map, ctx: &CallContext) -> ProviderResult<Map> {
-        self.ty(ty)?.read_data(&self.conns()?.with(ctx), config).await
+    async fn read_data(&self, ty: &str, config: &Map, ctx: &CallContext) -> ProviderResult<Object> {
+        let t = self.ty(ty)?;
+        Ok(object(t.as_ref(), t.read_data(&self.conns()?.with(ctx), config).await?))
     }
 
     async fn findings(&self, objects: &[(String, Map)], ctx: &CallContext) -> ProviderResult<Vec<Finding>> {
@@ -146,10 +151,6 @@ impl Provider for KubeProvider {
 
     fn describe_delete(&self, ty: &str, prior: &Map) -> Option<String> {
         self.ty(ty).ok()?.describe_delete(prior)
-    }
-
-    fn sensitive_in(&self, ty: &str, attrs: &Map) -> Vec<String> {
-        self.ty(ty).map(|t| t.sensitive_in(attrs)).unwrap_or_default()
     }
 
     fn check_kinds(&self) -> Vec<String> {
@@ -170,6 +171,12 @@ impl Provider for KubeProvider {
             types::remote_secret::check_auth(&self.conns()?.with(ctx), &arg("source")?, &arg("target")?, &ns).await?;
         Ok(CheckOutcome { passed, detail })
     }
+}
+
+/// A type's result, with the attributes that hold secrets by what the object is (a Secret).
+fn object(t: &dyn KubeType, attrs: Map) -> Object {
+    let sensitive = t.sensitive_in(&attrs);
+    Object::from(attrs).sensitive(sensitive)
 }
 
 /// The clusters an object's attributes name (`cluster`, `source`, `target`, `clusters`), where known.

@@ -6,7 +6,7 @@
 
 use async_trait::async_trait;
 use meshform_engine::provider::{
-    AttrSchema, AttrType, ErrorKind, Planned, Presence, ProviderError, ProviderResult, TypeKind, TypeSchema,
+    AttrSchema, AttrType, ErrorKind, Object, Planned, Presence, ProviderError, ProviderResult, TypeKind, TypeSchema,
 };
 use meshform_engine::value::{Map, Value};
 use reqwest::Method;
@@ -240,7 +240,7 @@ impl GcpType for ControlPlaneAccess {
         Ok(Some(m))
     }
 
-    async fn create(&self, c: &Client, planned: &Map) -> ProviderResult<Map> {
+    async fn create(&self, c: &Client, planned: &Map) -> ProviderResult<Object> {
         let prepared;
         // Prepared (journaled) by `prepare_create` when the engine called it; else read now.
         let m = if matches!(planned.get("original_authorized_networks"), Some(Value::List(_))) {
@@ -256,7 +256,7 @@ impl GcpType for ControlPlaneAccess {
         let before = live(c, &p, &l, &name).await?.ok_or_else(|| missing(&name))?;
         converge(c, &p, &l, &name, m, &before).await?;
         let after = live(c, &p, &l, &name).await?.ok_or_else(|| missing(&name))?;
-        Ok(view(m, &after))
+        Ok(view(m, &after).into())
     }
 
     async fn update(&self, c: &Client, prior: &Map, planned: &Map) -> ProviderResult<Map> {

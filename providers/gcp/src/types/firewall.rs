@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use meshform_engine::provider::{
-    AttrSchema, AttrType, ErrorKind, Planned, Presence, ProviderResult, TypeKind, TypeSchema,
+    AttrSchema, AttrType, ErrorKind, Object, Planned, Presence, ProviderResult, TypeKind, TypeSchema,
 };
 use meshform_engine::value::{Map, Value};
 use reqwest::Method;
@@ -226,7 +226,7 @@ impl GcpType for Firewall {
         Ok(c.get_opt(Api::Compute, &path(&p, &name)).await?.map(|j| from_api(&p, &j)))
     }
 
-    async fn create(&self, c: &Client, planned: &Map) -> ProviderResult<Map> {
+    async fn create(&self, c: &Client, planned: &Map) -> ProviderResult<Object> {
         let p = c.project(planned)?;
         let name = req(planned, "name")?;
         match c
@@ -240,11 +240,11 @@ impl GcpType for Firewall {
                 let live = self.read(c, planned).await?;
                 let mut keys = vec!["network", "direction", "priority", "allow", "deny", "log_config"];
                 keys.extend(SET_FIELDS.map(|(ours, _)| ours));
-                return adopt(c, "firewall rule", &name, planned, live, &keys);
+                return adopt("firewall rule", &name, planned, live, &keys);
             }
             Err(e) => return Err(e),
         }
-        self.read(c, planned).await?.ok_or_else(|| {
+        self.read(c, planned).await?.map(Object::from).ok_or_else(|| {
             meshform_engine::provider::ProviderError::new(
                 ErrorKind::NotFound,
                 format!("firewall rule {name} vanished after creation"),

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use meshform_engine::provider::{
-    AttrSchema, AttrType, ErrorKind, Planned, Presence, ProviderError, ProviderResult, TypeKind, TypeSchema,
+    AttrSchema, AttrType, ErrorKind, Object, Planned, Presence, ProviderError, ProviderResult, TypeKind, TypeSchema,
 };
 use meshform_engine::value::{Map, Value};
 use reqwest::Method;
@@ -126,7 +126,7 @@ impl GcpType for FleetFeature {
         }
     }
 
-    async fn create(&self, c: &Client, planned: &Map) -> ProviderResult<Map> {
+    async fn create(&self, c: &Client, planned: &Map) -> ProviderResult<Object> {
         let p = c.project(planned)?;
         let l = s(planned, "location").unwrap_or_else(|| "global".into());
         let name = req(planned, "name")?;
@@ -143,14 +143,14 @@ impl GcpType for FleetFeature {
         {
             Ok(op) => {
                 c.wait_lro(op).await?;
-                self.wait_ok(c, &p, &l, &name).await
+                self.wait_ok(c, &p, &l, &name).await.map(Object::from)
             }
             // Made already (a reply lost after the change): adopt it when it matches, and wait
             // for it to be ready as a create does.
             Err(e) if e.kind == ErrorKind::Conflict => {
                 let live = self.read(c, planned).await?;
-                adopt(c, "fleet feature", &path(&p, &l, &name), planned, live, &["config_membership"])?;
-                self.wait_ok(c, &p, &l, &name).await
+                let adopted = adopt("fleet feature", &path(&p, &l, &name), planned, live, &["config_membership"])?;
+                Ok(Object { attrs: self.wait_ok(c, &p, &l, &name).await?, ..adopted })
             }
             Err(e) => Err(e),
         }

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use meshform_engine::provider::{
-    AttrSchema, AttrType, ErrorKind, Planned, Presence, ProviderError, ProviderResult, TypeKind, TypeSchema,
+    AttrSchema, AttrType, ErrorKind, Object, Planned, Presence, ProviderError, ProviderResult, TypeKind, TypeSchema,
 };
 use meshform_engine::value::{Map, Value};
 use reqwest::Method;
@@ -136,7 +136,7 @@ impl GcpType for FleetMembership {
             .map(|j| from_api(&p, &j)))
     }
 
-    async fn create(&self, c: &Client, planned: &Map) -> ProviderResult<Map> {
+    async fn create(&self, c: &Client, planned: &Map) -> ProviderResult<Object> {
         let p = c.project(planned)?;
         let (l, id) = (req(planned, "location")?, req(planned, "membership_id")?);
         let cluster = cluster_rel(&p, &req(planned, "gke_cluster")?);
@@ -152,13 +152,13 @@ impl GcpType for FleetMembership {
         {
             Ok(op) => {
                 let resp = c.wait_lro(op).await?;
-                Ok(from_api(&p, &resp))
+                Ok(from_api(&p, &resp).into())
             }
             Err(e) if e.kind == ErrorKind::Conflict => {
                 let live = self.read(c, planned).await?;
                 let mut want = planned.clone();
                 want.insert("gke_cluster".into(), Value::str(&cluster));
-                adopt(c, "fleet membership", &path(&p, &l, &id), &want, live, &["gke_cluster", "workload_identity"])
+                adopt("fleet membership", &path(&p, &l, &id), &want, live, &["gke_cluster", "workload_identity"])
             }
             Err(e) => Err(e),
         }

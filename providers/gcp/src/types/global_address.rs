@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use meshform_engine::provider::{
-    AttrSchema, AttrType, ErrorKind, Planned, Presence, ProviderError, ProviderResult, TypeKind, TypeSchema,
+    AttrSchema, AttrType, ErrorKind, Object, Planned, Presence, ProviderError, ProviderResult, TypeKind, TypeSchema,
 };
 use meshform_engine::value::{Map, Value};
 use reqwest::Method;
@@ -100,7 +100,7 @@ impl GcpType for GlobalAddress {
         Ok(c.get_opt(Api::Compute, &path(&p, &req(prior, "name")?)).await?.map(|j| from_api(&p, &j)))
     }
 
-    async fn create(&self, c: &Client, planned: &Map) -> ProviderResult<Map> {
+    async fn create(&self, c: &Client, planned: &Map) -> ProviderResult<Object> {
         let p = c.project(planned)?;
         let name = req(planned, "name")?;
         let mut body = json!({"name": name, "ipVersion": s(planned, "ip_version").unwrap_or_else(|| "IPV4".into())});
@@ -120,7 +120,6 @@ impl GcpType for GlobalAddress {
             Err(e) if e.kind == ErrorKind::Conflict => {
                 let live = self.read(c, planned).await?;
                 return adopt(
-                    c,
                     "global address",
                     &name,
                     planned,
@@ -132,6 +131,7 @@ impl GcpType for GlobalAddress {
         }
         self.read(c, planned)
             .await?
+            .map(Object::from)
             .ok_or_else(|| ProviderError::new(ErrorKind::NotFound, format!("global address {name} vanished")))
     }
 

@@ -12,7 +12,7 @@ pub mod neg;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use meshform_engine::provider::{ErrorKind, Planned, ProviderError, ProviderResult, TypeSchema};
+use meshform_engine::provider::{ErrorKind, Object, Planned, ProviderError, ProviderResult, TypeSchema};
 use meshform_engine::value::Map;
 
 use crate::client::Client;
@@ -48,7 +48,7 @@ pub trait GcpType: Send + Sync {
         Ok(None)
     }
     /// Creates it.
-    async fn create(&self, _c: &Client, _planned: &Map) -> ProviderResult<Map> {
+    async fn create(&self, _c: &Client, _planned: &Map) -> ProviderResult<Object> {
         Err(not_managed(&self.schema().name))
     }
     /// Updates it in place.
@@ -92,14 +92,14 @@ pub fn all() -> Vec<Arc<dyn GcpType>> {
 
 /// After a 409 on create: adopt the existing object when it matches what was desired, else fail
 /// with a hint to import it.
-pub fn adopt(c: &Client, what: &str, id: &str, desired: &Map, live: Option<Map>, keys: &[&str]) -> ProviderResult<Map> {
+pub fn adopt(what: &str, id: &str, desired: &Map, live: Option<Map>, keys: &[&str]) -> ProviderResult<Object> {
     let Some(live) = live else {
         return Err(ProviderError::new(ErrorKind::Conflict, format!("{what} {id} already exists but cannot be read")));
     };
     let diff = crate::convert::differing(desired, &live, keys);
     if diff.is_empty() {
-        c.note(format!("{what} {id} already existed and matches the desired state; adopted it into state"));
-        Ok(live)
+        Ok(Object::from(live)
+            .note(format!("{what} {id} already existed and matches the desired state; adopted it into state")))
     } else {
         Err(ProviderError::new(
             ErrorKind::Conflict,

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use meshform_engine::provider::{
-    AttrSchema, AttrType, ErrorKind, Planned, Presence, ProviderError, ProviderResult, TypeKind, TypeSchema,
+    AttrSchema, AttrType, ErrorKind, Object, Planned, Presence, ProviderError, ProviderResult, TypeKind, TypeSchema,
 };
 use meshform_engine::value::{Map, Value};
 use reqwest::Method;
@@ -97,7 +97,7 @@ impl GcpType for NetworkEndpointGroup {
         Ok(c.get_opt(Api::Compute, &path(&p, &zone, &req(prior, "name")?)).await?.map(|j| from_api(&p, &zone, &j)))
     }
 
-    async fn create(&self, c: &Client, planned: &Map) -> ProviderResult<Map> {
+    async fn create(&self, c: &Client, planned: &Map) -> ProviderResult<Object> {
         let p = c.project(planned)?;
         let zone = req(planned, "zone")?;
         let name = req(planned, "name")?;
@@ -134,7 +134,6 @@ impl GcpType for NetworkEndpointGroup {
             Err(e) if e.kind == ErrorKind::Conflict => {
                 let live = self.read(c, planned).await?;
                 return adopt(
-                    c,
                     "network endpoint group",
                     &name,
                     planned,
@@ -146,6 +145,7 @@ impl GcpType for NetworkEndpointGroup {
         }
         self.read(c, planned)
             .await?
+            .map(Object::from)
             .ok_or_else(|| ProviderError::new(ErrorKind::NotFound, format!("NEG {name} vanished")))
     }
 

@@ -21,7 +21,9 @@ pub trait KubeType: Send + Sync {
     /// Its schema.
     fn schema(&self) -> TypeSchema;
 
-    /// See [`meshform_engine::provider::Provider::sensitive_in`].
+    /// Attributes of this object that hold secrets because of what it is rather than by the
+    /// type's schema (a Kubernetes `Secret` given as a generic manifest or read by a lookup);
+    /// returned with every result as [`meshform_engine::provider::Object::sensitive`].
     fn sensitive_in(&self, _attrs: &Map) -> Vec<String> {
         Vec::new()
     }

@@ -1,0 +1,96 @@
+//! `drift`: what changed outside meshform, what is not applied yet, and the checks.
+
+use std::path::Path;
+
+use meshform_engine::drift::{DriftReport, detect_drift};
+use meshform_engine::plan::render::{Style, render_change, render_drift};
+use meshform_engine::plan::{json, markdown};
+
+use super::open::{Opened, open};
+use super::{Out, load, parse_targets};
+use crate::exit::{CHANGES, OK};
+use crate::{Format, VarArgs, ui};
+
+pub(crate) async fn cmd_drift(
+    out: &Out,
+    file: &Path,
+    vars: &VarArgs,
+    targets: &[String],
+    parallelism: u32,
+    format: Format,
+) -> u8 {
+    let s = match load(out, file, vars, Default::default()) {
+        Ok(s) => s,
+        Err(c) => return c,
+    };
+    let targets = match parse_targets(out, &s, targets) {
+        Ok(t) => t,
+        Err(c) => return c,
+    };
+    // Held (and the lock with it) until the command ends.
+    let opened: Opened = match open(out, &s.cfg, "drift", file) {
+        Ok(o) => o,
+        Err(c) => return c,
+    };
+    let state = &opened.state;
+    let report = match ui::while_reading(
+        detect_drift(&s, state, &targets, parallelism.max(1) as usize),
+        &s,
+        state,
+        true,
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(d) => return out.diags(&s, d),
+    };
+    match format {
+        Format::Json => print!("{}", json::render_drift_json(&report)),
+        Format::Markdown => print!("{}", markdown::render_drift_markdown(&report)),
+        Format::Human => print!("{}", render_drift_report(&report, out.color)),
+    }
+    if report.found() { CHANGES } else { OK }
+}
+
+fn render_drift_report(r: &DriftReport, color: bool) -> String {
+    let st = Style::new(color);
+    let mut s = String::new();
+    if !r.drift.is_empty() {
+        s.push_str(&st.bold("Changed outside meshform since the last apply:\n\n"));
+        render_drift(&r.drift, st, &mut s);
+    }
+    meshform_engine::plan::render::render_findings(&r.findings, st, &mut s);
+    if !r.pending.is_empty() {
+        s.push_str(&st.bold("Desired-state changes not applied yet:\n\n"));
+        for c in &r.pending {
+            render_change(c, st, &mut s);
+        }
+    }
+    if !r.checks.is_empty() {
+        s.push_str(&st.bold("Checks:\n"));
+        for c in &r.checks {
+            if c.passed {
+                s.push_str(&format!("    {} {}\n", st.green("ok  "), c.name));
+            } else {
+                s.push_str(&format!("    {} {}: {}\n", st.red("FAIL"), c.name, c.message));
+            }
+        }
+        s.push('\n');
+    }
+    let failed = r.checks.iter().filter(|c| !c.passed).count();
+    if r.found() {
+        s.push_str(&st.bold(&format!(
+            "Drift found: {} object(s) changed outside meshform, {} desired change(s) not applied, {} failed check(s), {} finding(s).\n",
+            r.drift.len(),
+            r.pending.len(),
+            failed,
+            r.findings.len()
+        )));
+    } else {
+        s.push_str(&st.green(&format!(
+            "No drift: live objects match the state and the desired state ({} checks passed).\n",
+            r.checks.len()
+        )));
+    }
+    s
+}

@@ -1,0 +1,272 @@
+//! `plan`, `apply` (of a desired state or a saved plan) and `destroy`.
+
+use std::path::{Path, PathBuf};
+
+use meshform_engine::apply::{ApplyOptions, ApplyReport, NodeResult, apply};
+use meshform_engine::plan::planner::{PlanOptions, Reads, plan};
+use meshform_engine::plan::render::{Style, render_plan};
+use meshform_engine::plan::{Mode, Plan, json, markdown, saved};
+use meshform_engine::session::Session;
+
+use super::open::{Opened, open};
+use super::{Out, load, load_for, parse_targets};
+use crate::exit::{CHANGES, ERROR, INTERRUPTED, OK};
+use crate::{Format, PlanArgs, VarArgs, ui};
+
+pub(crate) fn render(p: &Plan, format: Format, color: bool) -> String {
+    match format {
+        Format::Human => render_plan(p, color),
+        Format::Json => json::render_json(p),
+        Format::Markdown => markdown::render_markdown(p),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn cmd_plan(
+    out: &Out,
+    file: &Path,
+    vars: &VarArgs,
+    p: &PlanArgs,
+    save: Option<&Path>,
+    format: Format,
+    detailed: bool,
+    mode: Mode,
+) -> u8 {
+    let s = match load_for(out, file, vars, mode) {
+        Ok(s) => s,
+        Err(c) => return c,
+    };
+    let targets = match parse_targets(out, &s, &p.targets) {
+        Ok(t) => t,
+        Err(c) => return c,
+    };
+    // Held (and the lock with it) until the command ends.
+    let opened: Opened = match open(out, &s.cfg, "plan", file) {
+        Ok(o) => o,
+        Err(c) => return c,
+    };
+    let state = &opened.state;
+    let opts = PlanOptions { mode, targets, refresh: p.refresh, parallelism: p.parallelism as usize };
+    let outcome = match ui::while_reading(plan(&s, state, &opts), &s, state, p.refresh).await {
+        Ok(o) => o,
+        Err(d) => return out.diags(&s, d),
+    };
+    print!("{}", render(&outcome.plan, format, out.color));
+    if let Some(path) = save {
+        if let Err(m) = saved::save(&outcome.plan, path) {
+            return out.error(&m);
+        }
+        if format == Format::Human {
+            println!(
+                "\nSaved the plan to {}. Apply exactly this plan with:\n    meshform apply {}",
+                path.display(),
+                path.display()
+            );
+        }
+    }
+    if detailed && outcome.plan.has_changes() { CHANGES } else { OK }
+}
+
+pub(crate) async fn cmd_apply(
+    out: &Out,
+    file: &Path,
+    vars: &VarArgs,
+    p: &PlanArgs,
+    auto_approve: bool,
+    mode: Mode,
+) -> u8 {
+    let s = match load_for(out, file, vars, mode) {
+        Ok(s) => s,
+        Err(c) => return c,
+    };
+    let targets = match parse_targets(out, &s, &p.targets) {
+        Ok(t) => t,
+        Err(c) => return c,
+    };
+    let op = if mode == Mode::Destroy { "destroy" } else { "apply" };
+    let mut opened = match open(out, &s.cfg, op, file) {
+        Ok(o) => o,
+        Err(c) => return c,
+    };
+    let opts = PlanOptions { mode, targets, refresh: p.refresh, parallelism: p.parallelism as usize };
+    let outcome = match ui::while_reading(plan(&s, &opened.state, &opts), &s, &opened.state, p.refresh).await {
+        Ok(o) => o,
+        Err(d) => return out.diags(&s, d),
+    };
+    print!("{}", render_plan(&outcome.plan, out.color));
+    if !outcome.plan.has_changes() {
+        // Nothing to change live, but what the refresh saw is recorded (as Terraform's apply does).
+        if meshform_engine::apply::record_refreshed(&outcome.plan, &mut opened.state) > 0
+            && let Err(m) = opened.backend.write(&mut opened.state)
+        {
+            return out.error(&m);
+        }
+        return OK;
+    }
+    if !auto_approve {
+        let q = if mode == Mode::Destroy { "\nDestroy these objects?" } else { "\nApply these changes?" };
+        match ui::confirm(q) {
+            Ok(true) => {}
+            Ok(false) => {
+                println!("Cancelled: nothing was changed.");
+                return ERROR;
+            }
+            Err(m) => return out.error(&m),
+        }
+    }
+    println!();
+    run_apply(out, &s, &outcome.plan, &mut opened, p.parallelism as usize, Some(outcome.reads)).await
+}
+
+async fn run_apply(
+    out: &Out,
+    s: &Session,
+    plan: &Plan,
+    opened: &mut Opened,
+    parallelism: usize,
+    reads: Option<std::sync::Arc<Reads>>,
+) -> u8 {
+    let cancel = crate::signals::applying();
+    let total = plan.changes.iter().filter(|c| c.action.is_change()).count() as u64;
+    let progress = ui::ApplyProgress::new(total, out.color);
+    let opts = ApplyOptions { parallelism, cancel, reads };
+    let result = apply(s, plan, &opened.backend, &opened.guard, &mut opened.state, &opts, &progress).await;
+    crate::signals::applied();
+    progress.bar.finish_and_clear();
+    progress.flush();
+    match result {
+        Ok(report) => {
+            for note in &report.notes {
+                eprintln!("note: {note}");
+            }
+            summarize(out, plan, &report)
+        }
+        Err(d) => out.diags(s, d),
+    }
+}
+
+fn summarize(out: &Out, plan: &Plan, r: &ApplyReport) -> u8 {
+    let st = Style::new(out.color);
+    let done = |a: meshform_engine::plan::Action| {
+        r.results.iter().filter(|(_, act, res)| *act == a && matches!(res, NodeResult::Done { .. })).count()
+    };
+    use meshform_engine::plan::Action as A;
+    // A delete that keeps the object (an adopted namespace) is a release, not a destruction.
+    let released = r
+        .results
+        .iter()
+        .filter(|(a, act, res)| {
+            *act == A::Delete
+                && matches!(res, NodeResult::Done { .. })
+                && plan.changes.iter().any(|c| c.address == *a && c.delete_effect.is_some())
+        })
+        .count();
+    let (added, changed, destroyed) =
+        (done(A::Create) + done(A::Replace), done(A::Update), done(A::Delete) + done(A::Replace) - released);
+    let mut also = String::new();
+    if done(A::Adopt) > 0 {
+        also.push_str(&format!(", {} adopted", done(A::Adopt)));
+    }
+    if released > 0 {
+        also.push_str(&format!(", {released} released (kept)"));
+    }
+    let failed: Vec<_> = r.results.iter().filter(|(_, _, res)| matches!(res, NodeResult::Failed(_))).collect();
+    let skipped: Vec<_> = r.results.iter().filter(|(_, _, res)| matches!(res, NodeResult::Skipped { .. })).collect();
+    let verb = if plan.mode == Mode::Destroy { "Destroy" } else { "Apply" };
+    println!();
+    if r.success() {
+        println!(
+            "{}",
+            st.green(
+                &st.bold(&format!("{verb} complete: {added} added, {changed} changed, {destroyed} destroyed{also}."))
+            )
+        );
+    } else {
+        for (a, _, res) in &failed {
+            if let NodeResult::Failed(e) = res {
+                eprintln!("{} {a}: {e}", st.red("error:"));
+                if let Some(h) = &e.hint {
+                    eprintln!("  hint: {h}");
+                }
+            }
+        }
+        for (a, _, res) in &skipped {
+            if let NodeResult::Skipped { because } = res {
+                eprintln!("skipped {a}: it depends on {because}, which failed");
+            }
+        }
+        let not_started = r.count(|x| matches!(x, NodeResult::Cancelled));
+        println!(
+            "{}",
+            st.red(&format!(
+                "{verb} {}: {added} added, {changed} changed, {destroyed} destroyed{also}; {} failed, {} skipped, {not_started} not started. The state records everything that succeeded.",
+                if r.cancelled { "interrupted" } else { "failed" },
+                failed.len(),
+                skipped.len()
+            ))
+        );
+    }
+    if !r.outputs.is_empty() {
+        println!("\nOutputs:");
+        for (k, v) in &r.outputs {
+            println!("    {k} = {v}");
+        }
+    }
+    let failed_checks = report_checks(out, &r.checks);
+    if r.cancelled {
+        INTERRUPTED
+    } else if !r.success() || failed_checks > 0 {
+        ERROR
+    } else {
+        OK
+    }
+}
+
+fn report_checks(out: &Out, checks: &[meshform_engine::checks::CheckResult]) -> usize {
+    if checks.is_empty() {
+        return 0;
+    }
+    let st = Style::new(out.color);
+    println!("\nChecks:");
+    for c in checks {
+        if c.passed {
+            println!("    {} {}", st.green("ok  "), c.name);
+        } else {
+            println!("    {} {}: {}", st.red("FAIL"), c.name, c.message);
+        }
+    }
+    checks.iter().filter(|c| !c.passed).count()
+}
+
+pub(crate) async fn apply_saved(out: &Out, planfile: &Path, vars: &VarArgs, p: &PlanArgs) -> u8 {
+    let plan = match saved::load(planfile) {
+        Ok(p) => p,
+        Err(m) => return out.error(&m),
+    };
+    let fixed = saved::fixed_variables(&plan);
+    let file = PathBuf::from(&plan.inputs.config_path);
+    let s = match load(out, &file, vars, fixed) {
+        Ok(s) => s,
+        Err(c) => return c,
+    };
+    if let Err(m) = saved::check_inputs(&s, &plan) {
+        return out.error(&format!("{m}; the saved plan no longer describes this desired state: make a new plan"));
+    }
+    let mut opened = match open(out, &s.cfg, "apply", &file) {
+        Ok(o) => o,
+        Err(c) => return c,
+    };
+    if let Err(m) = saved::check_fresh(&plan, &opened.state) {
+        return out.error(&m);
+    }
+    if !plan.has_changes() {
+        println!("The saved plan has no changes.");
+        return OK;
+    }
+    println!(
+        "Applying the saved plan {}: {}\n",
+        planfile.display(),
+        meshform_engine::plan::render::summary_line(&plan)
+    );
+    run_apply(out, &s, &plan, &mut opened, p.parallelism as usize, None).await
+}
