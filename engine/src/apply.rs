@@ -195,7 +195,7 @@ pub async fn apply(
     };
     let outcomes = walk(&deps, Some(&opts.cancel), |i| run.node(&plan.changes[i])).await;
     let notes = run.notes.into_inner().unwrap_or_else(|e| e.into_inner());
-    journal.close();
+    journal.close().await;
     state.objects = objects.into_inner().unwrap_or_else(|e| e.into_inner());
 
     let mut report = ApplyReport { cancelled: opts.cancel.load(Ordering::SeqCst), notes, ..ApplyReport::default() };
@@ -375,7 +375,9 @@ impl Run<'_> {
             return Ok((after.clone(), c.sensitive.clone()));
         }
         let (desired, tainted) = self.s.eval_instance(&c.address, self.values).map_err(|d| self.render(d))?;
-        let prior = if matches!(c.action, Action::Update | Action::Replace) { c.before.as_ref() } else { None };
+        // The new object of a replacement is decided as the create it is (what the plan showed as
+        // chosen by the server is then the provider's default, as for any create).
+        let prior = if c.action == Action::Update { c.before.as_ref() } else { None };
         let mut sensitive = c.sensitive.clone();
         sensitive.extend(tainted);
         let input = DecideInput { addr: &c.address, prior, recorded: false, desired: &desired, sensitive };

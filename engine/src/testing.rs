@@ -9,7 +9,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use async_trait::async_trait;
 
@@ -26,7 +28,8 @@ pub struct Call {
     pub op: String,
     /// The object's `name` (or id), when it has one.
     pub name: String,
-    /// When it started, from the provider's creation.
+    /// When it started, from the provider's first call (tokio's clock: virtual in tests on a
+    /// paused clock).
     pub at: Duration,
     /// How long it took.
     pub took: Duration,

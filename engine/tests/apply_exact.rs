@@ -73,7 +73,7 @@ fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
     v
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn apply_makes_exactly_the_calls_of_every_planned_action() {
     let f = Fixture::new(V1);
     assert!(f.apply().await.success());
@@ -132,7 +132,7 @@ async fn apply_makes_exactly_the_calls_of_every_planned_action() {
     assert!(!again.has_changes(), "{:?}", Fixture::actions(&again));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn apply_refuses_a_decision_that_contradicts_the_plan() {
     let f = Fixture::new(V1);
     assert!(f.apply().await.success());
@@ -159,7 +159,7 @@ async fn apply_refuses_a_decision_that_contradicts_the_plan() {
     assert!(f.test.live_by_name("new").is_some());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn apply_refuses_an_action_other_than_the_planned_one() {
     let f = Fixture::new(
         r#"
@@ -206,7 +206,7 @@ value = "${test_object.a.id}"
     assert!(!f.test.ops().iter().any(|(op, n)| n == "b" && op != "read"), "b was not touched: {:?}", f.test.ops());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_provider_result_that_contradicts_the_plan_fails_the_change_and_is_recorded() {
     let f = Fixture::new("[resources.test_object.a]\nname = \"a\"\nvalue = \"want\"\n");
     f.test.result_sets.lock().unwrap().insert("a".into(), Map::from([("value".into(), Value::str("other"))]));

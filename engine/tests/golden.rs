@@ -129,7 +129,7 @@ async fn showcase_plan() -> meshform_engine::plan::Plan {
     p
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn plan_renderings() {
     let p = showcase_plan().await;
     let human = meshform_engine::plan::render::render_plan(&p, false);

@@ -96,14 +96,12 @@ fn action_of(
 }
 
 /// Whether an action decided at apply time carries out the one the plan showed: the same kind of
-/// operation (a create that turns out to adopt is still a create; an update whose unknown values
-/// turned out unchanged still runs). Anything else contradicts the plan.
+/// operation (a create that turns out to adopt is still a create; the new object of a
+/// replacement is decided as a create; an update whose unknown values turned out unchanged still
+/// runs). Anything else contradicts the plan.
 pub fn carries_out(planned: Action, now: Action) -> bool {
     use Action::*;
-    matches!(
-        (planned, now),
-        (Create | Adopt, Create | Adopt) | (Update, Update | NoOp) | (Replace, Replace) | (NoOp, NoOp)
-    )
+    matches!((planned, now), (Create | Adopt | Replace, Create | Adopt) | (Update, Update | NoOp) | (NoOp, NoOp))
 }
 
 /// The engine's proposal for an object, from its schema: desired attributes over the prior

@@ -8,11 +8,11 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
-use std::sync::mpsc;
-use std::thread::JoinHandle;
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::oneshot;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
 
 use super::Change;
 
@@ -25,14 +25,17 @@ struct Header {
 
 type Request = (Change, oneshot::Sender<Result<(), String>>);
 
-/// An open journal with its writer thread.
+/// An open journal with its writer task. The writer is a task of the runtime whose file
+/// operations run on tokio's blocking pool, so a test on a paused clock does not see the runtime
+/// idle (and time jump) while a write is under way.
 pub struct Journal {
-    tx: Option<mpsc::Sender<Request>>,
+    tx: Option<mpsc::UnboundedSender<Request>>,
     writer: Option<JoinHandle<()>>,
 }
 
 impl Journal {
-    /// Creates (truncating) the journal for a state at `lineage`/`serial`.
+    /// Creates (truncating) the journal for a state at `lineage`/`serial`. Must be called within
+    /// a tokio runtime (the writer is one of its tasks).
     pub fn create(path: &Path, lineage: &str, serial: u64) -> io::Result<Journal> {
         let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
         let header = Header { journal: 1, lineage: lineage.into(), serial };
@@ -44,8 +47,8 @@ impl Journal {
                 let _ = d.sync_all();
             }
         }
-        let (tx, rx) = mpsc::channel::<Request>();
-        let writer = std::thread::Builder::new().name("meshform-journal".into()).spawn(move || write_loop(f, rx))?;
+        let (tx, rx) = mpsc::unbounded_channel::<Request>();
+        let writer = tokio::spawn(write_loop(tokio::fs::File::from_std(f), rx));
         Ok(Journal { tx: Some(tx), writer: Some(writer) })
     }
 
@@ -57,40 +60,48 @@ impl Journal {
         done_rx.await.map_err(|_| "journal writer stopped".to_string())?
     }
 
-    /// Stops the writer after everything appended so far is written.
-    pub fn close(mut self) {
-        self.shutdown();
-    }
-
-    fn shutdown(&mut self) {
+    /// Stops the writer after everything appended so far is written. (Dropping a journal also
+    /// lets its writer finish what was appended, in the background.)
+    pub async fn close(mut self) {
         self.tx.take();
         if let Some(w) = self.writer.take() {
-            let _ = w.join();
+            let _ = w.await;
         }
     }
 }
 
-impl Drop for Journal {
-    fn drop(&mut self) {
-        self.shutdown();
-    }
-}
-
-fn write_loop(mut f: File, rx: mpsc::Receiver<Request>) {
+async fn write_loop(mut f: tokio::fs::File, mut rx: mpsc::UnboundedReceiver<Request>) {
     let mut buf = Vec::with_capacity(64 * 1024);
-    while let Ok(first) = rx.recv() {
+    while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while let Ok(more) = rx.try_recv() {
             batch.push(more);
         }
         buf.clear();
-        for (change, _) in &batch {
-            if serde_json::to_writer(&mut buf, change).is_ok() {
-                buf.push(b'\n');
+        // A change that cannot be serialised is not written, and its caller is told so: it is
+        // never reported durable.
+        let mut written = Vec::with_capacity(batch.len());
+        for (change, done) in batch {
+            let line = serde_json::to_vec(&change);
+            match line {
+                Ok(line) => {
+                    buf.extend_from_slice(&line);
+                    buf.push(b'\n');
+                    written.push(done);
+                }
+                Err(e) => {
+                    let _ = done.send(Err(format!("journal: cannot serialise a change: {e}")));
+                }
             }
         }
-        let result = f.write_all(&buf).and_then(|_| f.sync_data()).map_err(|e| format!("journal write failed: {e}"));
-        for (_, done) in batch {
+        let result = async {
+            f.write_all(&buf).await?;
+            f.flush().await?;
+            f.sync_data().await
+        }
+        .await
+        .map_err(|e| format!("journal write failed: {e}"));
+        for done in written {
             let _ = done.send(result.clone());
         }
     }

@@ -88,6 +88,20 @@ impl Fixture {
         apply(&s, p, &b, &lock, &mut state, opts, &Quiet).await.expect("apply runs")
     }
 
+    /// Applies `p` with options, telling `observer` the progress.
+    pub async fn apply_observed(
+        &self,
+        p: &Plan,
+        opts: &ApplyOptions,
+        observer: &dyn meshform_engine::apply::Observer,
+    ) -> ApplyReport {
+        let s = self.session();
+        let b = self.backend();
+        let lock = b.lock("apply").unwrap();
+        let (mut state, _) = b.load(&lock).unwrap();
+        apply(&s, p, &b, &lock, &mut state, opts, observer).await.expect("apply runs")
+    }
+
     /// Plans and applies with default options.
     pub async fn apply(&self) -> ApplyReport {
         let p = self.plan().await;
