@@ -213,6 +213,12 @@ pub enum StateCommand {
 }
 
 fn main() -> ExitCode {
+    // A closed pipe (`meshform plan x.toml | head`) ends the process quietly by SIGPIPE, as it
+    // does other command-line tools, instead of a panic in `println!`.
+    // SAFETY: called first thing, before any other thread exists; SIG_DFL is a valid handler.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,

@@ -355,3 +355,30 @@ fn a_fleet_of_one_cluster_validates_both_guides_with_no_pairs() {
         assert_eq!(code(&o), 0, "{plan}: an empty for_each is a declared block with no instances:\n{}", text(&o));
     }
 }
+
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    use std::io::Read;
+    let mut toml = String::new();
+    for i in 0..400 {
+        toml.push_str(&format!("[resources.meshform_data.d{i}]\ninput = \"{}\"\n\n", "x".repeat(200)));
+    }
+    let d = Dir::new(&toml);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_meshform"))
+        .args(["plan", "main.toml"])
+        .current_dir(d.dir.path())
+        .env("HOME", d.dir.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read one byte, as `head -c1` would, then close the pipe.
+    let mut first = [0u8; 1];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out.status.signal(), Some(13), "ended by SIGPIPE: {:?} {err}", out.status);
+}

@@ -190,7 +190,6 @@ fn mask_interpolations(text: &str) -> String {
 /// Templates whose structure comes from an interpolation (one that starts a line, as a whole
 /// block or a list item would) are checked once rendered, by the provider, not here.
 fn yaml_syntax_error(text: &str, file: crate::diag::FileId) -> Option<Diagnostic> {
-    use serde::Deserialize;
     let structural = text.lines().any(|l| {
         let l = l.trim_start();
         l.starts_with("${") || l.trim_start_matches("- ").starts_with("${")
@@ -199,20 +198,48 @@ fn yaml_syntax_error(text: &str, file: crate::diag::FileId) -> Option<Diagnostic
         return None;
     }
     let masked = mask_interpolations(text);
-    for doc in serde_yaml_ng::Deserializer::from_str(&masked) {
-        if let Err(e) = serde_yaml_ng::Value::deserialize(doc) {
-            let mut at = e.location().map_or(0, |l| l.index()).min(text.len());
-            while !text.is_char_boundary(at) {
-                at -= 1;
-            }
-            let end = text[at..].chars().next().map_or(at, |c| at + c.len_utf8());
-            let msg = e.to_string();
-            let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
-            return Some(
-                Diagnostic::error("invalid YAML in a manifest file", Span { file, start: at as u32, end: end as u32 })
-                    .label(msg),
-            );
-        }
+    let e = serde_saphyr::from_multiple::<serde_json::Value>(&masked).err()?;
+    let mut at = e.location().map_or(0, |l| offset_of(text, l.line(), l.column())).min(text.len());
+    while !text.is_char_boundary(at) {
+        at -= 1;
     }
-    None
+    let end = text[at..].chars().next().map_or(at, |c| at + c.len_utf8());
+    // The parser's own first line, without its rendering of the location (ours points there).
+    let msg = e.to_string();
+    let msg = msg.lines().next().unwrap_or_default();
+    let msg = msg.strip_prefix("error: ").unwrap_or(msg);
+    let msg = match msg.strip_prefix("line ").and_then(|m| m.split_once(": ")) {
+        Some((_, rest)) => rest.to_string(),
+        None => msg.to_string(),
+    };
+    Some(
+        Diagnostic::error("invalid YAML in a manifest file", Span { file, start: at as u32, end: end as u32 })
+            .label(msg),
+    )
+}
+
+/// The byte offset of 1-based `line` and `column` (in characters) in `text`.
+fn offset_of(text: &str, line: u64, column: u64) -> usize {
+    let mut start = 0;
+    for (i, l) in text.split_inclusive('\n').enumerate() {
+        if i as u64 + 1 == line {
+            let col = usize::try_from(column.saturating_sub(1)).unwrap_or(usize::MAX);
+            return start + l.char_indices().nth(col).map_or(l.len(), |(b, _)| b);
+        }
+        start += l.len();
+    }
+    text.len()
+}
+
+#[cfg(test)]
+mod yaml_tests {
+    #[test]
+    fn a_yaml_error_points_at_its_line() {
+        let text = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n  labels: [unclosed\ndata: {}\n";
+        let d = super::yaml_syntax_error(text, 0).expect("an error");
+        let line = text[..d.span.expect("a span").start as usize].matches('\n').count() + 1;
+        assert_eq!(line, 6, "{d:?}");
+        assert_eq!(d.label.as_deref(), Some("illegal placement of ':' indicator"));
+        assert!(super::yaml_syntax_error("a: 1\n---\nb: [2]\n", 0).is_none());
+    }
 }

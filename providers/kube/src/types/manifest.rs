@@ -57,9 +57,12 @@ pub fn documents(m: &Map, dir: &std::path::Path) -> ProviderResult<Option<Vec<J>
         _ => {}
     }
     for text in texts {
-        for d in serde_yaml_ng::Deserializer::from_str(&text) {
-            let v: J = serde::Deserialize::deserialize(d)
-                .map_err(|e| ProviderError::new(ErrorKind::Invalid, format!("invalid YAML: {e}")))?;
+        let parsed: Vec<J> = serde_saphyr::from_multiple(&text).map_err(|e| {
+            let e = e.to_string();
+            let first = e.lines().next().unwrap_or_default().trim_start_matches("error: ").to_string();
+            ProviderError::new(ErrorKind::Invalid, format!("invalid YAML: {first}"))
+        })?;
+        for v in parsed {
             match v {
                 J::Null => {}
                 J::Object(ref o) if o.get("kind").and_then(J::as_str) == Some("List") => {
@@ -344,9 +347,10 @@ impl KubeType for Manifest {
             .collect::<Vec<_>>()
             .join("\n---\n");
         let yaml = yaml.as_str();
-        let yaml_secret = serde_yaml_ng::Deserializer::from_str(yaml)
-            .filter_map(|d| <J as serde::Deserialize>::deserialize(d).ok())
-            .any(|d| d["kind"] == "Secret");
+        // Any document that parses as a Secret (the others may not parse: the text is checked).
+        let yaml_secret = yaml.split("\n---").any(|doc| {
+            serde_saphyr::from_multiple::<J>(doc).is_ok_and(|ds| ds.iter().any(|d| d["kind"] == "Secret"))
+        });
         let secret = has_secret(&objects_of(attrs))
             || has_secret(&inline)
             || yaml_secret
