@@ -319,16 +319,7 @@ impl Evaluator<'_, '_> {
     /// make the result sensitive when read (all of them when the whole object is taken).
     fn steps(&self, mut v: Value, steps: &[Step], sensitive: Option<&BTreeSet<String>>) -> Result<Value, Diagnostic> {
         if let Some(s) = sensitive {
-            // `.attr` names the attribute; an index or splat may reach any of them.
-            let reads_sensitive = match steps.first() {
-                None => !s.is_empty(),
-                Some(Step::Attr(n, _)) => s.contains(n),
-                Some(_) => !s.is_empty(),
-            };
-            let through_instances = steps.iter().any(|st| matches!(st, Step::Attr(n, _) if s.contains(n)));
-            if reads_sensitive || through_instances {
-                self.sensitive.set(true);
-            }
+            self.note_sensitive_read(s, steps);
         }
         for (i, step) in steps.iter().enumerate() {
             if let Value::Redacted(_) = v {
@@ -337,58 +328,15 @@ impl Evaluator<'_, '_> {
             }
             v = match (step, v) {
                 (_, Value::Unknown) => return Ok(Value::Unknown),
-                (Step::Splat(_), Value::List(items)) => {
-                    let mut out = Vec::with_capacity(items.len());
-                    for item in items {
-                        out.push(self.steps(item, &steps[i + 1..], None)?);
-                    }
-                    return Ok(Value::List(out));
-                }
+                (Step::Splat(_), Value::List(items)) => return self.splat(items, &steps[i + 1..]),
                 (Step::Splat(_), Value::Map(m)) => {
-                    let mut out = Vec::with_capacity(m.len());
-                    for (_, item) in m {
-                        out.push(self.steps(item, &steps[i + 1..], None)?);
-                    }
-                    return Ok(Value::List(out));
+                    return self.splat(m.into_values(), &steps[i + 1..]);
                 }
-                (Step::Attr(n, span), Value::Map(mut m)) => match m.remove(n) {
+                (Step::Attr(n, span), Value::Map(m)) => attribute(m, n, *span)?,
+                (Step::Index(idx, span), base) => match self.index(base, idx, *span)? {
                     Some(x) => x,
-                    None => {
-                        let keys: Vec<&str> = m.keys().map(String::as_str).collect();
-                        return Err(Diagnostic::error(format!("no attribute `{n}`"), *span)
-                            .maybe_help(crate::config::suggest(n, keys.iter().copied()))
-                            .help_default_keys(&keys));
-                    }
+                    None => return Ok(Value::Unknown),
                 },
-                (Step::Index(idx, span), base) => {
-                    let k = self.eval(idx)?;
-                    match (base, k) {
-                        (_, Value::Unknown) => return Ok(Value::Unknown),
-                        (Value::List(mut l), Value::Int(i)) => {
-                            let len = l.len();
-                            if i < 0 || i as usize >= len {
-                                return Err(Diagnostic::error(format!("index {i} is out of range"), *span)
-                                    .label(format!("the list has {len} items")));
-                            }
-                            l.swap_remove(i as usize)
-                        }
-                        (Value::Map(mut m), k) if k.to_interpolated().is_some() => {
-                            let key = k.to_interpolated().unwrap_or_default();
-                            match m.remove(&key) {
-                                Some(x) => x,
-                                None => {
-                                    return Err(Diagnostic::error(format!("no key {key:?}"), *span));
-                                }
-                            }
-                        }
-                        (b, k) => {
-                            return Err(Diagnostic::error(
-                                format!("cannot index a {} with a {}", b.type_name(), k.type_name()),
-                                *span,
-                            ));
-                        }
-                    }
-                }
                 (st, other) => {
                     let what = match st {
                         Step::Attr(n, _) => format!("attribute `{n}`"),
@@ -406,6 +354,69 @@ impl Evaluator<'_, '_> {
             return Ok(Value::Unknown);
         }
         Ok(v)
+    }
+
+    /// Marks the result sensitive when `steps` read one of the `sensitive` attributes of the
+    /// object at the base: `.attr` names the attribute; an index or splat may reach any of them.
+    fn note_sensitive_read(&self, sensitive: &BTreeSet<String>, steps: &[Step]) {
+        let reads_sensitive = match steps.first() {
+            None => !sensitive.is_empty(),
+            Some(Step::Attr(n, _)) => sensitive.contains(n),
+            Some(_) => !sensitive.is_empty(),
+        };
+        let through_instances = steps.iter().any(|st| matches!(st, Step::Attr(n, _) if sensitive.contains(n)));
+        if reads_sensitive || through_instances {
+            self.sensitive.set(true);
+        }
+    }
+
+    /// `.*` / `[*]`: the remaining steps applied to each item, as a list.
+    fn splat(&self, items: impl IntoIterator<Item = Value>, rest: &[Step]) -> Result<Value, Diagnostic> {
+        let mut out = Vec::new();
+        for item in items {
+            out.push(self.steps(item, rest, None)?);
+        }
+        Ok(Value::List(out))
+    }
+
+    /// `base[idx]`: an item of a list by position or of a map by key; `None` when the index is
+    /// unknown.
+    fn index(&self, base: Value, idx: &Expr, span: crate::diag::Span) -> Result<Option<Value>, Diagnostic> {
+        let k = self.eval(idx)?;
+        match (base, k) {
+            (_, Value::Unknown) => Ok(None),
+            (Value::List(mut l), Value::Int(i)) => {
+                let len = l.len();
+                if i < 0 || i as usize >= len {
+                    return Err(Diagnostic::error(format!("index {i} is out of range"), span)
+                        .label(format!("the list has {len} items")));
+                }
+                Ok(Some(l.swap_remove(i as usize)))
+            }
+            (Value::Map(mut m), k) if k.to_interpolated().is_some() => {
+                let key = k.to_interpolated().unwrap_or_default();
+                match m.remove(&key) {
+                    Some(x) => Ok(Some(x)),
+                    None => Err(Diagnostic::error(format!("no key {key:?}"), span)),
+                }
+            }
+            (b, k) => {
+                Err(Diagnostic::error(format!("cannot index a {} with a {}", b.type_name(), k.type_name()), span))
+            }
+        }
+    }
+}
+
+/// `.name` of a map: the attribute, or an error suggesting the closest one.
+fn attribute(mut m: Map, n: &str, span: crate::diag::Span) -> Result<Value, Diagnostic> {
+    match m.remove(n) {
+        Some(x) => Ok(x),
+        None => {
+            let keys: Vec<&str> = m.keys().map(String::as_str).collect();
+            Err(Diagnostic::error(format!("no attribute `{n}`"), span)
+                .maybe_help(crate::config::suggest(n, keys.iter().copied()))
+                .help_default_keys(&keys))
+        }
     }
 }
 
@@ -481,5 +492,84 @@ pub fn for_each_instances(v: &Value) -> Result<Vec<(String, Value)>, String> {
                 .into())
         }
         other => Err(format!("for_each must be a map or a list, found a {}", other.type_name())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diag::Span;
+    use crate::expr::{StrSpans, parse_expression};
+
+    /// One object `test_object.o` (its `secret` sensitive) and the variable `m`.
+    struct One;
+
+    impl Objects for One {
+        fn instance(&self, addr: &Addr) -> Option<ObjectValue> {
+            (addr.block.name == "o").then(|| ObjectValue {
+                attrs: Map::from([
+                    ("list".to_string(), Value::List(vec![Value::Int(1), Value::Int(2)])),
+                    ("secret".to_string(), Value::str("s")),
+                    ("hidden".to_string(), Value::Redacted("h".into())),
+                ]),
+                sensitive: Arc::new(BTreeSet::from(["secret".to_string()])),
+            })
+        }
+        fn keys(&self, _: &BlockAddr) -> Option<Vec<String>> {
+            None
+        }
+        fn cluster_names(&self) -> Vec<String> {
+            Vec::new()
+        }
+    }
+
+    fn run(text: &str) -> Result<Evaluated, String> {
+        let e = parse_expression(text, StrSpans { whole: Span::new(0, 0..text.len()), content: Some(0) }).unwrap();
+        let m = Value::Map(Map::from([
+            ("a".to_string(), Value::Map(Map::from([("x".to_string(), Value::Int(1))]))),
+            ("b".to_string(), Value::Map(Map::from([("x".to_string(), Value::Int(2))]))),
+        ]));
+        let vars = Map::from([("m".to_string(), m)]);
+        let scope = Scope {
+            vars: &vars,
+            sensitive_vars: &BTreeSet::new(),
+            each: None,
+            objects: &One,
+            dir: Path::new("."),
+            files: None,
+        };
+        eval(&e, &scope).map_err(|d| format!("{} {:?} {:?}", d.summary, d.label, d.help))
+    }
+
+    fn value(text: &str) -> Value {
+        run(text).unwrap().value
+    }
+
+    #[test]
+    fn traversal_steps() {
+        assert_eq!(value("var.m.*.x"), Value::List(vec![Value::Int(1), Value::Int(2)]));
+        assert_eq!(value("var.m[\"b\"].x"), Value::Int(2));
+        assert_eq!(value("test_object.o.list[1]"), Value::Int(2));
+        assert_eq!(value("test_object.o.list[*]"), Value::List(vec![Value::Int(1), Value::Int(2)]));
+        assert_eq!(value("test_object.p.list[0]"), Value::Unknown);
+        assert_eq!(value("var.m[test_object.p.id]"), Value::Unknown);
+        let e = run("test_object.o.list[2]").unwrap_err();
+        assert_eq!(e, "index 2 is out of range Some(\"the list has 2 items\") None");
+        assert_eq!(run("var.m[\"c\"]").unwrap_err(), "no key \"c\" None None");
+        assert_eq!(run("var.m[[1]]").unwrap_err(), "cannot index a map with a list None None");
+        assert_eq!(run("var.m.zzz").unwrap_err(), "no attribute `zzz` None Some(\"available: a, b\")");
+        assert_eq!(run("var.m.aa").unwrap_err(), "no attribute `aa` None Some(\"did you mean `a`?\")");
+        assert_eq!(run("test_object.o.list.x").unwrap_err(), "cannot take attribute `x` of a list None None");
+        assert_eq!(run("var.m.a.x.*").unwrap_err(), "cannot take `*` of a number None None");
+    }
+
+    #[test]
+    fn sensitivity_follows_what_is_read() {
+        assert!(!run("test_object.o.list").unwrap().sensitive);
+        assert!(run("test_object.o.secret").unwrap().sensitive);
+        assert!(run("test_object.o").unwrap().sensitive, "the whole object holds the secret");
+        assert!(run("test_object.o[\"list\"]").unwrap().sensitive, "an index may reach any attribute");
+        let hidden = run("test_object.o.hidden").unwrap();
+        assert_eq!((hidden.value, hidden.sensitive), (Value::Unknown, true), "a redacted value is unknown");
     }
 }

@@ -525,6 +525,7 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// A literal, a name (or a call), a parenthesised expression, a list or a map.
     fn primary(&mut self) -> Result<Expr, Diagnostic> {
         let (tok, start, end) = self.peek()?;
         let lspan = self.spans.at(start, end);
@@ -551,16 +552,7 @@ impl<'a> Parser<'a> {
                     _ => {}
                 }
                 if self.eat("(")? {
-                    let mut args = Vec::new();
-                    if !self.eat(")")? {
-                        loop {
-                            args.push(self.expr()?);
-                            if self.eat(")")? {
-                                break;
-                            }
-                            self.expect(",", "between function arguments")?;
-                        }
-                    }
+                    let args = self.call_args()?;
                     return Ok(Expr { kind: ExprKind::Call(name, args), span: self.span(start) });
                 }
                 Ok(Expr { kind: ExprKind::Ident(name), span: self.spans.at(start, end) })
@@ -573,42 +565,70 @@ impl<'a> Parser<'a> {
             }
             Tok::Punct("[") => {
                 self.next()?;
-                let mut items = Vec::new();
-                if !self.eat("]")? {
-                    loop {
-                        items.push(self.expr()?);
-                        if self.eat("]")? {
-                            break;
-                        }
-                        self.expect(",", "between list items")?;
-                        if self.eat("]")? {
-                            break;
-                        }
-                    }
-                }
+                let items = self.list_items()?;
                 Ok(Expr { kind: ExprKind::List(items), span: self.span(start) })
             }
             Tok::Punct("{") => {
                 self.next()?;
-                let mut entries = Vec::new();
-                while !self.eat("}")? {
-                    let (k, ks, ke) = self.next()?;
-                    let key = match k {
-                        Tok::Ident(s) | Tok::Str(s) => s,
-                        _ => {
-                            self.pos = ks;
-                            return Err(self.err_here("expected a key in `{ key = value }`"));
-                        }
-                    };
-                    self.expect("=", "after the key")?;
-                    let v = self.expr()?;
-                    entries.push((key, self.spans.at(ks, ke), v));
-                    self.eat(",")?;
-                }
+                let entries = self.map_entries()?;
                 Ok(Expr { kind: ExprKind::Map(entries), span: self.span(start) })
             }
             _ => Err(self.err_here("expected a value, a reference or a function call")),
         }
+    }
+
+    /// A call's arguments after its `(`, up to and including the `)`.
+    fn call_args(&mut self) -> Result<Vec<Expr>, Diagnostic> {
+        let mut args = Vec::new();
+        if !self.eat(")")? {
+            loop {
+                args.push(self.expr()?);
+                if self.eat(")")? {
+                    break;
+                }
+                self.expect(",", "between function arguments")?;
+            }
+        }
+        Ok(args)
+    }
+
+    /// A list's items after its `[`, up to and including the `]` (a trailing comma allowed).
+    fn list_items(&mut self) -> Result<Vec<Expr>, Diagnostic> {
+        let mut items = Vec::new();
+        if !self.eat("]")? {
+            loop {
+                items.push(self.expr()?);
+                if self.eat("]")? {
+                    break;
+                }
+                self.expect(",", "between list items")?;
+                if self.eat("]")? {
+                    break;
+                }
+            }
+        }
+        Ok(items)
+    }
+
+    /// A map's `key = value` entries after its `{`, up to and including the `}` (commas
+    /// optional); keys are names or strings and keep their spans.
+    fn map_entries(&mut self) -> Result<Vec<(String, Span, Expr)>, Diagnostic> {
+        let mut entries = Vec::new();
+        while !self.eat("}")? {
+            let (k, ks, ke) = self.next()?;
+            let key = match k {
+                Tok::Ident(s) | Tok::Str(s) => s,
+                _ => {
+                    self.pos = ks;
+                    return Err(self.err_here("expected a key in `{ key = value }`"));
+                }
+            };
+            self.expect("=", "after the key")?;
+            let v = self.expr()?;
+            entries.push((key, self.spans.at(ks, ke), v));
+            self.eat(",")?;
+        }
+        Ok(entries)
     }
 }
 

@@ -2,7 +2,7 @@
 //! `--var-file` files (TOML), then `--var name=value`; later sources win.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use toml::de::DeTable;
 
@@ -44,8 +44,23 @@ pub struct Vars {
 pub fn resolve(cfg: &mut Config, inputs: &VarInputs) -> (Vars, Diagnostics) {
     let mut diags = Diagnostics::default();
     let mut set: Map = Map::new();
-    let names: Vec<String> = cfg.variables.keys().cloned().collect();
-    for (k, v) in &inputs.env {
+    from_env(cfg, &inputs.env, &mut set, &mut diags);
+    for path in &inputs.files {
+        from_var_file(cfg, path, &mut set, &mut diags);
+    }
+    from_cli(cfg, &inputs.cli, &mut set, &mut diags);
+    for (k, v) in &inputs.fixed {
+        if cfg.variables.contains_key(k) {
+            set.insert(k.clone(), v.clone());
+        }
+    }
+    let out = with_defaults(cfg, set, &mut diags);
+    (out, diags)
+}
+
+/// `MESHFORM_VAR_NAME` environment variables of declared variables.
+fn from_env(cfg: &Config, env: &[(String, String)], set: &mut Map, diags: &mut Diagnostics) {
+    for (k, v) in env {
         if let Some(name) = k.strip_prefix("MESHFORM_VAR_")
             && let Some(decl) = cfg.variables.get(name)
         {
@@ -57,49 +72,55 @@ pub fn resolve(cfg: &mut Config, inputs: &VarInputs) -> (Vars, Diagnostics) {
             }
         }
     }
-    for path in &inputs.files {
-        let text = match crate::files::read_text(path) {
-            Ok(t) => t,
-            Err(e) => {
-                diags.push(Diagnostic::global(format!("cannot read var file {}: {e}", path.display())));
-                continue;
-            }
-        };
-        let file = cfg.sources.add(path.display().to_string(), text.clone());
-        let (table, errors) = DeTable::parse_recoverable(&text);
-        for e in &errors {
-            let span = e.span().map_or(Span::new(file, 0..0), |r| Span::new(file, r));
-            diags.push(Diagnostic::error("invalid TOML", span).label(e.message().trim().to_string()));
+}
+
+/// One `--var-file`: a TOML table of declared variables, each value of its declared type.
+fn from_var_file(cfg: &mut Config, path: &Path, set: &mut Map, diags: &mut Diagnostics) {
+    let text = match crate::files::read_text(path) {
+        Ok(t) => t,
+        Err(e) => {
+            diags.push(Diagnostic::global(format!("cannot read var file {}: {e}", path.display())));
+            return;
         }
-        if !errors.is_empty() {
-            continue;
-        }
-        for (k, v) in table.get_ref() {
-            let name = k.get_ref().as_ref();
-            let span = Span::new(file, k.span());
-            match cfg.variables.get(name) {
-                None => diags.push(
-                    Diagnostic::error(format!("var file sets undeclared variable `{name}`"), span)
-                        .maybe_help(suggest(name, names.iter().map(String::as_str))),
-                ),
-                Some(decl) => {
-                    let val = literal(v.get_ref());
-                    if decl.ty.fits(&val) {
-                        set.insert(name.to_string(), val);
-                    } else {
-                        diags.push(
-                            Diagnostic::error(
-                                format!("variable `{name}` must be a {}", decl.ty.name()),
-                                Span::new(file, v.span()),
-                            )
-                            .label(format!("this is a {}", val.type_name())),
-                        );
-                    }
+    };
+    let file = cfg.sources.add(path.display().to_string(), text.clone());
+    let (table, errors) = DeTable::parse_recoverable(&text);
+    for e in &errors {
+        let span = e.span().map_or(Span::new(file, 0..0), |r| Span::new(file, r));
+        diags.push(Diagnostic::error("invalid TOML", span).label(e.message().trim().to_string()));
+    }
+    if !errors.is_empty() {
+        return;
+    }
+    for (k, v) in table.get_ref() {
+        let name = k.get_ref().as_ref();
+        let span = Span::new(file, k.span());
+        match cfg.variables.get(name) {
+            None => diags.push(
+                Diagnostic::error(format!("var file sets undeclared variable `{name}`"), span)
+                    .maybe_help(suggest(name, cfg.variables.keys().map(String::as_str))),
+            ),
+            Some(decl) => {
+                let val = literal(v.get_ref());
+                if decl.ty.fits(&val) {
+                    set.insert(name.to_string(), val);
+                } else {
+                    diags.push(
+                        Diagnostic::error(
+                            format!("variable `{name}` must be a {}", decl.ty.name()),
+                            Span::new(file, v.span()),
+                        )
+                        .label(format!("this is a {}", val.type_name())),
+                    );
                 }
             }
         }
     }
-    for arg in &inputs.cli {
+}
+
+/// `--var NAME=VALUE` arguments, in order.
+fn from_cli(cfg: &Config, args: &[String], set: &mut Map, diags: &mut Diagnostics) {
+    for arg in args {
         let Some((name, raw)) = arg.split_once('=') else {
             diags.push(Diagnostic::global(format!("--var {arg:?}: expected NAME=VALUE")));
             continue;
@@ -107,7 +128,7 @@ pub fn resolve(cfg: &mut Config, inputs: &VarInputs) -> (Vars, Diagnostics) {
         match cfg.variables.get(name) {
             None => diags.push(
                 Diagnostic::global(format!("--var sets undeclared variable `{name}`"))
-                    .maybe_help(suggest(name, names.iter().map(String::as_str))),
+                    .maybe_help(suggest(name, cfg.variables.keys().map(String::as_str))),
             ),
             Some(decl) => match from_text(decl.ty, raw).map_err(|e| if decl.sensitive { hide(decl.ty) } else { e }) {
                 Ok(v) => {
@@ -117,11 +138,11 @@ pub fn resolve(cfg: &mut Config, inputs: &VarInputs) -> (Vars, Diagnostics) {
             },
         }
     }
-    for (k, v) in &inputs.fixed {
-        if cfg.variables.contains_key(k) {
-            set.insert(k.clone(), v.clone());
-        }
-    }
+}
+
+/// Every declared variable's value: the one set, else its default, else unknown (reported as a
+/// missing required variable).
+fn with_defaults(cfg: &Config, mut set: Map, diags: &mut Diagnostics) -> Vars {
     let mut out = Vars::default();
     for (name, decl) in &cfg.variables {
         match set.remove(name).or_else(|| decl.default.clone()) {
@@ -140,7 +161,7 @@ pub fn resolve(cfg: &mut Config, inputs: &VarInputs) -> (Vars, Diagnostics) {
             out.sensitive.insert(name.clone());
         }
     }
-    (out, diags)
+    out
 }
 
 /// The error for a sensitive value of the wrong type (its value is not repeated).
@@ -162,5 +183,107 @@ fn from_text(ty: VarType, raw: &str) -> Result<Value, String> {
             Some(v) if ty.fits(&v) => Ok(v),
             _ => Err(format!("expected a {}, got {raw:?}", ty.name())),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diag::Sources;
+    use crate::provider::Registry;
+
+    const DECLS: &str = r#"
+[variables.name]
+type = "string"
+default = "d"
+
+[variables.count]
+type = "number"
+
+[variables.tags]
+type = "map"
+default = {}
+
+[variables.token]
+type = "number"
+sensitive = true
+default = 1
+
+[variables.anything]
+"#;
+
+    fn config() -> Config {
+        let mut sources = Sources::default();
+        let file = sources.add("vars.toml", DECLS);
+        let (cfg, diags) =
+            crate::config::parse(sources, file, "vars.toml".into(), ".".into(), &Registry::new()).unwrap();
+        assert!(!diags.has_errors());
+        cfg
+    }
+
+    fn messages(cfg: &Config, diags: &Diagnostics) -> String {
+        diags.render(&cfg.sources, false)
+    }
+
+    #[test]
+    fn later_sources_win() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("v.toml");
+        std::fs::write(&file, "count = 2\nname = \"file\"\n").unwrap();
+        let mut cfg = config();
+        let env = vec![
+            ("MESHFORM_VAR_count".to_string(), "1".to_string()),
+            ("MESHFORM_VAR_name".to_string(), "env".to_string()),
+            ("MESHFORM_VAR_anything".to_string(), "[1, 2]".to_string()),
+            ("OTHER".to_string(), "x".to_string()),
+        ];
+        let mut fixed = Map::new();
+        fixed.insert("tags".into(), Value::Map(Map::from([("a".into(), Value::str("b"))])));
+        fixed.insert("undeclared".into(), Value::Int(1));
+        let inputs = VarInputs { cli: vec!["name=cli".into()], files: vec![file], env, fixed };
+        let (vars, diags) = resolve(&mut cfg, &inputs);
+        assert!(diags.0.is_empty(), "{}", messages(&cfg, &diags));
+        assert_eq!(vars.values["name"], Value::str("cli"));
+        assert_eq!(vars.values["count"], Value::Int(2));
+        assert_eq!(vars.values["anything"], Value::List(vec![Value::Int(1), Value::Int(2)]));
+        assert_eq!(vars.values["tags"], Value::Map(Map::from([("a".into(), Value::str("b"))])));
+        assert_eq!(vars.values["token"], Value::Int(1));
+        assert!(!vars.values.contains_key("undeclared"));
+        assert_eq!(vars.sensitive, BTreeSet::from(["token".to_string()]));
+    }
+
+    #[test]
+    fn every_bad_input_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let bad_toml = dir.path().join("bad.toml");
+        std::fs::write(&bad_toml, "count = \n").unwrap();
+        let wrong = dir.path().join("wrong.toml");
+        std::fs::write(&wrong, "count = \"x\"\nnmae = \"y\"\n").unwrap();
+        let mut cfg = config();
+        let inputs = VarInputs {
+            cli: vec!["count".into(), "nmae=x".into(), "token=secret-text".into()],
+            files: vec![bad_toml, wrong, dir.path().join("missing.toml")],
+            env: vec![("MESHFORM_VAR_count".into(), "many".into())],
+            fixed: Map::new(),
+        };
+        let (vars, diags) = resolve(&mut cfg, &inputs);
+        let text = messages(&cfg, &diags);
+        for expected in [
+            "environment variable MESHFORM_VAR_count: expected a number, got \"many\"",
+            "invalid TOML",
+            "variable `count` must be a number",
+            "var file sets undeclared variable `nmae`",
+            "did you mean `name`?",
+            "cannot read var file",
+            "--var \"count\": expected NAME=VALUE",
+            "--var sets undeclared variable `nmae`",
+            "--var token: expected a number, got a value that is not one (sensitive, not shown)",
+            "no value for required variable `count`",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+        }
+        assert!(!text.contains("secret-text"), "a sensitive value is never shown");
+        assert_eq!(vars.values["count"], Value::Unknown);
+        assert_eq!(diags.0.len(), 10, "{text}");
     }
 }

@@ -1,5 +1,6 @@
-//! Golden tests: plan renderings (human, JSON, Markdown) and the exact diagnostics of every
-//! invalid desired-state file under testdata/invalid.
+//! Golden tests: plan renderings (human, JSON, Markdown), the exact diagnostics of every
+//! invalid desired-state file under testdata/invalid (one snapshot each), the graph of every valid
+//! one under testdata/valid, and clean failures for every prefix of them.
 
 mod common;
 
@@ -9,7 +10,7 @@ use common::Fixture;
 use meshform_engine::builtin::Builtin;
 use meshform_engine::diag::Sources;
 use meshform_engine::provider::Registry;
-use meshform_engine::session::Session;
+use meshform_engine::session::{Failure, Session};
 use meshform_engine::vars::VarInputs;
 
 fn registry() -> Registry {
@@ -35,41 +36,140 @@ fn diagnostics_of(rel: &str) -> String {
     }
 }
 
+/// Each file of testdata/invalid is its own snapshot (`diagnostics@NAME.toml`): one failing
+/// file does not hide the others, which are all checked and reported together.
 #[test]
 fn every_invalid_file_has_its_exact_diagnostics() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/invalid");
+    let mut count = 0;
+    let mut unlocated = Vec::new();
+    insta::glob!("../../testdata/invalid", "*.toml", |path| {
+        count += 1;
+        let rel = format!("testdata/invalid/{}", path.file_name().unwrap().to_string_lossy());
+        let out = diagnostics_of(&rel);
+        if !out.contains(&format!("{rel}:")) {
+            unlocated.push(format!("{rel}: diagnostics must name file:line:col\n{out}"));
+        }
+        insta::assert_snapshot!("diagnostics", out);
+    });
+    assert!(count >= 15, "at least 15 invalid fixtures, found {count}");
+    assert!(unlocated.is_empty(), "{}", unlocated.join("\n"));
+}
+
+/// An instance's address and the addresses of the instances it depends on.
+type Node = (&'static str, &'static [&'static str]);
+
+/// What each file of testdata/valid declares: every instance, in address order, with the
+/// instances it depends on.
+const VALID: &[(&str, &[Node])] = &[(
+    "showcase.toml",
+    &[
+        ("meshform_data.a", &[]),
+        ("meshform_data.b", &["meshform_data.a"]),
+        ("meshform_data.c[\"x\"]", &["meshform_data.a"]),
+        ("meshform_data.c[\"y\"]", &["meshform_data.a"]),
+        ("meshform_data.s", &[]),
+    ],
+)];
+
+/// Each valid file parses without a single diagnostic (not even a warning) and loads into exactly
+/// the instances and edges it declares.
+#[test]
+fn every_valid_file_loads_into_its_graph() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/valid");
     let mut names: Vec<String> = std::fs::read_dir(&root)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n.ends_with(".toml"))
         .collect();
     names.sort();
-    assert!(names.len() >= 15, "at least 15 invalid fixtures");
-    for name in names {
-        let rel = format!("testdata/invalid/{name}");
-        let out = diagnostics_of(&rel);
-        assert!(out.contains(&format!("{rel}:")), "{rel}: diagnostics must name file:line:col\n{out}");
-        insta::assert_snapshot!(name.trim_end_matches(".toml"), out);
+    let expected: Vec<&str> = VALID.iter().map(|(n, _)| *n).collect();
+    assert_eq!(names, expected, "every file of testdata/valid has its expected graph in VALID");
+    for (name, instances) in VALID {
+        let path = root.join(name);
+        let (cfg, diags) = match meshform_engine::config::read(&path, &registry()) {
+            Ok(parsed) => parsed,
+            Err((sources, diags)) => panic!("{name} does not parse:\n{}", diags.render(&sources, false)),
+        };
+        assert!(diags.0.is_empty(), "{name}:\n{}", diags.render(&cfg.sources, false));
+        let s = match Session::from_config(cfg, diags, registry(), &VarInputs::default()) {
+            Ok(s) => s,
+            Err(f) => panic!("{name} does not load:\n{}", f.render(false)),
+        };
+        let graph: Vec<(String, Vec<String>)> = s
+            .graph
+            .instances
+            .iter()
+            .map(|i| (i.addr.to_string(), i.deps.iter().map(|&d| s.graph.instances[d].addr.to_string()).collect()))
+            .collect();
+        let want: Vec<(String, Vec<String>)> =
+            instances.iter().map(|(a, deps)| (a.to_string(), deps.iter().map(|d| d.to_string()).collect())).collect();
+        assert_eq!(graph, want, "{name}: instances and their dependencies");
+        let edges: usize = instances.iter().map(|(_, deps)| deps.len()).sum();
+        assert_eq!(s.graph.dag.node_count(), instances.len(), "{name}");
+        assert_eq!(s.graph.dag.edge_count(), edges, "{name}");
     }
 }
 
+/// Every prefix of every invalid and valid file (a file cut off while being written) loads or
+/// fails cleanly: a failure has at least one error, every located diagnostic points inside the
+/// file it names and is rendered with its file:line:col; a success is a well-formed graph.
 #[test]
-fn loading_never_panics_on_truncated_input() {
-    // Every prefix of every invalid file (and of a valid one) loads or fails cleanly.
+fn truncated_input_loads_or_fails_cleanly() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata");
     let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("cut.toml");
+    let (mut loaded, mut failed) = (0, 0);
     for entry in std::fs::read_dir(root.join("invalid")).unwrap().chain(std::fs::read_dir(root.join("valid")).unwrap())
     {
         let path = entry.unwrap().path();
         if path.extension().is_none_or(|x| x != "toml") {
             continue;
         }
-        let text = std::fs::read_to_string(path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
         for cut in (0..text.len()).filter(|i| text.is_char_boundary(*i)).step_by(7) {
-            let p = dir.path().join("cut.toml");
             std::fs::write(&p, &text[..cut]).unwrap();
-            let _ = Session::load(&p, registry(), &VarInputs::default());
+            let what = format!("{} cut at byte {cut}", path.display());
+            match Session::load(&p, registry(), &VarInputs::default()) {
+                Ok(s) => {
+                    loaded += 1;
+                    check_graph(&s, &what);
+                }
+                Err(f) => {
+                    failed += 1;
+                    check_failure(&f, &what);
+                }
+            }
         }
+    }
+    assert!(loaded > 0 && failed > 0, "prefixes both load and fail ({loaded} loaded, {failed} failed)");
+}
+
+/// A loaded graph: instances sorted by address, indexed, each depending on other instances only
+/// (sorted, none on itself), the DAG holding the same edges.
+fn check_graph(s: &Session, what: &str) {
+    let g = &s.graph;
+    assert!(g.instances.windows(2).all(|w| w[0].addr < w[1].addr), "{what}: instances sorted");
+    let mut edges = 0;
+    for (i, n) in g.instances.iter().enumerate() {
+        assert_eq!(g.index.get(&n.addr), Some(&i), "{what}: {} indexed", n.addr);
+        assert!(n.deps.windows(2).all(|w| w[0] < w[1]), "{what}: {} deps sorted", n.addr);
+        assert!(n.deps.iter().all(|&d| d < g.instances.len() && d != i), "{what}: {} deps", n.addr);
+        edges += n.deps.len();
+    }
+    assert_eq!((g.dag.node_count(), g.dag.edge_count()), (g.instances.len(), edges), "{what}: DAG");
+}
+
+/// A failure: at least one error, each located diagnostic inside its file and rendered there.
+fn check_failure(f: &Failure, what: &str) {
+    assert!(f.diags.has_errors(), "{what}: a failure has an error");
+    let rendered = f.render(false);
+    for d in &f.diags.0 {
+        let Some(span) = d.span else { continue };
+        let len = f.sources.text(span.file).len() as u32;
+        assert!(span.start <= span.end && span.end <= len, "{what}: {} at {span:?} of {len} bytes", d.summary);
+        let (line, col) = f.sources.line_col(span);
+        let at = format!("{}:{line}:{col}: {}", f.sources.name(span.file), d.summary);
+        assert!(rendered.contains(&at), "{what}: {at} not in\n{rendered}");
     }
 }
 

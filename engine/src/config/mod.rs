@@ -1,0 +1,233 @@
+//! The desired-state file: TOML parsed with spans into blocks whose attribute values are
+//! expressions. References are checked where the graph is built ([`crate::graph`]), since only
+//! there is the whole file known.
+//!
+//! This module holds the model ([`Config`] and its blocks); the work is done by its children:
+//! `parse` (a file's TOML → [`Config`], keeping spans), `blocks` (a block's body and its
+//! meta-arguments), `sections` (`[state]`, `[variables]`, `[outputs]`, `[[checks]]`), `schema`
+//! (blocks against their type's schema) and `duration` (`"90s"`, `"20m"`, `"1h"`).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use crate::addr::{Addr, BlockAddr};
+use crate::diag::{Diagnostic, FileId, Sources, Span};
+use crate::expr::Expr;
+use crate::value::Value;
+
+mod blocks;
+mod duration;
+mod parse;
+mod schema;
+mod sections;
+
+pub use parse::{literal, load, parse, read};
+pub use schema::schema_of;
+
+/// A parsed desired-state file.
+#[derive(Clone, Debug, Default)]
+pub struct Config {
+    /// Every file diagnostics may point into.
+    pub sources: Sources,
+    /// The desired-state file's id in `sources`.
+    pub file: FileId,
+    /// Its path as given.
+    pub path: PathBuf,
+    /// The directory relative paths (`file()`, `[state] path`) resolve against.
+    pub dir: PathBuf,
+    /// `[state]`.
+    pub state: StateSettings,
+    /// `[variables.NAME]`.
+    pub variables: BTreeMap<String, Variable>,
+    /// `[providers.NAME]`.
+    pub providers: BTreeMap<String, Block>,
+    /// `[clusters.NAME]`, `[resources.TYPE.NAME]`, `[data.TYPE.NAME]`.
+    pub blocks: BTreeMap<BlockAddr, Block>,
+    /// `[outputs.NAME]`.
+    pub outputs: BTreeMap<String, Output>,
+    /// `[[checks]]`.
+    pub checks: Vec<Check>,
+    /// Files read by `templatefile()`: path (relative) → SHA-256 of the text.
+    pub templates: BTreeMap<String, String>,
+}
+
+/// `[state]`: where state lives.
+#[derive(Clone, Debug, Default)]
+pub struct StateSettings {
+    /// `path`, relative to the desired-state file's directory.
+    pub path: Option<String>,
+}
+
+/// The declared type of a variable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VarType {
+    /// Text.
+    String,
+    /// A number.
+    Number,
+    /// true/false.
+    Bool,
+    /// A list.
+    List,
+    /// A map.
+    Map,
+    /// Anything.
+    Any,
+}
+
+impl VarType {
+    const NAMES: [&'static str; 6] = ["string", "number", "bool", "list", "map", "any"];
+
+    fn parse(s: &str) -> Option<VarType> {
+        Some(match s {
+            "string" => VarType::String,
+            "number" => VarType::Number,
+            "bool" => VarType::Bool,
+            "list" => VarType::List,
+            "map" => VarType::Map,
+            "any" => VarType::Any,
+            _ => return None,
+        })
+    }
+
+    /// Whether a value fits this type.
+    pub fn fits(self, v: &Value) -> bool {
+        match self {
+            VarType::String => matches!(v, Value::String(_)),
+            VarType::Number => matches!(v, Value::Int(_) | Value::Float(_)),
+            VarType::Bool => matches!(v, Value::Bool(_)),
+            VarType::List => matches!(v, Value::List(_)),
+            VarType::Map => matches!(v, Value::Map(_)),
+            VarType::Any => true,
+        }
+    }
+
+    /// Its name.
+    pub fn name(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+}
+
+/// `[variables.NAME]`.
+#[derive(Clone, Debug)]
+pub struct Variable {
+    /// Where it is declared.
+    pub span: Span,
+    /// `type`, default `any`.
+    pub ty: VarType,
+    /// `default`.
+    pub default: Option<Value>,
+    /// `description`.
+    pub description: String,
+    /// `sensitive`: never shown, and whatever it flows into is sensitive too.
+    pub sensitive: bool,
+}
+
+/// An attribute: its name's location and its expression.
+#[derive(Clone, Debug)]
+pub struct Attr {
+    /// Where the key is.
+    pub name_span: Span,
+    /// The value.
+    pub expr: Expr,
+}
+
+/// `lifecycle = { ... }`.
+#[derive(Clone, Debug, Default)]
+pub struct Lifecycle {
+    /// Refuse any plan that destroys this object.
+    pub prevent_destroy: bool,
+    /// Attributes whose differences are not changes.
+    pub ignore_changes: Vec<(String, Span)>,
+    /// On replacement, create the new object before deleting the old one.
+    pub create_before_destroy: bool,
+}
+
+/// `timeouts = { create, update, delete }`: how long one operation on the object may take
+/// (`"90s"`, `"20m"`, `"1h"` or seconds); unset means the provider's own limits.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Timeouts {
+    /// Creating (also the create half of a replacement).
+    pub create: Option<std::time::Duration>,
+    /// Updating in place.
+    pub update: Option<std::time::Duration>,
+    /// Deleting.
+    pub delete: Option<std::time::Duration>,
+}
+
+/// A block: a cluster, a resource, a data source or a provider's settings.
+#[derive(Clone, Debug)]
+pub struct Block {
+    /// Its address.
+    pub addr: BlockAddr,
+    /// Where its name is.
+    pub span: Span,
+    /// Where its type is (its name for clusters and providers).
+    pub type_span: Span,
+    /// Its attributes (meta-arguments removed).
+    pub attrs: BTreeMap<String, Attr>,
+    /// `for_each`.
+    pub for_each: Option<Expr>,
+    /// `depends_on`.
+    pub depends_on: Vec<(Addr, Span)>,
+    /// `lifecycle`.
+    pub lifecycle: Lifecycle,
+    /// `timeouts`.
+    pub timeouts: Timeouts,
+}
+
+/// `[outputs.NAME]`.
+#[derive(Clone, Debug)]
+pub struct Output {
+    /// Where it is declared.
+    pub span: Span,
+    /// `value`.
+    pub value: Expr,
+    /// `sensitive`.
+    pub sensitive: bool,
+    /// `description`.
+    pub description: String,
+}
+
+/// One `[[checks]]` entry.
+#[derive(Clone, Debug)]
+pub struct Check {
+    /// `name`.
+    pub name: String,
+    /// Where the entry is.
+    pub span: Span,
+    /// `condition`: an expression that must be true.
+    pub condition: Option<Expr>,
+    /// `error_message`: shown when it fails.
+    pub error_message: Option<Expr>,
+    /// `kind`: a provider check, with the other keys as its arguments.
+    pub kind: Option<(String, Span)>,
+    /// `for_each` over the check.
+    pub for_each: Option<Expr>,
+    /// The arguments of a provider check.
+    pub args: BTreeMap<String, Attr>,
+}
+
+/// The closest candidate to a misspelt name, if one is close enough.
+pub fn suggest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::damerau_levenshtein(name, c), c))
+        .filter(|(d, c)| *d <= (c.len().max(name.len()) / 3).max(1) && *d > 0)
+        .min()
+        .map(|(_, c)| format!("did you mean `{c}`?"))
+}
+
+/// Sets a diagnostic's help unless a more specific one (a suggestion) is already there.
+trait HelpDefault {
+    fn help_default(self, h: String) -> Self;
+}
+
+impl HelpDefault for Diagnostic {
+    fn help_default(mut self, h: String) -> Self {
+        if self.help.is_none() {
+            self.help = Some(h);
+        }
+        self
+    }
+}
