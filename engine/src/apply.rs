@@ -198,34 +198,15 @@ pub async fn apply(
     journal.close().await;
     state.objects = objects.into_inner().unwrap_or_else(|e| e.into_inner());
 
-    let mut report = ApplyReport { cancelled: opts.cancel.load(Ordering::SeqCst), notes, ..ApplyReport::default() };
-    for (c, o) in plan.changes.iter().zip(&outcomes) {
-        let r = match o {
-            Outcome::Done => NodeResult::Done {
-                id: values.get(&c.address).and_then(|v| v.attrs.get("id").and_then(Value::to_interpolated)),
-            },
-            Outcome::Failed(NodeError::Cancelled) => NodeResult::Cancelled,
-            Outcome::Failed(NodeError::Op(e)) => NodeResult::Failed(e.clone()),
-            Outcome::Skipped(i) => NodeResult::Skipped { because: plan.changes[*i].address.clone() },
-            Outcome::Cancelled => NodeResult::Cancelled,
-        };
-        if c.action != Action::NoOp {
-            report.results.push((c.address.clone(), c.action, r));
-        }
-    }
+    let mut report = ApplyReport {
+        cancelled: opts.cancel.load(Ordering::SeqCst),
+        notes,
+        results: results_of(plan, &outcomes, &values),
+        ..ApplyReport::default()
+    };
     let complete = report.success();
     if complete && plan.mode == crate::plan::Mode::Normal {
-        let mut diags = Diagnostics::default();
-        let mut outputs = Map::new();
-        for (name, o) in &s.cfg.outputs {
-            match eval(&o.value, &s.scope(None, &values)) {
-                Ok(r) => {
-                    let v = if o.sensitive || r.sensitive { r.value.redact() } else { r.value };
-                    outputs.insert(name.clone(), v);
-                }
-                Err(d) => diags.push(d),
-            }
-        }
+        let outputs = outputs_of(s, &values);
         state.outputs = outputs.clone();
         report.outputs = outputs;
     } else if plan.mode == crate::plan::Mode::Destroy && complete {
@@ -238,6 +219,38 @@ pub async fn apply(
         report.checks = run_checks(s, &values, &reads.clusters).await;
     }
     Ok(report)
+}
+
+/// How each change that does something ended, in the plan's order.
+fn results_of(plan: &Plan, outcomes: &[Outcome<NodeError>], values: &Values) -> Vec<(Addr, Action, NodeResult)> {
+    let mut out = Vec::new();
+    for (c, o) in plan.changes.iter().zip(outcomes) {
+        let r = match o {
+            Outcome::Done => NodeResult::Done {
+                id: values.get(&c.address).and_then(|v| v.attrs.get("id").and_then(Value::to_interpolated)),
+            },
+            Outcome::Failed(NodeError::Cancelled) | Outcome::Cancelled => NodeResult::Cancelled,
+            Outcome::Failed(NodeError::Op(e)) => NodeResult::Failed(e.clone()),
+            Outcome::Skipped(i) => NodeResult::Skipped { because: plan.changes[*i].address.clone() },
+        };
+        if c.action != Action::NoOp {
+            out.push((c.address.clone(), c.action, r));
+        }
+    }
+    out
+}
+
+/// The outputs after a complete apply (sensitive ones redacted). An output that cannot be
+/// evaluated is left out (the plan evaluated each already).
+fn outputs_of(s: &Session, values: &Values) -> Map {
+    let mut outputs = Map::new();
+    for (name, o) in &s.cfg.outputs {
+        if let Ok(r) = eval(&o.value, &s.scope(None, values)) {
+            let v = if o.sensitive || r.sensitive { r.value.redact() } else { r.value };
+            outputs.insert(name.clone(), v);
+        }
+    }
+    outputs
 }
 
 /// The order of changes: create/update after what they reference; a deletion after every change

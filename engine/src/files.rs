@@ -16,7 +16,12 @@ pub enum ReadError {
     /// Anything else, said in words (kind of file, size, I/O error).
     Other(String),
     /// Not UTF-8: the line and column (1-based, in characters) of the first invalid byte.
-    NotUtf8 { line: usize, column: usize },
+    NotUtf8 {
+        /// The line (1-based).
+        line: usize,
+        /// The column (1-based, in characters).
+        column: usize,
+    },
 }
 
 impl std::fmt::Display for ReadError {

@@ -320,23 +320,7 @@ async fn refresh(
         }
         return Ok(Refreshed { live, live_sensitive: BTreeMap::new(), drift: Vec::new(), findings: Vec::new() });
     }
-    let wanted: Vec<&crate::state::ObjectRecord> = match (opts.mode, opts.targets.is_empty()) {
-        (_, true) => state.objects.values().collect(),
-        (Mode::Destroy, false) => {
-            destroy_selection(state, &opts.targets).iter().filter_map(|a| state.objects.get(a)).collect()
-        }
-        (Mode::Normal, false) => {
-            let sel = selection(s, &opts.targets);
-            state
-                .objects
-                .values()
-                .filter(|r| match s.graph.index.get(&r.address) {
-                    Some(&i) => sel[i],
-                    None => opts.targets.iter().any(|t| matches_target(t, &r.address)),
-                })
-                .collect()
-        }
-    };
+    let wanted = refresh_selection(s, state, opts);
     // Let each provider read in bulk first (one list per type instead of one GET per object).
     let mut by_provider: BTreeMap<String, Vec<(String, Map)>> = BTreeMap::new();
     for r in &wanted {
@@ -393,19 +377,48 @@ async fn refresh(
     if diags.has_errors() {
         return Err(diags);
     }
-    let mut findings = Vec::new();
-    if opts.mode == Mode::Normal {
-        for (name, objs) in &by_provider {
-            let Some(p) = s.registry.providers().iter().find(|p| p.name() == name) else { continue };
-            let found = p
-                .findings(objs, &s.ctx(p.as_ref(), clusters))
-                .await
-                .map_err(|e| Diagnostics::from(Diagnostic::global(format!("refresh ({name}): {e}"))))?;
-            findings.extend(found);
+    let findings = if opts.mode == Mode::Normal { findings(s, &by_provider, clusters).await? } else { Vec::new() };
+    Ok(Refreshed { live, live_sensitive, drift, findings })
+}
+
+/// The recorded objects a refresh reads: all, or those the targets select.
+fn refresh_selection<'a>(s: &Session, state: &'a State, opts: &PlanOptions) -> Vec<&'a crate::state::ObjectRecord> {
+    match (opts.mode, opts.targets.is_empty()) {
+        (_, true) => state.objects.values().collect(),
+        (Mode::Destroy, false) => {
+            destroy_selection(state, &opts.targets).iter().filter_map(|a| state.objects.get(a)).collect()
+        }
+        (Mode::Normal, false) => {
+            let sel = selection(s, &opts.targets);
+            state
+                .objects
+                .values()
+                .filter(|r| match s.graph.index.get(&r.address) {
+                    Some(&i) => sel[i],
+                    None => opts.targets.iter().any(|t| matches_target(t, &r.address)),
+                })
+                .collect()
         }
     }
+}
+
+/// What each provider finds around the refreshed objects (see [`crate::provider::Finding`]).
+async fn findings(
+    s: &Session,
+    by_provider: &BTreeMap<String, Vec<(String, Map)>>,
+    clusters: &Arc<BTreeMap<String, Map>>,
+) -> Result<Vec<crate::provider::Finding>, Diagnostics> {
+    let mut findings = Vec::new();
+    for (name, objs) in by_provider {
+        let Some(p) = s.registry.providers().iter().find(|p| p.name() == name) else { continue };
+        let found = p
+            .findings(objs, &s.ctx(p.as_ref(), clusters))
+            .await
+            .map_err(|e| Diagnostics::from(Diagnostic::global(format!("refresh ({name}): {e}"))))?;
+        findings.extend(found);
+    }
     findings.sort_by(|a, b| a.message.cmp(&b.message));
-    Ok(Refreshed { live, live_sensitive, drift, findings })
+    Ok(findings)
 }
 
 /// The attribute-level difference between a state record and the live object.

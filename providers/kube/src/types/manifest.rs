@@ -348,9 +348,9 @@ impl KubeType for Manifest {
             .join("\n---\n");
         let yaml = yaml.as_str();
         // Any document that parses as a Secret (the others may not parse: the text is checked).
-        let yaml_secret = yaml.split("\n---").any(|doc| {
-            serde_saphyr::from_multiple::<J>(doc).is_ok_and(|ds| ds.iter().any(|d| d["kind"] == "Secret"))
-        });
+        let yaml_secret = yaml
+            .split("\n---")
+            .any(|doc| serde_saphyr::from_multiple::<J>(doc).is_ok_and(|ds| ds.iter().any(|d| d["kind"] == "Secret")));
         let secret = has_secret(&objects_of(attrs))
             || has_secret(&inline)
             || yaml_secret
