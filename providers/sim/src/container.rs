@@ -145,11 +145,7 @@ async fn update_cluster(
         cl["etag"] = json!(short_hash(&format!("{}{}", cl["etag"], now())));
     }
     let number = st.project_number.clone();
-    let name = format!(
-        "operation-{}-{}",
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis()),
-        short_hash(&key)
-    );
+    let name = format!("operation-{}-{}", crate::support::unix_millis(), short_hash(&key));
     let op = json!({
         "name": name, "zone": l, "location": l, "operationType": "UPDATE_CLUSTER", "status": "PENDING",
         "selfLink": format!("{CONTAINER_BASE}/projects/{number}/zones/{l}/operations/{name}"),

@@ -17,6 +17,7 @@ pub mod hub;
 pub mod kube;
 pub mod server;
 pub mod store;
+pub mod support;
 pub mod world;
 
 pub use server::{LogEntry, Sim, SimOptions};

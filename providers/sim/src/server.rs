@@ -380,7 +380,7 @@ async fn token(State(s): State<Arc<Shared>>, body: String) -> Response {
     if parts.len() != 3 || parts[2].is_empty() || header["alg"] != "RS256" {
         return bad("Invalid JWT Signature.");
     }
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
+    let now = crate::support::unix_secs();
     let exp = claims["exp"].as_i64().unwrap_or(0);
     if claims["iss"].as_str().is_none_or(str::is_empty) || exp < now - 60 || exp > now + 3700 {
         return bad("Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe.");

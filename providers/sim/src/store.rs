@@ -288,7 +288,7 @@ impl Store {
     pub fn compute_op(&mut self, op_type: &str, target_path: &str, target_id: &str, zone: Option<&str>) -> Value {
         let p = self.project.clone();
         let id = self.id();
-        let name = format!("operation-{}-{}", millis(), short_hash(&format!("{target_path}{id}")));
+        let name = format!("operation-{}-{}", crate::support::unix_millis(), short_hash(&format!("{target_path}{id}")));
         let scope = match zone {
             Some(z) => format!("zones/{z}"),
             None => "global".into(),
@@ -368,11 +368,7 @@ impl Op {
 
 /// Now in RFC 3339.
 pub fn now() -> String {
-    meshform_engine::clock::now_rfc3339()
-}
-
-fn millis() -> u128 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis())
+    crate::support::now_rfc3339()
 }
 
 /// A label fingerprint: base64 of the first 8 bytes of a hash of the canonical labels.

@@ -1244,14 +1244,13 @@ fn token_request(s: &KubeServer, ns: &str, sa: &str, h: &HeaderMap, body: &[u8])
         ));
     }
     let token = mint_token(&mut inner, ns, sa);
-    let exp =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64 + secs;
+    let exp = crate::support::unix_secs() + secs;
     let mut out = req.clone();
     out["apiVersion"] = json!("authentication.k8s.io/v1");
     out["kind"] = json!("TokenRequest");
     out["metadata"] = json!({"name": sa, "namespace": ns, "creationTimestamp": null});
     out["spec"]["expirationSeconds"] = json!(secs);
-    out["status"] = json!({"token": token, "expirationTimestamp": meshform_engine::clock::rfc3339(exp)});
+    out["status"] = json!({"token": token, "expirationTimestamp": crate::support::rfc3339(exp)});
     Ok(json_response(StatusCode::CREATED, &out, "application/json"))
 }
 
@@ -1308,21 +1307,7 @@ fn list(
 }
 
 fn age(ts: &str) -> String {
-    let parse = |t: &str| -> Option<i64> {
-        let (d, rest) = t.split_once('T')?;
-        let mut dp = d.split('-').map(|x| x.parse::<i64>().ok());
-        let (y, m, dd) = (dp.next()??, dp.next()??, dp.next()??);
-        let mut tp = rest.trim_end_matches('Z').split(':').map(|x| x.parse::<i64>().ok());
-        let (h, mi, se) = (tp.next()??, tp.next()??, tp.next()??);
-        let (y2, m2) = if m <= 2 { (y - 1, m + 9) } else { (y, m - 3) };
-        let era = y2.div_euclid(400);
-        let yoe = y2 - era * 400;
-        let doy = (153 * m2 + 2) / 5 + dd - 1;
-        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-        Some((era * 146_097 + doe - 719_468) * 86_400 + h * 3600 + mi * 60 + se)
-    };
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
-    let secs = parse(ts).map_or(0, |t| (now - t).max(0));
+    let secs = crate::support::parse_rfc3339(ts).map_or(0, |t| (crate::support::unix_secs() - t).max(0));
     match secs {
         s if s < 120 => format!("{s}s"),
         s if s < 7200 => format!("{}m", s / 60),
