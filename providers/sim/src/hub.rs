@@ -10,7 +10,7 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use crate::errors::{ApiError, ApiResult, Style};
-use crate::server::Shared;
+use crate::state::Shared;
 use crate::store::{OpApi, Store, now};
 use crate::world::short_hash;
 

@@ -16,8 +16,10 @@ pub mod filter;
 pub mod hub;
 pub mod kube;
 pub mod server;
+pub mod state;
 pub mod store;
 pub mod support;
 pub mod world;
 
-pub use server::{LogEntry, Sim, SimOptions};
+pub use server::Sim;
+pub use state::{LogEntry, SimOptions};

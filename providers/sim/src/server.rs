@@ -6,7 +6,6 @@
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -16,77 +15,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
-use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
 use crate::certs::ClusterCa;
 use crate::errors::{ApiError, Style};
+use crate::state::{LogEntry, Shared, SimOptions};
 use crate::store::{ClusterAccess, Store};
 use crate::world::{World, short_hash};
-
-/// How the simulator behaves.
-#[derive(Clone, Debug)]
-pub struct SimOptions {
-    /// What to seed.
-    pub world: World,
-    /// Delay added to every API request.
-    pub latency: Duration,
-    /// Fraction of API requests answered with 429 or 503.
-    pub fault_rate: f64,
-    /// Polls an operation takes to finish (0: done at once).
-    pub lro_polls: u32,
-    /// Seed of the fault sequence.
-    pub seed: u64,
-    /// Operations also finish this long after they start, polled or not (None: by polls only).
-    pub lro_time: Option<Duration>,
-}
-
-impl Default for SimOptions {
-    fn default() -> Self {
-        SimOptions {
-            world: World::default(),
-            latency: Duration::ZERO,
-            fault_rate: 0.0,
-            lro_polls: 1,
-            seed: 1,
-            lro_time: None,
-        }
-    }
-}
-
-/// One request as the simulator saw it.
-#[derive(Clone, Debug, Serialize)]
-pub struct LogEntry {
-    /// HTTP method.
-    pub method: String,
-    /// Path.
-    pub path: String,
-    /// Query string.
-    pub query: String,
-    /// Status returned.
-    pub status: u16,
-    /// The status was an injected fault.
-    pub injected: bool,
-}
-
-/// State shared by every handler.
-pub struct Shared {
-    /// The resources.
-    pub store: Mutex<Store>,
-    /// Accepted bearer tokens (the clusters' API servers accept them too, as GKE accepts Google
-    /// access tokens).
-    pub tokens: Arc<Mutex<HashSet<String>>>,
-    /// Every request.
-    pub log: Mutex<Vec<LogEntry>>,
-    /// Options.
-    pub opts: SimOptions,
-    /// The next this many changes (POST/PUT/PATCH/DELETE) are carried out and answered 503, as
-    /// when a reply is lost: a test sets it to exercise a client's retry of a change that was made.
-    pub lose_replies: std::sync::atomic::AtomicU32,
-    rng: Mutex<u64>,
-    router: OnceLock<Router>,
-}
 
 /// A running simulator.
 pub struct Sim {
@@ -332,35 +268,12 @@ async fn clear_requests(State(s): State<Arc<Shared>>) -> StatusCode {
     StatusCode::NO_CONTENT
 }
 
-/// Decodes `a=b&c=d` (form bodies and query strings).
-pub(crate) fn form_decode(body: &str) -> std::collections::HashMap<String, String> {
-    let dec = |s: &str| {
-        let bytes = s.replace('+', " ").into_bytes();
-        let mut out = Vec::with_capacity(bytes.len());
-        let mut i = 0;
-        while i < bytes.len() {
-            if bytes[i] == b'%'
-                && i + 2 < bytes.len()
-                && let Ok(b) = u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"), 16)
-            {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-            out.push(bytes[i]);
-            i += 1;
-        }
-        String::from_utf8_lossy(&out).into_owned()
-    };
-    body.split('&').filter_map(|kv| kv.split_once('=')).map(|(k, v)| (dec(k), dec(v))).collect()
-}
-
 /// OAuth2 token endpoint: exchanges a service-account JWT assertion for an access token.
 async fn token(State(s): State<Arc<Shared>>, body: String) -> Response {
     let bad = |m: &str| {
         (StatusCode::BAD_REQUEST, Json(json!({"error": "invalid_grant", "error_description": m}))).into_response()
     };
-    let form = form_decode(&body);
+    let form: std::collections::HashMap<String, String> = serde_urlencoded::from_str(&body).unwrap_or_default();
     if form.get("grant_type").map(String::as_str) != Some("urn:ietf:params:oauth:grant-type:jwt-bearer") {
         return (
             StatusCode::BAD_REQUEST,

@@ -40,7 +40,7 @@ fn ok(v: Value) -> Response {
 }
 
 fn query_map(uri: &Uri) -> BTreeMap<String, String> {
-    crate::server::form_decode(uri.query().unwrap_or("")).into_iter().collect()
+    serde_urlencoded::from_str(uri.query().unwrap_or("")).unwrap_or_default()
 }
 
 async fn handle(State(s): S, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {

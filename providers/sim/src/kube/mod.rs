@@ -91,7 +91,7 @@ impl KubeServer {
         ca: ClusterCa,
         admin_token: String,
         google_tokens: Arc<Mutex<std::collections::HashSet<String>>>,
-        opts: &crate::SimOptions,
+        opts: &crate::state::SimOptions,
         index: u64,
     ) -> Arc<KubeServer> {
         let (tx, _) = broadcast::channel(4096);

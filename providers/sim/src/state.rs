@@ -1,0 +1,80 @@
+//! What every handler shares: the options ([`SimOptions`]), the state ([`Shared`]: the store,
+//! accepted tokens, the request log, fault draws) and the request log's entries. A leaf of the
+//! handler layer: it imports no handler module and not the server; `server` builds a `Shared`
+//! and the handlers (`compute`, `container`, `hub`, `kube`) read it.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use axum::Router;
+use serde::Serialize;
+
+use crate::store::Store;
+use crate::world::World;
+
+/// How the simulator behaves.
+#[derive(Clone, Debug)]
+pub struct SimOptions {
+    /// What to seed.
+    pub world: World,
+    /// Delay added to every API request.
+    pub latency: Duration,
+    /// Fraction of API requests answered with 429 or 503.
+    pub fault_rate: f64,
+    /// Polls an operation takes to finish (0: done at once).
+    pub lro_polls: u32,
+    /// Seed of the fault sequence.
+    pub seed: u64,
+    /// Operations also finish this long after they start, polled or not (None: by polls only).
+    pub lro_time: Option<Duration>,
+}
+
+impl Default for SimOptions {
+    fn default() -> Self {
+        SimOptions {
+            world: World::default(),
+            latency: Duration::ZERO,
+            fault_rate: 0.0,
+            lro_polls: 1,
+            seed: 1,
+            lro_time: None,
+        }
+    }
+}
+
+/// One request as the simulator saw it.
+#[derive(Clone, Debug, Serialize)]
+pub struct LogEntry {
+    /// HTTP method.
+    pub method: String,
+    /// Path.
+    pub path: String,
+    /// Query string.
+    pub query: String,
+    /// Status returned.
+    pub status: u16,
+    /// The status was an injected fault.
+    pub injected: bool,
+}
+
+/// State shared by every handler.
+pub struct Shared {
+    /// The resources.
+    pub store: Mutex<Store>,
+    /// Accepted bearer tokens (the clusters' API servers accept them too, as GKE accepts Google
+    /// access tokens).
+    pub tokens: Arc<Mutex<HashSet<String>>>,
+    /// Every request.
+    pub log: Mutex<Vec<LogEntry>>,
+    /// Options.
+    pub opts: SimOptions,
+    /// The next this many changes (POST/PUT/PATCH/DELETE) are carried out and answered 503, as
+    /// when a reply is lost: a test sets it to exercise a client's retry of a change that was made.
+    pub lose_replies: std::sync::atomic::AtomicU32,
+    /// The fault sequence's state.
+    pub rng: Mutex<u64>,
+    /// The API router itself (the batch endpoint dispatches its parts through it).
+    pub router: OnceLock<Router>,
+}
+
