@@ -36,7 +36,15 @@ pub async fn run(fail: &dyn Fn(&str) -> u8, dir: &Path, world: Option<&Path>, o:
             Err(e) => return fail(&format!("world file {}: {e}", p.display())),
         },
     };
-    let opts = SimOptions { world, latency: Duration::from_millis(latency), fault_rate, lro_polls, seed, lro_time };
+    let opts = SimOptions {
+        world,
+        latency: Duration::from_millis(latency),
+        fault_rate,
+        lro_polls,
+        seed,
+        lro_time,
+        ..SimOptions::default()
+    };
     let sim = match Sim::start(opts).await {
         Ok(s) => s,
         Err(e) => return fail(&e),

@@ -15,8 +15,10 @@ pub struct Cloud {
 pub const FAST: &str = "[providers.gcp]\nrequests_per_second = 2000\n\n";
 
 impl Cloud {
+    /// A simulator with `opts`, except that injected faults ask for no wait (`Retry-After: 0`):
+    /// no test waits on a fixed second.
     pub async fn start(opts: SimOptions) -> Cloud {
-        let sim = Sim::start(opts).await.unwrap();
+        let sim = Sim::start(SimOptions { retry_after_secs: 0, ..opts }).await.unwrap();
         let dir = tempfile::tempdir().unwrap();
         files::write_all(&sim, dir.path()).unwrap();
         let mut env = files::env_vars(&sim, dir.path());

@@ -11,6 +11,7 @@ pub mod certs;
 pub mod compute;
 pub mod container;
 pub mod errors;
+pub mod faults;
 pub mod files;
 pub mod filter;
 pub mod hub;

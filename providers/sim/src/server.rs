@@ -20,6 +20,7 @@ use tokio::net::TcpListener;
 
 use crate::certs::ClusterCa;
 use crate::errors::{ApiError, Style};
+use crate::faults::{Fault, Faults};
 use crate::state::{LogEntry, Shared, SimOptions};
 use crate::store::{ClusterAccess, Store};
 use crate::world::{World, short_hash};
@@ -98,7 +99,7 @@ impl Sim {
             tokens,
             log: Mutex::new(Vec::new()),
             lose_replies: Default::default(),
-            rng: Mutex::new(opts.seed),
+            faults: Faults::new(opts.fault_rate, opts.seed, "gcp"),
             opts: opts.clone(),
             router: OnceLock::new(),
         });
@@ -192,71 +193,51 @@ async fn gate(State(s): State<Arc<Shared>>, req: Request, next: Next) -> Respons
     let query = req.uri().query().unwrap_or("").to_string();
     let exempt = path.starts_with("/__sim") || path == "/token";
     let style = style_of(&path);
-    let mut injected = false;
-    let resp = if exempt {
-        next.run(req).await
+    let (resp, injected) = if exempt {
+        (next.run(req).await, false)
     } else if !bearer(req.headers()).is_some_and(|t| s.tokens.lock().unwrap_or_else(|e| e.into_inner()).contains(t)) {
-        ApiError::unauthenticated(style).into_response()
+        (ApiError::unauthenticated(style).into_response(), false)
     } else {
         if !s.opts.latency.is_zero() {
             tokio::time::sleep(s.opts.latency).await;
         }
-        let mutating = matches!(method.as_str(), "POST" | "PUT" | "PATCH" | "DELETE");
-        let lose = mutating
-            && s.lose_replies
-                .fetch_update(std::sync::atomic::Ordering::SeqCst, std::sync::atomic::Ordering::SeqCst, |n| {
-                    n.checked_sub(1)
-                })
-                .is_ok();
-        let fault = if lose { Some((ApiError::unavailable as fn(Style) -> ApiError, true)) } else { draw_fault(&s) };
-        match fault {
-            Some((e, after)) if after && mutating => {
-                // The change is made, and the reply is lost: what a client sees when a request
-                // times out after the server committed it. A retry then finds the change made.
-                injected = true;
-                let _ = next.run(req).await;
-                e(style).into_response()
-            }
-            Some((e, _)) => {
-                injected = true;
-                e(style).into_response()
-            }
-            None => next.run(req).await,
-        }
+        let target = if query.is_empty() { path.clone() } else { format!("{path}?{query}") };
+        with_faults(&s, style, &method, &target, req, next).await
     };
     let status = resp.status().as_u16();
     s.log.lock().unwrap_or_else(|e| e.into_inner()).push(LogEntry { method, path, query, status, injected });
     resp
 }
 
-/// A fault: the error, and whether it comes after the request was carried out.
-type Fault = (fn(Style) -> ApiError, bool);
-
-/// A fault to inject, if any; only 503s come after (and only for changes: the reply is lost, not
-/// the change).
-fn draw_fault(s: &Shared) -> Option<Fault> {
-    if s.opts.fault_rate <= 0.0 {
-        return None;
+/// Runs an authenticated request unless a fault is injected; whether one was. A lost reply (set
+/// by a test through `Shared::lose_replies`, or drawn) comes after a change is carried out.
+async fn with_faults(
+    s: &Shared,
+    style: Style,
+    method: &str,
+    target: &str,
+    req: Request,
+    next: Next,
+) -> (Response, bool) {
+    let mutating = matches!(method, "POST" | "PUT" | "PATCH" | "DELETE");
+    let lose = mutating
+        && s.lose_replies
+            .fetch_update(std::sync::atomic::Ordering::SeqCst, std::sync::atomic::Ordering::SeqCst, |n| {
+                n.checked_sub(1)
+            })
+            .is_ok();
+    let fault = if lose { Some(Fault::UnavailableAfter) } else { s.faults.draw(method, target) };
+    match fault {
+        None => (next.run(req).await, false),
+        Some(Fault::RateLimited) => (ApiError::rate_limited(style, s.opts.retry_after_secs).into_response(), true),
+        Some(Fault::UnavailableAfter) if mutating => {
+            // The change is made, and the reply is lost: what a client sees when a request
+            // times out after the server committed it. A retry then finds the change made.
+            let _ = next.run(req).await;
+            (ApiError::unavailable(style).into_response(), true)
+        }
+        Some(Fault::Unavailable | Fault::UnavailableAfter) => (ApiError::unavailable(style).into_response(), true),
     }
-    let mut state = s.rng.lock().unwrap_or_else(|e| e.into_inner());
-    let mut next = || {
-        // splitmix64: a fixed sequence from the seed.
-        *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = *state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    };
-    let x = next() as f64 / u64::MAX as f64;
-    if x >= s.opts.fault_rate {
-        return None;
-    }
-    let r = next();
-    Some(match (r % 2, (r >> 1) % 2) {
-        (0, _) => (ApiError::rate_limited, false),
-        (_, 0) => (ApiError::unavailable, false),
-        _ => (ApiError::unavailable, true),
-    })
 }
 
 async fn requests(State(s): State<Arc<Shared>>) -> Json<Value> {

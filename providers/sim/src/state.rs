@@ -10,6 +10,7 @@ use std::time::Duration;
 use axum::Router;
 use serde::Serialize;
 
+use crate::faults::Faults;
 use crate::store::Store;
 use crate::world::World;
 
@@ -20,12 +21,18 @@ pub struct SimOptions {
     pub world: World,
     /// Delay added to every API request.
     pub latency: Duration,
-    /// Fraction of API requests answered with 429 or 503.
+    /// Fraction of API requests answered with 429 or 503 (of both the Google APIs and the
+    /// clusters' API servers). Which ones is drawn per request identity (see [`crate::faults`]),
+    /// so that a seed reproduces each request's outcome however requests interleave.
     pub fault_rate: f64,
     /// Polls an operation takes to finish (0: done at once).
     pub lro_polls: u32,
-    /// Seed of the fault sequence.
+    /// Seed of the fault draws.
     pub seed: u64,
+    /// Seconds an injected 429 (and a cluster's injected 503) asks the client to wait, in its
+    /// `Retry-After` header (and a Kubernetes Status's `retryAfterSeconds`). 1 by default, as
+    /// for `meshform sim`; tests set 0 so that no retry waits on it.
+    pub retry_after_secs: u32,
     /// Operations also finish this long after they start, polled or not (None: by polls only).
     pub lro_time: Option<Duration>,
 }
@@ -38,6 +45,7 @@ impl Default for SimOptions {
             fault_rate: 0.0,
             lro_polls: 1,
             seed: 1,
+            retry_after_secs: 1,
             lro_time: None,
         }
     }
@@ -72,9 +80,8 @@ pub struct Shared {
     /// The next this many changes (POST/PUT/PATCH/DELETE) are carried out and answered 503, as
     /// when a reply is lost: a test sets it to exercise a client's retry of a change that was made.
     pub lose_replies: std::sync::atomic::AtomicU32,
-    /// The fault sequence's state.
-    pub rng: Mutex<u64>,
+    /// Injected faults (per request identity).
+    pub faults: Faults,
     /// The API router itself (the batch endpoint dispatches its parts through it).
     pub router: OnceLock<Router>,
 }
-

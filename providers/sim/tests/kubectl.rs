@@ -11,8 +11,9 @@ struct Kube {
 }
 
 impl Kube {
+    /// A simulator with `opts`, except that injected faults ask for no wait (`Retry-After: 0`).
     async fn start(opts: SimOptions) -> Kube {
-        let sim = Sim::start(opts).await.unwrap();
+        let sim = Sim::start(SimOptions { retry_after_secs: 0, ..opts }).await.unwrap();
         let dir = tempfile::tempdir().unwrap();
         files::write_all(&sim, dir.path()).unwrap();
         Kube { sim, dir }

@@ -18,7 +18,8 @@ use super::selectors::{FieldSelector, LabelSelector};
 use super::ssa;
 use super::status::{KResult, KubeError};
 use super::{Event, HISTORY, Inner, Key, KubeServer, VERSION};
-use crate::store::now;
+use crate::faults::Fault;
+use crate::support::now_rfc3339 as now;
 
 type S = State<Arc<KubeServer>>;
 
@@ -60,20 +61,11 @@ async fn handle(State(s): S, method: Method, uri: Uri, headers: HeaderMap, body:
         if !s.latency.is_zero() {
             tokio::time::sleep(s.latency).await;
         }
-        match s.draw_fault() {
-            Some(429) => KubeError::new(
-                429,
-                "TooManyRequests",
-                "the server has received too many requests and has asked us to try again later",
-            )
-            .details(json!({"retryAfterSeconds": 1}))
-            .into_response(),
-            Some(code) => {
-                let mut r =
-                    KubeError::new(code, "ServiceUnavailable", "the server is currently unable to handle the request")
-                        .into_response();
-                r.headers_mut().insert("retry-after", axum::http::HeaderValue::from_static("1"));
-                r
+        let target = uri.path_and_query().map_or(path.as_str(), |pq| pq.as_str());
+        match s.faults.draw(method.as_str(), target) {
+            Some(Fault::RateLimited) => KubeError::too_many_requests(s.retry_after_secs).into_response(),
+            Some(Fault::Unavailable | Fault::UnavailableAfter) => {
+                KubeError::unavailable(s.retry_after_secs).into_response()
             }
             None => route(&s, &method, &uri, &headers, body).await.unwrap_or_else(IntoResponse::into_response),
         }

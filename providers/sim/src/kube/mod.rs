@@ -75,9 +75,10 @@ pub struct KubeServer {
     pub namespace_finalize: Duration,
     /// Delay added to every request.
     pub latency: Duration,
-    /// Fraction of requests answered with 429 or 503.
-    pub fault_rate: f64,
-    rng: Mutex<u64>,
+    /// Injected faults (429 or 503), drawn per request identity.
+    pub faults: crate::faults::Faults,
+    /// Seconds injected faults ask clients to wait (`Retry-After`).
+    pub retry_after_secs: u32,
     /// Every request: method, path and query, status, when it finished.
     pub log: Mutex<Vec<(String, String, u16, std::time::Instant)>>,
 }
@@ -110,8 +111,8 @@ impl KubeServer {
             events: tx,
             namespace_finalize: Duration::from_millis(150),
             latency: opts.latency,
-            fault_rate: opts.fault_rate,
-            rng: Mutex::new(opts.seed.wrapping_add(index.wrapping_mul(0x9E37_79B9))),
+            faults: crate::faults::Faults::new(opts.fault_rate, opts.seed, format!("cluster {index} {}", spec.name)),
+            retry_after_secs: opts.retry_after_secs,
             log: Mutex::new(Vec::new()),
         });
         s.seed(spec);
@@ -166,24 +167,6 @@ impl KubeServer {
     /// Locks the state.
     pub fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn draw_fault(&self) -> Option<u16> {
-        if self.fault_rate <= 0.0 {
-            return None;
-        }
-        let mut s = self.rng.lock().unwrap_or_else(|e| e.into_inner());
-        let mut next = || {
-            *s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = *s;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        };
-        if (next() as f64 / u64::MAX as f64) >= self.fault_rate {
-            return None;
-        }
-        Some(if next() % 2 == 0 { 429 } else { 503 })
     }
 
     /// Serves HTTPS on `listener` until the runtime stops.

@@ -15,6 +15,8 @@ pub struct KubeError {
     pub message: String,
     /// `details`.
     pub details: Value,
+    /// Seconds for a `Retry-After` header.
+    pub retry_after: Option<u32>,
 }
 
 /// Handler results.
@@ -23,7 +25,7 @@ pub type KResult<T> = Result<T, KubeError>;
 impl KubeError {
     /// Any error.
     pub fn new(code: u16, reason: &'static str, message: impl Into<String>) -> KubeError {
-        KubeError { code, reason, message: message.into(), details: json!({}) }
+        KubeError { code, reason, message: message.into(), details: json!({}), retry_after: None }
     }
 
     /// With details.
@@ -68,6 +70,25 @@ impl KubeError {
         .details(json!({"name": name, "kind": plural}))
     }
 
+    /// 429, asking the client to retry after `secs` seconds.
+    pub fn too_many_requests(secs: u32) -> KubeError {
+        let mut e = KubeError::new(
+            429,
+            "TooManyRequests",
+            "the server has received too many requests and has asked us to try again later",
+        )
+        .details(json!({"retryAfterSeconds": secs}));
+        e.retry_after = Some(secs);
+        e
+    }
+
+    /// 503, asking the client to retry after `secs` seconds.
+    pub fn unavailable(secs: u32) -> KubeError {
+        let mut e = KubeError::new(503, "ServiceUnavailable", "the server is currently unable to handle the request");
+        e.retry_after = Some(secs);
+        e
+    }
+
     /// 400.
     pub fn bad_request(message: impl Into<String>) -> KubeError {
         KubeError::new(400, "BadRequest", message)
@@ -91,9 +112,29 @@ impl IntoResponse for KubeError {
     fn into_response(self) -> Response {
         let code = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut r = (code, axum::Json(self.body())).into_response();
-        if self.code == 429 {
-            r.headers_mut().insert("retry-after", axum::http::HeaderValue::from_static("1"));
+        if let Some(secs) = self.retry_after {
+            r.headers_mut().insert("retry-after", axum::http::HeaderValue::from(secs));
         }
         r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_is_the_given_seconds() {
+        for secs in [0, 1, 7] {
+            let e = KubeError::too_many_requests(secs);
+            assert_eq!(e.body()["details"]["retryAfterSeconds"], secs);
+            let r = e.into_response();
+            assert_eq!(r.status(), 429);
+            assert_eq!(r.headers()["retry-after"], secs.to_string().as_str());
+            let r = KubeError::unavailable(secs).into_response();
+            assert_eq!(r.status(), 503);
+            assert_eq!(r.headers()["retry-after"], secs.to_string().as_str());
+        }
+        assert!(KubeError::no_resource().into_response().headers().get("retry-after").is_none());
     }
 }

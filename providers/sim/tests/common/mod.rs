@@ -24,8 +24,9 @@ impl Out {
 }
 
 impl Env {
+    /// A simulator with `opts`, except that injected faults ask for no wait (`Retry-After: 0`).
     pub async fn start(opts: SimOptions) -> Env {
-        let sim = Sim::start(opts).await.expect("simulator starts");
+        let sim = Sim::start(SimOptions { retry_after_secs: 0, ..opts }).await.expect("simulator starts");
         let dir = tempfile::tempdir().unwrap();
         files::write_all(&sim, dir.path()).unwrap();
         let mut vars = files::env_vars(&sim, dir.path());
