@@ -4,7 +4,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use meshform_sim::world::World;
-use meshform_sim::{Sim, SimOptions, files};
+use meshform_sim::{Sim, SimClock, SimOptions, files};
 
 use crate::exit::OK;
 
@@ -18,7 +18,8 @@ pub struct Options {
     pub lro_polls: u32,
     /// Seed of the fault sequence.
     pub seed: u64,
-    /// Operations also finish this long after they start.
+    /// Operations also finish this long after they start, and the simulator's other timed
+    /// behaviour runs by the wall clock (None: nothing happens by time).
     pub lro_time: Option<Duration>,
 }
 
@@ -42,7 +43,7 @@ pub async fn run(fail: &dyn Fn(&str) -> u8, dir: &Path, world: Option<&Path>, o:
         fault_rate,
         lro_polls,
         seed,
-        lro_time,
+        clock: lro_time.map_or(SimClock::Pinned, |lro| SimClock::Wall { lro }),
         ..SimOptions::default()
     };
     let sim = match Sim::start(opts).await {

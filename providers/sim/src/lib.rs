@@ -23,4 +23,4 @@ pub mod support;
 pub mod world;
 
 pub use server::Sim;
-pub use state::{LogEntry, SimOptions};
+pub use state::{LogEntry, SimClock, SimOptions};

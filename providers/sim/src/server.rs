@@ -93,7 +93,7 @@ impl Sim {
             kube.push(server);
         }
         let mut store = Store::seed(&opts.world, clusters.clone(), opts.lro_polls);
-        store.lro_time = opts.lro_time;
+        store.lro_time = opts.clock.lro_time();
         let shared = Arc::new(Shared {
             store: Mutex::new(store),
             tokens,

@@ -33,8 +33,9 @@ pub struct SimOptions {
     /// `Retry-After` header (and a Kubernetes Status's `retryAfterSeconds`). 1 by default, as
     /// for `meshform sim`; tests set 0 so that no retry waits on it.
     pub retry_after_secs: u32,
-    /// Operations also finish this long after they start, polled or not (None: by polls only).
-    pub lro_time: Option<Duration>,
+    /// Whether anything happens by the wall clock: the one setting of every time-driven
+    /// behaviour (see [`SimClock`]). Pinned by default, as tests want it.
+    pub clock: SimClock,
 }
 
 impl Default for SimOptions {
@@ -46,7 +47,50 @@ impl Default for SimOptions {
             lro_polls: 1,
             seed: 1,
             retry_after_secs: 1,
-            lro_time: None,
+            clock: SimClock::Pinned,
+        }
+    }
+}
+
+/// Whether anything in the simulator happens by the wall clock rather than by requests.
+///
+/// Simulated latency (`SimOptions::latency`) is not governed by it, nor the end of a watch
+/// after the `timeoutSeconds` its client asked for (the client's clock).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SimClock {
+    /// Nothing happens by time, so a run is decided by its requests alone (what tests use): an
+    /// operation finishes after `lro_polls` polls, and a deleted namespace is finalized (its
+    /// content deleted, then it) by the request that deletes it, whose reply still shows it
+    /// Terminating.
+    #[default]
+    Pinned,
+    /// Time passes as for the real services (`meshform sim`): an operation also finishes `lro`
+    /// after it starts, polled or not (as GKE's do: one whose client was killed still ends), and
+    /// a deleted namespace stays Terminating for [`NAMESPACE_FINALIZE`] before the namespace
+    /// controller finalizes it.
+    Wall {
+        /// How long an operation takes at most.
+        lro: Duration,
+    },
+}
+
+/// How long a deleted namespace stays Terminating under [`SimClock::Wall`].
+pub const NAMESPACE_FINALIZE: Duration = Duration::from_millis(150);
+
+impl SimClock {
+    /// The time after which an operation is done whether polled or not (none when pinned).
+    pub fn lro_time(self) -> Option<Duration> {
+        match self {
+            SimClock::Pinned => None,
+            SimClock::Wall { lro } => Some(lro),
+        }
+    }
+
+    /// How long a deleted namespace stays Terminating (none when pinned: it is finalized at once).
+    pub fn namespace_finalize(self) -> Option<Duration> {
+        match self {
+            SimClock::Pinned => None,
+            SimClock::Wall { .. } => Some(NAMESPACE_FINALIZE),
         }
     }
 }

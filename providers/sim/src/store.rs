@@ -93,8 +93,9 @@ pub struct Store {
     /// Polls an operation takes.
     pub lro_polls: u32,
     /// When set, an operation is also done this long after it started, polled or not (as GKE's
-    /// are: an operation a killed client never polls still ends). Off by default, so that tests
-    /// finish operations by polls alone, deterministically.
+    /// are: an operation a killed client never polls still ends). Set from
+    /// `SimOptions::clock`; off when it is pinned, so that tests finish operations by polls
+    /// alone, deterministically.
     pub lro_time: Option<std::time::Duration>,
     next_id: u64,
 }

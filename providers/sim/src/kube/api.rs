@@ -1131,13 +1131,18 @@ fn delete(
             t["metadata"]["deletionTimestamp"] = json!(now());
             t["status"]["phase"] = json!("Terminating");
             let stored = persist(s, &mut inner, key, t, "MODIFIED");
-            drop(inner);
-            let server = s.clone();
-            let ns_name = name.to_string();
-            tokio::spawn(async move {
-                tokio::time::sleep(server.namespace_finalize).await;
-                finalize_namespace(&server, &ns_name);
-            });
+            match s.namespace_finalize {
+                None => finalize_namespace(s, &mut inner, name),
+                Some(after) => {
+                    drop(inner);
+                    let server = s.clone();
+                    let ns_name = name.to_string();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(after).await;
+                        finalize_namespace(&server, &mut server.lock(), &ns_name);
+                    });
+                }
+            }
             return Ok(ok(served(def, version, stored)));
         }
         return Ok(ok(served(def, version, old)));
@@ -1193,20 +1198,19 @@ fn delete(
 }
 
 /// The namespace controller: deletes the content of a terminating namespace, then the namespace.
-fn finalize_namespace(s: &KubeServer, ns: &str) {
-    let mut inner = s.lock();
+fn finalize_namespace(s: &KubeServer, inner: &mut Inner, ns: &str) {
     let content: Vec<Key> = inner.objects.keys().filter(|k| k.2 == ns).cloned().collect();
     for k in content {
         if let Some(o) = inner.objects.get(&k).cloned() {
-            persist(s, &mut inner, k, o, "DELETED");
+            persist(s, inner, k, o, "DELETED");
         }
     }
     inner.tokens.retain(|_, (tns, _)| tns != ns);
     let key = (String::new(), "namespaces".to_string(), String::new(), ns.to_string());
     if let Some(mut o) = inner.objects.get(&key).cloned() {
         o["spec"]["finalizers"] = json!([]);
-        let o = persist(s, &mut inner, key.clone(), o, "MODIFIED");
-        persist(s, &mut inner, key, o, "DELETED");
+        let o = persist(s, inner, key.clone(), o, "MODIFIED");
+        persist(s, inner, key, o, "DELETED");
     }
 }
 

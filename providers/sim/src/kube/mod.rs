@@ -71,8 +71,9 @@ pub struct KubeServer {
     pub inner: Mutex<Inner>,
     /// Live events.
     pub events: broadcast::Sender<Event>,
-    /// How long a deleted namespace stays Terminating.
-    pub namespace_finalize: Duration,
+    /// How long a deleted namespace stays Terminating (None: the deleting request finalizes it;
+    /// from `SimOptions::clock`).
+    pub namespace_finalize: Option<Duration>,
     /// Delay added to every request.
     pub latency: Duration,
     /// Injected faults (429 or 503), drawn per request identity.
@@ -109,7 +110,7 @@ impl KubeServer {
                 tokens: HashMap::new(),
             }),
             events: tx,
-            namespace_finalize: Duration::from_millis(150),
+            namespace_finalize: opts.clock.namespace_finalize(),
             latency: opts.latency,
             faults: crate::faults::Faults::new(opts.fault_rate, opts.seed, format!("cluster {index} {}", spec.name)),
             retry_after_secs: opts.retry_after_secs,
