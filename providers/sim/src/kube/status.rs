@@ -15,8 +15,6 @@ pub struct KubeError {
     pub message: String,
     /// `details`.
     pub details: Value,
-    /// Seconds for a `Retry-After` header.
-    pub retry_after: Option<u32>,
 }
 
 /// Handler results.
@@ -25,7 +23,7 @@ pub type KResult<T> = Result<T, KubeError>;
 impl KubeError {
     /// Any error.
     pub fn new(code: u16, reason: &'static str, message: impl Into<String>) -> KubeError {
-        KubeError { code, reason, message: message.into(), details: json!({}), retry_after: None }
+        KubeError { code, reason, message: message.into(), details: json!({}) }
     }
 
     /// With details.
@@ -70,23 +68,27 @@ impl KubeError {
         .details(json!({"name": name, "kind": plural}))
     }
 
-    /// 429, asking the client to retry after `secs` seconds.
+    /// 429, asking the client to retry after `secs` seconds (send it with
+    /// [`KubeError::retry_after`], which sets the header too).
     pub fn too_many_requests(secs: u32) -> KubeError {
-        let mut e = KubeError::new(
+        KubeError::new(
             429,
             "TooManyRequests",
             "the server has received too many requests and has asked us to try again later",
         )
-        .details(json!({"retryAfterSeconds": secs}));
-        e.retry_after = Some(secs);
-        e
+        .details(json!({"retryAfterSeconds": secs}))
     }
 
-    /// 503, asking the client to retry after `secs` seconds.
-    pub fn unavailable(secs: u32) -> KubeError {
-        let mut e = KubeError::new(503, "ServiceUnavailable", "the server is currently unable to handle the request");
-        e.retry_after = Some(secs);
-        e
+    /// 503.
+    pub fn unavailable() -> KubeError {
+        KubeError::new(503, "ServiceUnavailable", "the server is currently unable to handle the request")
+    }
+
+    /// The response, with a `Retry-After: secs` header.
+    pub fn retry_after(self, secs: u32) -> Response {
+        let mut r = self.into_response();
+        r.headers_mut().insert("retry-after", axum::http::HeaderValue::from(secs));
+        r
     }
 
     /// 400.
@@ -111,11 +113,7 @@ impl KubeError {
 impl IntoResponse for KubeError {
     fn into_response(self) -> Response {
         let code = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let mut r = (code, axum::Json(self.body())).into_response();
-        if let Some(secs) = self.retry_after {
-            r.headers_mut().insert("retry-after", axum::http::HeaderValue::from(secs));
-        }
-        r
+        (code, axum::Json(self.body())).into_response()
     }
 }
 
@@ -128,10 +126,10 @@ mod tests {
         for secs in [0, 1, 7] {
             let e = KubeError::too_many_requests(secs);
             assert_eq!(e.body()["details"]["retryAfterSeconds"], secs);
-            let r = e.into_response();
+            let r = e.retry_after(secs);
             assert_eq!(r.status(), 429);
             assert_eq!(r.headers()["retry-after"], secs.to_string().as_str());
-            let r = KubeError::unavailable(secs).into_response();
+            let r = KubeError::unavailable().retry_after(secs);
             assert_eq!(r.status(), 503);
             assert_eq!(r.headers()["retry-after"], secs.to_string().as_str());
         }
