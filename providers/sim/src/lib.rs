@@ -20,6 +20,7 @@ pub mod server;
 pub mod state;
 pub mod store;
 pub mod support;
+pub mod tools;
 pub mod world;
 
 pub use server::Sim;
@@ -32,7 +33,7 @@ mod layering {
 
     /// The crate's modules, by layer (a module may use only those of earlier layers).
     const CRATE: &[&[&str]] = &[
-        &["world", "certs", "errors", "filter", "faults", "support"],
+        &["world", "certs", "errors", "filter", "faults", "support", "tools"],
         &["store"],
         &["state"],
         &["compute", "container", "hub", "kube"],

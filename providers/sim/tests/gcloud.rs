@@ -1,6 +1,8 @@
 //! The real gcloud 528 against the simulator: every command of the setup guides (the reference's
 //! "What gcloud 528 sends"), what a following describe/list shows, out-of-band changes, faults,
 //! operation polls, and service-account keys whose token_uri is the simulator.
+//!
+//! Needs gcloud and openssl on PATH (a missing tool fails the test saying so; see .ci/run).
 
 mod common;
 
@@ -311,10 +313,10 @@ async fn unauthenticated_requests_get_401() {
 #[tokio::test(flavor = "multi_thread")]
 async fn service_account_key_with_simulator_token_uri() {
     let e = Env::default().await;
-    let key_pem = std::process::Command::new("openssl")
+    let key_pem = std::process::Command::new(meshform_sim::tools::need("openssl"))
         .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"])
         .output()
-        .expect("openssl is installed");
+        .expect("openssl runs");
     let key = serde_json::json!({
         "type": "service_account", "project_id": "meshform-demo", "private_key_id": "k1",
         "private_key": String::from_utf8(key_pem.stdout).unwrap(),

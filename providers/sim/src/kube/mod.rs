@@ -5,12 +5,12 @@
 //! token controller and TokenRequest, and CRDs that make new kinds servable at once.
 
 //!
-//! Modules, in dependency order (each imports only those before it): `status` (Status errors),
-//! `selectors`, `resources` (served kinds, CRDs), `proto` (protobuf bodies), `ssa` (field
-//! ownership) → `state` (the server's state and storage primitives), `wire` (bodies, replies) →
-//! `defaults` (per kind), `controllers` → `objects` (CRUD) → `lists` (lists, Tables, watch),
-//! `patch`, `discovery` (and OpenAPI) → `http` (auth, faults, log, routing) → this file
-//! (building, seeding and serving a server).
+//! Modules, in dependency order (each imports only those of the groups before it; the crate's
+//! `layering` test checks it): `status` (Status errors), `resources` (served kinds, CRDs),
+//! `proto` (protobuf bodies), `ssa` (field ownership) → `selectors`, `state` (the server's state
+//! and storage primitives), `wire` (bodies, replies) → `defaults` (per kind), `controllers` →
+//! `objects` (CRUD) → `lists` (lists, Tables, watch), `patch`, `discovery` (and OpenAPI) →
+//! `http` (auth, faults, log, routing) → this file (building, seeding and serving a server).
 
 mod controllers;
 mod defaults;

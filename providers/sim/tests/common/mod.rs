@@ -51,7 +51,7 @@ impl Env {
     }
 
     pub async fn gcloud_with(&self, args: &[&str], extra: &[(&str, &str)], remove: &[&str]) -> Out {
-        let mut c = tokio::process::Command::new("gcloud");
+        let mut c = tokio::process::Command::new(meshform_sim::tools::need("gcloud"));
         c.args(args).env_clear();
         for (k, v) in &self.vars {
             if !remove.contains(&k.as_str()) {
@@ -61,7 +61,7 @@ impl Env {
         for (k, v) in extra {
             c.env(k, v);
         }
-        let o = c.output().await.expect("gcloud runs (is the Google Cloud SDK installed?)");
+        let o = c.output().await.expect("gcloud runs");
         Out {
             code: o.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
