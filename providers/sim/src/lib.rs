@@ -4,7 +4,8 @@
 //! `meshform demo`, and the target of the integration tests.
 //!
 //! Key types: [`Sim`] (a running simulator and its handle for tests), [`SimOptions`] (faults,
-//! latency, operation polls), [`world::World`] (what is seeded). The one design decision: every
+//! latency, operation polls, and [`SimClock`]: whether anything happens by time),
+//! [`world::World`] (what is seeded). The one design decision: every
 //! resource is kept as the JSON the API returns, so shapes stay exactly as documented.
 
 pub mod certs;

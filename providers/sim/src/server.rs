@@ -1,7 +1,9 @@
 //! The running simulator: one HTTP listener on loopback for the Google Cloud APIs (path
 //! prefixes `/compute/v1`, `/container/v1`, `/gkehub/v1`, `/serviceusage/v1`), an OAuth2 token
 //! endpoint, the compute batch endpoint, and the knobs: bearer tokens, latency, deterministic
-//! faults (429 with Retry-After, or 503), operation polls, and a request log.
+//! faults (429 with Retry-After, or 503), operation polls, and a request log. It wires the
+//! handlers' routes (`compute`, `container`, `hub`) and starts the clusters' API servers
+//! (`kube`); they, in turn, know only `state` and the modules below it.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
