@@ -175,7 +175,8 @@ pub enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
         /// Operations also finish this many seconds after they start, polled or not, as GKE's do
-        /// (0: only by polls).
+        /// (0: nothing happens by time: operations finish only by polls, a deleted namespace at
+        /// once).
         #[arg(long, default_value_t = 10.0)]
         lro_seconds: f64,
     },

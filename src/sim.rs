@@ -4,7 +4,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use meshform_sim::world::World;
-use meshform_sim::{Sim, SimOptions, files};
+use meshform_sim::{Sim, SimClock, SimOptions, files};
 
 use crate::exit::OK;
 
@@ -18,7 +18,8 @@ pub struct Options {
     pub lro_polls: u32,
     /// Seed of the fault sequence.
     pub seed: u64,
-    /// Operations also finish this long after they start.
+    /// Operations also finish this long after they start, and the simulator's other timed
+    /// behaviour runs by the wall clock (None: nothing happens by time).
     pub lro_time: Option<Duration>,
 }
 
@@ -36,7 +37,15 @@ pub async fn run(fail: &dyn Fn(&str) -> u8, dir: &Path, world: Option<&Path>, o:
             Err(e) => return fail(&format!("world file {}: {e}", p.display())),
         },
     };
-    let opts = SimOptions { world, latency: Duration::from_millis(latency), fault_rate, lro_polls, seed, lro_time };
+    let opts = SimOptions {
+        world,
+        latency: Duration::from_millis(latency),
+        fault_rate,
+        lro_polls,
+        seed,
+        clock: lro_time.map_or(SimClock::Pinned, |lro| SimClock::Wall { lro }),
+        ..SimOptions::default()
+    };
     let sim = match Sim::start(opts).await {
         Ok(s) => s,
         Err(e) => return fail(&e),

@@ -4,6 +4,8 @@
 //! duplicate or orphan object, and destroy restores every cluster's authorized networks and
 //! global access exactly as the world had them. CI runs 2 kills; `cargo test --test crash --
 //! --ignored` runs 20 (`MESHFORM_CRASH_SEED` picks the sequence).
+//!
+//! Needs gcloud and kubectl on PATH (a missing tool fails the test saying so; see .ci/run).
 
 mod common;
 

@@ -2,6 +2,8 @@
 //! with Retry-After, 503s, replies lost after the change was made): every apply converges within
 //! two runs, the plan after it is empty, and destroy leaves nothing meshform made. CI runs one
 //! seed per plan; `cargo test --test faults -- --ignored` runs 10 seeds each.
+//!
+//! Needs gcloud and kubectl on PATH (a missing tool fails the test saying so; see .ci/run).
 
 mod common;
 

@@ -1,5 +1,7 @@
 //! The Google Cloud provider against the simulator, through the real `meshform` binary (and the
 //! real gcloud for out-of-band changes and comparisons).
+//!
+//! Needs gcloud and openssl on PATH (a missing tool fails the test saying so; see .ci/run).
 
 mod common;
 

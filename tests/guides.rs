@@ -1,6 +1,8 @@
 //! The two setup guides as plans, end to end against the simulator, for 2 and 3 clusters: apply
 //! from empty state, nothing left to do, the end state as the manual steps leave it (inspected
 //! with gcloud and kubectl), drift per resource family, destroy leaving what was there before.
+//!
+//! Needs gcloud and kubectl on PATH (a missing tool fails the test saying so; see .ci/run).
 
 mod common;
 

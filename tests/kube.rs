@@ -1,5 +1,7 @@
 //! The Kubernetes provider against the simulated clusters, through the real `meshform` binary,
 //! with kubectl making the out-of-band changes.
+//!
+//! Needs kubectl and openssl on PATH (a missing tool fails the test saying so; see .ci/run).
 
 mod common;
 
@@ -404,7 +406,7 @@ async fn plugin_ca_certificates_chain_to_one_root_and_keep_keys_out_of_state() {
         (p, String::from_utf8(pem).unwrap())
     };
     let openssl = |args: &[&str]| {
-        let o = std::process::Command::new("openssl").args(args).output().unwrap();
+        let o = std::process::Command::new(meshform_sim::tools::need("openssl")).args(args).output().unwrap();
         format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
     };
     let mut keys = Vec::new();

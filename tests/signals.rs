@@ -3,6 +3,8 @@
 //! list`, the provably stale lock is taken over, the rerun converges), Ctrl-C or EOF at the
 //! confirmation prompt (no lock left; the prompt runs in a pseudo-terminal made by python3's pty
 //! module), and a broken lock file (named with the exact command that removes it).
+//!
+//! Needs gcloud (and python3) on PATH (a missing tool fails the test saying so; see .ci/run).
 
 mod common;
 
@@ -149,13 +151,14 @@ _, status = os.waitpid(pid, 0)
 sys.stdout.write(seen.decode(errors="replace"))
 sys.exit(os.waitstatus_to_exitcode(status) if os.waitstatus_to_exitcode(status) >= 0 else 128 - os.waitstatus_to_exitcode(status))
 "#;
-    let o = std::process::Command::new("python3")
+    // python3 makes the pseudo-terminal.
+    let o = std::process::Command::new(meshform_sim::tools::need("python3"))
         .args(["-c", script, env!("CARGO_BIN_EXE_meshform"), keys])
         .current_dir(dir)
         .env("HOME", dir)
         .env("NO_COLOR", "1")
         .output()
-        .expect("python3 is needed by this test (it makes the pseudo-terminal): install python3");
+        .expect("python3 runs");
     (code(&o), text(&o))
 }
 

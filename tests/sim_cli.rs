@@ -1,5 +1,7 @@
 //! `meshform sim` as a newcomer runs it: the binary in the foreground, its files, the real gcloud
 //! pointed at it through env.sh, and a clean stop on SIGTERM.
+//!
+//! Needs gcloud on PATH (a missing tool fails the test saying so; see .ci/run).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -51,7 +53,7 @@ fn meshform_sim_serves_gcloud_and_stops_on_sigterm() {
 
     let env = env_sh(&simdir.join("env.sh"));
     let gcloud = |args: &[&str]| {
-        let o = Command::new("gcloud")
+        let o = Command::new(meshform_sim::tools::need("gcloud"))
             .args(args)
             .env_clear()
             .envs(env.iter().cloned())

@@ -4,6 +4,9 @@
 //! both `drift` and `plan --detailed-exitcode` exit 0. One simulator and one apply serve every
 //! row; a managed type without a row fails the test. Every server a row points anything at is on
 //! loopback.
+//!
+//! Needs gcloud, kubectl and openssl on PATH (a missing tool fails the test saying so; see
+//! .ci/run).
 
 mod common;
 
@@ -565,10 +568,10 @@ async fn tamper(c: &Cloud, t: &Tamper) {
             c.kubectl(0, &["delete", "-n", "istio-system", token]).await;
         }
         Tamper::ForeignCaKey(i) => {
-            let key = std::process::Command::new("openssl")
+            let key = std::process::Command::new(meshform_sim::tools::need("openssl"))
                 .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"])
                 .output()
-                .expect("openssl is needed by this test: install openssl");
+                .expect("openssl runs");
             assert!(key.status.success());
             let patch =
                 serde_json::json!({"data": {"ca-key.pem": b64(&String::from_utf8_lossy(&key.stdout))}}).to_string();
@@ -613,11 +616,11 @@ async fn verify(c: &Cloud, check: &Check) -> (bool, String) {
             std::fs::write(dir.path().join("cert.pem"), field("ca-cert.pem")).unwrap();
             std::fs::write(dir.path().join("key.pem"), field("ca-key.pem")).unwrap();
             let openssl = |args: &[&str]| {
-                std::process::Command::new("openssl")
+                std::process::Command::new(meshform_sim::tools::need("openssl"))
                     .args(args)
                     .current_dir(dir.path())
                     .output()
-                    .expect("openssl is needed by this test: install openssl")
+                    .expect("openssl runs")
                     .stdout
             };
             let from_cert = openssl(&["x509", "-in", "cert.pem", "-noout", "-pubkey"]);

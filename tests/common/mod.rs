@@ -1,5 +1,6 @@
 //! Shared fixture of the integration tests: a simulator with its own gcloud configuration,
-//! HOME and kubeconfig, and the real `meshform`, `gcloud` and `kubectl` run against it.
+//! HOME and kubeconfig, and the real `meshform`, `gcloud` and `kubectl` run against it (tools
+//! are found with `meshform_sim::tools::need`, which fails a test clearly without one).
 #![allow(dead_code)]
 
 use std::process::Output;
@@ -15,8 +16,10 @@ pub struct Cloud {
 pub const FAST: &str = "[providers.gcp]\nrequests_per_second = 2000\n\n";
 
 impl Cloud {
+    /// A simulator with `opts`, except that injected faults ask for no wait (`Retry-After: 0`):
+    /// no test waits on a fixed second.
     pub async fn start(opts: SimOptions) -> Cloud {
-        let sim = Sim::start(opts).await.unwrap();
+        let sim = Sim::start(SimOptions { retry_after_secs: 0, ..opts }).await.unwrap();
         let dir = tempfile::tempdir().unwrap();
         files::write_all(&sim, dir.path()).unwrap();
         let mut env = files::env_vars(&sim, dir.path());
@@ -38,8 +41,11 @@ impl Cloud {
         std::fs::write(self.dir.path().join("main.toml"), format!("{FAST}{toml}")).unwrap();
     }
 
+    /// Runs `prog` (a path, as meshform's, or a tool found on PATH: gcloud, kubectl) in the
+    /// fixture's directory with its environment only (minus `drop`, plus `extra`).
     pub async fn run(&self, prog: &str, args: &[&str], drop: &[&str], extra: &[(&str, String)]) -> Output {
-        let mut c = tokio::process::Command::new(prog);
+        let program = if prog.contains('/') { prog.into() } else { meshform_sim::tools::need(prog) };
+        let mut c = tokio::process::Command::new(program);
         c.args(args).current_dir(self.dir.path()).env_clear().stdin(std::process::Stdio::null());
         for (k, v) in &self.env {
             if !drop.contains(&k.as_str()) {
@@ -120,7 +126,7 @@ impl Cloud {
     /// A service-account key file (a fresh RSA key made by openssl) whose `token_uri` is the
     /// simulator's token endpoint, as GOOGLE_APPLICATION_CREDENTIALS names one.
     pub fn service_account_key(&self) -> std::path::PathBuf {
-        let pem = std::process::Command::new("openssl")
+        let pem = std::process::Command::new(meshform_sim::tools::need("openssl"))
             .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"])
             .output()
             .unwrap();

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::errors::{ApiError, ApiResult, Style};
 use crate::filter::Filter;
-use crate::server::Shared;
+use crate::state::Shared;
 use crate::store::{COMPUTE_BASE, Store, fingerprint, now};
 use crate::world::region_of;
 

@@ -9,7 +9,7 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use crate::errors::{ApiError, ApiResult, Style};
-use crate::server::Shared;
+use crate::state::Shared;
 use crate::store::{CONTAINER_BASE, OpApi, Store, now};
 use crate::world::short_hash;
 
@@ -64,6 +64,9 @@ fn valid_cidr(c: &str) -> bool {
         .is_some_and(|(ip, len)| ip.parse::<std::net::Ipv4Addr>().is_ok() && len.parse::<u8>().is_ok_and(|l| l <= 32))
 }
 
+/// `projects.locations.clusters.update`: exactly one `desired*` field, as gcloud 528 sends them
+/// (and the deprecated forms); refused while another operation runs on the cluster. An invalid
+/// CIDR is refused at once; more than 50 blocks make an operation that fails.
 async fn update_cluster(
     State(s): S,
     Path((p, l, c)): Path<(String, String, String)>,
@@ -91,65 +94,17 @@ async fn update_cluster(
             ),
         ));
     }
-    let (mut authorized, mut global_access) = (None, None);
-    match desired[0].as_str() {
-        "desiredControlPlaneEndpointsConfig" => {
-            let ip = &update["desiredControlPlaneEndpointsConfig"]["ipEndpointsConfig"];
-            authorized = ip.get("authorizedNetworksConfig").cloned();
-            global_access = ip.get("globalAccess").and_then(Value::as_bool);
-        }
-        "desiredMasterAuthorizedNetworksConfig" => {
-            authorized = update.get("desiredMasterAuthorizedNetworksConfig").cloned()
-        }
-        "desiredPrivateClusterConfig" => {
-            global_access = update["desiredPrivateClusterConfig"]["masterGlobalAccessConfig"]["enabled"].as_bool();
-        }
-        other => return Err(ApiError::invalid(R, format!("The simulator does not support `{other}` updates."))),
-    }
-    if authorized.is_none() && global_access.is_none() {
-        return Err(ApiError::invalid(R, "Update must change a setting."));
-    }
-    let mut failure = None;
-    if let Some(a) = &authorized {
-        let blocks = a.get("cidrBlocks").and_then(Value::as_array).cloned().unwrap_or_default();
-        for b in &blocks {
-            let cidr = b["cidrBlock"].as_str().unwrap_or_default();
-            if !valid_cidr(cidr) {
-                return Err(ApiError::invalid(
-                    R,
-                    format!("Invalid master authorized networks: invalid CIDR block \"{cidr}\"."),
-                ));
-            }
-        }
-        if blocks.len() > 50 {
-            failure =
-                Some(format!("Master authorized networks can have at most 50 CIDR blocks, {} given.", blocks.len()));
-        }
-    }
+    let (authorized, global_access) = requested(update, desired[0])?;
+    let failure = match &authorized {
+        Some(a) => check_networks(a)?,
+        None => None,
+    };
     if failure.is_none() {
         let cl = st.clusters.get_mut(&key).ok_or_else(|| not_found(&p, &l, &c))?;
-        if let Some(a) = authorized {
-            let mut a = a;
-            if a.get("cidrBlocks").is_none() {
-                a["cidrBlocks"] = json!([]);
-            }
-            cl["controlPlaneEndpointsConfig"]["ipEndpointsConfig"]["authorizedNetworksConfig"] = a.clone();
-            cl["masterAuthorizedNetworksConfig"] = a;
-        }
-        if let Some(g) = global_access {
-            cl["controlPlaneEndpointsConfig"]["ipEndpointsConfig"]["globalAccess"] = json!(g);
-            if cl["privateClusterConfig"].as_object().is_some_and(|m| !m.is_empty()) {
-                cl["privateClusterConfig"]["masterGlobalAccessConfig"] = json!({"enabled": g});
-            }
-        }
-        cl["etag"] = json!(short_hash(&format!("{}{}", cl["etag"], now())));
+        change(cl, authorized, global_access);
     }
     let number = st.project_number.clone();
-    let name = format!(
-        "operation-{}-{}",
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis()),
-        short_hash(&key)
-    );
+    let name = format!("operation-{}-{}", crate::support::unix_millis(), short_hash(&key));
     let op = json!({
         "name": name, "zone": l, "location": l, "operationType": "UPDATE_CLUSTER", "status": "PENDING",
         "selfLink": format!("{CONTAINER_BASE}/projects/{number}/zones/{l}/operations/{name}"),
@@ -157,6 +112,59 @@ async fn update_cluster(
         "startTime": now(),
     });
     Ok(Json(st.start_op(OpApi::Container, op, failure)))
+}
+
+/// What the `desired` field of an update asks for: authorized networks, global access.
+fn requested(update: &serde_json::Map<String, Value>, desired: &str) -> ApiResult<(Option<Value>, Option<bool>)> {
+    let (authorized, global_access) = match desired {
+        "desiredControlPlaneEndpointsConfig" => {
+            let ip = &update["desiredControlPlaneEndpointsConfig"]["ipEndpointsConfig"];
+            (ip.get("authorizedNetworksConfig").cloned(), ip.get("globalAccess").and_then(Value::as_bool))
+        }
+        "desiredMasterAuthorizedNetworksConfig" => (update.get("desiredMasterAuthorizedNetworksConfig").cloned(), None),
+        "desiredPrivateClusterConfig" => {
+            (None, update["desiredPrivateClusterConfig"]["masterGlobalAccessConfig"]["enabled"].as_bool())
+        }
+        other => return Err(ApiError::invalid(R, format!("The simulator does not support `{other}` updates."))),
+    };
+    if authorized.is_none() && global_access.is_none() {
+        return Err(ApiError::invalid(R, "Update must change a setting."));
+    }
+    Ok((authorized, global_access))
+}
+
+/// Refuses an invalid CIDR block; the failure of the operation when there are more than 50.
+fn check_networks(authorized: &Value) -> ApiResult<Option<String>> {
+    let blocks = authorized.get("cidrBlocks").and_then(Value::as_array).cloned().unwrap_or_default();
+    for b in &blocks {
+        let cidr = b["cidrBlock"].as_str().unwrap_or_default();
+        if !valid_cidr(cidr) {
+            return Err(ApiError::invalid(
+                R,
+                format!("Invalid master authorized networks: invalid CIDR block \"{cidr}\"."),
+            ));
+        }
+    }
+    Ok((blocks.len() > 50)
+        .then(|| format!("Master authorized networks can have at most 50 CIDR blocks, {} given.", blocks.len())))
+}
+
+/// Makes the change on the cluster (both the current and the deprecated fields) and a new etag.
+fn change(cl: &mut Value, authorized: Option<Value>, global_access: Option<bool>) {
+    if let Some(mut a) = authorized {
+        if a.get("cidrBlocks").is_none() {
+            a["cidrBlocks"] = json!([]);
+        }
+        cl["controlPlaneEndpointsConfig"]["ipEndpointsConfig"]["authorizedNetworksConfig"] = a.clone();
+        cl["masterAuthorizedNetworksConfig"] = a;
+    }
+    if let Some(g) = global_access {
+        cl["controlPlaneEndpointsConfig"]["ipEndpointsConfig"]["globalAccess"] = json!(g);
+        if cl["privateClusterConfig"].as_object().is_some_and(|m| !m.is_empty()) {
+            cl["privateClusterConfig"]["masterGlobalAccessConfig"] = json!({"enabled": g});
+        }
+    }
+    cl["etag"] = json!(short_hash(&format!("{}{}", cl["etag"], now())));
 }
 
 async fn get_op(State(s): S, Path((p, l, op)): Path<(String, String, String)>) -> ApiResult<Json<Value>> {

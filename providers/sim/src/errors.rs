@@ -81,10 +81,10 @@ impl ApiError {
     pub fn forbidden(style: Style, message: impl Into<String>) -> ApiError {
         Self::new(style, 403, "forbidden", "PERMISSION_DENIED", message)
     }
-    /// 429 with Retry-After.
-    pub fn rate_limited(style: Style) -> ApiError {
+    /// 429 with Retry-After (seconds).
+    pub fn rate_limited(style: Style, retry_after: u32) -> ApiError {
         let mut e = Self::new(style, 429, "rateLimitExceeded", "RESOURCE_EXHAUSTED", "Rate Limit Exceeded");
-        e.retry_after = Some(1);
+        e.retry_after = Some(retry_after);
         e
     }
     /// 503.
@@ -113,5 +113,20 @@ impl IntoResponse for ApiError {
             r.headers_mut().insert("retry-after", HeaderValue::from(s));
         }
         r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_is_the_given_seconds() {
+        for secs in [0, 1, 7] {
+            let r = ApiError::rate_limited(Style::Compute, secs).into_response();
+            assert_eq!(r.status(), 429);
+            assert_eq!(r.headers()["retry-after"], secs.to_string().as_str());
+        }
+        assert!(ApiError::unavailable(Style::Rpc).into_response().headers().get("retry-after").is_none());
     }
 }

@@ -101,7 +101,7 @@ pub fn world_json(sim: &Sim) -> serde_json::Value {
 pub fn write_all(sim: &Sim, dir: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let env: String = env_vars(sim, dir).iter().map(|(k, v)| format!("export {k}={}\n", shell_quote(v))).collect();
-    let write = meshform_engine::state::local::atomic_write;
+    let write = crate::support::atomic_write;
     write(&dir.join("kubeconfig"), kubeconfig(sim).as_bytes())?;
     write(&dir.join("world.json"), serde_json::to_string_pretty(&world_json(sim)).unwrap_or_default().as_bytes())?;
     write(&dir.join("env.sh"), env.as_bytes())

@@ -10,7 +10,7 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use crate::errors::{ApiError, ApiResult, Style};
-use crate::server::Shared;
+use crate::state::Shared;
 use crate::store::{OpApi, Store, now};
 use crate::world::short_hash;
 
@@ -63,11 +63,7 @@ fn lro(
     resource: Value,
     failure: Option<String>,
 ) -> Value {
-    let id = format!(
-        "operation-{}-{}",
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis()),
-        short_hash(&format!("{target}{}", st.id()))
-    );
+    let id = format!("operation-{}-{}", crate::support::unix_millis(), short_hash(&format!("{target}{}", st.id())));
     let mut response = resource;
     if let Some(m) = response.as_object_mut() {
         m.insert("@type".into(), json!(format!("type.googleapis.com/{type_name}")));

@@ -1,12 +1,13 @@
 //! The running simulator: one HTTP listener on loopback for the Google Cloud APIs (path
 //! prefixes `/compute/v1`, `/container/v1`, `/gkehub/v1`, `/serviceusage/v1`), an OAuth2 token
 //! endpoint, the compute batch endpoint, and the knobs: bearer tokens, latency, deterministic
-//! faults (429 with Retry-After, or 503), operation polls, and a request log.
+//! faults (429 with Retry-After, or 503), operation polls, and a request log. It wires the
+//! handlers' routes (`compute`, `container`, `hub`) and starts the clusters' API servers
+//! (`kube`); they, in turn, know only `state` and the modules below it.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -16,77 +17,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
-use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
 use crate::certs::ClusterCa;
 use crate::errors::{ApiError, Style};
+use crate::faults::{Fault, Faults};
+use crate::state::{LogEntry, Shared, SimOptions};
 use crate::store::{ClusterAccess, Store};
 use crate::world::{World, short_hash};
-
-/// How the simulator behaves.
-#[derive(Clone, Debug)]
-pub struct SimOptions {
-    /// What to seed.
-    pub world: World,
-    /// Delay added to every API request.
-    pub latency: Duration,
-    /// Fraction of API requests answered with 429 or 503.
-    pub fault_rate: f64,
-    /// Polls an operation takes to finish (0: done at once).
-    pub lro_polls: u32,
-    /// Seed of the fault sequence.
-    pub seed: u64,
-    /// Operations also finish this long after they start, polled or not (None: by polls only).
-    pub lro_time: Option<Duration>,
-}
-
-impl Default for SimOptions {
-    fn default() -> Self {
-        SimOptions {
-            world: World::default(),
-            latency: Duration::ZERO,
-            fault_rate: 0.0,
-            lro_polls: 1,
-            seed: 1,
-            lro_time: None,
-        }
-    }
-}
-
-/// One request as the simulator saw it.
-#[derive(Clone, Debug, Serialize)]
-pub struct LogEntry {
-    /// HTTP method.
-    pub method: String,
-    /// Path.
-    pub path: String,
-    /// Query string.
-    pub query: String,
-    /// Status returned.
-    pub status: u16,
-    /// The status was an injected fault.
-    pub injected: bool,
-}
-
-/// State shared by every handler.
-pub struct Shared {
-    /// The resources.
-    pub store: Mutex<Store>,
-    /// Accepted bearer tokens (the clusters' API servers accept them too, as GKE accepts Google
-    /// access tokens).
-    pub tokens: Arc<Mutex<HashSet<String>>>,
-    /// Every request.
-    pub log: Mutex<Vec<LogEntry>>,
-    /// Options.
-    pub opts: SimOptions,
-    /// The next this many changes (POST/PUT/PATCH/DELETE) are carried out and answered 503, as
-    /// when a reply is lost: a test sets it to exercise a client's retry of a change that was made.
-    pub lose_replies: std::sync::atomic::AtomicU32,
-    rng: Mutex<u64>,
-    router: OnceLock<Router>,
-}
 
 /// A running simulator.
 pub struct Sim {
@@ -156,13 +95,13 @@ impl Sim {
             kube.push(server);
         }
         let mut store = Store::seed(&opts.world, clusters.clone(), opts.lro_polls);
-        store.lro_time = opts.lro_time;
+        store.lro_time = opts.clock.lro_time();
         let shared = Arc::new(Shared {
             store: Mutex::new(store),
             tokens,
             log: Mutex::new(Vec::new()),
             lose_replies: Default::default(),
-            rng: Mutex::new(opts.seed),
+            faults: Faults::new(opts.fault_rate, opts.seed, "gcp"),
             opts: opts.clone(),
             router: OnceLock::new(),
         });
@@ -256,71 +195,51 @@ async fn gate(State(s): State<Arc<Shared>>, req: Request, next: Next) -> Respons
     let query = req.uri().query().unwrap_or("").to_string();
     let exempt = path.starts_with("/__sim") || path == "/token";
     let style = style_of(&path);
-    let mut injected = false;
-    let resp = if exempt {
-        next.run(req).await
+    let (resp, injected) = if exempt {
+        (next.run(req).await, false)
     } else if !bearer(req.headers()).is_some_and(|t| s.tokens.lock().unwrap_or_else(|e| e.into_inner()).contains(t)) {
-        ApiError::unauthenticated(style).into_response()
+        (ApiError::unauthenticated(style).into_response(), false)
     } else {
         if !s.opts.latency.is_zero() {
             tokio::time::sleep(s.opts.latency).await;
         }
-        let mutating = matches!(method.as_str(), "POST" | "PUT" | "PATCH" | "DELETE");
-        let lose = mutating
-            && s.lose_replies
-                .fetch_update(std::sync::atomic::Ordering::SeqCst, std::sync::atomic::Ordering::SeqCst, |n| {
-                    n.checked_sub(1)
-                })
-                .is_ok();
-        let fault = if lose { Some((ApiError::unavailable as fn(Style) -> ApiError, true)) } else { draw_fault(&s) };
-        match fault {
-            Some((e, after)) if after && mutating => {
-                // The change is made, and the reply is lost: what a client sees when a request
-                // times out after the server committed it. A retry then finds the change made.
-                injected = true;
-                let _ = next.run(req).await;
-                e(style).into_response()
-            }
-            Some((e, _)) => {
-                injected = true;
-                e(style).into_response()
-            }
-            None => next.run(req).await,
-        }
+        let target = if query.is_empty() { path.clone() } else { format!("{path}?{query}") };
+        with_faults(&s, style, &method, &target, req, next).await
     };
     let status = resp.status().as_u16();
     s.log.lock().unwrap_or_else(|e| e.into_inner()).push(LogEntry { method, path, query, status, injected });
     resp
 }
 
-/// A fault: the error, and whether it comes after the request was carried out.
-type Fault = (fn(Style) -> ApiError, bool);
-
-/// A fault to inject, if any; only 503s come after (and only for changes: the reply is lost, not
-/// the change).
-fn draw_fault(s: &Shared) -> Option<Fault> {
-    if s.opts.fault_rate <= 0.0 {
-        return None;
+/// Runs an authenticated request unless a fault is injected; whether one was. A lost reply (set
+/// by a test through `Shared::lose_replies`, or drawn) comes after a change is carried out.
+async fn with_faults(
+    s: &Shared,
+    style: Style,
+    method: &str,
+    target: &str,
+    req: Request,
+    next: Next,
+) -> (Response, bool) {
+    let mutating = matches!(method, "POST" | "PUT" | "PATCH" | "DELETE");
+    let lose = mutating
+        && s.lose_replies
+            .fetch_update(std::sync::atomic::Ordering::SeqCst, std::sync::atomic::Ordering::SeqCst, |n| {
+                n.checked_sub(1)
+            })
+            .is_ok();
+    let fault = if lose { Some(Fault::UnavailableAfter) } else { s.faults.draw(method, target) };
+    match fault {
+        None => (next.run(req).await, false),
+        Some(Fault::RateLimited) => (ApiError::rate_limited(style, s.opts.retry_after_secs).into_response(), true),
+        Some(Fault::UnavailableAfter) if mutating => {
+            // The change is made, and the reply is lost: what a client sees when a request
+            // times out after the server committed it. A retry then finds the change made.
+            let _ = next.run(req).await;
+            (ApiError::unavailable(style).into_response(), true)
+        }
+        Some(Fault::Unavailable | Fault::UnavailableAfter) => (ApiError::unavailable(style).into_response(), true),
     }
-    let mut state = s.rng.lock().unwrap_or_else(|e| e.into_inner());
-    let mut next = || {
-        // splitmix64: a fixed sequence from the seed.
-        *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = *state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    };
-    let x = next() as f64 / u64::MAX as f64;
-    if x >= s.opts.fault_rate {
-        return None;
-    }
-    let r = next();
-    Some(match (r % 2, (r >> 1) % 2) {
-        (0, _) => (ApiError::rate_limited, false),
-        (_, 0) => (ApiError::unavailable, false),
-        _ => (ApiError::unavailable, true),
-    })
 }
 
 async fn requests(State(s): State<Arc<Shared>>) -> Json<Value> {
@@ -332,35 +251,12 @@ async fn clear_requests(State(s): State<Arc<Shared>>) -> StatusCode {
     StatusCode::NO_CONTENT
 }
 
-/// Decodes `a=b&c=d` (form bodies and query strings).
-pub(crate) fn form_decode(body: &str) -> std::collections::HashMap<String, String> {
-    let dec = |s: &str| {
-        let bytes = s.replace('+', " ").into_bytes();
-        let mut out = Vec::with_capacity(bytes.len());
-        let mut i = 0;
-        while i < bytes.len() {
-            if bytes[i] == b'%'
-                && i + 2 < bytes.len()
-                && let Ok(b) = u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"), 16)
-            {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-            out.push(bytes[i]);
-            i += 1;
-        }
-        String::from_utf8_lossy(&out).into_owned()
-    };
-    body.split('&').filter_map(|kv| kv.split_once('=')).map(|(k, v)| (dec(k), dec(v))).collect()
-}
-
 /// OAuth2 token endpoint: exchanges a service-account JWT assertion for an access token.
 async fn token(State(s): State<Arc<Shared>>, body: String) -> Response {
     let bad = |m: &str| {
         (StatusCode::BAD_REQUEST, Json(json!({"error": "invalid_grant", "error_description": m}))).into_response()
     };
-    let form = form_decode(&body);
+    let form: std::collections::HashMap<String, String> = serde_urlencoded::from_str(&body).unwrap_or_default();
     if form.get("grant_type").map(String::as_str) != Some("urn:ietf:params:oauth:grant-type:jwt-bearer") {
         return (
             StatusCode::BAD_REQUEST,
@@ -380,7 +276,7 @@ async fn token(State(s): State<Arc<Shared>>, body: String) -> Response {
     if parts.len() != 3 || parts[2].is_empty() || header["alg"] != "RS256" {
         return bad("Invalid JWT Signature.");
     }
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
+    let now = crate::support::unix_secs();
     let exp = claims["exp"].as_i64().unwrap_or(0);
     if claims["iss"].as_str().is_none_or(str::is_empty) || exp < now - 60 || exp > now + 3700 {
         return bad("Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe.");

@@ -93,8 +93,9 @@ pub struct Store {
     /// Polls an operation takes.
     pub lro_polls: u32,
     /// When set, an operation is also done this long after it started, polled or not (as GKE's
-    /// are: an operation a killed client never polls still ends). Off by default, so that tests
-    /// finish operations by polls alone, deterministically.
+    /// are: an operation a killed client never polls still ends). Set from
+    /// `SimOptions::clock`; off when it is pinned, so that tests finish operations by polls
+    /// alone, deterministically.
     pub lro_time: Option<std::time::Duration>,
     next_id: u64,
 }
@@ -288,7 +289,7 @@ impl Store {
     pub fn compute_op(&mut self, op_type: &str, target_path: &str, target_id: &str, zone: Option<&str>) -> Value {
         let p = self.project.clone();
         let id = self.id();
-        let name = format!("operation-{}-{}", millis(), short_hash(&format!("{target_path}{id}")));
+        let name = format!("operation-{}-{}", crate::support::unix_millis(), short_hash(&format!("{target_path}{id}")));
         let scope = match zone {
             Some(z) => format!("zones/{z}"),
             None => "global".into(),
@@ -368,11 +369,7 @@ impl Op {
 
 /// Now in RFC 3339.
 pub fn now() -> String {
-    meshform_engine::clock::now_rfc3339()
-}
-
-fn millis() -> u128 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis())
+    crate::support::now_rfc3339()
 }
 
 /// A label fingerprint: base64 of the first 8 bytes of a hash of the canonical labels.

@@ -1,5 +1,7 @@
 //! The real kubectl 1.32 (the Google Cloud SDK's dispatcher) and kube-rs against each cluster's
 //! simulated API server, through the kubeconfig the simulator writes.
+//!
+//! Needs kubectl on PATH (a missing tool fails the test saying so; see .ci/run).
 
 use std::process::Output;
 
@@ -11,8 +13,9 @@ struct Kube {
 }
 
 impl Kube {
+    /// A simulator with `opts`, except that injected faults ask for no wait (`Retry-After: 0`).
     async fn start(opts: SimOptions) -> Kube {
-        let sim = Sim::start(opts).await.unwrap();
+        let sim = Sim::start(SimOptions { retry_after_secs: 0, ..opts }).await.unwrap();
         let dir = tempfile::tempdir().unwrap();
         files::write_all(&sim, dir.path()).unwrap();
         Kube { sim, dir }
@@ -24,7 +27,7 @@ impl Kube {
     }
 
     async fn kubectl_with(&self, kubeconfig: &std::path::Path, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut c = tokio::process::Command::new("kubectl");
+        let mut c = tokio::process::Command::new(meshform_sim::tools::need("kubectl"));
         c.args(args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())

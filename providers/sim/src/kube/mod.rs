@@ -4,85 +4,39 @@
 //! (aggregated and legacy), a minimal OpenAPI v3, Tables, watch, namespaces that terminate, a
 //! token controller and TokenRequest, and CRDs that make new kinds servable at once.
 
-mod api;
+//!
+//! Modules, in dependency order (each imports only those of the groups before it; the crate's
+//! `layering` test checks it): `status` (Status errors), `resources` (served kinds, CRDs),
+//! `proto` (protobuf bodies), `ssa` (field ownership) → `selectors`, `state` (the server's state
+//! and storage primitives), `wire` (bodies, replies) → `defaults` (per kind), `controllers` →
+//! `objects` (CRUD) → `lists` (lists, Tables, watch), `patch`, `discovery` (and OpenAPI) →
+//! `http` (auth, faults, log, routing) → this file (building, seeding and serving a server).
+
+mod controllers;
+mod defaults;
+mod discovery;
+mod http;
+mod lists;
+mod objects;
+mod patch;
 pub mod proto;
 pub mod resources;
 pub mod selectors;
 pub mod ssa;
+mod state;
 pub mod status;
+mod wire;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use base64::Engine as _;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 
 use crate::certs::ClusterCa;
 use crate::world::{ClusterSpec, short_hash};
-use resources::ResourceDef;
-
-/// The version every simulated API server reports.
-pub const VERSION: (&str, &str, &str) = ("1", "32", "v1.32.4");
-
-/// Storage key: group, plural, namespace (empty for cluster-scoped), name.
-pub type Key = (String, String, String, String);
-
-/// A change, as watchers see it.
-#[derive(Clone, Debug)]
-pub struct Event {
-    /// The resourceVersion after the change.
-    pub rv: u64,
-    /// ADDED, MODIFIED or DELETED.
-    pub kind: &'static str,
-    /// Which object.
-    pub key: Key,
-    /// The object after the change (before it, for DELETED, with the new RV).
-    pub object: Value,
-}
-
-/// Mutable state of one API server.
-pub struct Inner {
-    /// The global resourceVersion.
-    pub rv: u64,
-    /// Served kinds.
-    pub defs: Vec<ResourceDef>,
-    /// Objects.
-    pub objects: BTreeMap<Key, Value>,
-    /// Recent events, for watches that resume from a resourceVersion.
-    pub history: VecDeque<Event>,
-    /// Service-account tokens: token → (namespace, service account).
-    pub tokens: HashMap<String, (String, String)>,
-}
-
-/// One simulated API server.
-pub struct KubeServer {
-    /// Cluster name.
-    pub cluster: String,
-    /// The cluster CA.
-    pub ca: ClusterCa,
-    /// A token with full access.
-    pub admin_token: String,
-    /// Google access tokens, accepted as GKE accepts them.
-    pub google_tokens: Arc<Mutex<std::collections::HashSet<String>>>,
-    /// State.
-    pub inner: Mutex<Inner>,
-    /// Live events.
-    pub events: broadcast::Sender<Event>,
-    /// How long a deleted namespace stays Terminating.
-    pub namespace_finalize: Duration,
-    /// Delay added to every request.
-    pub latency: Duration,
-    /// Fraction of requests answered with 429 or 503.
-    pub fault_rate: f64,
-    rng: Mutex<u64>,
-    /// Every request: method, path and query, status, when it finished.
-    pub log: Mutex<Vec<(String, String, u16, std::time::Instant)>>,
-}
-
-const HISTORY: usize = 20_000;
+pub use state::{Event, Inner, Key, KubeServer, VERSION};
 
 impl KubeServer {
     /// A server for a cluster of the world, seeded like a fresh GKE cluster with ASM installed.
@@ -91,7 +45,7 @@ impl KubeServer {
         ca: ClusterCa,
         admin_token: String,
         google_tokens: Arc<Mutex<std::collections::HashSet<String>>>,
-        opts: &crate::SimOptions,
+        opts: &crate::state::SimOptions,
         index: u64,
     ) -> Arc<KubeServer> {
         let (tx, _) = broadcast::channel(4096);
@@ -108,10 +62,10 @@ impl KubeServer {
                 tokens: HashMap::new(),
             }),
             events: tx,
-            namespace_finalize: Duration::from_millis(150),
+            namespace_finalize: opts.clock.namespace_finalize(),
             latency: opts.latency,
-            fault_rate: opts.fault_rate,
-            rng: Mutex::new(opts.seed.wrapping_add(index.wrapping_mul(0x9E37_79B9))),
+            faults: crate::faults::Faults::new(opts.fault_rate, opts.seed, format!("cluster {index} {}", spec.name)),
+            retry_after_secs: opts.retry_after_secs,
             log: Mutex::new(Vec::new()),
         });
         s.seed(spec);
@@ -121,10 +75,10 @@ impl KubeServer {
     fn seed(&self, spec: &ClusterSpec) {
         let mut inner = self.lock();
         for crd in resources::guide_crds() {
-            let _ = api::create_crd(self, &mut inner, crd);
+            let _ = objects::create_crd(self, &mut inner, crd);
         }
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease", "istio-system"] {
-            let _ = api::create_namespace(
+            let _ = objects::create_namespace(
                 self,
                 &mut inner,
                 json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
@@ -133,7 +87,7 @@ impl KubeServer {
         let put = |inner: &mut Inner, group: &str, plural: &str, obj: Value| {
             let def = inner.defs.iter().find(|d| d.group == group && d.plural == plural).cloned();
             if let Some(def) = def {
-                let _ = api::create_object(self, inner, &def, obj, "kube-controller-manager", false);
+                let _ = objects::create_object(self, inner, &def, obj, "kube-controller-manager", false);
             }
         };
         put(
@@ -163,29 +117,6 @@ impl KubeServer {
         }
     }
 
-    /// Locks the state.
-    pub fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn draw_fault(&self) -> Option<u16> {
-        if self.fault_rate <= 0.0 {
-            return None;
-        }
-        let mut s = self.rng.lock().unwrap_or_else(|e| e.into_inner());
-        let mut next = || {
-            *s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = *s;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        };
-        if (next() as f64 / u64::MAX as f64) >= self.fault_rate {
-            return None;
-        }
-        Some(if next() % 2 == 0 { 429 } else { 503 })
-    }
-
     /// Serves HTTPS on `listener` until the runtime stops.
     pub fn serve(self: &Arc<Self>, listener: TcpListener) -> Result<(), String> {
         let ips: Vec<std::net::IpAddr> = ["127.0.0.1", "127.0.0.2"].iter().filter_map(|a| a.parse().ok()).collect();
@@ -206,7 +137,7 @@ impl KubeServer {
             .map_err(|e| e.to_string())?;
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-        let app = api::router(self.clone());
+        let app = http::router(self.clone());
         tokio::spawn(async move {
             loop {
                 let Ok((tcp, _)) = listener.accept().await else { continue };
@@ -222,13 +153,5 @@ impl KubeServer {
             }
         });
         Ok(())
-    }
-
-    /// A kubeconfig for a service-account token against `server` (`host:port`).
-    pub fn kubeconfig_for_token(&self, server: &str, token: &str) -> String {
-        let ca = base64::engine::general_purpose::STANDARD.encode(self.ca.cert_pem.as_bytes());
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    certificate-authority-data: {ca}\n    server: https://{server}\n  name: c\ncontexts:\n- context:\n    cluster: c\n    user: u\n  name: c\ncurrent-context: c\nusers:\n- name: u\n  user:\n    token: {token}\n"
-        )
     }
 }

@@ -68,6 +68,29 @@ impl KubeError {
         .details(json!({"name": name, "kind": plural}))
     }
 
+    /// 429, asking the client to retry after `secs` seconds (send it with
+    /// [`KubeError::retry_after`], which sets the header too).
+    pub fn too_many_requests(secs: u32) -> KubeError {
+        KubeError::new(
+            429,
+            "TooManyRequests",
+            "the server has received too many requests and has asked us to try again later",
+        )
+        .details(json!({"retryAfterSeconds": secs}))
+    }
+
+    /// 503.
+    pub fn unavailable() -> KubeError {
+        KubeError::new(503, "ServiceUnavailable", "the server is currently unable to handle the request")
+    }
+
+    /// The response, with a `Retry-After: secs` header.
+    pub fn retry_after(self, secs: u32) -> Response {
+        let mut r = self.into_response();
+        r.headers_mut().insert("retry-after", axum::http::HeaderValue::from(secs));
+        r
+    }
+
     /// 400.
     pub fn bad_request(message: impl Into<String>) -> KubeError {
         KubeError::new(400, "BadRequest", message)
@@ -90,10 +113,26 @@ impl KubeError {
 impl IntoResponse for KubeError {
     fn into_response(self) -> Response {
         let code = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let mut r = (code, axum::Json(self.body())).into_response();
-        if self.code == 429 {
-            r.headers_mut().insert("retry-after", axum::http::HeaderValue::from_static("1"));
+        (code, axum::Json(self.body())).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_is_the_given_seconds() {
+        for secs in [0, 1, 7] {
+            let e = KubeError::too_many_requests(secs);
+            assert_eq!(e.body()["details"]["retryAfterSeconds"], secs);
+            let r = e.retry_after(secs);
+            assert_eq!(r.status(), 429);
+            assert_eq!(r.headers()["retry-after"], secs.to_string().as_str());
+            let r = KubeError::unavailable().retry_after(secs);
+            assert_eq!(r.status(), 503);
+            assert_eq!(r.headers()["retry-after"], secs.to_string().as_str());
         }
-        r
+        assert!(KubeError::no_resource().into_response().headers().get("retry-after").is_none());
     }
 }

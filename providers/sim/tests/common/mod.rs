@@ -24,8 +24,9 @@ impl Out {
 }
 
 impl Env {
+    /// A simulator with `opts`, except that injected faults ask for no wait (`Retry-After: 0`).
     pub async fn start(opts: SimOptions) -> Env {
-        let sim = Sim::start(opts).await.expect("simulator starts");
+        let sim = Sim::start(SimOptions { retry_after_secs: 0, ..opts }).await.expect("simulator starts");
         let dir = tempfile::tempdir().unwrap();
         files::write_all(&sim, dir.path()).unwrap();
         let mut vars = files::env_vars(&sim, dir.path());
@@ -50,7 +51,7 @@ impl Env {
     }
 
     pub async fn gcloud_with(&self, args: &[&str], extra: &[(&str, &str)], remove: &[&str]) -> Out {
-        let mut c = tokio::process::Command::new("gcloud");
+        let mut c = tokio::process::Command::new(meshform_sim::tools::need("gcloud"));
         c.args(args).env_clear();
         for (k, v) in &self.vars {
             if !remove.contains(&k.as_str()) {
@@ -60,7 +61,7 @@ impl Env {
         for (k, v) in extra {
             c.env(k, v);
         }
-        let o = c.output().await.expect("gcloud runs (is the Google Cloud SDK installed?)");
+        let o = c.output().await.expect("gcloud runs");
         Out {
             code: o.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&o.stdout).into_owned(),

@@ -1,0 +1,209 @@
+//! What the real cluster's controllers do around a write, run in the same request: the token
+//! controller (service-account token Secrets, TokenRequest, revocation), the namespace
+//! controller (a new namespace's default ServiceAccount and `kube-root-ca.crt`; termination and
+//! finalization), the CRD controller (a CRD's kind served at once, and its objects deleted with
+//! it) and the cascades of a delete. They write through `state::persist` only, and say what to
+//! create rather than create it, so that they sit below `objects`.
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+
+use super::resources::{ResourceDef, from_crd};
+use super::state::{Inner, Key, KubeServer, persist};
+use super::status::{KResult, KubeError};
+use crate::support::now_rfc3339 as now;
+
+/// Fills a service-account token Secret (or refuses it when its account is missing).
+pub fn token_controller(s: &KubeServer, inner: &mut Inner, obj: &mut Value) -> KResult<()> {
+    if obj["type"] != "kubernetes.io/service-account-token" {
+        return Ok(());
+    }
+    let ns = obj["metadata"]["namespace"].as_str().unwrap_or("").to_string();
+    let sa = obj["metadata"]["annotations"]["kubernetes.io/service-account.name"].as_str().unwrap_or("").to_string();
+    let sa_key = (String::new(), "serviceaccounts".to_string(), ns.clone(), sa.clone());
+    let Some(account) = inner.objects.get(&sa_key) else {
+        return Err(KubeError::invalid(
+            "Secret",
+            obj["metadata"]["name"].as_str().unwrap_or(""),
+            "metadata.annotations[kubernetes.io/service-account.name]",
+            &format!("Invalid value: service account {sa} does not exist"),
+        ));
+    };
+    let uid = account["metadata"]["uid"].clone();
+    let token = mint_token(inner, &ns, &sa);
+    let b64 = base64::engine::general_purpose::STANDARD;
+    obj["metadata"]["annotations"]["kubernetes.io/service-account.uid"] = uid;
+    obj["data"]["token"] = json!(b64.encode(token.as_bytes()));
+    obj["data"]["ca.crt"] = json!(b64.encode(s.ca.cert_pem.as_bytes()));
+    obj["data"]["namespace"] = json!(b64.encode(ns.as_bytes()));
+    Ok(())
+}
+
+/// A new token of a service account, accepted by this server from now on.
+fn mint_token(inner: &mut Inner, ns: &str, sa: &str) -> String {
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let header = b64.encode(br#"{"alg":"RS256","kid":"meshform-sim"}"#);
+    let claims = b64.encode(json!({"iss": "kubernetes/serviceaccount", "sub": format!("system:serviceaccount:{ns}:{sa}"), "jti": uuid::Uuid::new_v4().to_string()}).to_string());
+    let sig = b64.encode(uuid::Uuid::new_v4().as_bytes());
+    let t = format!("{header}.{claims}.{sig}");
+    inner.tokens.insert(t.clone(), (ns.to_string(), sa.to_string()));
+    t
+}
+
+/// `POST .../serviceaccounts/NAME/token`: the TokenRequest `req` answered with a new token.
+pub fn token_request(s: &KubeServer, ns: &str, sa: &str, req: Value) -> KResult<Value> {
+    let mut inner = s.lock();
+    if !inner.objects.contains_key(&(String::new(), "serviceaccounts".to_string(), ns.to_string(), sa.to_string())) {
+        return Err(KubeError::not_found("", "serviceaccounts", sa));
+    }
+    let secs = req["spec"]["expirationSeconds"].as_i64().unwrap_or(3600);
+    if secs < 600 {
+        return Err(KubeError::invalid(
+            "TokenRequest",
+            sa,
+            "spec.expirationSeconds",
+            "Invalid value: may not specify a duration less than 10 minutes",
+        ));
+    }
+    let token = mint_token(&mut inner, ns, sa);
+    let exp = crate::support::unix_secs() + secs;
+    let mut out = req;
+    out["apiVersion"] = json!("authentication.k8s.io/v1");
+    out["kind"] = json!("TokenRequest");
+    out["metadata"] = json!({"name": sa, "namespace": ns, "creationTimestamp": null});
+    out["spec"]["expirationSeconds"] = json!(secs);
+    out["status"] = json!({"token": token, "expirationTimestamp": crate::support::rfc3339(exp)});
+    Ok(out)
+}
+
+/// What the controllers create after `obj` of `def` is created, as (core plural, object): a
+/// namespace's `default` ServiceAccount and `kube-root-ca.crt` ConfigMap.
+pub fn after_create(s: &KubeServer, def: &ResourceDef, obj: &Value) -> Vec<(&'static str, Value)> {
+    if !(def.group.is_empty() && def.plural == "namespaces") {
+        return Vec::new();
+    }
+    let ns = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
+    vec![
+        (
+            "serviceaccounts",
+            json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": ns}}),
+        ),
+        (
+            "configmaps",
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "kube-root-ca.crt", "namespace": ns}, "data": {"ca.crt": s.ca.cert_pem}}),
+        ),
+    ]
+}
+
+/// Registers (or re-registers) the kind a CRD object defines and fills its status.
+pub fn establish_crd(inner: &mut Inner, obj: &mut Value) -> KResult<()> {
+    let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
+    let def = from_crd(obj).map_err(|m| KubeError::invalid("CustomResourceDefinition", &name, "spec", &m))?;
+    let names = &obj["spec"]["names"];
+    obj["status"] = json!({
+        "acceptedNames": {"plural": def.plural, "singular": def.singular, "kind": def.kind, "listKind": names["listKind"].as_str().map_or_else(|| def.list_kind(), String::from),
+                          "shortNames": def.short_names},
+        "storedVersions": obj["spec"]["versions"].as_array().map(|v| v.iter().filter(|x| x["storage"] == true).map(|x| x["name"].clone()).collect::<Vec<_>>()).unwrap_or_default(),
+        "conditions": [
+            {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts", "message": "no conflicts found", "lastTransitionTime": now()},
+            {"type": "Established", "status": "True", "reason": "InitialNamesAccepted", "message": "the initial names have been accepted", "lastTransitionTime": now()},
+        ]
+    });
+    inner.defs.retain(|d| !(d.group == def.group && d.plural == def.plural));
+    inner.defs.push(def);
+    Ok(())
+}
+
+/// Deletes a namespace as the real server does: marks it Terminating (the object returned), then
+/// the namespace controller finalizes it: within this request when the clock is pinned, else
+/// `KubeServer::namespace_finalize` later.
+pub fn terminate_namespace(s: &Arc<KubeServer>, mut inner: std::sync::MutexGuard<'_, Inner>, old: &Value) -> Value {
+    let name = old["metadata"]["name"].as_str().unwrap_or("").to_string();
+    let key = (String::new(), "namespaces".to_string(), String::new(), name.clone());
+    let mut t = old.clone();
+    t["metadata"]["deletionTimestamp"] = json!(now());
+    t["status"]["phase"] = json!("Terminating");
+    let stored = persist(s, &mut inner, key, t, "MODIFIED");
+    match s.namespace_finalize {
+        None => finalize_namespace(s, &mut inner, &name),
+        Some(after) => {
+            drop(inner);
+            let server = s.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(after).await;
+                finalize_namespace(&server, &mut server.lock(), &name);
+            });
+        }
+    }
+    stored
+}
+
+/// The namespace controller: deletes the content of a terminating namespace, then the namespace.
+fn finalize_namespace(s: &KubeServer, inner: &mut Inner, ns: &str) {
+    let content: Vec<Key> = inner.objects.keys().filter(|k| k.2 == ns).cloned().collect();
+    for k in content {
+        if let Some(o) = inner.objects.get(&k).cloned() {
+            persist(s, inner, k, o, "DELETED");
+        }
+    }
+    inner.tokens.retain(|_, (tns, _)| tns != ns);
+    let key = (String::new(), "namespaces".to_string(), String::new(), ns.to_string());
+    if let Some(mut o) = inner.objects.get(&key).cloned() {
+        o["spec"]["finalizers"] = json!([]);
+        let o = persist(s, inner, key.clone(), o, "MODIFIED");
+        persist(s, inner, key, o, "DELETED");
+    }
+}
+
+/// Removes a Terminating namespace whose finalizers a client emptied (`.../finalize`).
+pub fn maybe_remove_namespace(s: &KubeServer, inner: &mut Inner, ns: &str) {
+    let key = (String::new(), "namespaces".to_string(), String::new(), ns.to_string());
+    if let Some(o) = inner.objects.get(&key).cloned() {
+        let finalizers_empty = o["spec"]["finalizers"].as_array().is_none_or(Vec::is_empty);
+        if o["status"]["phase"] == "Terminating" && finalizers_empty {
+            persist(s, inner, key, o, "DELETED");
+        }
+    }
+}
+
+/// Deletes every object whose key `pred` selects.
+fn delete_where(s: &KubeServer, inner: &mut Inner, pred: impl Fn(&Key, &Value) -> bool) {
+    let keys: Vec<Key> = inner.objects.iter().filter(|(k, v)| pred(k, v)).map(|(k, _)| k.clone()).collect();
+    for k in keys {
+        if let Some(o) = inner.objects.get(&k).cloned() {
+            persist(s, inner, k, o, "DELETED");
+        }
+    }
+}
+
+/// What follows the delete of `old` (of `def`, in `ns`): a CRD takes its objects and its kind
+/// with it; a service account its token Secrets and tokens; a token Secret its token.
+pub fn after_delete(s: &KubeServer, inner: &mut Inner, def: &ResourceDef, ns: &str, old: &Value) {
+    let name = old["metadata"]["name"].as_str().unwrap_or("");
+    if def.plural == "customresourcedefinitions" {
+        let group = old["spec"]["group"].as_str().unwrap_or("").to_string();
+        let plural = old["spec"]["names"]["plural"].as_str().unwrap_or("").to_string();
+        delete_where(s, inner, |k, _| k.0 == group && k.1 == plural);
+        inner.defs.retain(|d| !(d.group == group && d.plural == plural));
+    }
+    if def.group.is_empty() && def.plural == "serviceaccounts" {
+        // Deleting an account deletes its token Secrets and revokes its tokens.
+        delete_where(s, inner, |k, v| {
+            k.1 == "secrets"
+                && k.2 == ns
+                && v["type"] == "kubernetes.io/service-account-token"
+                && v["metadata"]["annotations"]["kubernetes.io/service-account.name"] == name
+        });
+        inner.tokens.retain(|_, (tns, tsa)| !(tns == ns && tsa == name));
+    }
+    if def.group.is_empty()
+        && def.plural == "secrets"
+        && old["type"] == "kubernetes.io/service-account-token"
+        && let Some(t) =
+            old["data"]["token"].as_str().and_then(|t| base64::engine::general_purpose::STANDARD.decode(t).ok())
+    {
+        inner.tokens.remove(&String::from_utf8_lossy(&t).into_owned());
+    }
+}
