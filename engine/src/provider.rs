@@ -251,6 +251,48 @@ impl std::error::Error for ProviderError {}
 /// Provider results.
 pub type ProviderResult<T> = Result<T, ProviderError>;
 
+/// How a provider waits for something to happen (an operation to finish, a kind to appear, a
+/// condition to hold): the one polling loop every provider uses.
+#[derive(Clone, Copy, Debug)]
+pub struct Poll {
+    /// Give up after this long.
+    pub timeout: std::time::Duration,
+    /// The first pause between attempts; it doubles each time.
+    pub first: std::time::Duration,
+    /// The longest pause between attempts.
+    pub max: std::time::Duration,
+}
+
+impl Poll {
+    /// Polling for at most `timeout`, pausing `first`, then twice as long each time up to `max`.
+    pub fn new(timeout: std::time::Duration, first: std::time::Duration, max: std::time::Duration) -> Poll {
+        Poll { timeout, first, max: max.max(first) }
+    }
+
+    /// Calls `check` until it returns `Some`, or an error (returned as it is), or the time is up
+    /// (then the error `timed_out` makes). Uses tokio's clock, so tests on a paused clock do not
+    /// wait.
+    pub async fn until<T, F, Fut>(self, mut check: F, timed_out: impl FnOnce() -> ProviderError) -> ProviderResult<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = ProviderResult<Option<T>>>,
+    {
+        let started = tokio::time::Instant::now();
+        let mut pause = self.first;
+        loop {
+            if let Some(v) = check().await? {
+                return Ok(v);
+            }
+            let elapsed = started.elapsed();
+            if elapsed >= self.timeout {
+                return Err(timed_out());
+            }
+            tokio::time::sleep(pause.min(self.timeout - elapsed)).await;
+            pause = (pause * 2).min(self.max);
+        }
+    }
+}
+
 /// The longest wait a provider's retry advice may impose on the engine.
 const MAX_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -545,5 +587,58 @@ pub fn type_fits(ty: &AttrType, v: &Value) -> bool {
             m.iter().all(|(k, v)| fields.iter().find(|f| &f.name == k).is_some_and(|f| type_fits(&f.ty, v)))
         }
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::Duration;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_read_is_tried_once_more_after_the_advised_wait_and_no_more() {
+        let calls = AtomicU32::new(0);
+        let started = tokio::time::Instant::now();
+        let r: ProviderResult<()> = retry_read(|| async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err(ProviderError::new(ErrorKind::Transient, "busy").retry_after(Duration::from_secs(3)))
+        })
+        .await;
+        assert_eq!(r.unwrap_err().kind, ErrorKind::Transient);
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        assert_eq!(started.elapsed(), Duration::from_secs(3));
+        // Without advice, or for another kind, no retry.
+        let calls = AtomicU32::new(0);
+        let _ = retry_read(|| async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err::<(), _>(ProviderError::new(ErrorKind::Conflict, "no").retry_after(Duration::from_secs(1)))
+        })
+        .await;
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn polling_backs_off_and_gives_up_at_its_timeout() {
+        let calls = AtomicU32::new(0);
+        let started = tokio::time::Instant::now();
+        let poll = Poll::new(Duration::from_secs(10), Duration::from_secs(1), Duration::from_secs(4));
+        let r: ProviderResult<()> = poll
+            .until(
+                || async {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    Ok(None)
+                },
+                || ProviderError::new(ErrorKind::Transient, "never"),
+            )
+            .await;
+        assert_eq!(r.unwrap_err().message, "never");
+        // Checks at 0, 1, 3, 7 and, last, at the timeout (10).
+        assert_eq!(calls.load(Ordering::SeqCst), 5);
+        assert_eq!(started.elapsed(), Duration::from_secs(10));
+        let n = AtomicU32::new(0);
+        let got =
+            poll.until(|| async { Ok((n.fetch_add(1, Ordering::SeqCst) == 2).then_some(7)) }, || unreachable!()).await;
+        assert_eq!(got.unwrap(), 7);
     }
 }

@@ -69,16 +69,7 @@ tokio::task_local! {
     pub static OPERATION_TIMEOUT: Option<Duration>;
 }
 
-/// Where access tokens come from.
-pub enum Credentials {
-    /// A token given in the environment (MESHFORM_GCP_ACCESS_TOKEN / CLOUDSDK_AUTH_ACCESS_TOKEN).
-    Static(String),
-    /// Application Default Credentials, resolved on first use; a service-account key file when
-    /// GOOGLE_APPLICATION_CREDENTIALS names one.
-    Adc(Option<std::path::PathBuf>, tokio::sync::OnceCell<Arc<dyn gcp_auth::TokenProvider>>),
-}
-
-const SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
+pub use meshform_google_auth::Credentials;
 
 /// A token bucket: `rate` requests per second, bursts of `burst`.
 struct Bucket {
@@ -161,27 +152,7 @@ impl Client {
     }
 
     async fn token(&self) -> ProviderResult<String> {
-        match &self.creds {
-            Credentials::Static(t) => Ok(t.clone()),
-            Credentials::Adc(key, cell) => {
-                let provider = cell
-                    .get_or_try_init(|| async {
-                        match key {
-                            Some(path) => gcp_auth::CustomServiceAccount::from_file(path)
-                                .map(|k| Arc::new(k) as Arc<dyn gcp_auth::TokenProvider>),
-                            None => gcp_auth::provider().await,
-                        }
-                    })
-                    .await
-                    .map_err(|e| {
-                        ProviderError::new(ErrorKind::Permission, format!("no Google Cloud credentials: {e}"))
-                    })?;
-                let t = provider.token(&[SCOPE]).await.map_err(|e| {
-                    ProviderError::new(ErrorKind::Permission, format!("cannot get an access token: {e}"))
-                })?;
-                Ok(t.as_str().to_string())
-            }
-        }
+        self.creds.token().await.map_err(|e| ProviderError::new(ErrorKind::Permission, e.to_string()))
     }
 
     async fn throttle(&self, api: Api) {
@@ -254,6 +225,9 @@ impl Client {
                 Some(after) if attempt < self.settings.max_attempts => {
                     tokio::time::sleep(after.unwrap_or_else(|| backoff(attempt))).await;
                 }
+                // Out of attempts: pass the server's advice on, so the engine may try a
+                // read-only call once more after it.
+                Some(Some(after)) => return Err(err.retry_after(after)),
                 _ => return Err(err),
             }
         }

@@ -128,13 +128,10 @@ impl Provider for GcpProvider {
             ),
             max_attempts: setting_f64(config, "max_attempts", 8.0)?.clamp(1.0, 100.0) as u32,
         };
-        let creds = match self.var(&["MESHFORM_GCP_ACCESS_TOKEN", "CLOUDSDK_AUTH_ACCESS_TOKEN"]) {
-            Some(t) => Credentials::Static(t),
-            None => Credentials::Adc(
-                self.var(&["GOOGLE_APPLICATION_CREDENTIALS"]).map(Into::into),
-                tokio::sync::OnceCell::new(),
-            ),
-        };
+        let creds = Credentials::new(
+            self.var(&["MESHFORM_GCP_ACCESS_TOKEN", "CLOUDSDK_AUTH_ACCESS_TOKEN"]),
+            self.var(&["GOOGLE_APPLICATION_CREDENTIALS"]).map(Into::into),
+        );
         let client = Client::new(settings, creds).map_err(|m| ProviderError::new(ErrorKind::Other, m))?;
         let _ = self.client.set(Arc::new(client));
         Ok(())

@@ -26,11 +26,9 @@ pub struct Settings {
     pub kubeconfig: Option<PathBuf>,
     /// Field manager of every apply.
     pub field_manager: String,
-    /// A Google access token for `connect = "gke"`; without one, Application Default
-    /// Credentials (this service-account key file when given).
-    pub google_token: Option<String>,
-    /// `GOOGLE_APPLICATION_CREDENTIALS`.
-    pub google_key: Option<PathBuf>,
+    /// Google credentials for `connect = "gke"` (a token from the environment, or Application
+    /// Default Credentials), resolved once and shared.
+    pub google: Arc<meshform_google_auth::Credentials>,
     /// How long to wait for a kind to appear, a token to be filled, a condition to hold.
     pub wait_timeout: Duration,
 }
@@ -147,17 +145,12 @@ impl Kube {
                     .ok_or_else(|| {
                         ProviderError::new(ErrorKind::Invalid, format!("cluster `{name}` has no {connect} endpoint"))
                     })?;
-                let token = match &self.conns.settings.google_token {
-                    Some(t) => t.clone(),
-                    None => adc_token(self.conns.settings.google_key.as_deref()).await?,
-                };
+                let token = self.conns.settings.google.token().await.map_err(|e| {
+                    ProviderError::new(ErrorKind::Permission, format!("cluster `{name}` (connect = \"gke\"): {e}"))
+                })?;
                 let ca =
                     base64::engine::general_purpose::STANDARD.encode(s(&attrs, "ca_certificate").unwrap_or_default());
-                let yaml = format!(
-                    "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://{endpoint}\n    certificate-authority-data: {ca}\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\nusers:\n- name: u\n  user:\n    token: {token}\n"
-                );
-                let kc = kube::config::Kubeconfig::from_yaml(&yaml)
-                    .map_err(|e| ProviderError::new(ErrorKind::Invalid, format!("cluster `{name}`: {e}")))?;
+                let kc = gke_kubeconfig(&endpoint, ca, token);
                 kube::Config::from_custom_kubeconfig(kc, &Default::default())
                     .await
                     .map_err(|e| ProviderError::new(ErrorKind::Invalid, format!("cluster `{name}`: {e}")))?
@@ -233,22 +226,31 @@ impl Kube {
     }
 }
 
-/// A Google access token from Application Default Credentials (`connect = "gke"` without a
-/// static token): the service-account key file when given, else gcloud's user credentials or
-/// the metadata server.
-async fn adc_token(key: Option<&std::path::Path>) -> ProviderResult<String> {
-    let no_creds = |e: gcp_auth::Error| {
-        ProviderError::new(
-            ErrorKind::Permission,
-            format!(
-                "connect = \"gke\" needs Google credentials (a token in MESHFORM_GCP_ACCESS_TOKEN, or Application Default Credentials): {e}"
-            ),
-        )
-    };
-    let provider: std::sync::Arc<dyn gcp_auth::TokenProvider> = match key {
-        Some(path) => std::sync::Arc::new(gcp_auth::CustomServiceAccount::from_file(path).map_err(no_creds)?),
-        None => gcp_auth::provider().await.map_err(no_creds)?,
-    };
-    let token = provider.token(&["https://www.googleapis.com/auth/cloud-platform"]).await.map_err(no_creds)?;
-    Ok(token.as_str().to_string())
+/// A kubeconfig (in memory, as kube's own types: the token never passes through text) for a
+/// GKE cluster's endpoint, its CA (base64 of the PEM) and a Google access token.
+fn gke_kubeconfig(endpoint: &str, ca_base64: String, token: String) -> kube::config::Kubeconfig {
+    use kube::config::{AuthInfo, Cluster, Context, Kubeconfig, NamedAuthInfo, NamedCluster, NamedContext};
+    Kubeconfig {
+        clusters: vec![NamedCluster {
+            name: "c".into(),
+            cluster: Some(Cluster {
+                server: Some(format!("https://{endpoint}")),
+                certificate_authority_data: Some(ca_base64),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }],
+        auth_infos: vec![NamedAuthInfo {
+            name: "u".into(),
+            auth_info: Some(AuthInfo { token: Some(token.into()), ..Default::default() }),
+            ..Default::default()
+        }],
+        contexts: vec![NamedContext {
+            name: "c".into(),
+            context: Some(Context { cluster: "c".into(), user: Some("u".into()), ..Default::default() }),
+            ..Default::default()
+        }],
+        current_context: Some("c".into()),
+        ..Default::default()
+    }
 }

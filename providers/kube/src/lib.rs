@@ -89,8 +89,10 @@ impl Provider for KubeProvider {
         let settings = Settings {
             kubeconfig: kubeconfig.map(Into::into),
             field_manager: s("field_manager").unwrap_or_else(|| "meshform".into()),
-            google_token: env("MESHFORM_GCP_ACCESS_TOKEN").or_else(|| env("CLOUDSDK_AUTH_ACCESS_TOKEN")),
-            google_key: env("GOOGLE_APPLICATION_CREDENTIALS").map(Into::into),
+            google: Arc::new(meshform_google_auth::Credentials::new(
+                env("MESHFORM_GCP_ACCESS_TOKEN").or_else(|| env("CLOUDSDK_AUTH_ACCESS_TOKEN")),
+                env("GOOGLE_APPLICATION_CREDENTIALS").map(Into::into),
+            )),
             wait_timeout: std::time::Duration::from_secs(match config.get("wait_timeout_seconds") {
                 Some(Value::Int(i)) if *i > 0 => *i as u64,
                 _ => 120,

@@ -2,7 +2,7 @@
 //! deletes, and the projection of a live object onto the fields meshform applied.
 
 use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams};
-use meshform_engine::provider::{ErrorKind, ProviderError, ProviderResult};
+use meshform_engine::provider::{ErrorKind, Poll, ProviderError, ProviderResult};
 use serde_json::{Value as J, json};
 
 use crate::conn::{Kube, kube_err};
@@ -160,17 +160,11 @@ pub async fn delete(k: &Kube, cluster: &str, r: &ObjRef) -> ProviderResult<()> {
 
 /// Waits until `get` returns nothing (namespaces terminate asynchronously).
 pub async fn wait_gone(k: &Kube, cluster: &str, r: &ObjRef) -> ProviderResult<()> {
-    let started = std::time::Instant::now();
-    while get(k, cluster, r).await?.is_some() {
-        if started.elapsed() > k.conns.settings.wait_timeout {
-            return Err(ProviderError::new(
-                ErrorKind::Transient,
-                format!("{r} in cluster `{cluster}` is still being deleted"),
-            ));
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    Ok(())
+    let pause = std::time::Duration::from_millis(100);
+    let check = || async { Ok(get(k, cluster, r).await?.is_none().then_some(())) };
+    let timed_out =
+        || ProviderError::new(ErrorKind::Transient, format!("{r} in cluster `{cluster}` is still being deleted"));
+    Poll::new(k.conns.settings.wait_timeout, pause, pause).until(check, timed_out).await
 }
 
 /// `{apiVersion, kind, metadata: {name, namespace?}}`.

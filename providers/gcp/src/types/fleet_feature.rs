@@ -2,11 +2,12 @@
 //! membership (a full membership name, never the bare id gcloud resolves to `global`). Create and
 //! update wait until the feature reports state OK.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use meshform_engine::provider::{
-    AttrSchema, AttrType, ErrorKind, Object, Planned, Presence, ProviderError, ProviderResult, TypeKind, TypeSchema,
+    AttrSchema, AttrType, ErrorKind, Object, Planned, Poll, Presence, ProviderError, ProviderResult, TypeKind,
+    TypeSchema,
 };
 use meshform_engine::value::{Map, Value};
 use reqwest::Method;
@@ -49,29 +50,22 @@ fn spec(m: &Map) -> J {
 impl FleetFeature {
     /// Polls the feature until its state is OK.
     async fn wait_ok(&self, c: &Client, p: &str, l: &str, name: &str) -> ProviderResult<Map> {
-        let started = Instant::now();
-        let mut delay = Duration::from_millis(50);
-        loop {
+        let poll = Poll::new(c.settings.operation_timeout, Duration::from_millis(50), Duration::from_secs(5));
+        let check = || async {
             let j = c
                 .call(Api::Hub, Method::GET, &path(p, l, name), &[("returnPartialSuccess", "true".into())], None)
                 .await?;
             match j["state"]["state"]["code"].as_str() {
-                Some("OK") => return Ok(from_api(p, &j)),
+                Some("OK") => Ok(Some(from_api(p, &j))),
                 Some("ERROR") => {
                     let d = j["state"]["state"]["description"].as_str().unwrap_or("");
-                    return Err(ProviderError::new(
-                        ErrorKind::Invalid,
-                        format!("feature {name} is in state ERROR: {d}"),
-                    ));
+                    Err(ProviderError::new(ErrorKind::Invalid, format!("feature {name} is in state ERROR: {d}")))
                 }
-                _ => {}
+                _ => Ok(None),
             }
-            if started.elapsed() > c.settings.operation_timeout {
-                return Err(ProviderError::new(ErrorKind::Transient, format!("feature {name} did not reach state OK")));
-            }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(5));
-        }
+        };
+        poll.until(check, || ProviderError::new(ErrorKind::Transient, format!("feature {name} did not reach state OK")))
+            .await
     }
 }
 

@@ -6,11 +6,11 @@
 //! `force` (default true) takes fields another manager changed back; `force = false` refuses
 //! with the conflict instead.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use meshform_engine::provider::{
-    AttrSchema, AttrType, ErrorKind, Planned, Presence, ProviderError, ProviderResult, TypeKind, TypeSchema,
+    AttrSchema, AttrType, ErrorKind, Planned, Poll, Presence, ProviderError, ProviderResult, TypeKind, TypeSchema,
 };
 use meshform_engine::value::{Map, Value};
 use serde_json::Value as J;
@@ -224,40 +224,30 @@ impl Manifest {
         let condition = s(spec, "condition");
         let field = s(spec, "field");
         let want = s(spec, "value");
-        let started = Instant::now();
-        loop {
-            if let Some(live) = objects::get(k, cluster, &r).await? {
-                let ok = match (&condition, &field) {
-                    (Some(c), _) => live["status"]["conditions"]
-                        .as_array()
-                        .is_some_and(|cs| cs.iter().any(|x| x["type"] == c.as_str() && x["status"] == "True")),
-                    (None, Some(f)) => {
-                        let v = f.split('.').fold(&live, |cur, p| &cur[p]);
-                        match &want {
-                            Some(w) => {
-                                v.as_str()
-                                    .map(String::from)
-                                    .or_else(|| (!v.is_null()).then(|| v.to_string()))
-                                    .as_deref()
-                                    == Some(w.as_str())
-                            }
-                            None => !v.is_null(),
-                        }
+        let holds = |live: &J| match (&condition, &field) {
+            (Some(c), _) => live["status"]["conditions"]
+                .as_array()
+                .is_some_and(|cs| cs.iter().any(|x| x["type"] == c.as_str() && x["status"] == "True")),
+            (None, Some(f)) => {
+                let v = f.split('.').fold(live, |cur, p| &cur[p]);
+                match &want {
+                    Some(w) => {
+                        v.as_str().map(String::from).or_else(|| (!v.is_null()).then(|| v.to_string())).as_deref()
+                            == Some(w.as_str())
                     }
-                    (None, None) => true,
-                };
-                if ok {
-                    return Ok(());
+                    None => !v.is_null(),
                 }
             }
-            if started.elapsed() > timeout {
-                return Err(ProviderError::new(
-                    ErrorKind::Transient,
-                    format!("{r} in cluster `{cluster}` did not satisfy wait_for within {timeout:?}"),
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+            (None, None) => true,
+        };
+        let check = || async { Ok(objects::get(k, cluster, &r).await?.filter(|l| holds(l)).map(|_| ())) };
+        let timed_out = || {
+            ProviderError::new(
+                ErrorKind::Transient,
+                format!("{r} in cluster `{cluster}` did not satisfy wait_for within {timeout:?}"),
+            )
+        };
+        Poll::new(timeout, Duration::from_millis(200), Duration::from_millis(200)).until(check, timed_out).await
     }
 
     async fn converge(&self, k: &Kube, prior: Option<&Map>, planned: &Map) -> ProviderResult<Map> {

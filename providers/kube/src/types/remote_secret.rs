@@ -8,12 +8,12 @@
 //! e.g. `--var rotate=true` once): a new token Secret, then the remote secret updated to it, then
 //! the old token Secret deleted, in that order, so the remote secret never holds a revoked token.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use base64::Engine as _;
 use meshform_engine::provider::{
-    AttrSchema, AttrType, ErrorKind, Planned, Presence, ProviderError, ProviderResult, TypeKind, TypeSchema,
+    AttrSchema, AttrType, ErrorKind, Planned, Poll, Presence, ProviderError, ProviderResult, TypeKind, TypeSchema,
 };
 use meshform_engine::value::{Map, Value, sha256_hex};
 use serde_json::json;
@@ -86,28 +86,30 @@ fn server_of(k: &Kube, m: &Map, source: &str) -> ProviderResult<String> {
 impl RemoteSecret {
     /// The token Secret's `token` and `ca.crt` (base64), once the token controller filled them.
     async fn token(&self, k: &Kube, st: &Settings, wait: bool) -> ProviderResult<Option<(String, String)>> {
-        let started = Instant::now();
-        loop {
-            if let Some(sec) = objects::get(k, &st.source, &secret_ref(&st.namespace, &st.token_secret)).await?
-                && let (Some(t), Some(ca)) = (sec["data"]["token"].as_str(), sec["data"]["ca.crt"].as_str())
-            {
-                let token = base64::engine::general_purpose::STANDARD
-                    .decode(t)
-                    .map(|b| String::from_utf8_lossy(&b).into_owned())
-                    .unwrap_or_default();
-                return Ok(Some((token, ca.to_string())));
-            }
-            if !wait {
+        let read = || async {
+            let sec = objects::get(k, &st.source, &secret_ref(&st.namespace, &st.token_secret)).await?;
+            let Some((t, ca)) =
+                sec.as_ref().and_then(|s| Some((s["data"]["token"].as_str()?, s["data"]["ca.crt"].as_str()?)))
+            else {
                 return Ok(None);
-            }
-            if started.elapsed() > k.conns.settings.wait_timeout {
-                return Err(ProviderError::new(
-                    ErrorKind::Transient,
-                    format!("the token Secret {} in cluster `{}` was not filled in", st.token_secret, st.source),
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            };
+            let token = base64::engine::general_purpose::STANDARD
+                .decode(t)
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default();
+            Ok(Some((token, ca.to_string())))
+        };
+        if !wait {
+            return read().await;
         }
+        let poll = Poll::new(k.conns.settings.wait_timeout, Duration::from_millis(100), Duration::from_millis(100));
+        let timed_out = || {
+            ProviderError::new(
+                ErrorKind::Transient,
+                format!("the token Secret {} in cluster `{}` was not filled in", st.token_secret, st.source),
+            )
+        };
+        poll.until(read, timed_out).await.map(Some)
     }
 
     async fn ensure_token_secret(&self, k: &Kube, st: &Settings) -> ProviderResult<(String, String)> {
