@@ -10,7 +10,6 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -25,9 +24,9 @@ struct Header {
 
 type Request = (Change, oneshot::Sender<Result<(), String>>);
 
-/// An open journal with its writer task. The writer is a task of the runtime whose file
-/// operations run on tokio's blocking pool, so a test on a paused clock does not see the runtime
-/// idle (and time jump) while a write is under way.
+/// An open journal with its writer task. The writer is a task of the runtime whose writes run
+/// on tokio's blocking pool (one trip per batch), so a test on a paused clock does not see the
+/// runtime idle (and time jump) while a write is under way.
 pub struct Journal {
     tx: Option<mpsc::UnboundedSender<Request>>,
     writer: Option<JoinHandle<()>>,
@@ -48,7 +47,7 @@ impl Journal {
             }
         }
         let (tx, rx) = mpsc::unbounded_channel::<Request>();
-        let writer = tokio::spawn(write_loop(tokio::fs::File::from_std(f), rx));
+        let writer = tokio::spawn(write_loop(f, rx));
         Ok(Journal { tx: Some(tx), writer: Some(writer) })
     }
 
@@ -70,7 +69,7 @@ impl Journal {
     }
 }
 
-async fn write_loop(mut f: tokio::fs::File, mut rx: mpsc::UnboundedReceiver<Request>) {
+async fn write_loop(mut f: File, mut rx: mpsc::UnboundedReceiver<Request>) {
     let mut buf = Vec::with_capacity(64 * 1024);
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
@@ -94,13 +93,25 @@ async fn write_loop(mut f: tokio::fs::File, mut rx: mpsc::UnboundedReceiver<Requ
                 }
             }
         }
-        let result = async {
-            f.write_all(&buf).await?;
-            f.flush().await?;
-            f.sync_data().await
-        }
-        .await
-        .map_err(|e| format!("journal write failed: {e}"));
+        // One trip to the blocking pool per batch: the write and the fsync together.
+        let job = tokio::task::spawn_blocking(move || {
+            let r = f.write_all(&buf).and_then(|_| f.sync_data());
+            (f, buf, r)
+        });
+        let result = match job.await {
+            Ok((file, b, r)) => {
+                f = file;
+                buf = b;
+                r.map_err(|e| format!("journal write failed: {e}"))
+            }
+            Err(e) => {
+                let m = format!("journal writer failed: {e}");
+                for done in written {
+                    let _ = done.send(Err(m.clone()));
+                }
+                return;
+            }
+        };
         for done in written {
             let _ = done.send(result.clone());
         }
