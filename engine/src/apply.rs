@@ -381,13 +381,15 @@ impl Run<'_> {
     /// decided again now that everything it references exists, by the planner's own steps, and
     /// refused when the action or a value the plan showed would differ.
     async fn final_planned(&self, c: &Change, p: &dyn Provider) -> Result<Final, OpError> {
-        let (_, schema) = self.s.provider_of(&c.address).ok_or_else(|| OpError::engine("no provider"))?;
+        // The desired state evaluated now that everything it references exists (cheap: no
+        // provider call), to see whether it is still what the plan was made from.
+        let (desired, tainted) = self.s.eval_instance(&c.address, self.values).map_err(|d| self.render(d))?;
         if let Some(after) = &c.after
-            && !needs_deciding(schema, after)
+            && c.action != Action::Replace
+            && !needs_deciding(after, &desired)
         {
             return Ok((after.clone(), c.sensitive.clone()));
         }
-        let (desired, tainted) = self.s.eval_instance(&c.address, self.values).map_err(|d| self.render(d))?;
         // The new object of a replacement is decided as the create it is (what the plan showed as
         // chosen by the server is then the provider's default, as for any create).
         let prior = if c.action == Action::Update { c.before.as_ref() } else { None };
@@ -395,9 +397,15 @@ impl Run<'_> {
         sensitive.extend(tainted);
         let input = DecideInput { addr: &c.address, prior, recorded: false, desired: &desired, sensitive };
         let ctx = CallContext { create_before_destroy: c.create_before_destroy, ..self.ctx(p) };
-        let d = decide(self.s, input, &ctx)
+        let mut d = decide(self.s, input, &ctx)
             .await
             .map_err(|e| OpError::provider(format!("cannot plan {}", c.address), &e))?;
+        if c.action == Action::Replace
+            && let (Some(block), Some(before)) = (self.s.cfg.blocks.get(&c.address.block), c.before.as_ref())
+        {
+            // As the plan did: an ignored attribute keeps what the replaced object had.
+            crate::plan::decide::keep_ignored(block, before, &mut d.planned);
+        }
         if !carries_out(c.action, d.action) {
             let because = match d.planned.replace_because.is_empty() {
                 true => String::new(),
@@ -586,9 +594,12 @@ impl Op<'_> {
     }
 }
 
-/// Whether a planned object must be decided again at apply: an attribute the user sets holds
-/// a value known only after apply, or only the hash of a sensitive one (a saved plan).
-fn needs_deciding(schema: &crate::provider::TypeSchema, after: &Map) -> bool {
+/// Whether a planned object must be decided again at apply: a value the plan holds only as the
+/// hash of a sensitive one (a saved plan), or an attribute the desired state sets (evaluated
+/// now) that the plan had unknown or that now reads differently (an input changed since the
+/// plan, or a value the provider normalises). What the desired state leaves out is the
+/// provider's to choose and stays as planned.
+fn needs_deciding(after: &Map, desired: &Map) -> bool {
     fn redacted(v: &Value) -> bool {
         match v {
             Value::Redacted(_) => true,
@@ -597,10 +608,11 @@ fn needs_deciding(schema: &crate::provider::TypeSchema, after: &Map) -> bool {
             _ => false,
         }
     }
-    after.iter().any(|(name, v)| {
-        let settable = schema.get(name).is_none_or(|a| a.presence != Presence::Computed);
-        redacted(v) || (settable && v.has_unknown())
-    })
+    after.values().any(redacted)
+        || desired.iter().filter(|(_, v)| !matches!(v, Value::Null)).any(|(name, v)| match after.get(name) {
+            Some(planned) => planned.has_unknown() || !crate::plan::same(Some(planned), Some(v)),
+            None => true,
+        })
 }
 
 /// A value decided at apply that differs from what the plan showed (an attribute the plan did
@@ -608,7 +620,7 @@ fn needs_deciding(schema: &crate::provider::TypeSchema, after: &Map) -> bool {
 fn contradiction(c: &Change, promised: &Map, now: &Map, sensitive: &BTreeSet<String>) -> Option<OpError> {
     crate::plan::attr_diff(Some(promised), Some(now)).into_iter().find_map(|(name, promised, v)| {
         let ok = match (promised, v) {
-            (Some(Value::Unknown), _) => true,
+            (Some(Value::Unknown), _) | (None, Some(Value::Unknown)) => true,
             (Some(p), Some(v)) => conforms(p, v),
             (p, v) => crate::plan::same(p, v),
         };

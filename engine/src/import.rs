@@ -16,14 +16,25 @@ pub struct Imported {
     pub notes: Vec<String>,
 }
 
+/// Refuses an address the desired state does not declare as a managed instance (checked before
+/// anything is locked or read, so bad input changes nothing).
+pub fn check_address(s: &Session, addr: &Addr) -> Result<(), Diagnostics> {
+    if addr.block.mode != Mode::Managed || !s.graph.index.contains_key(addr) {
+        return Err(Diagnostic::global(format!(
+            "{addr} is not a resource instance in {}; declare it first",
+            s.cfg.path.display()
+        ))
+        .into());
+    }
+    Ok(())
+}
+
 /// Reads the object with provider id `id` and records it in `state` as `addr` (which the desired
 /// state must declare and the state must not hold yet). The caller holds the lock and writes
 /// the state.
 pub async fn import(s: &Session, state: &mut State, addr: &Addr, id: &str) -> Result<Imported, Diagnostics> {
     let global = |m: String| Diagnostics::from(Diagnostic::global(m));
-    if addr.block.mode != Mode::Managed || !s.graph.index.contains_key(addr) {
-        return Err(global(format!("{addr} is not a resource instance in {}; declare it first", s.cfg.path.display())));
-    }
+    check_address(s, addr)?;
     if state.objects.contains_key(addr) {
         return Err(global(format!(
             "{addr} is already in state; `meshform state rm` it first to import another object"

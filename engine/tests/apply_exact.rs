@@ -117,9 +117,12 @@ async fn apply_makes_exactly_the_calls_of_every_planned_action() {
             ("create", "late"),
         ])
     );
-    // Only the change with a value unknown at plan time was decided again; the others ran the
-    // plan's decisions as shown (what only the server knows, ids, stays unknown until created).
-    assert_eq!(*f.test.plan_calls.lock().unwrap(), ["late"]);
+    // Decided again: the change with a value unknown at plan time, and the two replacements
+    // (whose new objects are decided as the creates they are). The others ran the plan's
+    // decisions as shown.
+    let mut replanned = f.test.plan_calls.lock().unwrap().clone();
+    replanned.sort();
+    assert_eq!(replanned, ["cbd-2", "late", "rep"]);
     assert_eq!(r.notes, ["adopted adopted"]);
     // The destroy-then-create replacement deleted first; create_before_destroy created first.
     let ops = f.test.ops();
@@ -227,4 +230,43 @@ async fn a_provider_result_that_contradicts_the_plan_fails_the_change_and_is_rec
     f.test.result_sets.lock().unwrap().clear();
     let p = f.plan().await;
     assert_eq!(Fixture::actions(&p), ["~ test_object.a"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_replacement_keeps_ignored_attributes_as_planned() {
+    let f = Fixture::new(
+        "[resources.test_object.a]\nname = \"a1\"\nvalue = \"first\"\nlifecycle = { ignore_changes = [\"value\"] }\n",
+    );
+    assert!(f.apply().await.success());
+    f.write(
+        "[resources.test_object.a]\nname = \"a2\"\nvalue = \"second\"\nlifecycle = { ignore_changes = [\"value\"] }\n",
+    );
+    let p = f.plan().await;
+    assert_eq!(Fixture::actions(&p), ["-/+ test_object.a"]);
+    let r = f.apply_plan(&p, &ApplyOptions::default()).await;
+    assert!(r.success(), "{r:?}");
+    assert_eq!(f.test.live_by_name("a2").unwrap()["value"], Value::str("first"), "the ignored value, as planned");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_value_its_dependency_changes_during_apply_is_refused_not_applied_stale() {
+    let f = Fixture::new(
+        "[resources.test_object.a]\nname = \"a\"\nvalue = \"1\"\n\n[resources.test_object.b]\nname = \"b\"\nvalue = \"${test_object.a.version}\"\n",
+    );
+    assert!(f.apply().await.success());
+    // a's update bumps its version; the plan could only show b with the version a had.
+    f.write(
+        "[resources.test_object.a]\nname = \"a\"\nvalue = \"2\"\n\n[resources.test_object.b]\nname = \"b\"\nvalue = \"${test_object.a.version}\"\ntags = { x = \"y\" }\n",
+    );
+    let p = f.plan().await;
+    assert_eq!(Fixture::actions(&p), ["~ test_object.a", "~ test_object.b"]);
+    let r = f.apply_plan(&p, &ApplyOptions::default()).await;
+    let b = r.results.iter().find(|(a, _, _)| a.to_string() == "test_object.b").map(|(_, _, r)| r.clone());
+    match b {
+        Some(NodeResult::Failed(e)) => {
+            assert!(e.message.contains("`value` of test_object.b was planned as 1 but is now 2"), "{e}")
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(f.test.live_by_name("b").unwrap()["value"], Value::Int(1), "b was not changed with a stale value");
 }

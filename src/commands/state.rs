@@ -22,6 +22,9 @@ pub(crate) async fn cmd_import(out: &Out, file: &Path, vars: &VarArgs, address: 
         Ok(a) => a,
         Err(e) => return out.error(&e),
     };
+    if let Err(d) = meshform_engine::import::check_address(&s, &addr) {
+        return out.diags(&s, d);
+    }
     let mut opened = match open(out, &s.cfg, "import", file) {
         Ok(o) => o,
         Err(c) => return c,

@@ -53,18 +53,24 @@ pub async fn decide(s: &Session, input: DecideInput<'_>, ctx: &CallContext) -> P
     proposed.sensitive.extend(sensitive.iter().cloned());
     let mut planned = p.plan(&addr.block.ty, prior, proposed, ctx).await?;
     if let Some(prior) = prior {
-        for (name, _) in &block.lifecycle.ignore_changes {
-            match prior.get(name) {
-                Some(v) => planned.attrs.insert(name.clone(), v.clone()),
-                None => planned.attrs.remove(name),
-            };
-            planned.replace_because.retain(|r| r != name);
-        }
+        keep_ignored(block, prior, &mut planned);
     }
     settle(schema, prior, desired, &mut planned);
     sensitive.extend(planned.sensitive.iter().cloned());
     let (action, reason) = action_of(schema, prior, recorded, &mut planned);
     Ok(Decision { action, reason, planned, sensitive })
+}
+
+/// `lifecycle.ignore_changes`: each ignored attribute keeps what `prior` has, and is no reason
+/// to replace.
+pub fn keep_ignored(block: &crate::config::Block, prior: &Map, planned: &mut Planned) {
+    for (name, _) in &block.lifecycle.ignore_changes {
+        match prior.get(name) {
+            Some(v) => planned.attrs.insert(name.clone(), v.clone()),
+            None => planned.attrs.remove(name),
+        };
+        planned.replace_because.retain(|r| r != name);
+    }
 }
 
 /// The action that takes `prior` to `planned`.
