@@ -7,9 +7,10 @@ use meshform_engine::plan::render::{Style, render_change, render_drift};
 use meshform_engine::plan::{json, markdown};
 
 use super::open::{Opened, open};
-use super::{Out, load, parse_targets};
+use super::{Out, load_targeted};
 use crate::exit::{CHANGES, OK};
 use crate::{Format, VarArgs, ui};
+use meshform_engine::plan::Mode;
 
 pub(crate) async fn cmd_drift(
     out: &Out,
@@ -19,12 +20,8 @@ pub(crate) async fn cmd_drift(
     parallelism: u32,
     format: Format,
 ) -> u8 {
-    let s = match load(out, file, vars, Default::default()) {
-        Ok(s) => s,
-        Err(c) => return c,
-    };
-    let targets = match parse_targets(out, &s, targets) {
-        Ok(t) => t,
+    let (s, targets) = match load_targeted(out, file, vars, Mode::Normal, targets) {
+        Ok(x) => x,
         Err(c) => return c,
     };
     // Held (and the lock with it) until the command ends.

@@ -115,6 +115,19 @@ pub(crate) fn load_for(out: &Out, file: &Path, vars: &VarArgs, mode: Mode) -> Re
     Session::load_for_destroy(file, registry(), &inputs).map_err(|f| out.failure(&f))
 }
 
+/// [`load_for`] and the `--target`s checked against what it declares.
+pub(crate) fn load_targeted(
+    out: &Out,
+    file: &Path,
+    vars: &VarArgs,
+    mode: Mode,
+    targets: &[String],
+) -> Result<(Session, Vec<Addr>), u8> {
+    let s = load_for(out, file, vars, mode)?;
+    let t = parse_targets(out, &s, targets)?;
+    Ok((s, t))
+}
+
 pub(crate) fn parse_targets(out: &Out, s: &Session, targets: &[String]) -> Result<Vec<Addr>, u8> {
     let mut v = Vec::new();
     for t in targets {

@@ -9,7 +9,7 @@ use meshform_engine::plan::{Mode, Plan, json, markdown, saved};
 use meshform_engine::session::Session;
 
 use super::open::{Opened, open};
-use super::{Out, load, load_for, parse_targets};
+use super::{Out, load, load_targeted};
 use crate::exit::{CHANGES, ERROR, INTERRUPTED, OK};
 use crate::{Format, PlanArgs, VarArgs, ui};
 
@@ -32,12 +32,8 @@ pub(crate) async fn cmd_plan(
     detailed: bool,
     mode: Mode,
 ) -> u8 {
-    let s = match load_for(out, file, vars, mode) {
-        Ok(s) => s,
-        Err(c) => return c,
-    };
-    let targets = match parse_targets(out, &s, &p.targets) {
-        Ok(t) => t,
+    let (s, targets) = match load_targeted(out, file, vars, mode, &p.targets) {
+        Ok(x) => x,
         Err(c) => return c,
     };
     // Held (and the lock with it) until the command ends.
@@ -75,12 +71,8 @@ pub(crate) async fn cmd_apply(
     auto_approve: bool,
     mode: Mode,
 ) -> u8 {
-    let s = match load_for(out, file, vars, mode) {
-        Ok(s) => s,
-        Err(c) => return c,
-    };
-    let targets = match parse_targets(out, &s, &p.targets) {
-        Ok(t) => t,
+    let (s, targets) = match load_targeted(out, file, vars, mode, &p.targets) {
+        Ok(x) => x,
         Err(c) => return c,
     };
     let op = if mode == Mode::Destroy { "destroy" } else { "apply" };
