@@ -12,7 +12,9 @@ use meshform_engine::plan::planner::{PlanOptions, plan};
 use meshform_engine::plan::render::{Style, render_drift, render_plan};
 use meshform_engine::provider::Registry;
 use meshform_engine::session::Session;
-use meshform_engine::state::local::LocalBackend;
+use meshform_engine::state::codec::Codec;
+use meshform_engine::state::handle::Backend;
+use meshform_engine::state::local::LocalStore;
 use meshform_engine::vars::VarInputs;
 use meshform_sim::{Sim, SimOptions, files};
 
@@ -69,7 +71,7 @@ async fn demo(color: bool) -> Result<(), String> {
 
     let file = dir.path().join("asm-multicluster.toml");
     let load = || Session::load(&file, registry(&env), &VarInputs::default()).map_err(|f| f.render(color));
-    let backend = LocalBackend::for_file(&file);
+    let backend = Backend::new(std::sync::Arc::new(LocalStore::beside(&file, "asm-multicluster")), Codec::plain());
 
     say(st, 2, "Validate the desired state (nothing live is touched)");
     let s = load()?;
@@ -85,15 +87,14 @@ async fn demo(color: bool) -> Result<(), String> {
     let networks_before = authorized_networks(&sim, &http).await?;
 
     say(st, 3, "Plan: read what is live, show what would change");
-    let lock = backend.lock("demo").map_err(|e| e.to_string())?;
-    let (mut state, _) = backend.load(&lock)?;
+    let (mut lock, mut state) = backend.open("demo", Default::default()).await.map_err(|e| e.to_string())?;
     let outcome = plan(&s, &state, &PlanOptions::default()).await.map_err(|d| s.failure(d).render(color))?;
     print!("{}", render_plan(&outcome.plan, color));
 
     say(st, 4, "Apply it, in dependency order, in parallel where the graph allows");
     let progress =
         ui::ApplyProgress::new(outcome.plan.changes.iter().filter(|c| c.action.is_change()).count() as u64, color);
-    let report = apply(&s, &outcome.plan, &backend, &lock, &mut state, &ApplyOptions::default(), &progress)
+    let report = apply(&s, &outcome.plan, &mut lock, &mut state, &ApplyOptions::default(), &progress)
         .await
         .map_err(|d| s.failure(d).render(color))?;
     progress.bar.finish_and_clear();
@@ -141,7 +142,7 @@ async fn demo(color: bool) -> Result<(), String> {
     let repair = plan(&s, &state, &PlanOptions::default()).await.map_err(|d| s.failure(d).render(color))?;
     print!("{}", render_plan(&repair.plan, color));
     let report =
-        apply(&s, &repair.plan, &backend, &lock, &mut state, &ApplyOptions::default(), &meshform_engine::apply::Quiet)
+        apply(&s, &repair.plan, &mut lock, &mut state, &ApplyOptions::default(), &meshform_engine::apply::Quiet)
             .await
             .map_err(|d| s.failure(d).render(color))?;
     if !report.success() {
@@ -157,10 +158,9 @@ async fn demo(color: bool) -> Result<(), String> {
     let gone = plan(&s, &state, &PlanOptions { mode: Mode::Destroy, ..Default::default() })
         .await
         .map_err(|d| s.failure(d).render(color))?;
-    let report =
-        apply(&s, &gone.plan, &backend, &lock, &mut state, &ApplyOptions::default(), &meshform_engine::apply::Quiet)
-            .await
-            .map_err(|d| s.failure(d).render(color))?;
+    let report = apply(&s, &gone.plan, &mut lock, &mut state, &ApplyOptions::default(), &meshform_engine::apply::Quiet)
+        .await
+        .map_err(|d| s.failure(d).render(color))?;
     if !report.success() || !state.objects.is_empty() {
         return Err("destroy did not complete".into());
     }
@@ -178,7 +178,7 @@ async fn demo(color: bool) -> Result<(), String> {
         "destroyed {} objects; the firewall rule is gone and every cluster's authorized networks are as they were.",
         report.results.len()
     );
-    drop(lock);
+    lock.release().await?;
     sim.stop().await;
     println!("\n{}", st.green(&format!("Demo complete in {:.1}s. Try it by hand: `meshform sim`, then `meshform apply plans/asm-multicluster.toml`.", started.elapsed().as_secs_f64())));
     Ok(())

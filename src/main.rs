@@ -20,6 +20,12 @@ pub struct Cli {
     /// Never colour output (NO_COLOR does the same).
     #[arg(long, global = true)]
     pub no_color: bool,
+    /// Use the state `NAME.WORKSPACE` beside the default one (env MESHFORM_WORKSPACE).
+    #[arg(long, global = true, env = "MESHFORM_WORKSPACE", value_name = "NAME")]
+    pub workspace: Option<String>,
+    /// Wait this long for a held state lock (e.g. 30s, 5m) instead of failing at once.
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_lock_timeout, default_value = "0s")]
+    pub lock_timeout: std::time::Duration,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -152,6 +158,9 @@ pub enum Command {
     /// Inspect or edit the state.
     #[command(subcommand)]
     State(StateCommand),
+    /// Workspaces: several states of one desired state in one backend (`--workspace NAME`).
+    #[command(subcommand)]
+    Workspace(WorkspaceCommand),
     /// The whole job against an in-process simulator, narrated (validate, plan, apply, drift, repair, destroy).
     Demo,
     /// Run the simulator of Google Cloud (and the clusters' API servers) in the foreground.
@@ -190,6 +199,12 @@ pub enum Command {
 }
 
 /// `state` subcommands.
+fn parse_lock_timeout(s: &str) -> Result<std::time::Duration, String> {
+    meshform_engine::config::duration::parse_duration(s)
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(|| format!("{s:?} is not a duration (e.g. 30s, 5m, 1h)"))
+}
+
 #[derive(Subcommand, Debug)]
 pub enum StateCommand {
     /// List the addresses in state.
@@ -211,6 +226,50 @@ pub enum StateCommand {
         /// The address.
         address: String,
     },
+    /// Print the state as JSON (sensitive values stay salted hashes).
+    Pull {
+        /// The desired-state file.
+        file: PathBuf,
+    },
+    /// Replace the stored state with a state file (lineage and serial checked).
+    Push {
+        /// The desired-state file.
+        file: PathBuf,
+        /// The state file to push (as `state pull` prints it).
+        state_file: PathBuf,
+        /// Push even when the lineage differs or the serial is not newer.
+        #[arg(long)]
+        force: bool,
+    },
+    /// List the earlier versions the backend keeps.
+    History {
+        /// The desired-state file.
+        file: PathBuf,
+    },
+    /// Restore an earlier version (as `state history` lists it) as the next serial.
+    Rollback {
+        /// The desired-state file.
+        file: PathBuf,
+        /// The version to restore.
+        version: String,
+    },
+    /// Copy the state to the backend another file's `[state]` describes, lineage and serial kept.
+    Migrate {
+        /// The desired-state file whose state is copied.
+        file: PathBuf,
+        /// A file whose `[state]` table is the destination (it may hold nothing else).
+        #[arg(long, value_name = "FILE")]
+        to: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum WorkspaceCommand {
+    /// List the states kept beside this one (the default first).
+    List {
+        /// The desired-state file.
+        file: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -230,7 +289,10 @@ fn main() -> ExitCode {
     };
     let code = rt.block_on(async {
         signals::install();
-        commands::run(cli).await
+        let code = commands::run(cli).await;
+        // Locks dropped on an early return are released in the background: finish that.
+        meshform_engine::state::handle::settle().await;
+        code
     });
     ExitCode::from(signals::exit_code(code))
 }

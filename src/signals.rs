@@ -52,16 +52,16 @@ pub fn install() {
                 _ = term.recv() => libc::SIGTERM,
                 _ = hup.recv() => libc::SIGHUP,
             };
-            on_signal(sig);
+            on_signal(sig).await;
         }
     });
 }
 
-fn on_signal(sig: i32) {
+async fn on_signal(sig: i32) {
     if OWN_HANDLING.load(Ordering::SeqCst) {
         return;
     }
-    let _decide = DECIDING.lock().unwrap_or_else(|e| e.into_inner());
+    let decide = DECIDING.lock().unwrap_or_else(|e| e.into_inner());
     let first = RECEIVED.compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst).is_ok();
     let code = 128 + RECEIVED.load(Ordering::SeqCst);
     if first && APPLYING.load(Ordering::SeqCst) {
@@ -77,6 +77,10 @@ fn on_signal(sig: i32) {
     } else {
         eprintln!("Stopped. Finished operations are in the state journal and will be recovered by the next run.");
     }
+    drop(decide);
+    // A remote lock is released over the network: a few seconds at most, then the process
+    // exits anyway (the lock then expires by its TTL, or `force-unlock` removes it).
+    meshform_engine::state::handle::release_all(std::time::Duration::from_secs(5)).await;
     meshform_engine::state::lock::release_held();
     std::process::exit(code);
 }

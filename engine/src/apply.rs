@@ -21,9 +21,8 @@ use crate::plan::saved::check_fresh;
 use crate::plan::{Action, Change, Plan, conforms};
 use crate::provider::{CallContext, ErrorKind, Object, Presence, Provider, ProviderError};
 use crate::session::{Session, Values};
+use crate::state::handle::Locked;
 use crate::state::journal::Journal;
-use crate::state::local::LocalBackend;
-use crate::state::lock::LockGuard;
 use crate::state::{Change as StateChange, ObjectRecord, State};
 use crate::value::{Map, Value};
 use crate::walk::{Outcome, walk};
@@ -152,12 +151,11 @@ impl From<OpError> for NodeError {
     }
 }
 
-/// Applies `plan` to `state`, writing through `backend` (whose lock the caller holds).
+/// Applies `plan` to `state`, journaling and writing through `locked` (its lock held).
 pub async fn apply(
     s: &Session,
     plan: &Plan,
-    backend: &LocalBackend,
-    _lock: &LockGuard,
+    locked: &mut Locked,
     state: &mut State,
     opts: &ApplyOptions,
     observer: &dyn Observer,
@@ -180,7 +178,7 @@ pub async fn apply(
         );
     }
     let deps = edges(plan, state);
-    let journal = backend.journal(state).map_err(|m| Diagnostics::from(Diagnostic::global(m)))?;
+    let journal = locked.journal(state).await.map_err(|m| Diagnostics::from(Diagnostic::global(m)))?;
     let objects = Mutex::new(std::mem::take(&mut state.objects));
     let run = Run {
         s,
@@ -212,8 +210,7 @@ pub async fn apply(
     } else if plan.mode == crate::plan::Mode::Destroy && complete {
         state.outputs.clear();
     }
-    backend.write(state).map_err(|m| Diagnostics::from(Diagnostic::global(m)))?;
-    backend.clear_journal();
+    locked.write(state).await.map_err(|m| Diagnostics::from(Diagnostic::global(m)))?;
     report.serial = state.serial;
     if complete && plan.mode == crate::plan::Mode::Normal {
         report.checks = run_checks(s, &values, &reads.clusters).await;

@@ -6,6 +6,11 @@ pub fn now_rfc3339() -> String {
     rfc3339(secs)
 }
 
+/// A system time as RFC 3339 UTC (seconds).
+pub fn rfc3339_of(t: std::time::SystemTime) -> String {
+    rfc3339(t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64)
+}
+
 /// Seconds since the Unix epoch as RFC 3339 UTC.
 pub fn rfc3339(secs: i64) -> String {
     let days = secs.div_euclid(86_400);

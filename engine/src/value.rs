@@ -34,7 +34,7 @@ pub enum Value {
     Map(Map),
     /// Known only after apply.
     Unknown,
-    /// A sensitive value kept only as `sha256:SALT:DIGEST`.
+    /// A sensitive value kept only as `sha256:SALT:DIGEST` (or `hmac:KEY:SALT:DIGEST`, keyed).
     Redacted(String),
 }
 
@@ -198,12 +198,12 @@ impl Value {
     /// the same value, so two redacted versions of one attribute still compare key by key.
     pub fn redact_like(&self, known: Option<&Value>) -> Value {
         match (self, known) {
-            (_, Some(k @ Value::Redacted(_))) if self.same_as(k) => k.clone(),
+            (_, Some(k @ Value::Redacted(h))) if digest_is_current(h) && self.same_as(k) => k.clone(),
             (Value::Map(m), Some(Value::Map(k))) => Value::Map(
                 m.iter()
                     .map(|(key, v)| {
                         let r = match k.get(key) {
-                            Some(kv @ Value::Redacted(_)) if v.same_as(kv) => kv.clone(),
+                            Some(kv @ Value::Redacted(h)) if digest_is_current(h) && v.same_as(kv) => kv.clone(),
                             _ => v.redact(),
                         };
                         (key.clone(), r)
@@ -223,8 +223,7 @@ impl Value {
                 if matches!(v, Value::Unknown) {
                     return false;
                 }
-                let salt = h.split(':').nth(1).unwrap_or("");
-                hash_with_salt(salt, v) == *h
+                digest_matches(h, v)
             }
             (Value::Int(a), Value::Float(b)) | (Value::Float(b), Value::Int(a)) => *a as f64 == *b,
             (Value::List(a), Value::List(b)) => a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.same_as(y)),
@@ -242,12 +241,65 @@ pub const REDACTED_KEY: &str = "(sensitive)";
 /// The key of the JSON object that marks an unknown value in saved plans.
 pub const UNKNOWN_KEY: &str = "(known after apply)";
 
+/// The keys of sensitive values' digests this process uses: the current one first (its id,
+/// its bytes), then older ones that still verify. Empty: plain salted SHA-256.
+static DIGEST_KEYS: std::sync::RwLock<Vec<(String, [u8; 32])>> = std::sync::RwLock::new(Vec::new());
+
+/// Makes sensitive values' digests keyed (HMAC-SHA256, `hmac:KEY:SALT:DIGEST`) with `keys` (the
+/// current first; older ones still verify, and a digest under one is recomputed under the current
+/// key when its value is next redacted). The keys never enter the state: whoever reads it cannot
+/// test guesses of a secret offline. Set once by the command, from the state key.
+pub fn set_digest_keys(keys: Vec<(String, [u8; 32])>) {
+    *DIGEST_KEYS.write().unwrap_or_else(|e| e.into_inner()) = keys;
+}
+
+fn digest_keys() -> Vec<(String, [u8; 32])> {
+    DIGEST_KEYS.read().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+fn keyed(key: &[u8; 32], salt: &str, v: &Value) -> String {
+    let k = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key);
+    let mut ctx = ring::hmac::Context::with_key(&k);
+    ctx.update(salt.as_bytes());
+    ctx.update(b"\0");
+    ctx.update(v.to_json().to_string().as_bytes());
+    hex(ctx.sign().as_ref())
+}
+
 fn hash_with_salt(salt: &str, v: &Value) -> String {
+    if let Some((id, key)) = digest_keys().first() {
+        return format!("hmac:{id}:{salt}:{}", keyed(key, salt, v));
+    }
+    plain_hash(salt, v)
+}
+
+fn plain_hash(salt: &str, v: &Value) -> String {
     let mut h = Sha256::new();
     h.update(salt.as_bytes());
     h.update(b"\0");
     h.update(v.to_json().to_string().as_bytes());
     format!("sha256:{salt}:{}", hex(&h.finalize()))
+}
+
+/// Whether redacted digest `h` stands for plaintext `v` (under any key given).
+fn digest_matches(h: &str, v: &Value) -> bool {
+    let parts: Vec<&str> = h.split(':').collect();
+    match parts.as_slice() {
+        ["sha256", salt, _] => plain_hash(salt, v) == h,
+        ["hmac", id, salt, digest] => {
+            digest_keys().iter().any(|(kid, key)| kid == id && keyed(key, salt, v) == *digest)
+        }
+        _ => false,
+    }
+}
+
+/// Whether digest `h` is of the current kind (keyed with the current key, or plain when there is
+/// no key): an older one is recomputed rather than reused.
+fn digest_is_current(h: &str) -> bool {
+    match digest_keys().first() {
+        Some((id, _)) => h.strip_prefix("hmac:").is_some_and(|r| r.starts_with(&format!("{id}:"))),
+        None => h.starts_with("sha256:"),
+    }
 }
 
 /// Lower-case hexadecimal of some bytes.

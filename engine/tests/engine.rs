@@ -160,15 +160,12 @@ async fn stale_saved_plan_is_refused() {
     assert!(err.contains("stale"), "{err}");
     // And apply itself refuses it without touching anything.
     let s = f.session();
-    let b = f.backend();
-    let lock = b.lock("apply").unwrap();
-    let (mut state, _) = b.load(&lock).unwrap();
+    let (mut locked, mut state) = f.backend().open("apply", Default::default()).await.unwrap();
     let before = state.clone();
     let r = meshform_engine::apply::apply(
         &s,
         &loaded,
-        &b,
-        &lock,
+        &mut locked,
         &mut state,
         &ApplyOptions::default(),
         &meshform_engine::apply::Quiet,
@@ -182,10 +179,10 @@ async fn stale_saved_plan_is_refused() {
 async fn lock_contention_fails_at_once_naming_the_holder() {
     let f = Fixture::new("[resources.meshform_data.a]\ninput = 1\n");
     let b = f.backend();
-    let held = b.lock("apply").unwrap();
+    let (held, _) = b.open("apply", Default::default()).await.unwrap();
     // Without --lock-timeout a held lock is an error at once, not a wait.
-    let err = b.lock("plan").unwrap_err().to_string();
-    assert!(err.contains("locked by") && err.contains(&held.info.id) && err.contains("`apply`"), "{err}");
+    let err = b.open("plan", Default::default()).await.err().unwrap().to_string();
+    assert!(err.contains("locked by") && err.contains(&held.lock_info().id) && err.contains("`apply`"), "{err}");
 }
 
 #[tokio::test(start_paused = true)]
@@ -285,18 +282,13 @@ async fn drift_names_changed_attributes_deletions_and_pending_changes() {
     assert!(f.apply().await.success());
     let s = f.session();
     let b = f.backend();
-    let report = {
-        let lock = b.lock("drift").unwrap();
-        let (state, _) = b.load(&lock).unwrap();
-        detect_drift(&s, &state, &[], 4).await.unwrap()
-    };
+    let report = detect_drift(&s, &b.read().await.unwrap().state, &[], 4).await.unwrap();
     assert!(!report.found());
     f.test.tamper("a", "value", Value::str("changed by hand"));
     f.test.remove_live("d");
     f.write(&chain().replace("name = \"c\"", "name = \"c\"\ntags = { team = \"mesh\" }"));
     let s = f.session();
-    let lock = b.lock("drift").unwrap();
-    let (state, _) = b.load(&lock).unwrap();
+    let state = b.read().await.unwrap().state;
     let report = detect_drift(&s, &state, &[], 4).await.unwrap();
     assert!(report.found());
     let a = report.drift.iter().find(|d| d.address.to_string() == "test_object.a").unwrap();
@@ -339,7 +331,7 @@ value = "${meshform_data.b.output.pw}"
         std::fs::read_to_string(&planfile).unwrap(),
     ];
     assert!(f.apply().await.success());
-    let state = std::fs::read_to_string(f.backend().path()).unwrap();
+    let state = std::fs::read_to_string(f.store().path()).unwrap();
     for text in rendered.iter().chain([&state]) {
         assert!(!text.contains("correct-horse") && !text.contains("literal-secret"), "secret leaked into:\n{text}");
     }
@@ -388,7 +380,7 @@ secret = "${{meshform_data.b.output}}{tail}"
     assert_eq!(Fixture::actions(&loaded), ["~ test_object.c"]);
     assert!(f.apply_plan(&loaded, &ApplyOptions::default()).await.success());
     assert_eq!(f.test.live_by_name("c").unwrap()["secret"], Value::String("correct-horse-battery-2".into()));
-    let state = std::fs::read_to_string(f.backend().path()).unwrap();
+    let state = std::fs::read_to_string(f.store().path()).unwrap();
     assert!(!state.contains("correct-horse"), "{state}");
     assert!(!f.plan().await.has_changes());
 }
@@ -506,7 +498,7 @@ async fn interrupt_starts_nothing_new_and_saves_what_finished() {
     assert_eq!(done, 1, "the chain stops after the object in flight when interrupted: {r:?}");
     assert_eq!(f.state().objects.len(), done, "everything finished is in state");
     assert_eq!(f.test.live.lock().unwrap().len(), done, "nothing started after the interrupt");
-    assert!(!f.backend().journal_path().exists());
+    assert!(!f.store().journal_path().exists());
 }
 
 #[tokio::test(start_paused = true)]
@@ -574,7 +566,7 @@ error_message = "bad ${var.pw}"
     assert!(p.outputs["by_index"].sensitive, "{:?}", p.outputs);
     let r = f.apply().await;
     assert_eq!(r.checks[0].message, "(sensitive)");
-    let state = std::fs::read_to_string(f.backend().path()).unwrap();
+    let state = std::fs::read_to_string(f.store().path()).unwrap();
     assert!(!state.contains("s3cr3t-pw"), "{state}");
 }
 

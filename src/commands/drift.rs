@@ -6,7 +6,7 @@ use meshform_engine::drift::{DriftReport, detect_drift};
 use meshform_engine::plan::render::{Style, render_change, render_drift};
 use meshform_engine::plan::{json, markdown};
 
-use super::open::{Opened, open};
+use super::open::read;
 use super::{Out, load_targeted};
 use crate::exit::{CHANGES, OK};
 use crate::{Format, VarArgs, ui};
@@ -24,12 +24,12 @@ pub(crate) async fn cmd_drift(
         Ok(x) => x,
         Err(c) => return c,
     };
-    // Held (and the lock with it) until the command ends.
-    let opened: Opened = match open(out, &s.cfg, "drift", file) {
-        Ok(o) => o,
+    // One consistent version, read without the lock: drift neither waits for nor blocks an apply.
+    let state = match read(out, &s.cfg).await {
+        Ok((_, snap)) => snap.state,
         Err(c) => return c,
     };
-    let state = &opened.state;
+    let state = &state;
     let report = match ui::while_reading(
         detect_drift(&s, state, &targets, parallelism.max(1) as usize),
         &s,

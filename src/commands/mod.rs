@@ -20,16 +20,19 @@ use meshform_engine::session::{Failure, Session};
 use meshform_engine::vars::VarInputs;
 
 use crate::exit::{ERROR, OK};
-use crate::{Cli, Command, VarArgs, ui};
+use crate::{Cli, Command, VarArgs, WorkspaceCommand, ui};
 
 fn out_err(out: &Out) -> impl Fn(&str) -> u8 + '_ {
     move |m| out.error(m)
 }
 
 /// What every command needs to print well.
+#[derive(Clone)]
 pub(crate) struct Out {
     color: bool,
     color_err: bool,
+    /// `--workspace`, `--lock-timeout`.
+    pub(crate) state: open::StateOpts,
 }
 
 impl Out {
@@ -60,9 +63,13 @@ pub fn registry() -> Registry {
 
 /// Runs a command and returns its exit code.
 pub async fn run(cli: Cli) -> u8 {
-    let out = Out { color: ui::color_stdout(cli.no_color), color_err: ui::color_stderr(cli.no_color) };
+    let out = Out {
+        color: ui::color_stdout(cli.no_color),
+        color_err: ui::color_stderr(cli.no_color),
+        state: open::StateOpts { workspace: cli.workspace, lock_timeout: cli.lock_timeout },
+    };
     match cli.command {
-        Command::Validate { file, vars } => validate(&out, &file, &vars),
+        Command::Validate { file, vars } => validate(&out, &file, &vars).await,
         Command::Plan { file, vars, plan: p, out: save, format, detailed_exitcode, destroy } => {
             let mode = if destroy { Mode::Destroy } else { Mode::Normal };
             plan::cmd_plan(&out, &file, &vars, &p, save.as_deref(), format, detailed_exitcode, mode).await
@@ -88,8 +95,9 @@ pub async fn run(cli: Cli) -> u8 {
             Err(code) => code,
         },
         Command::Import { file, address, id, vars } => state::cmd_import(&out, &file, &vars, &address, &id).await,
-        Command::State(sc) => state::cmd_state(&out, sc),
-        Command::ForceUnlock { lock_id, file } => state::force_unlock(&out, &lock_id, file.as_deref()),
+        Command::State(sc) => state::cmd_state(&out, sc).await,
+        Command::Workspace(WorkspaceCommand::List { file }) => state::workspace_list(&out, &file).await,
+        Command::ForceUnlock { lock_id, file } => state::force_unlock(&out, &lock_id, file.as_deref()).await,
         Command::Demo => crate::demo::run(out.color).await,
         Command::Sim { dir, world, latency, fault_rate, lro_polls, seed, lro_seconds } => {
             let lro_time = (lro_seconds.is_finite() && lro_seconds > 0.0)
@@ -152,9 +160,12 @@ pub(crate) fn parse_targets(out: &Out, s: &Session, targets: &[String]) -> Resul
     Ok(v)
 }
 
-fn validate(out: &Out, file: &Path, vars: &VarArgs) -> u8 {
+async fn validate(out: &Out, file: &Path, vars: &VarArgs) -> u8 {
     match load(out, file, vars, Default::default()) {
         Ok(s) => {
+            if let Err(code) = open::backend_of(out, &s.cfg).await {
+                return code;
+            }
             let n = s.graph.instances.iter().filter(|i| i.addr.block.mode == AddrMode::Managed).count();
             println!(
                 "{}: valid ({} objects, {} data sources, {} clusters)",

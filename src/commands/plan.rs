@@ -8,7 +8,7 @@ use meshform_engine::plan::render::{Style, render_plan};
 use meshform_engine::plan::{Mode, Plan, json, markdown, saved};
 use meshform_engine::session::Session;
 
-use super::open::{Opened, open};
+use super::open::{Opened, open, read};
 use super::{Out, load, load_targeted};
 use crate::exit::{CHANGES, ERROR, INTERRUPTED, OK};
 use crate::{Format, PlanArgs, VarArgs, ui};
@@ -36,12 +36,13 @@ pub(crate) async fn cmd_plan(
         Ok(x) => x,
         Err(c) => return c,
     };
-    // Held (and the lock with it) until the command ends.
-    let opened: Opened = match open(out, &s.cfg, "plan", file) {
-        Ok(o) => o,
+    // One consistent version, read without the lock: a plan neither waits for nor blocks an
+    // apply (a saved plan records the serial, and applying it is refused once the state moved).
+    let state = match read(out, &s.cfg).await {
+        Ok((_, snap)) => snap.state,
         Err(c) => return c,
     };
-    let state = &opened.state;
+    let state = &state;
     let opts = PlanOptions { mode, targets, refresh: p.refresh, parallelism: p.parallelism as usize };
     let outcome = match ui::while_reading(plan(&s, state, &opts), &s, state, p.refresh).await {
         Ok(o) => o,
@@ -49,7 +50,11 @@ pub(crate) async fn cmd_plan(
     };
     print!("{}", render(&outcome.plan, format, out.color));
     if let Some(path) = save {
-        if let Err(m) = saved::save(&outcome.plan, path) {
+        let codec = match super::open::codec_of(&s.cfg) {
+            Ok(c) => c,
+            Err(m) => return out.error(&m),
+        };
+        if let Err(m) = saved::save_with(&outcome.plan, path, &codec) {
             return out.error(&m);
         }
         if format == Format::Human {
@@ -76,7 +81,7 @@ pub(crate) async fn cmd_apply(
         Err(c) => return c,
     };
     let op = if mode == Mode::Destroy { "destroy" } else { "apply" };
-    let mut opened = match open(out, &s.cfg, op, file) {
+    let mut opened = match open(out, &s.cfg, op, file).await {
         Ok(o) => o,
         Err(c) => return c,
     };
@@ -89,10 +94,11 @@ pub(crate) async fn cmd_apply(
     if !outcome.plan.has_changes() {
         // Nothing to change live, but what the refresh saw is recorded (as Terraform's apply does).
         if meshform_engine::apply::record_refreshed(&outcome.plan, &mut opened.state) > 0
-            && let Err(m) = opened.backend.write(&mut opened.state)
+            && let Err(m) = opened.write().await
         {
             return out.error(&m);
         }
+        opened.close().await;
         return OK;
     }
     if !auto_approve {
@@ -107,14 +113,14 @@ pub(crate) async fn cmd_apply(
         }
     }
     println!();
-    run_apply(out, &s, &outcome.plan, &mut opened, p.parallelism as usize, Some(outcome.reads)).await
+    run_apply(out, &s, &outcome.plan, opened, p.parallelism as usize, Some(outcome.reads)).await
 }
 
 async fn run_apply(
     out: &Out,
     s: &Session,
     plan: &Plan,
-    opened: &mut Opened,
+    mut opened: Opened,
     parallelism: usize,
     reads: Option<std::sync::Arc<Reads>>,
 ) -> u8 {
@@ -122,10 +128,16 @@ async fn run_apply(
     let total = plan.changes.iter().filter(|c| c.action.is_change()).count() as u64;
     let progress = ui::ApplyProgress::new(total, out.color);
     let opts = ApplyOptions { parallelism, cancel, reads };
-    let result = apply(s, plan, &opened.backend, &opened.guard, &mut opened.state, &opts, &progress).await;
+    let result = apply(s, plan, &mut opened.locked, &mut opened.state, &opts, &progress).await;
     crate::signals::applied();
     progress.bar.finish_and_clear();
     progress.flush();
+    if let Some(m) = opened.locked.lost() {
+        eprintln!(
+            "warning: the state lock could not be renewed during the apply ({m}); the state was written only because nobody else wrote it since"
+        );
+    }
+    opened.close().await;
     match result {
         Ok(report) => {
             for note in &report.notes {
@@ -231,7 +243,14 @@ fn report_checks(out: &Out, checks: &[meshform_engine::checks::CheckResult]) -> 
 }
 
 pub(crate) async fn apply_saved(out: &Out, planfile: &Path, vars: &VarArgs, p: &PlanArgs) -> u8 {
-    let plan = match saved::load(planfile) {
+    // A sealed plan names its desired-state file in the clear, whose [state] gives the key.
+    let codec = match saved::sealed_config(planfile) {
+        None => Ok(meshform_engine::state::codec::Codec::plain()),
+        Some(cfg_path) => meshform_engine::config::load(Path::new(&cfg_path), &super::registry())
+            .map_err(|_| format!("cannot read {cfg_path}, the desired state of the saved plan"))
+            .and_then(|cfg| super::open::codec_of(&cfg)),
+    };
+    let plan = match codec.and_then(|c| saved::load_with(planfile, &c)) {
         Ok(p) => p,
         Err(m) => return out.error(&m),
     };
@@ -244,7 +263,7 @@ pub(crate) async fn apply_saved(out: &Out, planfile: &Path, vars: &VarArgs, p: &
     if let Err(m) = saved::check_inputs(&s, &plan) {
         return out.error(&format!("{m}; the saved plan no longer describes this desired state: make a new plan"));
     }
-    let mut opened = match open(out, &s.cfg, "apply", &file) {
+    let opened = match open(out, &s.cfg, "apply", &file).await {
         Ok(o) => o,
         Err(c) => return c,
     };
@@ -253,6 +272,7 @@ pub(crate) async fn apply_saved(out: &Out, planfile: &Path, vars: &VarArgs, p: &
     }
     if !plan.has_changes() {
         println!("The saved plan has no changes.");
+        opened.close().await;
         return OK;
     }
     println!(
@@ -260,5 +280,5 @@ pub(crate) async fn apply_saved(out: &Out, planfile: &Path, vars: &VarArgs, p: &
         planfile.display(),
         meshform_engine::plan::render::summary_line(&plan)
     );
-    run_apply(out, &s, &plan, &mut opened, p.parallelism as usize, None).await
+    run_apply(out, &s, &plan, opened, p.parallelism as usize, None).await
 }

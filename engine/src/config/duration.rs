@@ -1,7 +1,7 @@
 //! Durations as `timeouts` write them: `"90s"`, `"20m"`, `"1h"`, `"1h30m"` or `"120"`.
 
 /// `"90s"`, `"20m"`, `"1h"`, `"1h30m"` or `"120"` → seconds.
-pub(super) fn parse_duration(s: &str) -> Option<u64> {
+pub fn parse_duration(s: &str) -> Option<u64> {
     let s = s.trim();
     if let Ok(n) = s.parse::<u64>() {
         return Some(n);

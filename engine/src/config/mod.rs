@@ -16,7 +16,7 @@ use crate::expr::Expr;
 use crate::value::Value;
 
 mod blocks;
-mod duration;
+pub mod duration;
 mod parse;
 mod schema;
 mod sections;
@@ -51,11 +51,60 @@ pub struct Config {
     pub templates: BTreeMap<String, String>,
 }
 
-/// `[state]`: where state lives.
+/// `[state]`: where state lives. The engine reads `backend` and keeps every other key as a
+/// string with its span: each store checks its own settings (and reports unknown ones) where it
+/// is built, so the engine names no store but the local one.
 #[derive(Clone, Debug, Default)]
 pub struct StateSettings {
-    /// `path`, relative to the desired-state file's directory.
-    pub path: Option<String>,
+    /// `backend` (`None`: the local file) and where it is written.
+    pub backend: Option<(String, Span)>,
+    /// Every other key: its value and the spans of the value and of the key.
+    pub settings: BTreeMap<String, Setting>,
+    /// The `[state]` table's header, when there is one.
+    pub span: Option<Span>,
+}
+
+/// One `[state]` setting.
+#[derive(Clone, Debug)]
+pub struct Setting {
+    /// Its value (a string, or a number or boolean written as text).
+    pub value: String,
+    /// Where the value is.
+    pub span: Span,
+    /// Where the key is.
+    pub key_span: Span,
+}
+
+impl StateSettings {
+    /// The backend's name (`local` when none is set).
+    pub fn backend_name(&self) -> &str {
+        self.backend.as_ref().map_or("local", |(b, _)| b.as_str())
+    }
+
+    /// The value of `key`, if set.
+    pub fn get(&self, key: &str) -> Option<&Setting> {
+        self.settings.get(key)
+    }
+
+    /// An error for every setting not in `valid` (for backend `backend`).
+    pub fn unknown(&self, backend: &str, valid: &[&str]) -> Vec<Diagnostic> {
+        self.settings
+            .iter()
+            .filter(|(k, _)| !valid.contains(&k.as_str()))
+            .map(|(k, s)| {
+                Diagnostic::error(format!("unknown setting `{k}` for the {backend} state backend"), s.key_span)
+                    .maybe_help(suggest(k, valid.iter().copied()))
+                    .help_default(format!("expected one of: {}", valid.join(", ")))
+            })
+            .collect()
+    }
+
+    /// An error that `key` is required by backend `backend`, at the `[state]` header or `backend`.
+    pub fn missing(&self, backend: &str, key: &str, what: &str) -> Diagnostic {
+        let span = self.backend.as_ref().map(|(_, s)| *s).or(self.span).unwrap_or_default();
+        Diagnostic::error(format!("the {backend} state backend needs `{key}`"), span)
+            .label(format!("add `{key} = {what}`"))
+    }
 }
 
 /// The declared type of a variable.

@@ -7,7 +7,7 @@ use toml::Spanned;
 use toml::de::DeValue;
 
 use super::parse::{Parse, Table, literal};
-use super::{Attr, Check, HelpDefault, Output, StateSettings, VarType, Variable, suggest};
+use super::{Attr, Check, HelpDefault, Output, Setting, StateSettings, VarType, Variable, suggest};
 use crate::diag::{Diagnostic, Span};
 use crate::expr::Expr;
 use crate::value::Value;
@@ -16,24 +16,26 @@ use crate::value::Value;
 const CHECK_KEYS: [&str; 5] = ["name", "condition", "error_message", "for_each", "kind"];
 
 impl Parse<'_> {
-    /// `[state]`: `path`, and `backend` (only `"local"`).
+    /// `[state]`: `backend` (a name), and every other key as a setting for that backend (strings,
+    /// or numbers and booleans kept as text); the backend checks them where it is built.
     pub(super) fn state(&mut self, v: &Spanned<DeValue<'_>>, out: &mut StateSettings) {
         let DeValue::Table(t) = v.get_ref() else { return self.wrong_type("[state]", "a table", v) };
+        out.span = Some(self.span(v.span()));
         for (k, v) in t {
-            match k.get_ref().as_ref() {
-                "path" => match v.get_ref() {
-                    DeValue::String(s) => out.path = Some(s.to_string()),
-                    _ => self.wrong_type("`path`", "a string", v),
-                },
-                "backend" => match v.get_ref().as_str() {
-                    Some("local") => {}
-                    _ => {
-                        let span = self.span(v.span());
-                        self.diags
-                            .push(Diagnostic::error("unsupported state backend", span).label("expected \"local\""));
-                    }
-                },
-                other => self.unknown_key(other, k.span(), &["path", "backend"], "[state]"),
+            let value = match v.get_ref() {
+                DeValue::String(s) => s.to_string(),
+                DeValue::Integer(_) | DeValue::Boolean(_) => literal(v.get_ref()).to_string(),
+                _ => {
+                    self.wrong_type(&format!("`{}`", k.get_ref()), "a string", v);
+                    continue;
+                }
+            };
+            let span = self.span(v.span());
+            if k.get_ref().as_ref() == "backend" {
+                out.backend = Some((value, span));
+            } else {
+                let key_span = self.span(k.span());
+                out.settings.insert(k.get_ref().to_string(), Setting { value, span, key_span });
             }
         }
     }

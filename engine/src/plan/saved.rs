@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Plan;
 use crate::state::State;
+use crate::state::codec::Codec;
 use crate::state::local::atomic_write;
 
 /// The saved-plan file format version.
@@ -22,6 +23,20 @@ struct File {
 
 /// Writes a plan (redacted) to `path`, mode 0600.
 pub fn save(plan: &Plan, path: &Path) -> Result<(), String> {
+    save_with(plan, path, &Codec::plain())
+}
+
+/// A sealed saved plan: the desired-state file it was made from in the clear (to find its state
+/// key), the plan sealed.
+#[derive(Serialize, Deserialize)]
+struct Sealed {
+    meshform_plan_sealed: u32,
+    config_path: String,
+    data: String,
+}
+
+/// Writes a plan (redacted) to `path`, mode 0600, sealed when `codec` encrypts.
+pub fn save_with(plan: &Plan, path: &Path, codec: &Codec) -> Result<(), String> {
     let mut p = plan.clone();
     p.changes = p.changes.iter().map(|c| c.redacted()).collect();
     for o in p.outputs.values_mut() {
@@ -30,18 +45,41 @@ pub fn save(plan: &Plan, path: &Path) -> Result<(), String> {
         }
     }
     let f = File { meshform_plan: SAVED_PLAN_VERSION, meshform_version: env!("CARGO_PKG_VERSION").into(), plan: p };
-    let body = serde_json::to_vec(&f).map_err(|e| e.to_string())?;
+    let mut body = serde_json::to_vec(&f).map_err(|e| e.to_string())?;
+    if codec.encrypts() {
+        let data = String::from_utf8(codec.seal_plan(&body)?).map_err(|e| e.to_string())?;
+        let sealed = Sealed { meshform_plan_sealed: 1, config_path: plan.inputs.config_path.clone(), data };
+        body = serde_json::to_vec(&sealed).map_err(|e| e.to_string())?;
+    }
     atomic_write(path, &body).map_err(|e| format!("cannot write plan {}: {e}", path.display()))
 }
 
 /// Whether `path` holds a saved plan (rather than a desired-state file).
 pub fn is_saved_plan(path: &Path) -> bool {
-    std::fs::read(path).is_ok_and(|b| b.starts_with(b"{\"meshform_plan\""))
+    std::fs::read(path)
+        .is_ok_and(|b| b.starts_with(b"{\"meshform_plan\"") || b.starts_with(b"{\"meshform_plan_sealed\""))
+}
+
+/// The desired-state file a sealed saved plan was made from (`None`: the plan is not sealed).
+pub fn sealed_config(path: &Path) -> Option<String> {
+    let bytes = std::fs::read(path).ok()?;
+    serde_json::from_slice::<Sealed>(&bytes).ok().map(|s| s.config_path)
 }
 
 /// Reads a saved plan.
 pub fn load(path: &Path) -> Result<Plan, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read plan {}: {e}", path.display()))?;
+    load_with(path, &Codec::plain())
+}
+
+/// Reads a saved plan, opening it with `codec` when it is sealed.
+pub fn load_with(path: &Path, codec: &Codec) -> Result<Plan, String> {
+    let mut bytes = std::fs::read(path).map_err(|e| format!("cannot read plan {}: {e}", path.display()))?;
+    if let Ok(sealed) = serde_json::from_slice::<Sealed>(&bytes) {
+        bytes = codec.open_plan(sealed.data.as_bytes(), &format!("the saved plan {}", path.display()))?;
+        if bytes.starts_with(b"e1:") {
+            return Err(format!("the saved plan {} is encrypted: set MESHFORM_STATE_KEY", path.display()));
+        }
+    }
     let f: File =
         serde_json::from_slice(&bytes).map_err(|e| format!("{} is not a meshform plan: {e}", path.display()))?;
     if f.meshform_plan != SAVED_PLAN_VERSION {

@@ -1,19 +1,21 @@
-//! The apply journal: an append-only file of [`Change`]s next to the state. Every finished
-//! operation is appended and made durable (fsync) before its dependents start; appends that
-//! arrive while a write is in flight are committed together (group commit), so N operations cost
-//! far fewer than N fsyncs and never a rewrite of the whole state. At the end of apply the journal
-//! is folded into the state document; after a crash the next command replays it.
-
-use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Write};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+//! The apply journal: every finished operation is appended and made durable in the state's
+//! store before its dependents start. Appends that arrive while a commit is in flight are
+//! committed together (group commit), so N operations cost far fewer than N commits and never a
+//! rewrite of the whole state. Where a commit goes is the store's ([`JournalSink`]: an fsync'd
+//! append to a local file, a new object in a bucket, a new Secret). At the end of apply the journal
+//! is folded into the state document; after a crash the next run, on any machine, replays it.
+//!
+//! The format, the same in every store: entries of newline-separated JSON, each beginning with
+//! a header line (journal format, lineage, serial), then one [`Change`] per line (each sealed by
+//! the state's [`Codec`] when the state is encrypted). A torn last line ends an entry.
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::Change;
+use super::codec::Codec;
+use super::store::JournalSink;
 
 #[derive(Serialize, Deserialize)]
 struct Header {
@@ -22,33 +24,29 @@ struct Header {
     serial: u64,
 }
 
+/// The header line of a journal against the state at `lineage`/`serial`.
+pub fn header(lineage: &str, serial: u64) -> Vec<u8> {
+    let h = Header { journal: 1, lineage: lineage.into(), serial };
+    let mut line = serde_json::to_vec(&h).unwrap_or_default();
+    line.push(b'\n');
+    line
+}
+
 type Request = (Change, oneshot::Sender<Result<(), String>>);
 
-/// An open journal with its writer task. The writer is a task of the runtime whose writes run
-/// on tokio's blocking pool (one trip per batch), so a test on a paused clock does not see the
-/// runtime idle (and time jump) while a write is under way.
+/// An open journal with its writer task (a task of the runtime, committing one batch at a time).
 pub struct Journal {
     tx: Option<mpsc::UnboundedSender<Request>>,
     writer: Option<JoinHandle<()>>,
 }
 
 impl Journal {
-    /// Creates (truncating) the journal for a state at `lineage`/`serial`. Must be called within
-    /// a tokio runtime (the writer is one of its tasks).
-    pub fn create(path: &Path, lineage: &str, serial: u64) -> io::Result<Journal> {
-        let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
-        let header = Header { journal: 1, lineage: lineage.into(), serial };
-        writeln!(f, "{}", serde_json::to_string(&header).map_err(io::Error::other)?)?;
-        f.sync_all()?;
-        if let Some(dir) = path.parent() {
-            // Make the new directory entry durable too.
-            if let Ok(d) = File::open(if dir.as_os_str().is_empty() { Path::new(".") } else { dir }) {
-                let _ = d.sync_all();
-            }
-        }
+    /// Starts the writer over `sink`, sealing each line with `codec`. Must be called within a
+    /// tokio runtime (the writer is one of its tasks).
+    pub fn start(sink: Box<dyn JournalSink>, codec: Codec) -> Journal {
         let (tx, rx) = mpsc::unbounded_channel::<Request>();
-        let writer = tokio::spawn(write_loop(f, rx));
-        Ok(Journal { tx: Some(tx), writer: Some(writer) })
+        let writer = tokio::spawn(write_loop(sink, codec, rx));
+        Journal { tx: Some(tx), writer: Some(writer) }
     }
 
     /// Appends a change; resolves once it is on disk.
@@ -69,20 +67,18 @@ impl Journal {
     }
 }
 
-async fn write_loop(mut f: File, mut rx: mpsc::UnboundedReceiver<Request>) {
-    let mut buf = Vec::with_capacity(64 * 1024);
+async fn write_loop(mut sink: Box<dyn JournalSink>, codec: Codec, mut rx: mpsc::UnboundedReceiver<Request>) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while let Ok(more) = rx.try_recv() {
             batch.push(more);
         }
-        buf.clear();
+        let mut buf = Vec::with_capacity(batch.len() * 512);
         // A change that cannot be serialised is not written, and its caller is told so: it is
         // never reported durable.
         let mut written = Vec::with_capacity(batch.len());
         for (change, done) in batch {
-            let line = serde_json::to_vec(&change);
-            match line {
+            match serde_json::to_vec(&change).map_err(|e| e.to_string()).and_then(|l| codec.seal_line(&l)) {
                 Ok(line) => {
                     buf.extend_from_slice(&line);
                     buf.push(b'\n');
@@ -93,25 +89,7 @@ async fn write_loop(mut f: File, mut rx: mpsc::UnboundedReceiver<Request>) {
                 }
             }
         }
-        // One trip to the blocking pool per batch: the write and the fsync together.
-        let job = tokio::task::spawn_blocking(move || {
-            let r = f.write_all(&buf).and_then(|_| f.sync_data());
-            (f, buf, r)
-        });
-        let result = match job.await {
-            Ok((file, b, r)) => {
-                f = file;
-                buf = b;
-                r.map_err(|e| format!("journal write failed: {e}"))
-            }
-            Err(e) => {
-                let m = format!("journal writer failed: {e}");
-                for done in written {
-                    let _ = done.send(Err(m.clone()));
-                }
-                return;
-            }
-        };
+        let result = sink.commit(buf).await.map_err(|e| format!("journal write failed: {e}"));
         for done in written {
             let _ = done.send(result.clone());
         }
@@ -128,23 +106,32 @@ pub struct Recovered {
     pub changes: Vec<Change>,
 }
 
-/// Reads a journal, if there is one.
-pub fn read(path: &Path) -> io::Result<Option<Recovered>> {
-    let f = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let mut lines = BufReader::new(f).lines();
-    let Some(first) = lines.next().transpose()? else { return Ok(None) };
-    let Ok(header) = serde_json::from_str::<Header>(&first) else { return Ok(None) };
+/// The changes that `entries` (as [`super::store::StateStore::journal_entries`] returns them)
+/// hold against the state at `lineage`/`serial`, in order; entries of another state or serial (a
+/// journal already folded in, whose removal did not finish) are left out. A torn line ends its
+/// entry; a line that does not open with `codec` is an error (a wrong key, or tampering).
+pub fn recover(entries: &[Vec<u8>], lineage: &str, serial: u64, codec: &Codec) -> Result<Recovered, String> {
     let mut changes = Vec::new();
-    for line in lines {
-        let line = line?;
-        match serde_json::from_str::<Change>(&line) {
-            Ok(c) => changes.push(c),
-            Err(_) => break, // torn write at the crash point
+    for entry in entries {
+        let mut lines = entry.split(|b| *b == b'\n');
+        let Some(first) = lines.next() else { continue };
+        let Ok(h) = serde_json::from_slice::<Header>(first) else { continue };
+        if h.lineage != lineage || h.serial != serial {
+            continue;
+        }
+        let lines: Vec<&[u8]> = lines.filter(|l| !l.is_empty()).collect();
+        for (i, line) in lines.iter().enumerate() {
+            let last = i + 1 == lines.len();
+            let plain = match codec.open_line(line) {
+                Ok(p) => p,
+                Err(_) if last => break, // torn write at the crash point
+                Err(e) => return Err(format!("journal entry of serial {serial}: {e}")),
+            };
+            match serde_json::from_slice::<Change>(&plain) {
+                Ok(c) => changes.push(c),
+                Err(_) => break, // torn write at the crash point
+            }
         }
     }
-    Ok(Some(Recovered { lineage: header.lineage, serial: header.serial, changes }))
+    Ok(Recovered { lineage: lineage.into(), serial, changes })
 }

@@ -1,4 +1,4 @@
-//! The local state backend: `NAME.state.json` beside the desired-state file (or `[state] path`),
+//! The local state store: `NAME.state.json` beside the desired-state file (or `[state] path`),
 //! with `.backup`, `.lock` and `.journal` siblings. Writes are atomic (temporary file in the same
 //! directory, fsync, rename, fsync of the directory) and mode 0600.
 
@@ -6,36 +6,29 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
-use super::journal::{self, Journal};
-use super::lock::{self, LockError, LockGuard};
-use super::{FORMAT_VERSION, State};
-use crate::config::Config;
+use async_trait::async_trait;
 
-/// Where a state lives on disk.
+use super::lock::{self, LockError, LockGuard, LockInfo};
+use super::store::{Blob, JournalSink, Revision, StateLock, StateStore, StoreError};
+
+/// A state in a local file.
 #[derive(Clone, Debug)]
-pub struct LocalBackend {
+pub struct LocalStore {
     path: PathBuf,
 }
 
-impl LocalBackend {
-    /// A backend at an explicit path.
-    pub fn new(path: impl Into<PathBuf>) -> LocalBackend {
-        LocalBackend { path: path.into() }
+impl LocalStore {
+    /// A store at an explicit path.
+    pub fn new(path: impl Into<PathBuf>) -> LocalStore {
+        LocalStore { path: path.into() }
     }
 
-    /// The backend for a desired-state file: `[state] path`, else `STEM.state.json` beside it.
-    pub fn for_config(cfg: &Config) -> LocalBackend {
-        match &cfg.state.path {
-            Some(p) => LocalBackend::new(cfg.dir.join(p)),
-            None => LocalBackend::for_file(&cfg.path),
-        }
-    }
-
-    /// The default backend for a desired-state file path.
-    pub fn for_file(config_path: &Path) -> LocalBackend {
-        let stem = config_path.file_stem().map_or("meshform".into(), |s| s.to_string_lossy().into_owned());
-        LocalBackend::new(config_path.with_file_name(format!("{stem}.state.json")))
+    /// The store of state `name` beside the desired-state file at `config_path`:
+    /// `NAME.state.json` in its directory.
+    pub fn beside(config_path: &Path, name: &str) -> LocalStore {
+        LocalStore::new(config_path.with_file_name(format!("{name}.state.json")))
     }
 
     /// The state file.
@@ -64,90 +57,186 @@ impl LocalBackend {
         self.sibling(".backup")
     }
 
-    /// Takes the lock for a whole command.
-    pub fn lock(&self, operation: &str) -> Result<LockGuard, LockError> {
+    fn err(&self, what: &str, e: io::Error) -> StoreError {
+        StoreError::other(format!("cannot {what} {}: {e}", self.path.display()))
+    }
+}
+
+/// The version of local state bytes: a digest of them.
+fn version_of(bytes: &[u8]) -> String {
+    crate::value::sha256_hex(bytes)[..16].to_string()
+}
+
+fn read_opt(path: &Path) -> io::Result<Option<Vec<u8>>> {
+    match fs::read(path) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// A held local lock (the lock file, removed when released or dropped).
+struct LocalLock {
+    guard: Mutex<Option<LockGuard>>,
+    info: LockInfo,
+    broke: Option<LockInfo>,
+}
+
+#[async_trait]
+impl StateLock for LocalLock {
+    fn info(&self) -> &LockInfo {
+        &self.info
+    }
+
+    fn broke(&self) -> Option<&LockInfo> {
+        self.broke.as_ref()
+    }
+
+    async fn renew(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn unlock(&self) -> Result<(), StoreError> {
+        drop(self.guard.lock().unwrap_or_else(|e| e.into_inner()).take());
+        Ok(())
+    }
+}
+
+/// Appends to the journal file, each batch fsync'd in one trip to the blocking pool (so a test on
+/// a paused clock does not see the runtime idle, and time jump, while a write is under way).
+struct LocalSink {
+    file: Option<File>,
+}
+
+#[async_trait]
+impl JournalSink for LocalSink {
+    async fn commit(&mut self, bytes: Vec<u8>) -> Result<(), StoreError> {
+        let Some(mut f) = self.file.take() else { return Err(StoreError::other("journal closed after a failure")) };
+        let job = tokio::task::spawn_blocking(move || {
+            let r = f.write_all(&bytes).and_then(|_| f.sync_data());
+            (f, r)
+        });
+        match job.await {
+            Ok((f, r)) => {
+                self.file = Some(f);
+                r.map_err(|e| StoreError::other(e.to_string()))
+            }
+            Err(e) => Err(StoreError::other(e.to_string())),
+        }
+    }
+}
+
+#[async_trait]
+impl StateStore for LocalStore {
+    fn location(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    async fn lock(&self, info: &LockInfo) -> Result<Box<dyn StateLock>, LockError> {
         if let Some(dir) = self.path.parent()
             && !dir.as_os_str().is_empty()
         {
-            fs::create_dir_all(dir).map_err(LockError::Io)?;
+            fs::create_dir_all(dir).map_err(|e| LockError::Failed(e.to_string()))?;
         }
-        lock::acquire(&self.lock_path(), operation)
+        let mut guard = lock::acquire(&self.lock_path(), info)?;
+        let broke = guard.broke.take();
+        Ok(Box::new(LocalLock { info: guard.info.clone(), guard: Mutex::new(Some(guard)), broke }))
     }
 
-    /// Reads the state (a new empty one when there is none). If an interrupted apply left a
-    /// journal, its changes are folded in and written first; the count is returned. Hold the lock.
-    pub fn load(&self, _lock: &LockGuard) -> Result<(State, usize), String> {
-        let (mut state, recovered) = self.read_with_journal()?;
-        if recovered > 0 {
-            self.write(&mut state)?;
-        }
-        let _ = fs::remove_file(self.journal_path());
-        Ok((state, recovered))
+    async fn get(&self) -> Result<Option<Blob>, StoreError> {
+        let bytes = read_opt(&self.path).map_err(|e| self.err("read state", e))?;
+        Ok(bytes.map(|bytes| Blob { version: version_of(&bytes), bytes }))
     }
 
-    /// Reads the state without the lock, with an interrupted apply's journal folded in (in memory
-    /// only: the next command that takes the lock records it); returns how many journaled
-    /// operations it holds. For `state list` and `state show`.
-    pub fn read_with_journal(&self) -> Result<(State, usize), String> {
-        let mut state = self.read()?;
-        let n = match journal::read(&self.journal_path()).map_err(|e| format!("cannot read journal: {e}"))? {
-            Some(r) if r.lineage == state.lineage && r.serial == state.serial => {
-                let n = r.changes.len();
-                for c in r.changes {
-                    c.apply_to(&mut state.objects);
+    async fn put(&self, bytes: &[u8], expected: Option<&str>) -> Result<String, StoreError> {
+        let current = read_opt(&self.path).map_err(|e| self.err("read state", e))?;
+        if current.as_deref().map(version_of).as_deref() != expected {
+            return Err(StoreError::conflict(format!(
+                "{} changed since this run read it (written by a run that did not hold the lock?)",
+                self.path.display()
+            )));
+        }
+        if let Some(old) = current {
+            atomic_write(&self.backup_path(), &old).map_err(|e| self.err("write the backup of", e))?;
+        }
+        atomic_write(&self.path, bytes).map_err(|e| self.err("write state", e))?;
+        Ok(version_of(bytes))
+    }
+
+    async fn journal(&self, _serial: u64, header: &[u8]) -> Result<Box<dyn JournalSink>, StoreError> {
+        let path = self.journal_path();
+        let create = || -> io::Result<File> {
+            let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&path)?;
+            f.write_all(header)?;
+            f.sync_all()?;
+            if let Some(dir) = path.parent() {
+                // Make the new directory entry durable too.
+                if let Ok(d) = File::open(if dir.as_os_str().is_empty() { Path::new(".") } else { dir }) {
+                    let _ = d.sync_all();
                 }
-                n
             }
-            _ => 0,
+            Ok(f)
         };
-        Ok((state, n))
+        let f = create().map_err(|e| StoreError::other(format!("cannot create journal {}: {e}", path.display())))?;
+        Ok(Box::new(LocalSink { file: Some(f) }))
     }
 
-    /// Reads the state without the lock (for `state list/show` and read-only inspection).
-    pub fn read(&self) -> Result<State, String> {
-        let text = match fs::read_to_string(&self.path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(State::new()),
-            Err(e) => return Err(format!("cannot read state {}: {e}", self.path.display())),
+    async fn journal_entries(&self) -> Result<Vec<Vec<u8>>, StoreError> {
+        let path = self.journal_path();
+        let bytes =
+            read_opt(&path).map_err(|e| StoreError::other(format!("cannot read journal {}: {e}", path.display())))?;
+        Ok(bytes.into_iter().collect())
+    }
+
+    async fn clear_journal(&self) -> Result<(), StoreError> {
+        match fs::remove_file(self.journal_path()) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StoreError::other(format!("cannot remove {}: {e}", self.journal_path().display()))),
+        }
+    }
+
+    async fn force_unlock(&self, id: &str) -> Result<LockInfo, StoreError> {
+        lock::force_unlock(&self.lock_path(), id).map_err(StoreError::other)
+    }
+
+    async fn history(&self) -> Result<Vec<Revision>, StoreError> {
+        let mut out = Vec::new();
+        for (path, current) in [(self.path.clone(), true), (self.backup_path(), false)] {
+            if let Some(b) = read_opt(&path).map_err(|e| self.err("read", e))? {
+                let written =
+                    fs::metadata(&path).and_then(|m| m.modified()).map(crate::clock::rfc3339_of).unwrap_or_default();
+                out.push(Revision { version: version_of(&b), written, size: b.len() as u64, current });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn get_version(&self, version: &str) -> Result<Vec<u8>, StoreError> {
+        for path in [self.path.clone(), self.backup_path()] {
+            if let Some(b) = read_opt(&path).map_err(|e| self.err("read", e))?
+                && version_of(&b) == version
+            {
+                return Ok(b);
+            }
+        }
+        Err(StoreError::not_found(format!(
+            "{} has no version {version} (the local backend keeps the current state and its backup)",
+            self.path.display()
+        )))
+    }
+
+    async fn names(&self) -> Result<Vec<String>, StoreError> {
+        let dir = match self.path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
         };
-        let state: State =
-            serde_json::from_str(&text).map_err(|e| format!("state {} is not valid: {e}", self.path.display()))?;
-        if state.format_version > FORMAT_VERSION {
-            return Err(format!(
-                "state {} has format version {}, newer than this meshform understands ({FORMAT_VERSION})",
-                self.path.display(),
-                state.format_version
-            ));
-        }
-        Ok(state)
-    }
-
-    /// Writes the state atomically with the serial incremented, keeping the previous version as
-    /// the backup.
-    pub fn write(&self, state: &mut State) -> Result<(), String> {
-        if state.lineage.is_empty() {
-            state.lineage = uuid::Uuid::new_v4().to_string();
-        }
-        state.serial += 1;
-        state.meshform_version = env!("CARGO_PKG_VERSION").to_string();
-        let mut body = serde_json::to_vec_pretty(state).map_err(|e| e.to_string())?;
-        body.push(b'\n');
-        let err = |e: io::Error| format!("cannot write state {}: {e}", self.path.display());
-        if self.path.exists() {
-            atomic_write(&self.backup_path(), &fs::read(&self.path).map_err(err)?).map_err(err)?;
-        }
-        atomic_write(&self.path, &body).map_err(err)
-    }
-
-    /// Starts a journal against the current state's lineage and serial.
-    pub fn journal(&self, state: &State) -> Result<Journal, String> {
-        Journal::create(&self.journal_path(), &state.lineage, state.serial)
-            .map_err(|e| format!("cannot create journal {}: {e}", self.journal_path().display()))
-    }
-
-    /// Removes the journal once its changes are in the state document.
-    pub fn clear_journal(&self) {
-        let _ = fs::remove_file(self.journal_path());
+        let mut names: Vec<String> = fs::read_dir(&dir)
+            .map_err(|e| StoreError::other(format!("cannot list {}: {e}", dir.display())))?
+            .filter_map(|e| e.ok()?.file_name().into_string().ok()?.strip_suffix(".state.json").map(str::to_string))
+            .collect();
+        names.sort();
+        Ok(names)
     }
 }
 
@@ -176,56 +265,29 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::addr::Addr;
-    use crate::state::{Change, ObjectRecord};
-    use crate::value::{Map, Value};
     use std::os::unix::fs::PermissionsExt;
+    use std::sync::Arc;
 
-    fn rec(a: &str) -> ObjectRecord {
-        let attrs = Map::from([("id".into(), Value::str(a)), ("secret".into(), Value::str("p4ss"))]);
-        ObjectRecord::new(a.parse::<Addr>().unwrap(), "meshform_data", attrs, &["secret".to_string()].into(), vec![])
-    }
-
-    #[test]
-    fn write_is_private_versioned_and_backed_up() {
+    #[tokio::test]
+    async fn the_local_store_conforms() {
         let dir = tempfile::tempdir().unwrap();
-        let b = LocalBackend::new(dir.path().join("x.state.json"));
-        let lock = b.lock("test").unwrap();
-        let (mut s, n) = b.load(&lock).unwrap();
-        assert_eq!((s.serial, n), (0, 0));
-        s.objects.insert("meshform_data.a".parse().unwrap(), rec("meshform_data.a"));
-        b.write(&mut s).unwrap();
-        b.write(&mut s).unwrap();
-        let text = fs::read_to_string(b.path()).unwrap();
-        assert!(!text.contains("p4ss"), "plaintext secret in state");
-        assert_eq!(fs::metadata(b.path()).unwrap().permissions().mode() & 0o777, 0o600);
-        let backup: State = serde_json::from_str(&fs::read_to_string(b.backup_path()).unwrap()).unwrap();
-        assert_eq!(backup.serial, 1);
-        assert_eq!(b.read().unwrap().serial, 2);
+        let root = dir.path().to_path_buf();
+        let make = move |name: &str| -> Arc<dyn StateStore> {
+            Arc::new(LocalStore::new(root.join(format!("{name}.state.json"))))
+        };
+        crate::state::conformance::run_all(&make, false).await;
     }
 
     #[tokio::test]
-    async fn journal_replays_after_a_crash() {
+    async fn writes_are_private_and_backed_up() {
         let dir = tempfile::tempdir().unwrap();
-        let b = LocalBackend::new(dir.path().join("x.state.json"));
-        let lock = b.lock("apply").unwrap();
-        let (mut s, _) = b.load(&lock).unwrap();
-        b.write(&mut s).unwrap();
-        let j = b.journal(&s).unwrap();
-        j.append(Change::Put { record: rec("meshform_data.a") }).await.unwrap();
-        j.append(Change::Put { record: rec("meshform_data.b") }).await.unwrap();
-        j.append(Change::Remove { address: "meshform_data.a".parse().unwrap() }).await.unwrap();
-        drop(j); // crash: the state document was never rewritten
-        // A torn final line, as a crash mid-write leaves it.
-        let mut f = OpenOptions::new().append(true).open(b.journal_path()).unwrap();
-        f.write_all(b"{\"op\":\"put\",\"rec").unwrap();
-        drop(lock);
-        let lock = b.lock("plan").unwrap();
-        let (s2, n) = b.load(&lock).unwrap();
-        assert_eq!(n, 3);
-        assert_eq!(s2.serial, s.serial + 1);
-        let addrs: Vec<String> = s2.objects.keys().map(|a| a.to_string()).collect();
-        assert_eq!(addrs, ["meshform_data.b"]);
-        assert!(!b.journal_path().exists());
+        let store = LocalStore::new(dir.path().join("x.state.json"));
+        let v1 = store.put(b"one", None).await.unwrap();
+        store.put(b"two", Some(&v1)).await.unwrap();
+        assert_eq!(fs::metadata(store.path()).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(fs::read(store.backup_path()).unwrap(), b"one");
+        let h = store.history().await.unwrap();
+        assert_eq!(h.iter().map(|r| r.current).collect::<Vec<_>>(), [true, false]);
+        assert_eq!(store.get_version(&h[1].version).await.unwrap(), b"one");
     }
 }

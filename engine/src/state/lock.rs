@@ -37,6 +37,33 @@ pub struct LockInfo {
     /// not "this host" for staleness. Empty when unknown (then never taken over by itself).
     #[serde(default)]
     pub pid_space: String,
+    /// Seconds the lock lives without a renewal (0: it does not expire; see
+    /// [`super::store::StateStore::lock_ttl`]).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub ttl_seconds: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+impl LockInfo {
+    /// The lock record of this process for `operation`, with a fresh id.
+    pub fn for_this_process(operation: &str, ttl: std::time::Duration) -> LockInfo {
+        let host = host();
+        let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+        LockInfo {
+            id: uuid::Uuid::new_v4().to_string(),
+            operation: operation.into(),
+            who: format!("{user}@{host}"),
+            pid: std::process::id(),
+            host,
+            created: crate::clock::now_rfc3339(),
+            pid_start: start_time(std::process::id()).unwrap_or(0),
+            pid_space: pid_space(),
+            ttl_seconds: ttl.as_secs(),
+        }
+    }
 }
 
 /// A held lock; released when dropped (or by [`release_held`] when a signal ends the process).
@@ -90,8 +117,8 @@ pub enum LockError {
         /// What is wrong with it.
         reason: String,
     },
-    /// The file system failed.
-    Io(std::io::Error),
+    /// The store failed (the file system, the network).
+    Failed(String),
 }
 
 impl std::fmt::Display for LockError {
@@ -109,7 +136,7 @@ impl std::fmt::Display for LockError {
                 Ok(())
             }
             LockError::Broken { reason, .. } => write!(f, "the state lock file is broken ({reason})"),
-            LockError::Io(e) => write!(f, "cannot take the state lock: {e}"),
+            LockError::Failed(e) => write!(f, "cannot take the state lock: {e}"),
         }
     }
 }
@@ -218,22 +245,12 @@ fn break_stale(path: &Path, stale: &LockInfo) -> bool {
     still
 }
 
-/// Takes the lock at `path` for `operation`, failing at once if it is held (a provably stale
+/// Takes the lock at `path` holding `info`, failing at once if it is held (a provably stale
 /// lock is broken and taken over; see the module docs).
-pub fn acquire(path: &Path, operation: &str) -> Result<LockGuard, LockError> {
+pub fn acquire(path: &Path, info: &LockInfo) -> Result<LockGuard, LockError> {
     let host = host();
-    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
-    let info = LockInfo {
-        id: uuid::Uuid::new_v4().to_string(),
-        operation: operation.into(),
-        who: format!("{user}@{host}"),
-        pid: std::process::id(),
-        host: host.clone(),
-        created: crate::clock::now_rfc3339(),
-        pid_start: start_time(std::process::id()).unwrap_or(0),
-        pid_space: pid_space(),
-    };
-    let body = serde_json::to_string_pretty(&info).map_err(|e| LockError::Io(e.into()))?;
+    let info = info.clone();
+    let body = serde_json::to_string_pretty(&info).map_err(|e| LockError::Failed(e.to_string()))?;
     let mut broke = None;
     for _ in 0..2 {
         match create_with(path, body.as_bytes()) {
@@ -246,7 +263,7 @@ pub fn acquire(path: &Path, operation: &str) -> Result<LockGuard, LockError> {
                     Ok(h) => h,
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                     Err(e) if e.kind() == std::io::ErrorKind::InvalidData => return Err(broken(path)),
-                    Err(e) => return Err(LockError::Io(e)),
+                    Err(e) => return Err(LockError::Failed(e.to_string())),
                 };
                 let stale = provably_stale(&holder, &host);
                 if stale && broke.is_none() && break_stale(path, &holder) {
@@ -255,12 +272,12 @@ pub fn acquire(path: &Path, operation: &str) -> Result<LockGuard, LockError> {
                 }
                 return Err(LockError::Held { info: Box::new(holder), stale });
             }
-            Err(e) => return Err(LockError::Io(e)),
+            Err(e) => return Err(LockError::Failed(e.to_string())),
         }
     }
     match read(path) {
         Ok(holder) => Err(LockError::Held { info: Box::new(holder), stale: false }),
-        Err(e) => Err(LockError::Io(e)),
+        Err(e) => Err(LockError::Failed(e.to_string())),
     }
 }
 
@@ -287,6 +304,7 @@ pub fn force_unlock(path: &Path, id: &str) -> Result<LockInfo, String> {
                 created: String::new(),
                 pid_start: 0,
                 pid_space: String::new(),
+                ttl_seconds: 0,
             });
         }
         Err(e) => return Err(format!("no lock at {}: {e}", path.display())),
@@ -306,8 +324,8 @@ mod tests {
     fn second_acquire_fails_and_names_holder() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("s.lock");
-        let g = acquire(&p, "apply").unwrap();
-        match acquire(&p, "plan") {
+        let g = acquire(&p, &LockInfo::for_this_process("apply", Default::default())).unwrap();
+        match acquire(&p, &LockInfo::for_this_process("plan", Default::default())) {
             Err(LockError::Held { info, stale }) => {
                 assert_eq!(info.id, g.info.id);
                 assert_eq!(info.operation, "apply");
@@ -317,14 +335,14 @@ mod tests {
         }
         drop(g);
         assert!(!p.exists());
-        assert!(acquire(&p, "plan").is_ok());
+        assert!(acquire(&p, &LockInfo::for_this_process("plan", Default::default())).is_ok());
     }
 
     #[test]
     fn dead_holder_is_stale_and_force_unlock_needs_the_id() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("s.lock");
-        let g = acquire(&p, "apply").unwrap();
+        let g = acquire(&p, &LockInfo::for_this_process("apply", Default::default())).unwrap();
         let mut info = g.info.clone();
         std::mem::forget(g);
         // A pid that cannot be running.
@@ -332,7 +350,7 @@ mod tests {
         fs::write(&p, serde_json::to_string(&info).unwrap()).unwrap();
         assert!(force_unlock(&p, "wrong").is_err());
         // Provably stale on this host: broken and taken over, naming what it replaced.
-        let g = acquire(&p, "plan").unwrap();
+        let g = acquire(&p, &LockInfo::for_this_process("plan", Default::default())).unwrap();
         assert_eq!(g.broke.as_ref().map(|b| b.id.clone()), Some(info.id.clone()));
         drop(g);
         assert!(!p.exists());
@@ -342,7 +360,7 @@ mod tests {
     fn a_reused_pid_is_stale_another_host_never_is() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("s.lock");
-        let g = acquire(&p, "apply").unwrap();
+        let g = acquire(&p, &LockInfo::for_this_process("apply", Default::default())).unwrap();
         let mut info = g.info.clone();
         std::mem::forget(g);
         // Our own pid, alive, but "started" at another time: a reused pid.
@@ -350,7 +368,7 @@ mod tests {
         assert!(provably_stale(&info, &info.host.clone()));
         info.host = "elsewhere".into();
         fs::write(&p, serde_json::to_string(&info).unwrap()).unwrap();
-        match acquire(&p, "plan") {
+        match acquire(&p, &LockInfo::for_this_process("plan", Default::default())) {
             Err(LockError::Held { stale, .. }) => assert!(!stale),
             other => panic!("expected held, got {other:?}"),
         }
@@ -363,7 +381,7 @@ mod tests {
         let p = dir.path().join("s.lock");
         for body in ["", "{not json"] {
             fs::write(&p, body).unwrap();
-            let id = match acquire(&p, "apply") {
+            let id = match acquire(&p, &LockInfo::for_this_process("apply", Default::default())) {
                 Err(LockError::Broken { id, .. }) => id,
                 other => panic!("expected broken, got {other:?}"),
             };

@@ -2,12 +2,18 @@
 //! version, a lineage (UUID, fixed for the life of the state) and a serial (incremented by every
 //! write). Sensitive attributes are stored only as salted hashes.
 //!
-//! State is written only through this module: [`local::LocalBackend`] for the document, its lock
-//! and its journal.
+//! State is read and written only through this module: [`handle`] holds the rules (lock, read,
+//! conditional write, journal replay) over a [`store::StateStore`], which only moves bytes; the
+//! local file store is [`local::LocalStore`], the others live with their provider families;
+//! [`codec`] turns a state into stored bytes and back.
 
+pub mod codec;
+pub mod conformance;
+pub mod handle;
 pub mod journal;
 pub mod local;
 pub mod lock;
+pub mod store;
 
 use std::collections::{BTreeMap, BTreeSet};
 

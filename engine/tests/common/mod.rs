@@ -13,7 +13,9 @@ use meshform_engine::plan::planner::{PlanOptions, plan};
 use meshform_engine::provider::Registry;
 use meshform_engine::session::Session;
 use meshform_engine::state::State;
-use meshform_engine::state::local::LocalBackend;
+use meshform_engine::state::codec::Codec;
+use meshform_engine::state::handle::Backend;
+use meshform_engine::state::local::LocalStore;
 use meshform_engine::testing::TestProvider;
 use meshform_engine::vars::VarInputs;
 
@@ -56,20 +58,27 @@ impl Fixture {
         }
     }
 
-    pub fn backend(&self) -> LocalBackend {
-        LocalBackend::new(self.dir.path().join("main.state.json"))
+    /// The local store the fixture's state is in (for its paths).
+    pub fn store(&self) -> LocalStore {
+        LocalStore::new(self.dir.path().join("main.state.json"))
     }
 
+    pub fn backend(&self) -> Backend {
+        Backend::new(Arc::new(self.store()), Codec::plain())
+    }
+
+    /// The state as stored.
     pub fn state(&self) -> State {
-        self.backend().read().unwrap()
+        match std::fs::read(self.store().path()) {
+            Ok(b) => Codec::plain().decode_state(&b, "test").unwrap(),
+            Err(_) => State::new(),
+        }
     }
 
     pub async fn plan_with(&self, opts: PlanOptions) -> Result<Plan, Diagnostics> {
         let s = self.session();
-        let b = self.backend();
-        let lock = b.lock("plan").unwrap();
-        let (state, _) = b.load(&lock).unwrap();
-        plan(&s, &state, &opts).await.map(|o| o.plan)
+        let snap = self.backend().read().await.unwrap();
+        plan(&s, &snap.state, &opts).await.map(|o| o.plan)
     }
 
     pub async fn plan(&self) -> Plan {
@@ -82,10 +91,10 @@ impl Fixture {
     /// Applies `p` (made by this fixture) with options.
     pub async fn apply_plan(&self, p: &Plan, opts: &ApplyOptions) -> ApplyReport {
         let s = self.session();
-        let b = self.backend();
-        let lock = b.lock("apply").unwrap();
-        let (mut state, _) = b.load(&lock).unwrap();
-        apply(&s, p, &b, &lock, &mut state, opts, &Quiet).await.expect("apply runs")
+        let (mut locked, mut state) = self.backend().open("apply", Default::default()).await.unwrap();
+        let r = apply(&s, p, &mut locked, &mut state, opts, &Quiet).await.expect("apply runs");
+        locked.release().await.unwrap();
+        r
     }
 
     /// Applies `p` with options, telling `observer` the progress.
@@ -96,10 +105,10 @@ impl Fixture {
         observer: &dyn meshform_engine::apply::Observer,
     ) -> ApplyReport {
         let s = self.session();
-        let b = self.backend();
-        let lock = b.lock("apply").unwrap();
-        let (mut state, _) = b.load(&lock).unwrap();
-        apply(&s, p, &b, &lock, &mut state, opts, observer).await.expect("apply runs")
+        let (mut locked, mut state) = self.backend().open("apply", Default::default()).await.unwrap();
+        let r = apply(&s, p, &mut locked, &mut state, opts, observer).await.expect("apply runs");
+        locked.release().await.unwrap();
+        r
     }
 
     /// Plans and applies with default options.

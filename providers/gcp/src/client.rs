@@ -418,7 +418,7 @@ fn poll_delay(n: u32) -> Duration {
 
 /// Jittered exponential backoff: between half and all of 0.2 s · 2^attempt, at most 20 s. The
 /// jitter comes from a randomly keyed hash (fresh keys per call), so concurrent retries spread out.
-fn backoff(attempt: u32) -> Duration {
+pub(crate) fn backoff(attempt: u32) -> Duration {
     use std::hash::BuildHasher;
     let cap = (200u64 << attempt.min(7)).min(20_000);
     let random = std::collections::hash_map::RandomState::new().hash_one(attempt);
@@ -429,7 +429,7 @@ fn strip_query(url: &str) -> &str {
     url.split('?').next().unwrap_or(url)
 }
 
-fn redact_error(e: &reqwest::Error) -> String {
+pub(crate) fn redact_error(e: &reqwest::Error) -> String {
     // reqwest errors name the URL; strip its query (never a token, but keep messages short).
     let s = e.to_string();
     match s.find('?') {

@@ -10,6 +10,8 @@
 
 pub mod client;
 pub mod convert;
+pub mod state;
+pub mod storage;
 pub mod types;
 
 use std::collections::{BTreeMap, HashMap};

