@@ -15,6 +15,7 @@ pub mod errors;
 pub mod faults;
 pub mod files;
 pub mod filter;
+pub mod hashes;
 pub mod hub;
 pub mod kube;
 pub mod server;
@@ -34,7 +35,7 @@ mod layering {
 
     /// The crate's modules, by layer (a module may use only those of earlier layers).
     const CRATE: &[&[&str]] = &[
-        &["world", "certs", "errors", "filter", "faults", "support", "tools"],
+        &["world", "certs", "errors", "filter", "faults", "support", "tools", "hashes"],
         &["store"],
         &["state"],
         &["compute", "container", "hub", "kube"],
