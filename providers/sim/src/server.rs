@@ -171,7 +171,14 @@ fn app(shared: Arc<Shared>) -> Router {
 }
 
 fn style_of(path: &str) -> Style {
-    if path.starts_with("/compute") || path.starts_with("/batch") { Style::Compute } else { Style::Rpc }
+    const STORAGE: [&str; 4] = ["/storage/", "/upload/", "/resumable/", "/download/"];
+    if path.starts_with("/compute") || path.starts_with("/batch") {
+        Style::Compute
+    } else if STORAGE.iter().any(|p| path.starts_with(p)) {
+        Style::Storage
+    } else {
+        Style::Rpc
+    }
 }
 
 async fn fallback(req: Request) -> Response {
@@ -180,6 +187,7 @@ async fn fallback(req: Request) -> Response {
     let e = match style {
         Style::Compute => ApiError::not_found(style, format!("The requested URL {path} was not found on this server.")),
         Style::Rpc => ApiError::not_found(style, format!("Method not found: {} {path}", req.method())),
+        Style::Storage => ApiError::not_found(style, "Not Found"),
     };
     e.into_response()
 }
