@@ -8,6 +8,7 @@
 //! [`world::World`] (what is seeded). The one design decision: every
 //! resource is kept as the JSON the API returns, so shapes stay exactly as documented.
 
+pub mod buckets;
 pub mod certs;
 pub mod compute;
 pub mod container;
@@ -36,6 +37,7 @@ mod layering {
     /// The crate's modules, by layer (a module may use only those of earlier layers).
     const CRATE: &[&[&str]] = &[
         &["world", "certs", "errors", "filter", "faults", "support", "tools", "hashes"],
+        &["buckets"],
         &["store"],
         &["state"],
         &["compute", "container", "hub", "kube"],
