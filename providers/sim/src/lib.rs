@@ -1,7 +1,7 @@
-//! The meshform simulator: Google Cloud's compute, container, gkehub and serviceusage REST APIs
-//! (and, per cluster, a Kubernetes API server) in one process on loopback, faithful enough that
-//! the real `gcloud` and `kubectl` work against it. It is the default target of `meshform sim` and
-//! `meshform demo`, and the target of the integration tests.
+//! The meshform simulator: Google Cloud's compute, container, gkehub and serviceusage REST APIs,
+//! Cloud Storage's JSON API (and, per cluster, a Kubernetes API server) in one process on
+//! loopback, faithful enough that the real `gcloud` and `kubectl` work against it. It is the
+//! default target of `meshform sim` and `meshform demo`, and the target of the integration tests.
 //!
 //! Key types: [`Sim`] (a running simulator and its handle for tests), [`SimOptions`] (faults,
 //! latency, operation polls, and [`SimClock`]: whether anything happens by time),
@@ -21,6 +21,7 @@ pub mod hub;
 pub mod kube;
 pub mod server;
 pub mod state;
+pub mod storage;
 pub mod store;
 pub mod support;
 pub mod tools;
@@ -40,7 +41,7 @@ mod layering {
         &["buckets"],
         &["store"],
         &["state"],
-        &["compute", "container", "hub", "kube"],
+        &["compute", "container", "hub", "storage", "kube"],
         &["server"],
         &["files"],
     ];

@@ -1,9 +1,10 @@
 //! The running simulator: one HTTP listener on loopback for the Google Cloud APIs (path
-//! prefixes `/compute/v1`, `/container/v1`, `/gkehub/v1`, `/serviceusage/v1`), an OAuth2 token
+//! prefixes `/compute/v1`, `/container/v1`, `/gkehub/v1`, `/serviceusage/v1`, and Cloud
+//! Storage's `/storage/v1`, `/upload`, `/resumable/upload` and `/download`), an OAuth2 token
 //! endpoint, the compute batch endpoint, and the knobs: bearer tokens, latency, deterministic
 //! faults (429 with Retry-After, or 503), operation polls, and a request log. It wires the
-//! handlers' routes (`compute`, `container`, `hub`) and starts the clusters' API servers
-//! (`kube`); they, in turn, know only `state` and the modules below it.
+//! handlers' routes (`compute`, `container`, `hub`, `storage`) and starts the clusters' API
+//! servers (`kube`); they, in turn, know only `state` and the modules below it.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -162,6 +163,7 @@ fn app(shared: Arc<Shared>) -> Router {
         .merge(crate::compute::routes())
         .merge(crate::container::routes())
         .merge(crate::hub::routes())
+        .merge(crate::storage::routes())
         .route("/token", post(token))
         .route("/batch/compute/v1", post(batch))
         .route("/__sim/requests", get(requests).delete(clear_requests))
