@@ -1,6 +1,7 @@
 //! Google's error bodies: compute's `{code, message, errors[{reason, domain, message}]}` and the
 //! `google.rpc.Status` form (`status` carries the canonical code) used by container, gkehub and
-//! serviceusage.
+//! serviceusage, and Cloud Storage's JSON API form (compute's, with the `usageLimits` domain for
+//! rate limits and `locationType`/`location` naming the header a 412 or 401 is about).
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode};
@@ -14,6 +15,8 @@ pub enum Style {
     Compute,
     /// google.rpc.Status (container, gkehub, serviceusage, oauth).
     Rpc,
+    /// Cloud Storage's JSON API.
+    Storage,
 }
 
 /// An API error.
@@ -67,8 +70,29 @@ impl ApiError {
     pub fn condition_not_met(message: impl Into<String>) -> ApiError {
         Self::new(Style::Compute, 412, "conditionNotMet", "FAILED_PRECONDITION", message)
     }
+    /// 412 of Cloud Storage: a precondition (`ifGenerationMatch`, ...) did not hold.
+    pub fn storage_condition_not_met() -> ApiError {
+        Self::new(
+            Style::Storage,
+            412,
+            "conditionNotMet",
+            "FAILED_PRECONDITION",
+            "At least one of the pre-conditions you specified did not hold.",
+        )
+    }
+    /// 304 of Cloud Storage: a read's `…NotMatch` precondition did not hold (no body).
+    pub fn storage_not_modified() -> ApiError {
+        Self::new(Style::Storage, 304, "notModified", "FAILED_PRECONDITION", "Not Modified")
+    }
+    /// 416: a `Range` past the end of the data.
+    pub fn range_not_satisfiable(style: Style) -> ApiError {
+        Self::new(style, 416, "requestedRangeNotSatisfiable", "OUT_OF_RANGE", "Request range not satisfiable")
+    }
     /// 401.
     pub fn unauthenticated(style: Style) -> ApiError {
+        if style == Style::Storage {
+            return Self::new(style, 401, "authError", "UNAUTHENTICATED", "Invalid Credentials");
+        }
         Self::new(
             style,
             401,
@@ -83,13 +107,21 @@ impl ApiError {
     }
     /// 429 with Retry-After (seconds).
     pub fn rate_limited(style: Style, retry_after: u32) -> ApiError {
-        let mut e = Self::new(style, 429, "rateLimitExceeded", "RESOURCE_EXHAUSTED", "Rate Limit Exceeded");
+        let message = match style {
+            Style::Storage => STORAGE_RATE_LIMIT,
+            Style::Compute | Style::Rpc => "Rate Limit Exceeded",
+        };
+        let mut e = Self::new(style, 429, "rateLimitExceeded", "RESOURCE_EXHAUSTED", message);
         e.retry_after = Some(retry_after);
         e
     }
     /// 503.
     pub fn unavailable(style: Style) -> ApiError {
-        Self::new(style, 503, "backendError", "UNAVAILABLE", "The service is currently unavailable.")
+        let message = match style {
+            Style::Storage => "Backend Error",
+            Style::Compute | Style::Rpc => "The service is currently unavailable.",
+        };
+        Self::new(style, 503, "backendError", "UNAVAILABLE", message)
     }
 
     /// The JSON body.
@@ -101,13 +133,33 @@ impl ApiError {
             Style::Rpc => json!({"error": {"code": self.code, "message": self.message, "status": self.status,
                 "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": self.status,
                              "domain": "googleapis.com", "metadata": {}}]}}),
+            Style::Storage => {
+                let domain = if self.reason == "rateLimitExceeded" { "usageLimits" } else { "global" };
+                let mut detail = json!({"message": self.message, "domain": domain, "reason": self.reason});
+                let location = match self.code {
+                    412 => Some("If-Match"),
+                    401 => Some("Authorization"),
+                    _ => None,
+                };
+                if let Some(l) = location {
+                    detail["locationType"] = json!("header");
+                    detail["location"] = json!(l);
+                }
+                json!({"error": {"code": self.code, "message": self.message, "errors": [detail]}})
+            }
         }
     }
 }
 
+/// Cloud Storage's 429 text (the per-object mutation rate limit).
+const STORAGE_RATE_LIMIT: &str = "The object exceeded the rate limit for object mutation operations (create, update, and delete). Please reduce your request rate. See https://cloud.google.com/storage/docs/gcs429.";
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let code = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if code == StatusCode::NOT_MODIFIED {
+            return code.into_response();
+        }
         let mut r = (code, Json(self.body())).into_response();
         if let Some(s) = self.retry_after {
             r.headers_mut().insert("retry-after", HeaderValue::from(s));
@@ -128,5 +180,25 @@ mod tests {
             assert_eq!(r.headers()["retry-after"], secs.to_string().as_str());
         }
         assert!(ApiError::unavailable(Style::Rpc).into_response().headers().get("retry-after").is_none());
+    }
+
+    #[test]
+    fn storage_bodies_are_cloud_storages() {
+        let e = ApiError::storage_condition_not_met().body();
+        let m = "At least one of the pre-conditions you specified did not hold.";
+        assert_eq!(
+            e,
+            json!({"error": {"code": 412, "message": m, "errors": [{"domain": "global", "reason": "conditionNotMet",
+                   "message": m, "locationType": "header", "location": "If-Match"}]}})
+        );
+        let r = ApiError::rate_limited(Style::Storage, 0).body();
+        assert_eq!(r["error"]["errors"][0]["domain"], "usageLimits");
+        assert_eq!(r["error"]["errors"][0]["reason"], "rateLimitExceeded");
+        let u = ApiError::unavailable(Style::Storage).body();
+        assert_eq!(
+            u["error"]["errors"][0],
+            json!({"domain": "global", "reason": "backendError", "message": "Backend Error"})
+        );
+        assert_eq!(ApiError::storage_not_modified().into_response().status(), 304);
     }
 }

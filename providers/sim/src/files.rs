@@ -1,5 +1,8 @@
-//! What `meshform sim` writes for the tools pointed at it: `env.sh` (gcloud endpoint overrides,
-//! token, project, KUBECONFIG, meshform's own variables), `kubeconfig` (one context per cluster,
+//! What `meshform sim` writes for the tools pointed at it: `env.sh` (gcloud endpoint overrides —
+//! Cloud Storage's included, `CLOUDSDK_API_ENDPOINT_OVERRIDES_STORAGE` ending in `/` as gcloud
+//! requires, with the JSON API chosen —, token, project, KUBECONFIG, meshform's own variables:
+//! `MESHFORM_GCP_*`, and `MESHFORM_STORAGE_ENDPOINT`, the base URL meshform's GCS state backend
+//! sends its Cloud Storage calls to), `kubeconfig` (one context per cluster,
 //! named as `gcloud container clusters get-credentials` names them) and `world.json`.
 
 use std::path::Path;
@@ -23,15 +26,27 @@ pub fn env_vars(sim: &Sim, dir: &Path) -> Vec<(String, String)> {
         ("CLOUDSDK_API_ENDPOINT_OVERRIDES_CONTAINER".into(), format!("{base}/container/")),
         ("CLOUDSDK_API_ENDPOINT_OVERRIDES_GKEHUB".into(), format!("{base}/gkehub/")),
         ("CLOUDSDK_API_ENDPOINT_OVERRIDES_SERVICEUSAGE".into(), format!("{base}/serviceusage/")),
+        ("CLOUDSDK_API_ENDPOINT_OVERRIDES_STORAGE".into(), format!("{base}/")),
+        ("CLOUDSDK_STORAGE_PREFERRED_API".into(), "json".into()),
         ("CLOUDSDK_AUTH_ACCESS_TOKEN".into(), sim.token.clone()),
         ("CLOUDSDK_CORE_PROJECT".into(), sim.world.project.clone()),
         ("CLOUDSDK_CORE_DISABLE_PROMPTS".into(), "1".into()),
         ("KUBECONFIG".into(), dir.join("kubeconfig").display().to_string()),
-        ("MESHFORM_GCP_ENDPOINT".into(), base),
+        ("MESHFORM_GCP_ENDPOINT".into(), base.clone()),
         ("MESHFORM_GCP_ACCESS_TOKEN".into(), sim.token.clone()),
         ("MESHFORM_GCP_PROJECT".into(), sim.world.project.clone()),
+        ("MESHFORM_STORAGE_ENDPOINT".into(), base),
     ]
 }
+
+/// The comment at the top of `env.sh`.
+const ENV_HEADER: &str = "\
+# Points gcloud, kubectl and meshform at a running `meshform sim`: source this file.
+# CLOUDSDK_API_ENDPOINT_OVERRIDES_*: gcloud's API endpoints (storage's must end with `/`).
+# MESHFORM_GCP_*: the Google Cloud endpoint, token and project meshform's provider uses.
+# MESHFORM_STORAGE_ENDPOINT: the Cloud Storage base URL meshform's GCS state backend uses
+#   (buckets: meshform-demo-state, versioned, unless the world names its own).
+";
 
 fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
@@ -100,7 +115,8 @@ pub fn world_json(sim: &Sim) -> serde_json::Value {
 /// Writes `env.sh`, `kubeconfig` and `world.json` into `dir`, each atomically.
 pub fn write_all(sim: &Sim, dir: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
-    let env: String = env_vars(sim, dir).iter().map(|(k, v)| format!("export {k}={}\n", shell_quote(v))).collect();
+    let mut env = String::from(ENV_HEADER);
+    env.extend(env_vars(sim, dir).iter().map(|(k, v)| format!("export {k}={}\n", shell_quote(v))));
     let write = crate::support::atomic_write;
     write(&dir.join("kubeconfig"), kubeconfig(sim).as_bytes())?;
     write(&dir.join("world.json"), serde_json::to_string_pretty(&world_json(sim)).unwrap_or_default().as_bytes())?;

@@ -1,13 +1,14 @@
-//! The meshform simulator: Google Cloud's compute, container, gkehub and serviceusage REST APIs
-//! (and, per cluster, a Kubernetes API server) in one process on loopback, faithful enough that
-//! the real `gcloud` and `kubectl` work against it. It is the default target of `meshform sim` and
-//! `meshform demo`, and the target of the integration tests.
+//! The meshform simulator: Google Cloud's compute, container, gkehub and serviceusage REST APIs,
+//! Cloud Storage's JSON API (and, per cluster, a Kubernetes API server) in one process on
+//! loopback, faithful enough that the real `gcloud` and `kubectl` work against it. It is the
+//! default target of `meshform sim` and `meshform demo`, and the target of the integration tests.
 //!
 //! Key types: [`Sim`] (a running simulator and its handle for tests), [`SimOptions`] (faults,
 //! latency, operation polls, and [`SimClock`]: whether anything happens by time),
 //! [`world::World`] (what is seeded). The one design decision: every
 //! resource is kept as the JSON the API returns, so shapes stay exactly as documented.
 
+pub mod buckets;
 pub mod certs;
 pub mod compute;
 pub mod container;
@@ -15,10 +16,12 @@ pub mod errors;
 pub mod faults;
 pub mod files;
 pub mod filter;
+pub mod hashes;
 pub mod hub;
 pub mod kube;
 pub mod server;
 pub mod state;
+pub mod storage;
 pub mod store;
 pub mod support;
 pub mod tools;
@@ -34,10 +37,11 @@ mod layering {
 
     /// The crate's modules, by layer (a module may use only those of earlier layers).
     const CRATE: &[&[&str]] = &[
-        &["world", "certs", "errors", "filter", "faults", "support", "tools"],
+        &["world", "certs", "errors", "filter", "faults", "support", "tools", "hashes"],
+        &["buckets"],
         &["store"],
         &["state"],
-        &["compute", "container", "hub", "kube"],
+        &["compute", "container", "hub", "storage", "kube"],
         &["server"],
         &["files"],
     ];

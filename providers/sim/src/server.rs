@@ -1,9 +1,10 @@
 //! The running simulator: one HTTP listener on loopback for the Google Cloud APIs (path
-//! prefixes `/compute/v1`, `/container/v1`, `/gkehub/v1`, `/serviceusage/v1`), an OAuth2 token
+//! prefixes `/compute/v1`, `/container/v1`, `/gkehub/v1`, `/serviceusage/v1`, and Cloud
+//! Storage's `/storage/v1`, `/upload`, `/resumable/upload` and `/download`), an OAuth2 token
 //! endpoint, the compute batch endpoint, and the knobs: bearer tokens, latency, deterministic
 //! faults (429 with Retry-After, or 503), operation polls, and a request log. It wires the
-//! handlers' routes (`compute`, `container`, `hub`) and starts the clusters' API servers
-//! (`kube`); they, in turn, know only `state` and the modules below it.
+//! handlers' routes (`compute`, `container`, `hub`, `storage`) and starts the clusters' API
+//! servers (`kube`); they, in turn, know only `state` and the modules below it.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -162,6 +163,7 @@ fn app(shared: Arc<Shared>) -> Router {
         .merge(crate::compute::routes())
         .merge(crate::container::routes())
         .merge(crate::hub::routes())
+        .merge(crate::storage::routes())
         .route("/token", post(token))
         .route("/batch/compute/v1", post(batch))
         .route("/__sim/requests", get(requests).delete(clear_requests))
@@ -171,7 +173,14 @@ fn app(shared: Arc<Shared>) -> Router {
 }
 
 fn style_of(path: &str) -> Style {
-    if path.starts_with("/compute") || path.starts_with("/batch") { Style::Compute } else { Style::Rpc }
+    const STORAGE: [&str; 4] = ["/storage/", "/upload/", "/resumable/", "/download/"];
+    if path.starts_with("/compute") || path.starts_with("/batch") {
+        Style::Compute
+    } else if STORAGE.iter().any(|p| path.starts_with(p)) {
+        Style::Storage
+    } else {
+        Style::Rpc
+    }
 }
 
 async fn fallback(req: Request) -> Response {
@@ -180,6 +189,7 @@ async fn fallback(req: Request) -> Response {
     let e = match style {
         Style::Compute => ApiError::not_found(style, format!("The requested URL {path} was not found on this server.")),
         Style::Rpc => ApiError::not_found(style, format!("Method not found: {} {path}", req.method())),
+        Style::Storage => ApiError::not_found(style, "Not Found"),
     };
     e.into_response()
 }

@@ -1,11 +1,13 @@
 //! The simulator's in-memory state: every resource as the JSON the API returns, keyed by its
-//! location and name, plus operations that finish after a set number of polls.
+//! location and name, plus operations that finish after a set number of polls, and Cloud
+//! Storage's buckets (`buckets`, whose objects carry bytes).
 
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
 use serde_json::{Map, Value, json};
 
+use crate::buckets::Buckets;
 use crate::certs::ClusterCa;
 use crate::world::{World, is_zone, region_of, short_hash};
 
@@ -97,6 +99,8 @@ pub struct Store {
     /// `SimOptions::clock`; off when it is pinned, so that tests finish operations by polls
     /// alone, deterministically.
     pub lro_time: Option<std::time::Duration>,
+    /// Cloud Storage: buckets, objects and resumable uploads.
+    pub storage: Buckets,
     next_id: u64,
 }
 
@@ -120,6 +124,7 @@ impl Store {
             access: access.into_iter().map(|a| (format!("{}/{}", a.location, a.name), a)).collect(),
             lro_polls,
             lro_time: None,
+            storage: Buckets::seed(&world.buckets, &crate::support::now_rfc3339_millis()),
             next_id: 1_000_000_000_000,
         };
         let p = world.project.clone();

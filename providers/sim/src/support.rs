@@ -1,5 +1,6 @@
 //! The simulator's own small helpers, used across it: wall-clock time as RFC 3339 text (and
-//! back) and atomic file writes. A leaf: it imports nothing of the crate.
+//! back), percent-encoding of URL path segments, and atomic file writes. A leaf: it imports
+//! nothing of the crate.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write as _};
@@ -57,6 +58,52 @@ pub fn rfc3339(secs: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", t / 3600, t % 3600 / 60, t % 60)
 }
 
+/// Milliseconds since the Unix epoch as RFC 3339 UTC with milliseconds
+/// (`2026-11-22T03:38:44.399Z`, as Cloud Storage writes its times).
+pub fn rfc3339_millis(millis: u128) -> String {
+    let secs = (millis / 1000) as i64;
+    let whole = rfc3339(secs);
+    format!("{}.{:03}Z", whole.trim_end_matches('Z'), millis % 1000)
+}
+
+/// Now as RFC 3339 UTC with milliseconds.
+pub fn now_rfc3339_millis() -> String {
+    rfc3339_millis(unix_millis())
+}
+
+/// `s` percent-encoded as one URL path segment (or query value): every byte but the unreserved
+/// ones (`A-Z a-z 0-9 - . _ ~`) as `%XX`, so `/` becomes `%2F`.
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// A percent-encoded path segment decoded (`+` stays `+`); `None` when a `%` is not followed by
+/// two hex digits or the bytes are not UTF-8.
+pub fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 /// Seconds since the Unix epoch of an RFC 3339 UTC time as [`rfc3339`] writes it
 /// (`YYYY-MM-DDTHH:MM:SSZ`).
 pub fn parse_rfc3339(t: &str) -> Option<i64> {
@@ -108,6 +155,20 @@ mod tests {
         }
         assert_eq!(now_rfc3339().len(), 20);
         assert_eq!(parse_rfc3339("yesterday"), None);
+    }
+
+    #[test]
+    fn millis_and_percent_encoding() {
+        assert_eq!(rfc3339_millis(1_795_318_724_399), "2026-11-22T03:38:44.399Z");
+        assert_eq!(rfc3339_millis(5), "1970-01-01T00:00:00.005Z");
+        assert_eq!(percent_encode("path/state.json"), "path%2Fstate.json");
+        assert_eq!(percent_encode("a b+ü~"), "a%20b%2B%C3%BC~");
+        for s in ["path/state.json", "a b+ü~", "", "%"] {
+            assert_eq!(percent_decode(&percent_encode(s)).as_deref(), Some(s));
+        }
+        assert_eq!(percent_decode("a+b%2fc").as_deref(), Some("a+b/c"));
+        assert_eq!(percent_decode("bad%2"), None);
+        assert_eq!(percent_decode("bad%zz"), None);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The simulated world: one project, its network and subnets, and GKE clusters with their node
-//! instances, endpoints and certificate authorities. Read from a TOML file (`--world`) or the
-//! default, which mirrors the setup guides: two private clusters in two regions.
+//! instances, endpoints and certificate authorities, and Cloud Storage buckets. Read from a TOML
+//! file (`--world`) or the default, which mirrors the setup guides: two private clusters in two
+//! regions, and a versioned bucket for remote state.
 
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +24,27 @@ pub struct World {
     /// GKE clusters.
     #[serde(default)]
     pub clusters: Vec<ClusterSpec>,
+    /// Cloud Storage buckets (a world that names none gets [`DEMO_BUCKET`]; `buckets = []` gives
+    /// none).
+    #[serde(default = "default_buckets")]
+    pub buckets: Vec<BucketSpec>,
+}
+
+/// The bucket every world has unless it lists its own: versioned, for meshform's remote state.
+pub const DEMO_BUCKET: &str = "meshform-demo-state";
+
+/// A Cloud Storage bucket of the world.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BucketSpec {
+    /// Bucket name.
+    pub name: String,
+    /// Object versioning: an overwritten or deleted object's generation is kept, noncurrent.
+    #[serde(default)]
+    pub versioning: bool,
+    /// Location (default `US`).
+    #[serde(default = "default_bucket_location")]
+    pub location: String,
 }
 
 /// A subnet.
@@ -86,6 +108,12 @@ fn default_services() -> String {
 fn default_revision() -> String {
     "asm-173-3".into()
 }
+fn default_buckets() -> Vec<BucketSpec> {
+    vec![BucketSpec { name: DEMO_BUCKET.into(), versioning: true, location: default_bucket_location() }]
+}
+fn default_bucket_location() -> String {
+    "US".into()
+}
 fn yes() -> bool {
     true
 }
@@ -129,6 +157,7 @@ impl Default for World {
                     istio_revision: default_revision(),
                 },
             ],
+            buckets: default_buckets(),
         }
     }
 }
@@ -151,8 +180,27 @@ impl World {
                 return Err(format!("cluster {}: `{}` is not a zone or region", c.name, c.location));
             }
         }
+        let mut buckets = std::collections::BTreeSet::new();
+        for b in &self.buckets {
+            if !buckets.insert(&b.name) {
+                return Err(format!("bucket {} is declared twice", b.name));
+            }
+            if !valid_bucket_name(&b.name) {
+                return Err(format!("bucket {}: not a valid bucket name (3-63 of a-z, 0-9, `-`, `_`, `.`)", b.name));
+            }
+        }
         Ok(())
     }
+}
+
+/// Whether `name` is a valid Cloud Storage bucket name (without dots' longer form): 3 to 63
+/// lowercase letters, digits, `-`, `_` and `.`, starting and ending with a letter or digit.
+pub fn valid_bucket_name(name: &str) -> bool {
+    let ends = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    (3..=63).contains(&name.len())
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'))
+        && ends(name.chars().next())
+        && ends(name.chars().last())
 }
 
 /// The region of a zone (`us-central1-a` → `us-central1`), or the region itself.

@@ -281,3 +281,60 @@ async fn kube_rs_discovery_dynamic_objects_and_stale_writes() {
     api.delete("gw1", &DeleteParams::default()).await.unwrap();
     assert!(api.get_opt("gw1").await.unwrap().is_none());
 }
+
+const LEASE: &str = "apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata:\n  name: meshform-state\n  namespace: default\nspec:\n  holderIdentity: meshform-run-1\n  leaseDurationSeconds: 60\n  acquireTime: \"2026-01-01T00:00:00.000000Z\"\n  renewTime: \"2026-01-01T00:00:00.000000Z\"\n";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn leases_get_describe_and_refuse_stale_writes() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use kube::api::{Api, DeleteParams, PostParams, Preconditions};
+    use kube::config::{KubeConfigOptions, Kubeconfig};
+
+    let k = Kube::start(SimOptions::default()).await;
+    let ctx = k.context(0);
+    k.ok(&ctx, &["apply", "-f", "-"], Some(LEASE)).await;
+    let get = k.ok(&ctx, &["get", "lease", "meshform-state"], None).await;
+    let header: Vec<&str> = get.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "HOLDER", "AGE"], "{get}");
+    assert!(
+        get.lines().nth(1).is_some_and(|l| l.starts_with("meshform-state") && l.contains("meshform-run-1")),
+        "{get}"
+    );
+    let describe = k.ok(&ctx, &["describe", "lease", "meshform-state"], None).await;
+    assert!(describe.contains("Holder Identity:") && describe.contains("meshform-run-1"), "{describe}");
+    assert!(describe.contains("Kind:") && describe.contains("Lease"), "{describe}");
+
+    let kc = Kubeconfig::read_from(k.dir.path().join("kubeconfig")).unwrap();
+    let opts = KubeConfigOptions { context: Some(ctx.clone()), ..Default::default() };
+    let client = kube::Client::try_from(kube::Config::from_custom_kubeconfig(kc, &opts).await.unwrap()).unwrap();
+    let api: Api<Lease> = Api::namespaced(client, "default");
+    let stale = api.get("meshform-state").await.unwrap();
+    // A renewal: a compare-and-swap on the resourceVersion.
+    let mut renewed = stale.clone();
+    renewed.spec.as_mut().unwrap().holder_identity = Some("meshform-run-2".into());
+    let renewed = api.replace("meshform-state", &PostParams::default(), &renewed).await.unwrap();
+    assert_ne!(renewed.metadata.resource_version, stale.metadata.resource_version);
+    match api.replace("meshform-state", &PostParams::default(), &stale).await {
+        Err(kube::Error::Api(s)) => assert_eq!((s.code, s.reason.as_str()), (409, "Conflict")),
+        other => panic!("a stale update must conflict, got {other:?}"),
+    }
+    let stale_rv = stale.metadata.resource_version.clone();
+    let dp = DeleteParams {
+        preconditions: Some(Preconditions { resource_version: stale_rv.clone(), uid: None }),
+        ..Default::default()
+    };
+    match api.delete("meshform-state", &dp).await {
+        Err(kube::Error::Api(s)) => {
+            assert_eq!((s.code, s.reason.as_str()), (409, "Conflict"));
+            assert!(s.message.contains("Precondition failed: ResourceVersion in precondition"), "{}", s.message);
+        }
+        other => panic!("a stale delete must conflict, got {other:?}"),
+    }
+    assert!(k.ok(&ctx, &["get", "lease"], None).await.contains("meshform-run-2"));
+    let dp = DeleteParams {
+        preconditions: Some(Preconditions { resource_version: renewed.metadata.resource_version.clone(), uid: None }),
+        ..Default::default()
+    };
+    api.delete("meshform-state", &dp).await.unwrap();
+    assert!(api.get_opt("meshform-state").await.unwrap().is_none());
+}

@@ -300,7 +300,8 @@ pub fn update(
 }
 
 /// Deletes an object (a namespace: marks it Terminating, see `controllers::terminate_namespace`),
-/// honouring `DeleteOptions` (dry run, UID precondition), and what follows from it.
+/// honouring `DeleteOptions` (dry run, UID and resourceVersion preconditions), and what follows
+/// from it.
 pub fn delete(
     s: &Arc<KubeServer>,
     def: &ResourceDef,
@@ -325,6 +326,19 @@ pub fn delete(
                 "Operation cannot be fulfilled on {} \"{name}\": Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
                 def.plural,
                 old["metadata"]["uid"].as_str().unwrap_or("")
+            ),
+        ));
+    }
+    if let Some(rv) = opts["preconditions"]["resourceVersion"].as_str()
+        && old["metadata"]["resourceVersion"].as_str() != Some(rv)
+    {
+        return Err(KubeError::new(
+            409,
+            "Conflict",
+            format!(
+                "Operation cannot be fulfilled on {} \"{name}\": Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                def.plural,
+                old["metadata"]["resourceVersion"].as_str().unwrap_or("")
             ),
         ));
     }

@@ -102,6 +102,9 @@ pub fn builtins() -> Vec<ResourceDef> {
     crds.group = "apiextensions.k8s.io".into();
     crds.generation = true;
     crds.status = true;
+    // What leader election and meshform's Kubernetes state lock use.
+    let mut leases = core("leases", "Lease", true, &[], &[("Holder", "string", ".spec.holderIdentity")], &[]);
+    leases.group = "coordination.k8s.io".into();
     vec![
         core("namespaces", "Namespace", false, &["ns"], &[("Status", "string", ".status.phase")], &["status.phase"]),
         core("secrets", "Secret", true, &[], &[("Type", "string", ".type"), ("Data", "integer", "#data")], &["type"]),
@@ -126,6 +129,7 @@ pub fn builtins() -> Vec<ResourceDef> {
         core("endpoints", "Endpoints", true, &["ep"], &[], &[]),
         deployments,
         crds,
+        leases,
     ]
 }
 
