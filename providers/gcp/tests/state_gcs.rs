@@ -70,3 +70,34 @@ async fn the_gcs_store_conforms_on_fake_gcs_server() {
     let make = move |name: &str| store(&endpoint, "state-bucket", name, "t");
     conformance::run_all(&make, true).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gcs_store_conforms_on_the_simulator() {
+    let sim = meshform_sim::Sim::start(meshform_sim::SimOptions::default()).await.unwrap();
+    let (endpoint, token) = (sim.base_url(), sim.token.clone());
+    let make = move |name: &str| store(&endpoint, "meshform-demo-state", name, &token);
+    conformance::run_all(&make, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_reply_of_a_conditional_write_is_recognised_and_faults_are_retried() {
+    use meshform_engine::state::codec::Codec;
+    use meshform_engine::state::handle::Backend;
+    let sim = meshform_sim::Sim::start(meshform_sim::SimOptions {
+        fault_rate: 0.2,
+        seed: 7,
+        retry_after_secs: 0,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let b = Backend::new(store(&sim.base_url(), "meshform-demo-state", "faulty", &sim.token), Codec::plain());
+    for round in 0..10 {
+        let (mut run, mut state) = b.open("apply", Duration::ZERO).await.unwrap_or_else(|e| panic!("{round}: {e}"));
+        // The next change's reply is lost after it was made: the retry must see it as done.
+        sim.shared.lose_replies.store(1, std::sync::atomic::Ordering::SeqCst);
+        run.write(&mut state).await.unwrap_or_else(|e| panic!("{round}: {e}"));
+        run.release().await.unwrap_or_else(|e| panic!("{round}: {e}"));
+        assert_eq!(b.read().await.unwrap().state.serial, round + 1);
+    }
+}
