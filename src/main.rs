@@ -251,7 +251,8 @@ pub enum StateCommand {
         /// The desired-state file.
         file: PathBuf,
         /// The version to restore.
-        version: String,
+        #[arg(value_name = "VERSION")]
+        revision: String,
     },
     /// Copy the state to the backend another file's `[state]` describes, lineage and serial kept.
     Migrate {

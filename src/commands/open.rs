@@ -213,7 +213,7 @@ pub(crate) async fn open(out: &Out, cfg: &Config, op: &str, file: &Path) -> Resu
         OpenError::Other(m) => out.error(&m),
     })?;
     if let Some(b) = &locked.broke {
-        if b.ttl_seconds > 0 {
+        if !meshform_engine::state::lock::provably_stale_here(b) {
             eprintln!(
                 "note: removed an expired lock of {} (operation `{}`, since {}): it was not renewed for its {} s TTL",
                 b.who, b.operation, b.created, b.ttl_seconds

@@ -61,7 +61,7 @@ pub(crate) async fn cmd_state(out: &Out, sc: StateCommand) -> u8 {
         StateCommand::Pull { file } => pull(out, &file).await,
         StateCommand::Push { file, state_file, force } => push(out, &file, &state_file, force).await,
         StateCommand::History { file } => history(out, &file).await,
-        StateCommand::Rollback { file, version } => rollback(out, &file, &version).await,
+        StateCommand::Rollback { file, revision } => rollback(out, &file, &revision).await,
         StateCommand::Migrate { file, to } => migrate(out, &file, &to).await,
     }
 }

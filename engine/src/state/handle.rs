@@ -175,9 +175,26 @@ async fn acquire(
     loop {
         let err = match store.lock(info).await {
             Ok(l) => return Ok((l, broke)),
+            Err(LockError::Held { info: h, .. })
+                if broke.is_none() && !store.lock_ttl().is_zero() && super::lock::provably_stale_here(&h) =>
+            {
+                // Taken on this machine by a process that is gone: break it at once, as the
+                // local store does.
+                if let Ok(Some((now, revision))) = store.lock_holder().await
+                    && now.id == h.id
+                    && store.break_lock(&now.id, &revision).await.unwrap_or(false)
+                {
+                    broke = Some(now);
+                    continue;
+                }
+                LockError::Held { info: h, stale: true }
+            }
             Err(e @ LockError::Held { .. }) if start.elapsed() < wait => e,
             Err(e) => return Err(e),
         };
+        if start.elapsed() >= wait {
+            return Err(err);
+        }
         if let Ok(Some((holder, revision))) = store.lock_holder().await {
             let unchanged = seen.as_ref().filter(|(id, rev, _)| *id == holder.id && *rev == revision);
             match unchanged {

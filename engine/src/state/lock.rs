@@ -172,6 +172,12 @@ fn pid_space() -> String {
     if boot.trim().is_empty() || ns.is_empty() { String::new() } else { format!("{}/{ns}", boot.trim()) }
 }
 
+/// Whether `info`'s process is provably gone from this host (see [`provably_stale`]): a remote
+/// store's lock taken on this very machine by a process that died is broken at once.
+pub fn provably_stale_here(info: &LockInfo) -> bool {
+    provably_stale(info, &host())
+}
+
 /// Whether a lock taken on `host` by `info`'s process is provably stale from here: same host
 /// name, same boot and pid namespace, and that pid is gone or reused.
 fn provably_stale(info: &LockInfo, host: &str) -> bool {
