@@ -68,8 +68,32 @@ async fn described(c: &Cloud, name: &str, zone: &str) -> (Vec<String>, bool) {
     (nets, ga)
 }
 
+/// Where the crash tests keep state: beside the plan, or in the simulator's bucket.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Local,
+    Gcs,
+}
+
+const GCS_STATE: &str = "\n[state]\nbackend = \"gcs\"\nbucket = \"meshform-demo-state\"\nprefix = \"crash\"\n";
+
+/// Copies the plan files into the runner's working directory (as a fresh checkout would).
+fn checkout(c: &Cloud, backend: Backend) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("plans");
+    let dest = c.dir.path().join("plans");
+    std::fs::create_dir_all(dest.join("manifests")).unwrap();
+    for f in ["asm-multicluster.toml", "manifests/helloworld.yaml", "manifests/sleep.yaml"] {
+        std::fs::copy(root.join(f), dest.join(f)).unwrap();
+    }
+    if backend == Backend::Gcs {
+        let plan = dest.join("asm-multicluster.toml");
+        let text = std::fs::read_to_string(&plan).unwrap();
+        std::fs::write(&plan, format!("{text}{GCS_STATE}")).unwrap();
+    }
+}
+
 /// The simulator, the plan files and a var file naming the world's clusters.
-async fn setup() -> (Cloud, World) {
+async fn setup(backend: Backend) -> (Cloud, World) {
     let w = world();
     let c = Cloud::start(SimOptions {
         world: w.clone(),
@@ -78,12 +102,7 @@ async fn setup() -> (Cloud, World) {
         ..SimOptions::default()
     })
     .await;
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("plans");
-    let dest = c.dir.path().join("plans");
-    std::fs::create_dir_all(dest.join("manifests")).unwrap();
-    for f in ["asm-multicluster.toml", "manifests/helloworld.yaml", "manifests/sleep.yaml"] {
-        std::fs::copy(root.join(f), dest.join(f)).unwrap();
-    }
+    checkout(&c, backend);
     let map: Vec<String> = w.clusters.iter().map(|c| format!("\"{}\" = \"{}\"", c.name, c.location)).collect();
     std::fs::write(c.dir.path().join("clusters.toml"), format!("clusters = {{ {} }}\n", map.join(", "))).unwrap();
     (c, w)
@@ -93,9 +112,42 @@ const APPLY: [&str; 5] = ["apply", "plans/asm-multicluster.toml", "--auto-approv
 const STATE: &str = "plans/asm-multicluster.state.json";
 const JOURNAL: &str = "plans/asm-multicluster.state.json.journal";
 
+/// How many journal entries the run in flight has made durable: lines of the local journal, or
+/// objects under the bucket's journal prefix (each a group commit of one or more operations).
+async fn journaled(c: &Cloud, backend: Backend, http: &reqwest::Client) -> usize {
+    match backend {
+        Backend::Local => std::fs::read_to_string(c.dir.path().join(JOURNAL)).map(|t| t.lines().count()).unwrap_or(0),
+        Backend::Gcs => {
+            let url = format!("{}/storage/v1/b/meshform-demo-state/o", c.sim.base_url());
+            let r = http
+                .get(url)
+                .bearer_auth(&c.sim.token)
+                .query(&[("prefix", "crash/asm-multicluster.journal/")])
+                .send()
+                .await;
+            match r {
+                Ok(r) => r.json::<serde_json::Value>().await.map_or(0, |j| j["items"].as_array().map_or(0, Vec::len)),
+                Err(_) => 0,
+            }
+        }
+    }
+}
+
+/// The state as recorded (the local file, or the bucket's object through `state pull`).
+async fn recorded(c: &Cloud, backend: Backend) -> String {
+    match backend {
+        Backend::Local => std::fs::read_to_string(c.dir.path().join(STATE)).unwrap(),
+        Backend::Gcs => {
+            let o = c.mf(&["state", "pull", "plans/asm-multicluster.toml"]).await;
+            assert_eq!(code(&o), 0, "{}", text(&o));
+            String::from_utf8_lossy(&o.stdout).into_owned()
+        }
+    }
+}
+
 /// Starts an apply and kills it (-9) once its journal holds `after` finished operations (plus
 /// up to 40 ms more, so the kill also lands between the calls of one operation).
-async fn apply_killed(c: &Cloud, after: usize, extra: Duration) -> bool {
+async fn apply_killed(c: &Cloud, backend: Backend, after: usize, extra: Duration) -> bool {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_meshform"));
     cmd.args(APPLY)
         .current_dir(c.dir.path())
@@ -105,13 +157,14 @@ async fn apply_killed(c: &Cloud, after: usize, extra: Duration) -> bool {
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
     let mut child = cmd.spawn().unwrap();
-    let journal = c.dir.path().join(JOURNAL);
+    let http = reqwest::Client::new();
+    // A GCS entry is a batch: kill after fewer of them.
+    let after = if backend == Backend::Gcs { after.div_ceil(3) } else { after };
     loop {
         if let Ok(Some(_)) = child.try_wait() {
             return false; // finished first
         }
-        let lines = std::fs::read_to_string(&journal).map(|t| t.lines().count()).unwrap_or(0);
-        if lines > after {
+        if journaled(c, backend, &http).await > after {
             break;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -124,8 +177,8 @@ async fn apply_killed(c: &Cloud, after: usize, extra: Duration) -> bool {
 
 /// No duplicate or orphan: one firewall rule, and per cluster n-1 remote secrets and n-1 token
 /// Secrets (one per pair), each recorded in state.
-async fn nothing_duplicated_or_orphaned(c: &Cloud, n: usize, what: &str) {
-    let state = std::fs::read_to_string(c.dir.path().join(STATE)).unwrap();
+async fn nothing_duplicated_or_orphaned(c: &Cloud, backend: Backend, n: usize, what: &str) {
+    let state = recorded(c, backend).await;
     let o = c
         .gcloud(&["compute", "firewall-rules", "list", "--filter=name=istio-multicluster-pods", "--format=value(name)"])
         .await;
@@ -153,8 +206,9 @@ async fn nothing_duplicated_or_orphaned(c: &Cloud, n: usize, what: &str) {
 /// from empty after a seeded number of finished operations, reruns it (which must converge
 /// without a force-unlock), checks for duplicates and orphans, destroys, and checks that every
 /// cluster's authorized networks and global access are exactly as the world had them.
-async fn kills_then_converge_then_destroy_restores(kills: usize, seed: u64) {
-    let (c, w) = setup().await;
+async fn kills_then_converge_then_destroy_restores(backend: Backend, kills: usize, seed: u64) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let (c, w) = setup(backend).await;
     let n = w.clusters.len();
     let mut before = Vec::new();
     for k in &w.clusters {
@@ -168,17 +222,28 @@ async fn kills_then_converge_then_destroy_restores(kills: usize, seed: u64) {
         if round > 0 {
             let after = 1 + rng.below(ops.max(2) as u64 - 1) as usize;
             let extra = Duration::from_millis(rng.below(40));
-            killed += usize::from(apply_killed(&c, after, extra).await);
+            let was_killed = apply_killed(&c, backend, after, extra).await;
+            killed += usize::from(was_killed);
+            if backend == Backend::Gcs {
+                // A new runner: the working directory is gone, only the bucket remains.
+                std::fs::remove_dir_all(c.dir.path().join("plans")).unwrap();
+                checkout(&c, backend);
+            }
         }
         let o = c.mf(&APPLY).await;
         assert_eq!(code(&o), 0, "{what}: the rerun did not converge:\n{}", text(&o));
+        if backend == Backend::Gcs && round > 0 {
+            let t = text(&o);
+            let replayed =
+                t.lines().find(|l| l.contains("finished operation(s) from an interrupted run")).unwrap_or("");
+            println!("{what}: {}", if replayed.is_empty() { "no journal left to replay" } else { replayed });
+        }
         let o =
             c.mf(&["plan", "plans/asm-multicluster.toml", "--detailed-exitcode", "--var-file", "clusters.toml"]).await;
         assert_eq!(code(&o), 0, "{what}: {}", text(&o));
-        nothing_duplicated_or_orphaned(&c, n, &what).await;
+        nothing_duplicated_or_orphaned(&c, backend, n, &what).await;
         if round == 0 {
-            let s: serde_json::Value =
-                serde_json::from_str(&std::fs::read_to_string(c.dir.path().join(STATE)).unwrap()).unwrap();
+            let s: serde_json::Value = serde_json::from_str(&recorded(&c, backend).await).unwrap();
             ops = s["objects"].as_array().map_or_else(|| s["objects"].as_object().map_or(0, |o| o.len()), |a| a.len());
             assert!(ops > 10, "{ops} objects");
         }
@@ -200,12 +265,24 @@ async fn kills_then_converge_then_destroy_restores(kills: usize, seed: u64) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_kills_during_a_five_cluster_apply_lose_nothing() {
-    kills_then_converge_then_destroy_restores(2, 7).await;
+    kills_then_converge_then_destroy_restores(Backend::Local, 2, 7).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kill_with_gcs_state_and_a_new_runner_loses_nothing() {
+    kills_then_converge_then_destroy_restores(Backend::Gcs, 1, 11).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "long: 10 kills with GCS state (run with --ignored)"]
+async fn ten_kills_with_gcs_state_and_new_runners_lose_nothing() {
+    let seed = std::env::var("MESHFORM_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
+    kills_then_converge_then_destroy_restores(Backend::Gcs, 10, seed).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "long: 20 kills (run with --ignored)"]
 async fn twenty_kills_during_a_five_cluster_apply_lose_nothing() {
     let seed = std::env::var("MESHFORM_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(20);
-    kills_then_converge_then_destroy_restores(20, seed).await;
+    kills_then_converge_then_destroy_restores(Backend::Local, 20, seed).await;
 }
