@@ -14,8 +14,8 @@ use meshform_engine::provider::Registry;
 use meshform_engine::session::Session;
 use meshform_engine::state::codec::Codec;
 use meshform_engine::state::handle::Backend;
-use meshform_engine::state::local::LocalStore;
 use meshform_engine::vars::VarInputs;
+use meshform_gcp::state::GcsStore;
 use meshform_sim::{Sim, SimOptions, files};
 
 use crate::exit::{ERROR, OK};
@@ -61,6 +61,9 @@ async fn demo(color: bool) -> Result<(), String> {
     {
         std::fs::write(dir.path().join(name), text).map_err(|e| e.to_string())?;
     }
+    // The state goes in the simulator's bucket, as a team's would.
+    let with_state = format!("{PLAN}\n{DEMO_STATE}");
+    std::fs::write(dir.path().join("asm-multicluster.toml"), with_state).map_err(|e| e.to_string())?;
     let env: HashMap<String, String> = files::env_vars(&sim, dir.path()).into_iter().collect();
     println!(
         "Google Cloud APIs at {}; clusters: {}.",
@@ -71,10 +74,12 @@ async fn demo(color: bool) -> Result<(), String> {
 
     let file = dir.path().join("asm-multicluster.toml");
     let load = || Session::load(&file, registry(&env), &VarInputs::default()).map_err(|f| f.render(color));
-    let backend = Backend::new(std::sync::Arc::new(LocalStore::beside(&file, "asm-multicluster")), Codec::plain());
 
     say(st, 2, "Validate the desired state (nothing live is touched)");
     let s = load()?;
+    let store = GcsStore::configure(&s.cfg.state, "asm-multicluster", &env)
+        .map_err(|d| s.failure(meshform_engine::diag::Diagnostics(d)).render(color))?;
+    let backend = Backend::new(Arc::new(store), Codec::plain());
     println!(
         "valid: {} objects, {} data sources, {} clusters",
         s.graph.instances.iter().filter(|i| i.addr.block.mode == meshform_engine::addr::Mode::Managed).count(),
@@ -88,6 +93,8 @@ async fn demo(color: bool) -> Result<(), String> {
 
     say(st, 3, "Plan: read what is live, show what would change");
     let (mut lock, mut state) = backend.open("demo", Default::default()).await.map_err(|e| e.to_string())?;
+    println!("The state lives in {}; this run holds its lock object:", backend.location());
+    storage(&env, dir.path(), &["objects", "describe", LOCK_URL, "--format=value(name,generation,metageneration)"])?;
     let outcome = plan(&s, &state, &PlanOptions::default()).await.map_err(|d| s.failure(d).render(color))?;
     print!("{}", render_plan(&outcome.plan, color));
 
@@ -105,6 +112,9 @@ async fn demo(color: bool) -> Result<(), String> {
     for c in &report.checks {
         println!("check {}: {}", c.name, if c.passed { "ok" } else { &c.message });
     }
+
+    println!("\nThe state object, one generation per write (the bucket keeps them: `meshform state history`):");
+    storage(&env, dir.path(), &["ls", "-a", STATE_URL])?;
 
     say(st, 5, "Plan again: nothing to do");
     let s = load()?;
@@ -179,8 +189,42 @@ async fn demo(color: bool) -> Result<(), String> {
         report.results.len()
     );
     lock.release().await?;
+    println!("The lock object is gone once the run releases it:");
+    storage(&env, dir.path(), &["ls", "gs://meshform-demo-state/demo/"])?;
     sim.stop().await;
     println!("\n{}", st.green(&format!("Demo complete in {:.1}s. Try it by hand: `meshform sim`, then `meshform apply plans/asm-multicluster.toml`.", started.elapsed().as_secs_f64())));
+    Ok(())
+}
+
+const DEMO_STATE: &str = "[state]\nbackend = \"gcs\"\nbucket = \"meshform-demo-state\"\nprefix = \"demo\"\n";
+const LOCK_URL: &str = "gs://meshform-demo-state/demo/asm-multicluster.lock";
+const STATE_URL: &str = "gs://meshform-demo-state/demo/asm-multicluster.state.json";
+
+/// Shows the bucket with `gcloud storage ARGS` against the simulator, when gcloud is installed
+/// (else says how to look).
+fn storage(env: &HashMap<String, String>, dir: &std::path::Path, args: &[&str]) -> Result<(), String> {
+    let shown = format!("gcloud storage {}", args.join(" "));
+    let Some(gcloud) = meshform_sim::tools::find("gcloud") else {
+        println!("  (install gcloud to see `{shown}` here)");
+        return Ok(());
+    };
+    // A short blocking call in a demo that does one thing at a time.
+    let o = std::process::Command::new(gcloud)
+        .arg("storage")
+        .args(args)
+        .envs(env)
+        .env("CLOUDSDK_CONFIG", dir.join("gcloud"))
+        .env("CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK", "1")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("{shown}: {e}"))?;
+    if !o.status.success() {
+        return Err(format!("{shown}: {}", String::from_utf8_lossy(&o.stderr)));
+    }
+    println!("  $ {shown}");
+    for line in String::from_utf8_lossy(&o.stdout).lines() {
+        println!("  {line}");
+    }
     Ok(())
 }
 
