@@ -243,3 +243,59 @@ async fn a_kubernetes_state_keeps_a_lease_kubectl_shows_during_the_apply() {
     let o = c.mf(&["state", "history", "main.toml"]).await;
     assert_eq!(code(&o), 0, "{}", text(&o));
 }
+
+/// Copies the ASM guide's plan files into `c`'s directory, with `state` appended.
+fn asm_plan(c: &Cloud, state: &str) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("plans");
+    let dest = c.dir.path().join("plans");
+    std::fs::create_dir_all(dest.join("manifests")).unwrap();
+    for f in ["manifests/helloworld.yaml", "manifests/sleep.yaml"] {
+        std::fs::copy(root.join(f), dest.join(f)).unwrap();
+    }
+    let text = std::fs::read_to_string(root.join("asm-multicluster.toml")).unwrap();
+    std::fs::write(dest.join("asm-multicluster.toml"), format!("{text}\n{state}")).unwrap();
+}
+
+/// The closing note's numbers: the storage requests of one apply of the ASM guide on GCS state
+/// (lock, reads, journal objects, final write, unlock) and its wall time against local state,
+/// at 50 ms per request. `cargo test --test state_backends -- --ignored --nocapture measure`.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "a measurement (run with --ignored --nocapture)"]
+async fn measure_the_asm_apply_on_gcs_against_local_state() {
+    let mut times = Vec::new();
+    for state in ["", "[state]\nbackend = \"gcs\"\nbucket = \"meshform-demo-state\"\nprefix = \"measure\"\n"] {
+        let c =
+            Cloud::start(SimOptions { latency: Duration::from_millis(50), lro_polls: 1, ..Default::default() }).await;
+        asm_plan(&c, state);
+        c.sim.clear_log();
+        let start = std::time::Instant::now();
+        let o = c.mf(&["apply", "plans/asm-multicluster.toml", "--auto-approve"]).await;
+        let took = start.elapsed();
+        assert_eq!(code(&o), 0, "{}", text(&o));
+        times.push(took);
+        let storage: Vec<_> = c
+            .sim
+            .log()
+            .into_iter()
+            .filter(|e| ["/storage/", "/upload/", "/download/", "/resumable/"].iter().any(|p| e.path.starts_with(p)))
+            .collect();
+        let count = |f: &dyn Fn(&meshform_sim::LogEntry) -> bool| storage.iter().filter(|e| f(e)).count();
+        let on_lock = count(&|e| e.path.ends_with(".lock"));
+        let state_reads = count(&|e| e.method == "GET" && e.path.ends_with(".state.json"));
+        let lists = count(&|e| e.method == "GET" && e.path.ends_with("/o"));
+        let uploads = count(&|e| e.method == "POST" && e.path.starts_with("/upload/"));
+        let deletes = count(&|e| e.method == "DELETE");
+        // Uploads: the lock object, the journal objects, the final state write.
+        println!(
+            "{}: {:.2} s; {} storage requests: {uploads} uploads (lock 1, state 1, journal objects {}), {on_lock} other calls on the lock object (renewal, unlock's read, delete, check), {state_reads} state reads, {lists} lists, {deletes} deletes",
+            if state.is_empty() { "local" } else { "gcs" },
+            took.as_secs_f64(),
+            storage.len(),
+            uploads.saturating_sub(2),
+        );
+        for e in &storage {
+            println!("  {} {} {}", e.method, e.path, e.query);
+        }
+    }
+    println!("added wall time on GCS: {:.2} s", times[1].as_secs_f64() - times[0].as_secs_f64());
+}
