@@ -299,3 +299,69 @@ async fn measure_the_asm_apply_on_gcs_against_local_state() {
     }
     println!("added wall time on GCS: {:.2} s", times[1].as_secs_f64() - times[0].as_secs_f64());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn migrate_push_and_workspaces_keep_lineage_and_serial() {
+    let c = Cloud::default().await;
+    // Start local, then migrate to the bucket.
+    c.write(&desired("", 2));
+    c.apply().await;
+    let local: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(c.dir.path().join("main.state.json")).unwrap()).unwrap();
+    std::fs::write(c.dir.path().join("dest.toml"), GCS).unwrap();
+    let o = c.mf(&["state", "migrate", "main.toml", "--to", "dest.toml"]).await;
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let remote: serde_json::Value =
+        serde_json::from_str(&cat(&c, "gs://meshform-demo-state/team/mesh/dest.state.json").await).unwrap();
+    assert_eq!((&remote["lineage"], &remote["serial"]), (&local["lineage"], &local["serial"]));
+    // Again: the destination is not older, so nothing is copied.
+    let o = c.mf(&["state", "migrate", "main.toml", "--to", "dest.toml"]).await;
+    assert!(code(&o) == 1 && text(&o).contains("not older"), "{}", text(&o));
+    // Push: another lineage is refused without --force; a pushed state moves past the serial.
+    let o = c.mf(&["state", "pull", "dest.toml"]).await;
+    let mut pulled: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    pulled["lineage"] = "another-lineage".into();
+    std::fs::write(c.dir.path().join("other.json"), pulled.to_string()).unwrap();
+    let o = c.mf(&["state", "push", "dest.toml", "other.json"]).await;
+    assert!(code(&o) == 1 && text(&o).contains("another state"), "{}", text(&o));
+    let o = c.mf(&["state", "push", "dest.toml", "other.json", "--force"]).await;
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let now: serde_json::Value =
+        serde_json::from_str(&cat(&c, "gs://meshform-demo-state/team/mesh/dest.state.json").await).unwrap();
+    assert!(now["serial"].as_u64() > remote["serial"].as_u64(), "{now}");
+    // Workspaces: one state per workspace beside the default.
+    c.write(&desired(GCS, 1));
+    let o = c
+        .run(
+            env!("CARGO_BIN_EXE_meshform"),
+            &["apply", "main.toml", "--auto-approve"],
+            &[],
+            &[("MESHFORM_WORKSPACE", "staging".into())],
+        )
+        .await;
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    cat(&c, "gs://meshform-demo-state/team/mesh/main.staging.state.json").await;
+    let o = c.mf(&["workspace", "list", "main.toml", "--workspace", "staging"]).await;
+    assert_eq!(text(&o).lines().collect::<Vec<_>>(), ["  default", "* staging"], "{}", text(&o));
+    let o = c.mf(&["plan", "main.toml", "--workspace", "Bad_Name"]).await;
+    assert!(code(&o) == 1 && text(&o).contains("lowercase letters"), "{}", text(&o));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_file_seals_the_state_and_the_saved_plan() {
+    let c = Cloud::default().await;
+    std::fs::write(c.dir.path().join("state.key"), "# the state key\nq83vEjRWeJq83vEjRWeJq83vEjRWeJq83vEjRWeJq80=\n")
+        .unwrap();
+    c.write(&desired(&format!("{GCS}encryption_key_file = \"state.key\"\n"), 2));
+    let o = c.mf(&["plan", "main.toml", "--out", "sealed.plan"]).await;
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let saved = std::fs::read_to_string(c.dir.path().join("sealed.plan")).unwrap();
+    assert!(saved.contains("meshform_plan_sealed") && !saved.contains("meshform_data"), "{saved}");
+    let o = c.mf(&["apply", "sealed.plan"]).await;
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert!(cat(&c, OBJECT).await.contains("meshform_encrypted"));
+    std::fs::write(c.dir.path().join("state.key"), "short\n").unwrap();
+    let o = c.mf(&["plan", "main.toml"]).await;
+    let t = text(&o);
+    assert!(code(&o) == 1 && t.contains("the state key:") && !t.contains("short"), "{t}");
+}

@@ -101,3 +101,22 @@ async fn a_lost_reply_of_a_conditional_write_is_recognised_and_faults_are_retrie
         assert_eq!(b.read().await.unwrap().state.serial, round + 1);
     }
 }
+
+/// A state over 5 MiB goes up as a resumable upload (one session, one PUT) and comes back whole.
+async fn five_mib_round_trip(s: Arc<dyn StateStore>) {
+    let big: Vec<u8> = (0..(5 << 20) + 4096).map(|i: usize| b"meshform"[i % 8] ^ (i / 7 % 251) as u8).collect();
+    let v = s.put(&big, None).await.unwrap();
+    let got = s.get().await.unwrap().unwrap();
+    assert_eq!((got.bytes.len(), got.version), (big.len(), v));
+    assert!(got.bytes == big, "the bytes differ");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_five_mib_state_round_trips_on_both_servers() {
+    let sim = meshform_sim::Sim::start(meshform_sim::SimOptions::default()).await.unwrap();
+    sim.clear_log();
+    five_mib_round_trip(store(&sim.base_url(), "meshform-demo-state", "five", &sim.token)).await;
+    assert!(sim.log().iter().any(|e| e.query.contains("uploadType=resumable")), "a resumable upload");
+    let server = fake_gcs("five-bucket").await;
+    five_mib_round_trip(store(&server.endpoint, "five-bucket", "five", "t")).await;
+}
