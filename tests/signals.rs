@@ -191,7 +191,7 @@ fn a_broken_lock_names_the_command_that_removes_it() {
             .output()
             .unwrap()
     };
-    let o = run(&["plan", "main.toml"]);
+    let o = run(&["apply", "main.toml", "--auto-approve"]);
     let t = text(&o);
     assert_eq!(code(&o), 1, "{t}");
     assert!(t.contains("the state lock file is broken (it is empty)"), "{t}");
@@ -199,6 +199,6 @@ fn a_broken_lock_names_the_command_that_removes_it() {
     let args: Vec<&str> = cmd.split_whitespace().skip(1).collect();
     let o = run(&args);
     assert_eq!(code(&o), 0, "{}", text(&o));
-    let o = run(&["plan", "main.toml"]);
+    let o = run(&["apply", "main.toml", "--auto-approve"]);
     assert_eq!(code(&o), 0, "{}", text(&o));
 }
