@@ -489,10 +489,16 @@ impl Run<'_> {
         }
     }
 
+    /// Journals a finished change and records it in memory. The change happened live whether or
+    /// not the journal took it, so it is recorded either way (the final write keeps it); a
+    /// journal that failed stops the apply: nothing new starts without durability.
     async fn commit(&self, change: StateChange) -> Result<(), OpError> {
-        self.journal.append(change.clone()).await.map_err(OpError::engine)?;
+        let journaled = self.journal.append(change.clone()).await;
         change.apply_to(&mut self.objects.lock().unwrap_or_else(|e| e.into_inner()));
-        Ok(())
+        if journaled.is_err() {
+            self.cancel.store(true, Ordering::SeqCst);
+        }
+        journaled.map_err(OpError::engine)
     }
 }
 

@@ -144,9 +144,12 @@ async fn pull(out: &Out, file: &Path) -> u8 {
     }
 }
 
-fn read_state_file(out: &Out, path: &Path) -> Result<State, u8> {
+/// A state file to push: plain JSON (as `state pull` prints it), or sealed with this state's key
+/// (a `meshform-conflict-N.state.json` rescue file).
+fn read_state_file(out: &Out, cfg: &meshform_engine::config::Config, path: &Path) -> Result<State, u8> {
     let bytes = std::fs::read(path).map_err(|e| out.error(&format!("cannot read {}: {e}", path.display())))?;
-    Codec::plain().decode_state(&bytes, &path.display().to_string()).map_err(|m| out.error(&m))
+    let codec = super::open::codec_of(cfg).map_err(|m| out.error(&m))?;
+    codec.decode_state(&bytes, &path.display().to_string()).map_err(|m| out.error(&m))
 }
 
 /// Whether `incoming` may replace `current`: same lineage (or no state yet) and a newer serial.
@@ -174,7 +177,7 @@ async fn push(out: &Out, file: &Path, state_file: &Path, force: bool) -> u8 {
         Ok(c) => c,
         Err(c) => return c,
     };
-    let mut incoming = match read_state_file(out, state_file) {
+    let mut incoming = match read_state_file(out, &cfg, state_file) {
         Ok(s) => s,
         Err(c) => return c,
     };

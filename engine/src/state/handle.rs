@@ -235,7 +235,8 @@ fn renew_while_held(
         let mut failing_since: Option<tokio::time::Instant> = None;
         loop {
             tokio::time::sleep(if failing_since.is_some() { every / 4 } else { every }).await;
-            match lock.renew().await {
+            let renewed = tokio::time::timeout(every, lock.renew()).await;
+            match renewed.unwrap_or_else(|_| Err(super::store::StoreError::other("the renewal timed out"))) {
                 Ok(()) => failing_since = None,
                 Err(e) => {
                     let since = *failing_since.get_or_insert_with(tokio::time::Instant::now);
@@ -312,6 +313,26 @@ impl Locked {
         state.meshform_version = env!("CARGO_PKG_VERSION").to_string();
         let bytes = self.backend.codec.encode_state(state)?;
         let store = &self.backend.store;
+        if !store.lock_ttl().is_zero() {
+            // An expiring lock may have been broken by a run that saw it unrenewed: write only
+            // while it is still ours.
+            let ours = self.lock.info().id.clone();
+            match store.lock_holder().await {
+                Ok(Some((h, _))) if h.id == ours => {}
+                Ok(other) => {
+                    state.serial -= 1;
+                    let who = other.map_or("nobody".to_string(), |(h, _)| format!("{} (lock {})", h.who, h.id));
+                    return Err(format!(
+                        "this run's lock {ours} on {} was lost (now held by {who}); nothing was written. The finished operations are in the journal: run the command again",
+                        store.location()
+                    ));
+                }
+                Err(e) => {
+                    state.serial -= 1;
+                    return Err(e.message);
+                }
+            }
+        }
         match store.put(&bytes, self.version.as_deref()).await {
             Ok(v) => self.version = Some(v),
             Err(e) if e.kind == StoreErrorKind::Conflict => {

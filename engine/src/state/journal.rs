@@ -97,6 +97,7 @@ async fn write_loop(mut sink: Box<dyn JournalSink>, codec: Codec, mut rx: mpsc::
 }
 
 /// What a journal left behind holds.
+#[derive(Debug)]
 pub struct Recovered {
     /// The state lineage it was written against.
     pub lineage: String,
@@ -112,7 +113,7 @@ pub struct Recovered {
 /// entry; a line that does not open with `codec` is an error (a wrong key, or tampering).
 pub fn recover(entries: &[Vec<u8>], lineage: &str, serial: u64, codec: &Codec) -> Result<Recovered, String> {
     let mut changes = Vec::new();
-    for entry in entries {
+    for (n, entry) in entries.iter().enumerate() {
         let mut lines = entry.split(|b| *b == b'\n');
         let Some(first) = lines.next() else { continue };
         let Ok(h) = serde_json::from_slice::<Header>(first) else { continue };
@@ -121,17 +122,60 @@ pub fn recover(entries: &[Vec<u8>], lineage: &str, serial: u64, codec: &Codec) -
         }
         let lines: Vec<&[u8]> = lines.filter(|l| !l.is_empty()).collect();
         for (i, line) in lines.iter().enumerate() {
-            let last = i + 1 == lines.len();
-            let plain = match codec.open_line(line) {
-                Ok(p) => p,
-                Err(_) if last => break, // torn write at the crash point
-                Err(e) => return Err(format!("journal entry of serial {serial}: {e}")),
-            };
-            match serde_json::from_slice::<Change>(&plain) {
+            // Only the very end of the journal can be torn (a crash mid-append); anything else
+            // that does not read is an error, never silently dropped.
+            let torn_ok = n + 1 == entries.len() && i + 1 == lines.len() && !entry.ends_with(b"\n");
+            let change = codec
+                .open_line(line)
+                .and_then(|p| serde_json::from_slice::<Change>(&p).map_err(|e| format!("not a journal change: {e}")));
+            match change {
                 Ok(c) => changes.push(c),
-                Err(_) => break, // torn write at the crash point
+                Err(_) if torn_ok => break,
+                Err(e) => return Err(format!("journal entry {} of serial {serial}, line {}: {e}", n + 1, i + 2)),
             }
         }
     }
     Ok(Recovered { lineage: lineage.into(), serial, changes })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::codec::StateKey;
+
+    fn put_line(codec: &Codec, name: &str) -> Vec<u8> {
+        let attrs = crate::value::Map::from([("id".into(), crate::value::Value::str(name))]);
+        let addr = format!("meshform_data.{name}").parse().unwrap();
+        let record = crate::state::ObjectRecord::new(addr, "meshform_data", attrs, &Default::default(), vec![]);
+        let mut l = codec.seal_line(&serde_json::to_vec(&Change::Put { record }).unwrap()).unwrap();
+        l.push(b'\n');
+        l
+    }
+
+    #[test]
+    fn only_the_very_end_may_be_torn_and_nothing_unreadable_is_dropped() {
+        let plain = Codec::plain();
+        let mut one = header("L", 3);
+        one.extend(put_line(&plain, "a"));
+        let mut two = header("L", 3);
+        two.extend(put_line(&plain, "b"));
+        // A torn tail of the last entry is the crash point: dropped.
+        let mut torn = two.clone();
+        torn.extend_from_slice(b"{\"op\":\"put\",\"rec");
+        let r = recover(&[one.clone(), torn], "L", 3, &plain).unwrap();
+        assert_eq!(r.changes.len(), 2);
+        // The same bytes in an earlier entry, or a complete bad line, are errors.
+        let mut bad = one.clone();
+        bad.extend_from_slice(b"{\"op\":\"nonsense\"}\n");
+        assert!(recover(&[bad, two.clone()], "L", 3, &plain).is_err());
+        // Another serial's entries are left out.
+        assert_eq!(recover(&[one.clone()], "L", 4, &plain).unwrap().changes.len(), 0);
+        // A line sealed with a key this run does not have is an error, never "torn".
+        let sealed = Codec::with_keys(StateKey::from_secret(&[7; 32]), vec![]);
+        let mut entry = header("L", 3);
+        entry.extend(put_line(&sealed, "c"));
+        let other = Codec::with_keys(StateKey::from_secret(&[8; 32]), vec![]);
+        assert!(recover(&[entry.clone()], "L", 3, &other).unwrap_err().contains("not among the keys"));
+        assert_eq!(recover(&[entry], "L", 3, &sealed).unwrap().changes.len(), 1);
+    }
 }

@@ -118,7 +118,11 @@ impl JournalSink for LocalSink {
         });
         match job.await {
             Ok((f, r)) => {
-                self.file = Some(f);
+                // After a failed write the file may end in a torn batch: nothing more is
+                // appended behind it.
+                if r.is_ok() {
+                    self.file = Some(f);
+                }
                 r.map_err(|e| StoreError::other(e.to_string()))
             }
             Err(e) => Err(StoreError::other(e.to_string())),

@@ -224,7 +224,15 @@ impl StateLock for GcsLock {
                 Ok(())
             }
             Err(GcsError::Precondition | GcsError::NotFound) => {
-                Err(StoreError::conflict(format!("the lock {} was removed or taken over", self.generation)))
+                // A renewal whose reply was lost moved the metageneration: still ours if the
+                // generation is; then the next renewal uses what it is now.
+                match self.store.gcs.meta(&name).await {
+                    Ok(Some(m)) if m.generation == self.generation => {
+                        *self.metageneration.lock().unwrap_or_else(|e| e.into_inner()) = m.metageneration;
+                        Ok(())
+                    }
+                    _ => Err(StoreError::conflict(format!("the lock {} was removed or taken over", self.generation))),
+                }
             }
             Err(e) => Err(store_error(&self.store.gcs.url_of(&name), e)),
         }

@@ -45,6 +45,9 @@ const LOCK_ANNOTATION: &str = "meshform.dev/lock";
 struct Version {
     /// The chunks' generation (part of their names).
     generation: u64,
+    /// A random part of their names, so two writers never share a chunk.
+    #[serde(default)]
+    nonce: String,
     /// How many chunks.
     chunks: usize,
     /// SHA-256 of the gzip'd bytes.
@@ -100,6 +103,13 @@ fn gunzip(bytes: &[u8]) -> Result<Vec<u8>, StoreError> {
     let mut out = Vec::new();
     flate2::read::GzDecoder::new(bytes).read_to_end(&mut out).map_err(|e| StoreError::other(format!("gunzip: {e}")))?;
     Ok(out)
+}
+
+/// A random hex string for chunk names.
+fn nonce() -> String {
+    use std::hash::BuildHasher;
+    let h = std::collections::hash_map::RandomState::new().hash_one(std::time::SystemTime::now());
+    format!("{:08x}", h as u32)
 }
 
 fn sha256(bytes: &[u8]) -> String {
@@ -180,8 +190,8 @@ impl KubeStore {
         format!("meshform-state-{}", self.name)
     }
 
-    fn chunk_name(&self, generation: u64, i: usize) -> String {
-        format!("meshform-state-{}-g{generation}-{i}", self.name)
+    fn chunk_name(&self, v: &Version, i: usize) -> String {
+        format!("meshform-state-{}-g{}{}-{i}", self.name, v.generation, v.nonce)
     }
 
     fn lease_name(&self) -> String {
@@ -212,7 +222,7 @@ impl KubeStore {
         let api = self.secrets();
         let reads = (0..v.chunks).map(|i| {
             let api = api.clone();
-            let name = self.chunk_name(v.generation, i);
+            let name = self.chunk_name(v, i);
             async move { (api.get(&name).await, name) }
         });
         let mut gz = Vec::new();
@@ -232,12 +242,8 @@ impl KubeStore {
     /// Removes every chunk Secret of this state that `keep` does not name (earlier versions
     /// dropped from the manifest, and a killed write's orphans).
     async fn collect_garbage(&self, keep: &Manifest) {
-        let wanted: std::collections::BTreeSet<String> = keep
-            .versions
-            .iter()
-            .flat_map(|v| (0..v.chunks).map(move |i| (v.generation, i)))
-            .map(|(g, i)| self.chunk_name(g, i))
-            .collect();
+        let wanted: std::collections::BTreeSet<String> =
+            keep.versions.iter().flat_map(|v| (0..v.chunks).map(move |i| self.chunk_name(v, i))).collect();
         let lp = ListParams::default().labels(&format!("{LABEL_STATE}={},{LABEL_PART}=chunk", self.name));
         let Ok(list) = self.secrets().list_metadata(&lp).await else { return };
         for s in list.items {
@@ -245,6 +251,12 @@ impl KubeStore {
             if !wanted.contains(&n) {
                 let _ = self.secrets().delete(&n, &DeleteParams::default()).await;
             }
+        }
+    }
+
+    async fn delete_chunks(&self, names: &[String]) {
+        for n in names {
+            let _ = self.secrets().delete(n, &DeleteParams::default()).await;
         }
     }
 
@@ -407,7 +419,14 @@ impl StateStore for KubeStore {
                     Some(h) => return Err(LockError::Held { info: Box::new(h), stale: false }),
                     // A Lease without a holder (released by another tool): ours to replace.
                     None => {
-                        let _ = self.leases().delete(&self.lease_name(), &DeleteParams::default()).await;
+                        let dp = DeleteParams {
+                            preconditions: Some(Preconditions {
+                                resource_version: l.metadata.resource_version.clone(),
+                                uid: None,
+                            }),
+                            ..Default::default()
+                        };
+                        let _ = self.leases().delete(&self.lease_name(), &dp).await;
                     }
                 },
                 None => continue,
@@ -435,10 +454,20 @@ impl StateStore for KubeStore {
         let generation = manifest.versions.iter().map(|v| v.generation).max().unwrap_or(0) + 1;
         let gz = gzip(bytes)?;
         let chunks: Vec<&[u8]> = gz.chunks(CHUNK).collect();
+        let version = Version {
+            generation,
+            nonce: format!("x{}", nonce()),
+            chunks: chunks.len(),
+            sha256: sha256(&gz),
+            size: bytes.len() as u64,
+            written: meshform_engine::clock::now_rfc3339(),
+        };
+        let mut created = Vec::new();
         for (i, part) in chunks.iter().enumerate() {
+            let name = self.chunk_name(&version, i);
             let secret = Secret {
                 metadata: ObjectMeta {
-                    name: Some(self.chunk_name(generation, i)),
+                    name: Some(name.clone()),
                     labels: Some(self.labels("chunk")),
                     ..Default::default()
                 },
@@ -446,24 +475,12 @@ impl StateStore for KubeStore {
                 type_: Some("meshform.dev/state-chunk".into()),
                 ..Default::default()
             };
-            match self.secrets().create(&PostParams::default(), &secret).await {
-                Ok(_) => {}
-                // An orphan of a killed write with this generation: replace it.
-                Err(e) if is_code(&e, 409) => {
-                    let name = self.chunk_name(generation, i);
-                    let _ = self.secrets().delete(&name, &DeleteParams::default()).await;
-                    self.secrets().create(&PostParams::default(), &secret).await.map_err(|e| err(loc, e))?;
-                }
-                Err(e) => return Err(err(loc, e)),
+            if let Err(e) = self.secrets().create(&PostParams::default(), &secret).await {
+                self.delete_chunks(&created).await;
+                return Err(err(loc, e));
             }
+            created.push(name);
         }
-        let version = Version {
-            generation,
-            chunks: chunks.len(),
-            sha256: sha256(&gz),
-            size: bytes.len() as u64,
-            written: meshform_engine::clock::now_rfc3339(),
-        };
         manifest.versions.insert(0, version);
         manifest.versions.truncate(KEEP);
         let body = serde_json::to_vec(&manifest).map_err(|e| StoreError::other(e.to_string()))?;
@@ -485,12 +502,16 @@ impl StateStore for KubeStore {
         let rv = match written {
             Ok(s) => s.metadata.resource_version.unwrap_or_default(),
             Err(e) if is_code(&e, 409) => {
-                self.collect_garbage(&read.map(|(m, _)| m).unwrap_or_default()).await;
+                // Only what this call made: the winner's chunks are the winner's.
+                self.delete_chunks(&created).await;
                 return Err(StoreError::conflict(format!(
                     "{loc} changed since this run read it (written by a run that did not hold the lock?)"
                 )));
             }
-            Err(e) => return Err(err(loc, e)),
+            Err(e) => {
+                self.delete_chunks(&created).await;
+                return Err(err(loc, e));
+            }
         };
         self.collect_garbage(&manifest).await;
         Ok(rv)

@@ -85,9 +85,10 @@ async fn a_four_chunk_state_round_trips_and_a_torn_write_leaves_the_previous_one
     // A write killed after its first chunks: chunks of a new generation exist, the manifest
     // still names the old ones.
     let secrets = Api::<Secret>::namespaced(c.client.clone(), "meshform");
-    let mut orphan: Secret = secrets.get("meshform-state-big-g1-0").await.unwrap();
+    let first_chunks = chunks(&c).await;
+    let mut orphan: Secret = secrets.get(&first_chunks[0]).await.unwrap();
     orphan.metadata = kube::api::ObjectMeta {
-        name: Some("meshform-state-big-g2-0".into()),
+        name: Some("meshform-state-big-g2xdead-0".into()),
         labels: orphan.metadata.labels.clone(),
         ..Default::default()
     };
@@ -95,16 +96,24 @@ async fn a_four_chunk_state_round_trips_and_a_torn_write_leaves_the_previous_one
     let got = s.get().await.unwrap().unwrap();
     assert_eq!((got.bytes, got.version.clone()), (first.clone(), v1.clone()), "the previous version is read");
     // An edited chunk is detected, never read as a state.
-    let mut edited: Secret = secrets.get("meshform-state-big-g1-1").await.unwrap();
+    let mut edited: Secret = secrets.get(&first_chunks[1]).await.unwrap();
+    let good = edited.clone();
     edited.data.as_mut().unwrap().insert("chunk".into(), k8s_openapi::ByteString(b"garbage".to_vec()));
-    secrets.replace("meshform-state-big-g1-1", &PostParams::default(), &edited).await.unwrap();
+    secrets.replace(&first_chunks[1], &PostParams::default(), &edited).await.unwrap();
     let e = s.get().await.unwrap_err();
     assert!(e.message.contains("do not match the manifest"), "{e}");
-    // The next write replaces the orphan and removes what no version names.
+    let mut good = good;
+    good.metadata.resource_version = None;
+    secrets.replace(&first_chunks[1], &PostParams::default(), &good).await.unwrap();
+    // A writer that read an old version loses and leaves the current one whole.
+    assert!(s.put(&noise(10), None).await.is_err());
+    assert_eq!(s.get().await.unwrap().unwrap().bytes, first);
+    // The next write removes the orphan (what no version names).
     let second = noise(100);
     s.put(&second, Some(&got.version)).await.unwrap();
     assert_eq!(s.get().await.unwrap().unwrap().bytes, second);
     let left = chunks(&c).await;
-    assert!(left.iter().all(|n| n.starts_with("meshform-state-big-g1-") || n == "meshform-state-big-g2-0"), "{left:?}");
+    assert!(!left.iter().any(|n| n.contains("g2xdead")), "{left:?}");
+    assert_eq!(left.len(), 5, "the two versions' chunks: {left:?}");
     assert_eq!(s.history().await.unwrap().len(), 2);
 }
