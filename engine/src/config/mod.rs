@@ -99,6 +99,21 @@ impl StateSettings {
             .collect()
     }
 
+    /// `lock_ttl` (a duration above zero; `default` when unset); a bad value is reported into
+    /// `errors`.
+    pub fn lock_ttl(&self, default: std::time::Duration, errors: &mut Vec<Diagnostic>) -> std::time::Duration {
+        let Some(t) = self.get("lock_ttl") else { return default };
+        match duration::parse_duration(&t.value) {
+            Some(s) if s > 0 => std::time::Duration::from_secs(s),
+            _ => {
+                errors.push(
+                    Diagnostic::error("`lock_ttl` must be a duration above zero", t.span).label("e.g. \"5m\", \"90s\""),
+                );
+                default
+            }
+        }
+    }
+
     /// An error that `key` is required by backend `backend`, at the `[state]` header or `backend`.
     pub fn missing(&self, backend: &str, key: &str, what: &str) -> Diagnostic {
         let span = self.backend.as_ref().map(|(_, s)| *s).or(self.span).unwrap_or_default();

@@ -48,6 +48,22 @@ fn is_zero(n: &u64) -> bool {
 }
 
 impl LockInfo {
+    /// A lock whose record cannot be read (a broken lock file, a foreign Lease): what is known
+    /// of it, no process details.
+    pub fn unrecorded(operation: &str, who: &str, created: &str) -> LockInfo {
+        LockInfo {
+            id: String::new(),
+            operation: operation.into(),
+            who: who.into(),
+            pid: 0,
+            host: String::new(),
+            created: created.into(),
+            pid_start: 0,
+            pid_space: String::new(),
+            ttl_seconds: 0,
+        }
+    }
+
     /// The lock record of this process for `operation`, with a fresh id.
     pub fn for_this_process(operation: &str, ttl: std::time::Duration) -> LockInfo {
         let host = host();
@@ -301,17 +317,9 @@ pub fn force_unlock(path: &Path, id: &str) -> Result<LockInfo, String> {
                 ));
             }
             fs::remove_file(path).map_err(|e| format!("cannot remove {}: {e}", path.display()))?;
-            return Ok(LockInfo {
-                id: id.into(),
-                operation: "(broken lock file)".into(),
-                who: String::new(),
-                pid: 0,
-                host: String::new(),
-                created: String::new(),
-                pid_start: 0,
-                pid_space: String::new(),
-                ttl_seconds: 0,
-            });
+            let mut info = LockInfo::unrecorded("(broken lock file)", "", "");
+            info.id = id.into();
+            return Ok(info);
         }
         Err(e) => return Err(format!("no lock at {}: {e}", path.display())),
     };

@@ -78,19 +78,7 @@ impl GcsStore {
                 String::new()
             }
         };
-        let ttl = match st.get("lock_ttl") {
-            None => DEFAULT_TTL,
-            Some(t) => match meshform_engine::config::duration::parse_duration(&t.value) {
-                Some(s) if s > 0 => Duration::from_secs(s),
-                _ => {
-                    errors.push(
-                        Diagnostic::error("`lock_ttl` must be a duration above zero", t.span)
-                            .label("e.g. \"5m\", \"90s\""),
-                    );
-                    DEFAULT_TTL
-                }
-            },
-        };
+        let ttl = st.lock_ttl(DEFAULT_TTL, &mut errors);
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -138,17 +126,8 @@ impl GcsStore {
         let what = self.gcs.url_of(&name);
         match self.gcs.read(&name).await {
             Ok(Some((meta, bytes))) => {
-                let mut info: LockInfo = serde_json::from_slice(&bytes).unwrap_or_else(|_| LockInfo {
-                    id: String::new(),
-                    operation: "(unreadable lock object)".into(),
-                    who: "unknown".into(),
-                    pid: 0,
-                    host: String::new(),
-                    created: meta.updated.clone(),
-                    pid_start: 0,
-                    pid_space: String::new(),
-                    ttl_seconds: 0,
-                });
+                let mut info: LockInfo = serde_json::from_slice(&bytes)
+                    .unwrap_or_else(|_| LockInfo::unrecorded("(unreadable lock object)", "unknown", &meta.updated));
                 info.id = meta.generation.to_string();
                 Ok(Some((info, meta, bytes)))
             }

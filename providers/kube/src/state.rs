@@ -128,18 +128,7 @@ impl KubeStore {
     ) -> Result<KubeStore, Vec<meshform_engine::diag::Diagnostic>> {
         use meshform_engine::diag::Diagnostic;
         let mut errors = st.unknown("kubernetes", &SETTINGS);
-        let ttl = match st.get("lock_ttl") {
-            None => Duration::from_secs(300),
-            Some(t) => match meshform_engine::config::duration::parse_duration(&t.value) {
-                Some(s) if s > 0 => Duration::from_secs(s),
-                _ => {
-                    errors.push(
-                        Diagnostic::error("`lock_ttl` must be a duration above zero", t.span).label("e.g. \"5m\""),
-                    );
-                    Duration::ZERO
-                }
-            },
-        };
+        let ttl = st.lock_ttl(Duration::from_secs(300), &mut errors);
         let namespace = st.get("namespace").map_or("meshform".to_string(), |n| n.value.clone());
         if !errors.is_empty() {
             return Err(errors);
@@ -268,17 +257,7 @@ impl KubeStore {
             .as_ref()
             .and_then(|a| a.get(LOCK_ANNOTATION))
             .and_then(|j| serde_json::from_str::<LockInfo>(j).ok())
-            .unwrap_or_else(|| LockInfo {
-                id: String::new(),
-                operation: "(a Lease without a meshform lock record)".into(),
-                who: holder.clone(),
-                pid: 0,
-                host: String::new(),
-                created: String::new(),
-                pid_start: 0,
-                pid_space: String::new(),
-                ttl_seconds: 0,
-            });
+            .unwrap_or_else(|| LockInfo::unrecorded("(a Lease without a meshform lock record)", &holder, ""));
         info.id = holder;
         Some(info)
     }
