@@ -11,7 +11,9 @@
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Instant;
+
+mod common;
+use common::measure;
 
 fn write_graph(path: &Path, n: usize, chain: usize) {
     let mut s = String::with_capacity(n * 80);
@@ -23,23 +25,6 @@ fn write_graph(path: &Path, n: usize, chain: usize) {
         s.push('\n');
     }
     std::fs::write(path, s).unwrap();
-}
-
-/// Runs a command; returns (seconds, peak resident set in MiB, exit code).
-fn measure(cmd: &mut Command) -> (f64, f64, i32) {
-    let start = Instant::now();
-    // wait4 below reaps the child and reports its peak memory.
-    #[allow(clippy::zombie_processes)]
-    let child = cmd.stdout(Stdio::null()).stderr(Stdio::inherit()).spawn().expect("spawn");
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: rusage is plain data filled by wait4 for our own child.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waiting for the child we just spawned.
-    unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    let secs = start.elapsed().as_secs_f64();
-    let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { -1 };
-    (secs, usage.ru_maxrss as f64 / 1024.0, code)
 }
 
 fn main() {
@@ -63,6 +48,7 @@ fn main() {
         for (step, args) in steps {
             let mut c = Command::new(bin);
             c.args(&args[..1]).arg(&file).args(&args[1..]).env("NO_COLOR", "1");
+            c.stdout(Stdio::null()).stderr(Stdio::inherit());
             let (secs, mib, code) = measure(&mut c);
             assert_eq!(code, 0, "{step} failed");
             println!("{:<10} {:<8} {:<15} {:>9.3} {:>12.1}", "meshform", n, step, secs, mib);

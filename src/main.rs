@@ -47,9 +47,11 @@ pub struct PlanArgs {
     /// Only this object (with what it depends on; with what depends on it for destroy). Repeatable.
     #[arg(long = "target", value_name = "ADDRESS")]
     pub targets: Vec<String>,
-    /// At most this many provider operations at once.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
-    pub parallelism: u32,
+    /// At most this many operations at once, across all clusters and APIs [default: 10 per cluster
+    /// of [clusters], at least 10]; each cluster's API server and each Google API also has a
+    /// budget of its own.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10000))]
+    pub parallelism: Option<u32>,
     /// Read live objects before planning (false: trust the state).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub refresh: bool,
@@ -130,9 +132,10 @@ pub enum Command {
         /// Only these objects (with what they depend on).
         #[arg(long = "target", value_name = "ADDRESS")]
         targets: Vec<String>,
-        /// At most this many reads at once.
-        #[arg(long, default_value_t = 10)]
-        parallelism: u32,
+        /// At most this many reads and checks at once [default: 10 per cluster of [clusters], at
+        /// least 10].
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10000))]
+        parallelism: Option<u32>,
         /// How to render the report.
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,

@@ -97,14 +97,21 @@ async fn asm_guide(n: usize) {
         v.sort();
         v
     };
-    assert_eq!((list("sourceRanges"), list("targetTags")), (pods.clone(), tags));
+    // The pod ranges merged into the fewest blocks with exactly the same addresses.
+    let merged = |ranges: &[String]| {
+        let mut m = meshform_engine::cidr::merge_text(ranges.iter().map(String::as_str)).unwrap();
+        m.sort();
+        m
+    };
+    assert_eq!((list("sourceRanges"), list("targetTags")), (merged(&pods), tags));
     for (i, cl) in w.clusters.iter().enumerate() {
-        // Private clusters: every pod CIDR plus what was there, and global access (several
-        // regions). A public cluster is left as it was.
+        // Private clusters: the other clusters' pod ranges (merged) plus what was there, and
+        // global access (several regions). A public cluster is left as it was.
         let d = cluster(&c, &cl.name, &cl.location).await;
         let global = &d["controlPlaneEndpointsConfig"]["ipEndpointsConfig"]["globalAccess"];
         if cl.private {
-            let mut want = pods.clone();
+            let others: Vec<String> = pods.iter().filter(|p| **p != cl.pod_cidr).cloned().collect();
+            let mut want = merged(&others);
             want.push("203.0.113.0/24".into());
             want.sort();
             assert_eq!(networks(&d), want, "{}", cl.name);

@@ -484,6 +484,28 @@ fn rows() -> Vec<Row> {
         Row {
             ty: "mesh_remote_secret",
             addr: "mesh_remote_secret.rs",
+            attr: Some("discoverable"),
+            tamper: T::Kubectl(
+                1,
+                &["label", "secret", "istio-remote-secret-cluster-1", "-n", "istio-system", "istio/multiCluster-"],
+            ),
+            check: C::Kubectl(
+                1,
+                &[
+                    "get",
+                    "secret",
+                    "istio-remote-secret-cluster-1",
+                    "-n",
+                    "istio-system",
+                    "-o",
+                    "jsonpath={.metadata.labels}",
+                ],
+                Has::Text("istio/multiCluster"),
+            ),
+        },
+        Row {
+            ty: "mesh_remote_secret",
+            addr: "mesh_remote_secret.rs",
             attr: Some("token_valid"),
             tamper: T::RevokeToken,
             check: C::Kubectl(

@@ -213,7 +213,7 @@ pub async fn apply(
     locked.write(state).await.map_err(|m| Diagnostics::from(Diagnostic::global(m)))?;
     report.serial = state.serial;
     if complete && plan.mode == crate::plan::Mode::Normal {
-        report.checks = run_checks(s, &values, &reads.clusters).await;
+        report.checks = run_checks(s, &values, &reads.clusters, opts.parallelism).await;
     }
     Ok(report)
 }

@@ -24,9 +24,17 @@ pub struct CheckResult {
 }
 
 /// Evaluates every check against `values` (the instances as they are now: after apply, or as
-/// the refresh read them).
-pub async fn run_checks(s: &Session, values: &Values, clusters: &Arc<BTreeMap<String, Map>>) -> Vec<CheckResult> {
-    let mut out = Vec::new();
+/// the refresh read them). Checks run concurrently, at most `parallelism` at once (a provider's
+/// own per-host budgets bound them further); results come in declaration order.
+pub async fn run_checks(
+    s: &Session,
+    values: &Values,
+    clusters: &Arc<BTreeMap<String, Map>>,
+    parallelism: usize,
+) -> Vec<CheckResult> {
+    use futures::StreamExt as _;
+    let mut out: Vec<Option<CheckResult>> = Vec::new();
+    let mut runs = Vec::new();
     for c in &s.cfg.checks {
         let instances: Vec<(Option<String>, Value)> = match &c.for_each {
             None => vec![(None, Value::Null)],
@@ -35,11 +43,11 @@ pub async fn run_checks(s: &Session, values: &Values, clusters: &Arc<BTreeMap<St
                 {
                     Ok(list) => list.into_iter().map(|(k, v)| (Some(k), v)).collect(),
                     Err(m) => {
-                        out.push(CheckResult {
+                        out.push(Some(CheckResult {
                             name: c.name.clone(),
                             passed: false,
                             message: format!("invalid for_each: {m}"),
-                        });
+                        }));
                         continue;
                     }
                 }
@@ -50,12 +58,22 @@ pub async fn run_checks(s: &Session, values: &Values, clusters: &Arc<BTreeMap<St
                 Some(k) => format!("{}[{k:?}]", c.name),
                 None => c.name.clone(),
             };
-            let key_v = key.clone().map(Value::String);
-            let each = key_v.as_ref().map(|k| (k, &each_value));
-            out.push(run_one(s, c, name, each, values, clusters).await);
+            runs.push((out.len(), c, name, key.map(Value::String), each_value));
+            out.push(None);
         }
     }
-    out
+    let results: Vec<(usize, CheckResult)> = futures::stream::iter(runs)
+        .map(|(slot, c, name, key, each_value)| async move {
+            let each = key.as_ref().map(|k| (k, &each_value));
+            (slot, run_one(s, c, name, each, values, clusters).await)
+        })
+        .buffer_unordered(parallelism.max(1))
+        .collect()
+        .await;
+    for (slot, r) in results {
+        out[slot] = Some(r);
+    }
+    out.into_iter().flatten().collect()
 }
 
 async fn run_one(

@@ -66,6 +66,6 @@ pub async fn detect_drift(
             live.set(a.clone(), v);
         }
     }
-    let checks = run_checks(s, &live, &refreshed.reads.clusters).await;
+    let checks = run_checks(s, &live, &refreshed.reads.clusters, parallelism).await;
     Ok(DriftReport { drift: refreshed.plan.drift, pending, checks, findings: refreshed.plan.findings })
 }

@@ -66,6 +66,13 @@ impl Function {
 pub static FUNCTIONS: &[Function] = &[
     Function::new("base64decode", 1, Some(1), "base64decode(text) → the decoded text", base64decode),
     Function::new("base64encode", 1, Some(1), "base64encode(text) → base64 of the text", base64encode),
+    Function::new(
+        "cidrmerge",
+        1,
+        Some(1),
+        "cidrmerge(list of IPv4 CIDR blocks) → the fewest blocks covering exactly the same addresses",
+        cidrmerge,
+    ),
     Function::new("coalesce", 1, None, "coalesce(a, b, ...) → the first argument that is not null or empty", coalesce)
         .structural(),
     Function::new("concat", 0, None, "concat(list, list, ...) → one list", concat).structural(),
@@ -93,6 +100,13 @@ pub static FUNCTIONS: &[Function] = &[
     )
     .structural(),
     Function::new("replace", 3, Some(3), "replace(text, search, replacement) → text", replace),
+    Function::new(
+        "setsubtract",
+        2,
+        Some(2),
+        "setsubtract(list, list) → the items of the first that are not in the second, without repeats",
+        setsubtract,
+    ),
     Function::new("sha256", 1, Some(1), "sha256(text) → hexadecimal digest", sha256),
     Function::new("sort", 1, Some(1), "sort(list of text) → sorted list", sort),
     Function::new("split", 2, Some(2), "split(separator, text) → list", split),
@@ -205,6 +219,19 @@ fn contains(mut a: Args, _: &CallCtx<'_>) -> Result<Value, String> {
 
 fn distinct(mut a: Args, _: &CallCtx<'_>) -> Result<Value, String> {
     Ok(Value::List(unique(a.list()?)))
+}
+
+fn cidrmerge(mut a: Args, _: &CallCtx<'_>) -> Result<Value, String> {
+    let items = a.list()?;
+    let texts = items.iter().map(text).collect::<Result<Vec<_>, _>>()?;
+    let merged = crate::cidr::merge_text(texts.iter().map(String::as_str))?;
+    Ok(Value::List(merged.into_iter().map(Value::String).collect()))
+}
+
+fn setsubtract(mut a: Args, _: &CallCtx<'_>) -> Result<Value, String> {
+    let from = a.list()?;
+    let minus = a.list()?;
+    Ok(Value::List(unique(from).into_iter().filter(|i| !minus.iter().any(|m| m.same_as(i))).collect()))
 }
 
 fn element(mut a: Args, _: &CallCtx<'_>) -> Result<Value, String> {

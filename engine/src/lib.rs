@@ -3,6 +3,7 @@ pub mod addr;
 pub mod apply;
 pub mod builtin;
 pub mod checks;
+pub mod cidr;
 pub mod clock;
 pub mod config;
 pub mod diag;

@@ -224,6 +224,20 @@ impl Session {
         if diags.has_errors() { Err(diags) } else { Ok(()) }
     }
 
+    /// Operations at once when `--parallelism` is not given: 10 per cluster of `[clusters]` (at
+    /// least 10), so a fleet is worked on as wide as its API servers allow, each of which the
+    /// provider holds to its own budget (`max_requests_per_cluster`), and Google's APIs to
+    /// their rate limits.
+    pub fn default_parallelism(&self) -> usize {
+        let clusters = self.graph.instances.iter().filter(|i| i.addr.block.mode == crate::addr::Mode::Cluster).count();
+        (10 * clusters).clamp(10, 10_000)
+    }
+
+    /// The parallelism to use: the one given, else [`Session::default_parallelism`].
+    pub fn parallelism(&self, given: Option<u32>) -> usize {
+        given.map_or_else(|| self.default_parallelism(), |n| n.max(1) as usize)
+    }
+
     /// The call context for a provider.
     pub fn ctx(&self, provider: &dyn Provider, clusters: &Arc<BTreeMap<String, Map>>) -> CallContext {
         let config = self

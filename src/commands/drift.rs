@@ -17,7 +17,7 @@ pub(crate) async fn cmd_drift(
     file: &Path,
     vars: &VarArgs,
     targets: &[String],
-    parallelism: u32,
+    parallelism: Option<u32>,
     format: Format,
 ) -> u8 {
     let (s, targets) = match load_targeted(out, file, vars, Mode::Normal, targets) {
@@ -30,17 +30,11 @@ pub(crate) async fn cmd_drift(
         Err(c) => return c,
     };
     let state = &state;
-    let report = match ui::while_reading(
-        detect_drift(&s, state, &targets, parallelism.max(1) as usize),
-        &s,
-        state,
-        true,
-    )
-    .await
-    {
-        Ok(r) => r,
-        Err(d) => return out.diags(&s, d),
-    };
+    let report =
+        match ui::while_reading(detect_drift(&s, state, &targets, s.parallelism(parallelism)), &s, state, true).await {
+            Ok(r) => r,
+            Err(d) => return out.diags(&s, d),
+        };
     match format {
         Format::Json => print!("{}", json::render_drift_json(&report)),
         Format::Markdown => print!("{}", markdown::render_drift_markdown(&report)),

@@ -43,7 +43,7 @@ pub(crate) async fn cmd_plan(
         Err(c) => return c,
     };
     let state = &state;
-    let opts = PlanOptions { mode, targets, refresh: p.refresh, parallelism: p.parallelism as usize };
+    let opts = PlanOptions { mode, targets, refresh: p.refresh, parallelism: s.parallelism(p.parallelism) };
     let outcome = match ui::while_reading(plan(&s, state, &opts), &s, state, p.refresh).await {
         Ok(o) => o,
         Err(d) => return out.diags(&s, d),
@@ -85,7 +85,7 @@ pub(crate) async fn cmd_apply(
         Ok(o) => o,
         Err(c) => return c,
     };
-    let opts = PlanOptions { mode, targets, refresh: p.refresh, parallelism: p.parallelism as usize };
+    let opts = PlanOptions { mode, targets, refresh: p.refresh, parallelism: s.parallelism(p.parallelism) };
     let outcome = match ui::while_reading(plan(&s, &opened.state, &opts), &s, &opened.state, p.refresh).await {
         Ok(o) => o,
         Err(d) => return out.diags(&s, d),
@@ -113,7 +113,7 @@ pub(crate) async fn cmd_apply(
         }
     }
     println!();
-    run_apply(out, &s, &outcome.plan, opened, p.parallelism as usize, Some(outcome.reads)).await
+    run_apply(out, &s, &outcome.plan, opened, s.parallelism(p.parallelism), Some(outcome.reads)).await
 }
 
 async fn run_apply(
@@ -280,5 +280,5 @@ pub(crate) async fn apply_saved(out: &Out, planfile: &Path, vars: &VarArgs, p: &
         planfile.display(),
         meshform_engine::plan::render::summary_line(&plan)
     );
-    run_apply(out, &s, &plan, opened, p.parallelism as usize, None).await
+    run_apply(out, &s, &plan, opened, s.parallelism(p.parallelism), None).await
 }

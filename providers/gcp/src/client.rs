@@ -109,6 +109,8 @@ pub struct Settings {
     pub operation_timeout: Duration,
     /// Attempts per request on transient failures.
     pub max_attempts: u32,
+    /// The most master authorized networks a cluster may have (checked at plan).
+    pub max_authorized_networks: usize,
 }
 
 /// The client shared by every resource type.
@@ -119,7 +121,12 @@ pub struct Client {
     pub settings: Settings,
     buckets: std::sync::Mutex<HashMap<Api, Bucket>>,
     cluster_locks: std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    listed: std::sync::Mutex<HashMap<String, Listed>>,
 }
+
+/// A whole list read once and shared by every lookup that needs it (concurrent ones wait for the
+/// one call in flight); an error is not kept, so the next lookup tries again.
+type Listed = Arc<tokio::sync::OnceCell<Arc<Vec<Value>>>>;
 
 impl Client {
     /// A client; contacts nothing until the first request.
@@ -130,7 +137,14 @@ impl Client {
             .timeout(Duration::from_secs(60))
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        Ok(Client { http, creds, settings, buckets: Default::default(), cluster_locks: Default::default() })
+        Ok(Client {
+            http,
+            creds,
+            settings,
+            buckets: Default::default(),
+            cluster_locks: Default::default(),
+            listed: Default::default(),
+        })
     }
 
     /// The project for an object: its own `project`, else the provider's.
@@ -306,6 +320,53 @@ impl Client {
                 _ => return Ok(out),
             }
         }
+    }
+
+    /// A list read once per run under `key`, by `load`: what every lookup of the run answers from
+    /// (N clusters' lookups cost one `clusters.list` and one aggregated instances list, not 2N
+    /// calls). [`Client::forget_lists`] drops them when this run changes something.
+    pub async fn listed<F>(&self, key: &str, load: F) -> ProviderResult<Arc<Vec<Value>>>
+    where
+        F: std::future::Future<Output = ProviderResult<Vec<Value>>>,
+    {
+        let cell = self.listed.lock().unwrap_or_else(|e| e.into_inner()).entry(key.to_string()).or_default().clone();
+        cell.get_or_try_init(|| async { load.await.map(Arc::new) }).await.cloned()
+    }
+
+    /// Every GKE cluster of a project (`locations/-`), read once per run. A list that says some
+    /// locations could not be read (`missingZones`) is not kept: lookups then read one by one.
+    pub async fn clusters_of(&self, project: &str) -> ProviderResult<Arc<Vec<Value>>> {
+        self.listed(&format!("clusters/{project}"), async {
+            let page = self.get(Api::Container, &format!("projects/{project}/locations/-/clusters")).await?;
+            if page["missingZones"].as_array().is_some_and(|z| !z.is_empty()) {
+                return Err(ProviderError::new(ErrorKind::Transient, "the cluster list is incomplete"));
+            }
+            Ok(page["clusters"].as_array().cloned().unwrap_or_default())
+        })
+        .await
+    }
+
+    /// Every compute instance of a project (one aggregated list), read once per run.
+    pub async fn instances_of(&self, project: &str) -> ProviderResult<Arc<Vec<Value>>> {
+        self.listed(
+            &format!("instances/{project}"),
+            self.aggregated_all(&format!("projects/{project}/aggregated/instances"), None, "instances"),
+        )
+        .await
+    }
+
+    /// Every firewall rule of a project, read once per run.
+    pub async fn firewalls_of(&self, project: &str) -> ProviderResult<Arc<Vec<Value>>> {
+        self.listed(
+            &format!("firewalls/{project}"),
+            self.list_all(Api::Compute, &format!("projects/{project}/global/firewalls"), None, "items"),
+        )
+        .await
+    }
+
+    /// Forgets the lists read so far (after a change this run made).
+    pub fn forget_lists(&self) {
+        self.listed.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
     /// Waits for a compute operation (by its `selfLink`) to finish; fails with its error.

@@ -10,6 +10,7 @@
 
 pub mod client;
 pub mod convert;
+pub mod filter;
 pub mod state;
 pub mod storage;
 pub mod types;
@@ -102,6 +103,7 @@ impl Provider for GcpProvider {
             "requests_per_second",
             "operation_timeout_seconds",
             "max_attempts",
+            "max_authorized_networks",
         ];
         if let Some(k) = config.keys().find(|k| !known.contains(&k.as_str())) {
             return Err(ProviderError::new(
@@ -129,6 +131,12 @@ impl Provider for GcpProvider {
                 setting_f64(config, "operation_timeout_seconds", 1200.0)?.min(31_536_000.0),
             ),
             max_attempts: setting_f64(config, "max_attempts", 8.0)?.clamp(1.0, 100.0) as u32,
+            max_authorized_networks: setting_f64(
+                config,
+                "max_authorized_networks",
+                types::control_plane_access::MAX_AUTHORIZED_NETWORKS as f64,
+            )?
+            .min(10_000.0) as usize,
         };
         let creds = Credentials::new(
             self.var(&["MESHFORM_GCP_ACCESS_TOKEN", "CLOUDSDK_AUTH_ACCESS_TOKEN"]),
@@ -184,7 +192,10 @@ impl Provider for GcpProvider {
         _ctx: &CallContext,
     ) -> ProviderResult<Planned> {
         let c = self.client()?;
-        self.ty(ty)?.plan(&c, prior, proposed)
+        let t = self.ty(ty)?;
+        let planned = t.plan(&c, prior, proposed)?;
+        t.check_plan(&c, prior, &planned.attrs).await?;
+        Ok(planned)
     }
 
     async fn prepare_create(&self, ty: &str, planned: &Map, _ctx: &CallContext) -> ProviderResult<Option<Map>> {
@@ -193,16 +204,19 @@ impl Provider for GcpProvider {
 
     async fn create(&self, ty: &str, planned: &Map, ctx: &CallContext) -> ProviderResult<Object> {
         let c = self.client()?;
+        c.forget_lists();
         client::OPERATION_TIMEOUT.scope(ctx.timeout, self.ty(ty)?.create(&c, planned)).await
     }
 
     async fn update(&self, ty: &str, prior: &Map, planned: &Map, ctx: &CallContext) -> ProviderResult<Object> {
         let c = self.client()?;
+        c.forget_lists();
         client::OPERATION_TIMEOUT.scope(ctx.timeout, self.ty(ty)?.update(&c, prior, planned)).await.map(Object::from)
     }
 
     async fn delete(&self, ty: &str, prior: &Map, ctx: &CallContext) -> ProviderResult<()> {
         let c = self.client()?;
+        c.forget_lists();
         match client::OPERATION_TIMEOUT.scope(ctx.timeout, self.ty(ty)?.delete(&c, prior)).await {
             Err(e) if e.kind == ErrorKind::NotFound => Ok(()),
             other => other,

@@ -14,7 +14,10 @@ use kube::api::{Api, ApiResource, DynamicObject};
 use kube::core::GroupVersionKind;
 use meshform_engine::provider::{CallContext, ErrorKind, ProviderError, ProviderResult};
 use meshform_engine::value::{Map, Value};
-use tokio::sync::Mutex;
+use serde_json::Value as J;
+use tokio::sync::OnceCell;
+
+use crate::objects::ObjRef;
 
 /// Cluster, apiVersion, kind.
 type KindKey = (String, String, String);
@@ -31,15 +34,36 @@ pub struct Settings {
     pub google: Arc<meshform_google_auth::Credentials>,
     /// How long to wait for a kind to appear, a token to be filled, a condition to hold.
     pub wait_timeout: Duration,
+    /// Requests in flight at once to one cluster's API server (each cluster its own budget).
+    pub max_requests_per_cluster: usize,
 }
 
 /// Clients by cluster, shared by every call of a run.
 pub struct Connections {
     /// Settings.
     pub settings: Settings,
-    clients: Mutex<HashMap<String, kube::Client>>,
-    kinds: Mutex<HashMap<KindKey, (ApiResource, bool)>>,
+    /// One client per cluster, built once (concurrent first uses wait for the one being built).
+    clients: PerKey<String, kube::Client>,
+    /// The kubeconfig file, read once.
+    kubeconfig: OnceCell<kube::config::Kubeconfig>,
+    /// Discovered kinds, each discovered once per cluster.
+    kinds: PerKey<KindKey, (ApiResource, bool)>,
+    /// This run's snapshot of the objects read: see [`Kube::listed`].
+    snapshot: PerKey<ListKey, Listed>,
+    /// Clients without credentials of their own, by endpoint and CA (checks send each request
+    /// with the credentials under test).
+    endpoints: PerKey<(String, String), kube::Client>,
 }
+
+/// Values made once per key, however many calls ask at once (the others wait for the first).
+type PerKey<K, V> = std::sync::Mutex<HashMap<K, Arc<OnceCell<V>>>>;
+
+/// Cluster, apiVersion, kind, namespace (empty for cluster-scoped kinds).
+type ListKey = (String, String, String, String);
+
+/// The objects of one kind in one namespace of one cluster, by name, as listed this run and as
+/// this run's own writes left them; `None` when the list was refused (read object by object).
+pub type Listed = Option<Arc<std::sync::Mutex<HashMap<String, J>>>>;
 
 /// What one call sees: the connections and the looked-up clusters.
 pub struct Kube {
@@ -56,7 +80,32 @@ pub struct Kube {
 impl Connections {
     /// Connections with settings; nothing is contacted yet.
     pub fn new(settings: Settings) -> Connections {
-        Connections { settings, clients: Mutex::new(HashMap::new()), kinds: Mutex::new(HashMap::new()) }
+        Connections {
+            settings,
+            clients: Default::default(),
+            kubeconfig: OnceCell::new(),
+            kinds: Default::default(),
+            snapshot: Default::default(),
+            endpoints: Default::default(),
+        }
+    }
+
+    /// A client of `server` trusting the CA `ca_base64` (base64 of PEM), with no credentials: each
+    /// request carries its own. One per endpoint and CA for the run, so a thousand checks of
+    /// remote secrets into one cluster share its connections (and its request budget).
+    pub async fn endpoint_client(&self, server: &str, ca_base64: &str) -> ProviderResult<kube::Client> {
+        let key = (server.to_string(), ca_base64.to_string());
+        let cell = self.endpoints.lock().unwrap_or_else(|e| e.into_inner()).entry(key).or_default().clone();
+        let limit = self.settings.max_requests_per_cluster;
+        cell.get_or_try_init(|| async move {
+            let kc = endpoint_kubeconfig(server, ca_base64.to_string(), None);
+            let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+                .await
+                .map_err(|e| ProviderError::new(ErrorKind::Invalid, format!("endpoint {server}: {e}")))?;
+            limited_client(config, limit, server)
+        })
+        .await
+        .cloned()
     }
 
     /// The view of one call.
@@ -105,12 +154,15 @@ impl Kube {
         })
     }
 
-    /// The client of a cluster, built on first use.
+    /// The client of a cluster, built on first use; every request it sends waits for one of the
+    /// cluster's `max_requests_per_cluster` slots.
     pub async fn client(&self, name: &str) -> ProviderResult<kube::Client> {
-        let mut clients = self.conns.clients.lock().await;
-        if let Some(c) = clients.get(name) {
-            return Ok(c.clone());
-        }
+        let cell =
+            self.conns.clients.lock().unwrap_or_else(|e| e.into_inner()).entry(name.to_string()).or_default().clone();
+        cell.get_or_try_init(|| self.build_client(name)).await.cloned()
+    }
+
+    async fn build_client(&self, name: &str) -> ProviderResult<kube::Client> {
         let attrs = self.cluster(name)?.clone();
         let connect = s(&attrs, "connect").unwrap_or_else(|| "kubeconfig".into());
         let config = match connect.as_str() {
@@ -129,9 +181,19 @@ impl Kube {
                         s(&attrs, "name").unwrap_or_default()
                     )
                 });
-                let kc = kube::config::Kubeconfig::read_from(&path).map_err(|e| {
-                    ProviderError::new(ErrorKind::Invalid, format!("cannot read kubeconfig {}: {e}", path.display()))
-                })?;
+                let kc = self
+                    .conns
+                    .kubeconfig
+                    .get_or_try_init(|| async {
+                        kube::config::Kubeconfig::read_from(&path).map_err(|e| {
+                            ProviderError::new(
+                                ErrorKind::Invalid,
+                                format!("cannot read kubeconfig {}: {e}", path.display()),
+                            )
+                        })
+                    })
+                    .await?
+                    .clone();
                 let opts = kube::config::KubeConfigOptions { context: Some(context.clone()), ..Default::default() };
                 kube::Config::from_custom_kubeconfig(kc, &opts).await.map_err(|e| {
                     ProviderError::new(
@@ -150,7 +212,7 @@ impl Kube {
                 })?;
                 let ca =
                     base64::engine::general_purpose::STANDARD.encode(s(&attrs, "ca_certificate").unwrap_or_default());
-                let kc = gke_kubeconfig(&endpoint, ca, token);
+                let kc = endpoint_kubeconfig(&format!("https://{endpoint}"), ca, Some(token));
                 kube::Config::from_custom_kubeconfig(kc, &Default::default())
                     .await
                     .map_err(|e| ProviderError::new(ErrorKind::Invalid, format!("cluster `{name}`: {e}")))?
@@ -172,10 +234,7 @@ impl Kube {
                 ),
             ));
         }
-        let client = kube::Client::try_from(config)
-            .map_err(|e| ProviderError::new(ErrorKind::Other, format!("cluster `{name}`: {e}")))?;
-        clients.insert(name.to_string(), client.clone());
-        Ok(client)
+        limited_client(config, self.conns.settings.max_requests_per_cluster, &format!("cluster `{name}`"))
     }
 
     /// The API of a kind in a cluster (`namespace` for namespaced kinds). With `wait`, a kind
@@ -190,29 +249,22 @@ impl Kube {
     ) -> ProviderResult<Api<DynamicObject>> {
         let client = self.client(cluster).await?;
         let key = (cluster.to_string(), api_version.to_string(), kind.to_string());
-        let cached = self.conns.kinds.lock().await.get(&key).cloned();
-        let (ar, namespaced) = match cached {
-            Some(x) => x,
-            None => {
-                let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
-                let gvk = GroupVersionKind::gvk(group, version, kind);
-                let started = Instant::now();
-                let found = loop {
-                    match kube::discovery::pinned_kind(&client, &gvk).await {
-                        Ok((ar, caps)) => break (ar, caps.scope == kube::discovery::Scope::Namespaced),
-                        Err(e) if wait && started.elapsed() < self.conns.settings.wait_timeout => {
-                            let _ = e;
-                            tokio::time::sleep(Duration::from_millis(200)).await;
-                        }
-                        Err(e) => {
-                            return Err(kube_err(&format!("kind {kind} ({api_version}) in cluster `{cluster}`"), e));
-                        }
+        let cell = self.conns.kinds.lock().unwrap_or_else(|e| e.into_inner()).entry(key).or_default().clone();
+        let discover = || async {
+            let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+            let gvk = GroupVersionKind::gvk(group, version, kind);
+            let started = Instant::now();
+            loop {
+                match kube::discovery::pinned_kind(&client, &gvk).await {
+                    Ok((ar, caps)) => return Ok((ar, caps.scope == kube::discovery::Scope::Namespaced)),
+                    Err(_) if wait && started.elapsed() < self.conns.settings.wait_timeout => {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
                     }
-                };
-                self.conns.kinds.lock().await.insert(key, found.clone());
-                found
+                    Err(e) => return Err(kube_err(&format!("kind {kind} ({api_version}) in cluster `{cluster}`"), e)),
+                }
             }
         };
+        let (ar, namespaced) = cell.get_or_try_init(discover).await?.clone();
         Ok(match (namespaced, namespace) {
             (true, Some(ns)) => Api::namespaced_with(client, ns, &ar),
             (true, None) => Api::default_namespaced_with(client, &ar),
@@ -222,19 +274,102 @@ impl Kube {
 
     /// Forgets a cached kind (after a failure that suggests discovery changed).
     pub async fn forget_kind(&self, cluster: &str, api_version: &str, kind: &str) {
-        self.conns.kinds.lock().await.remove(&(cluster.to_string(), api_version.to_string(), kind.to_string()));
+        let key = (cluster.to_string(), api_version.to_string(), kind.to_string());
+        self.conns.kinds.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
+    }
+
+    /// This run's snapshot of the objects of `r`'s kind in `r`'s namespace of `cluster`: listed
+    /// the first time one of them is read (one list per cluster, kind and namespace, however many
+    /// objects are read from it; concurrent first reads wait for the one list), then kept as this
+    /// run's writes change it ([`Kube::noted`]). Lists are not label-selected, so an object
+    /// missing from one does not exist. `None` when the kind is not served or the list was refused
+    /// (credentials that may only get): the caller reads the object by itself.
+    pub async fn listed(&self, cluster: &str, r: &ObjRef) -> ProviderResult<Listed> {
+        let key = list_key(cluster, r);
+        let cell = self.conns.snapshot.lock().unwrap_or_else(|e| e.into_inner()).entry(key).or_default().clone();
+        cell.get_or_try_init(|| self.list_all(cluster, r)).await.cloned()
+    }
+
+    async fn list_all(&self, cluster: &str, r: &ObjRef) -> ProviderResult<Listed> {
+        let api = match self.api(cluster, &r.api_version, &r.kind, r.namespace.as_deref(), false).await {
+            Ok(a) => a,
+            Err(e) if e.kind == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut out = HashMap::new();
+        let mut lp = kube::api::ListParams::default().limit(500);
+        loop {
+            let page = match api.list(&lp).await {
+                Ok(p) => p,
+                Err(kube::Error::Api(s)) if matches!(s.code, 401 | 403 | 404 | 405) => return Ok(None),
+                Err(e) => return Err(kube_err(&format!("listing {} in cluster `{cluster}`", r.kind), e)),
+            };
+            for o in page.items {
+                let Some(name) = o.metadata.name.clone() else { continue };
+                let mut j = serde_json::to_value(o).map_err(|e| ProviderError::new(ErrorKind::Other, e.to_string()))?;
+                // What a list item lacks and a GET has.
+                j["apiVersion"] = J::String(r.api_version.clone());
+                j["kind"] = J::String(r.kind.clone());
+                slim(&mut j);
+                out.insert(name, j);
+            }
+            match page.metadata.continue_.filter(|c| !c.is_empty()) {
+                Some(c) => lp = lp.continue_token(&c),
+                None => break,
+            }
+        }
+        Ok(Some(Arc::new(std::sync::Mutex::new(out))))
+    }
+
+    /// Records in this run's snapshot what a write of this run left (`None`: deleted), so later
+    /// reads of the run see it. A kind and namespace not listed yet stay unlisted.
+    pub fn noted(&self, cluster: &str, r: &ObjRef, live: Option<&J>) {
+        let cell = self.conns.snapshot.lock().unwrap_or_else(|e| e.into_inner()).get(&list_key(cluster, r)).cloned();
+        if let Some(Some(objects)) = cell.as_ref().and_then(|c| c.get()) {
+            let mut objects = objects.lock().unwrap_or_else(|e| e.into_inner());
+            match live {
+                Some(j) => {
+                    let mut j = j.clone();
+                    slim(&mut j);
+                    objects.insert(r.name.clone(), j);
+                }
+                None => {
+                    objects.remove(&r.name);
+                }
+            }
+        }
     }
 }
 
-/// A kubeconfig (in memory, as kube's own types: the token never passes through text) for a
-/// GKE cluster's endpoint, its CA (base64 of the PEM) and a Google access token.
-fn gke_kubeconfig(endpoint: &str, ca_base64: String, token: String) -> kube::config::Kubeconfig {
+fn list_key(cluster: &str, r: &ObjRef) -> ListKey {
+    (cluster.to_string(), r.api_version.clone(), r.kind.clone(), r.namespace.clone().unwrap_or_default())
+}
+
+/// What no reader of a snapshot needs (field ownership), dropped to keep a fleet's snapshot small.
+fn slim(j: &mut J) {
+    if let Some(m) = j["metadata"].as_object_mut() {
+        m.remove("managedFields");
+    }
+}
+
+/// A client for `config` whose requests wait for one of `limit` slots (a cluster's budget).
+fn limited_client(config: kube::Config, limit: usize, what: &str) -> ProviderResult<kube::Client> {
+    let limit = tower::limit::ConcurrencyLimitLayer::new(limit.max(1));
+    Ok(kube::client::ClientBuilder::try_from(config)
+        .map_err(|e| ProviderError::new(ErrorKind::Other, format!("{what}: {e}")))?
+        .with_layer(&limit)
+        .build())
+}
+
+/// A kubeconfig (in memory, as kube's own types: the token never passes through text) for an
+/// API server URL, its CA (base64 of the PEM) and, when given, a bearer token.
+fn endpoint_kubeconfig(server: &str, ca_base64: String, token: Option<String>) -> kube::config::Kubeconfig {
     use kube::config::{AuthInfo, Cluster, Context, Kubeconfig, NamedAuthInfo, NamedCluster, NamedContext};
     Kubeconfig {
         clusters: vec![NamedCluster {
             name: "c".into(),
             cluster: Some(Cluster {
-                server: Some(format!("https://{endpoint}")),
+                server: Some(server.to_string()),
                 certificate_authority_data: Some(ca_base64),
                 ..Default::default()
             }),
@@ -242,7 +377,7 @@ fn gke_kubeconfig(endpoint: &str, ca_base64: String, token: String) -> kube::con
         }],
         auth_infos: vec![NamedAuthInfo {
             name: "u".into(),
-            auth_info: Some(AuthInfo { token: Some(token.into()), ..Default::default() }),
+            auth_info: Some(AuthInfo { token: token.map(Into::into), ..Default::default() }),
             ..Default::default()
         }],
         contexts: vec![NamedContext {

@@ -29,6 +29,11 @@ use types::KubeType;
 /// The provider's name (`[providers.kubernetes]`).
 pub const NAME: &str = "kubernetes";
 
+/// Requests in flight at once to one cluster's API server, by default: client-go's default burst
+/// (its QPS limiter allows bursts of 10), well under the API server's own in-flight limits
+/// (`--max-requests-inflight` 400, `--max-mutating-requests-inflight` 200 by default).
+pub const DEFAULT_REQUESTS_PER_CLUSTER: usize = 10;
+
 /// The Kubernetes provider.
 pub struct KubeProvider {
     types: BTreeMap<String, Arc<dyn KubeType>>,
@@ -76,7 +81,7 @@ impl Provider for KubeProvider {
     }
 
     async fn configure(&self, config: &Map) -> ProviderResult<()> {
-        let known = ["kubeconfig", "field_manager", "wait_timeout_seconds"];
+        let known = ["kubeconfig", "field_manager", "wait_timeout_seconds", "max_requests_per_cluster"];
         if let Some(k) = config.keys().find(|k| !known.contains(&k.as_str())) {
             return Err(ProviderError::new(
                 ErrorKind::Invalid,
@@ -98,6 +103,16 @@ impl Provider for KubeProvider {
                 Some(Value::Int(i)) if *i > 0 => *i as u64,
                 _ => 120,
             }),
+            max_requests_per_cluster: match config.get("max_requests_per_cluster") {
+                None => DEFAULT_REQUESTS_PER_CLUSTER,
+                Some(Value::Int(i)) if (1..=1000).contains(i) => *i as usize,
+                Some(other) => {
+                    return Err(ProviderError::new(
+                        ErrorKind::Invalid,
+                        format!("`max_requests_per_cluster` must be a whole number from 1 to 1000, not {other}"),
+                    ));
+                }
+            },
         };
         let _ = self.conns.set(Arc::new(Connections::new(settings)));
         Ok(())

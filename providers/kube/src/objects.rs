@@ -111,7 +111,11 @@ pub async fn apply(k: &Kube, cluster: &str, doc: &J, force: bool, dry: bool) -> 
         .patch(&r.name, &pp, &Patch::Apply(&obj))
         .await
         .map_err(|e| kube_err(&format!("applying {r} in cluster `{cluster}`"), e))?;
-    serde_json::to_value(out).map_err(|e| ProviderError::new(ErrorKind::Other, e.to_string()))
+    let out = serde_json::to_value(out).map_err(|e| ProviderError::new(ErrorKind::Other, e.to_string()))?;
+    if !dry {
+        k.noted(cluster, &r, Some(&out));
+    }
+    Ok(out)
 }
 
 /// A merge patch (for removing keys other managers own).
@@ -125,7 +129,20 @@ pub async fn merge_patch(k: &Kube, cluster: &str, r: &ObjRef, patch: &J) -> Prov
         )
         .await
         .map_err(|e| kube_err(&format!("patching {r} in cluster `{cluster}`"), e))?;
-    serde_json::to_value(out).map_err(|e| ProviderError::new(ErrorKind::Other, e.to_string()))
+    let out = serde_json::to_value(out).map_err(|e| ProviderError::new(ErrorKind::Other, e.to_string()))?;
+    k.noted(cluster, r, Some(&out));
+    Ok(out)
+}
+
+/// Reads an object as this run's snapshot has it (see [`Kube::listed`]): what refresh, plan,
+/// lookups and checks read, so a cluster costs one list per kind and namespace however many
+/// objects it holds. A kind the snapshot cannot list is read with a GET. What must see the
+/// server's latest (waits for a controller, the existence check before a create) uses [`get`].
+pub async fn read(k: &Kube, cluster: &str, r: &ObjRef) -> ProviderResult<Option<J>> {
+    match k.listed(cluster, r).await? {
+        Some(objects) => Ok(objects.lock().unwrap_or_else(|e| e.into_inner()).get(&r.name).cloned()),
+        None => get(k, cluster, r).await,
+    }
 }
 
 /// Reads an object; `None` when it (or its kind) does not exist.
@@ -151,11 +168,21 @@ pub async fn delete(k: &Kube, cluster: &str, r: &ObjRef) -> ProviderResult<()> {
         Err(e) if e.kind == ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e),
     };
-    match api.delete(&r.name, &DeleteParams::default()).await {
+    let done = match api.delete(&r.name, &DeleteParams::default()).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
         Err(e) => Err(kube_err(&format!("deleting {r} in cluster `{cluster}`"), e)),
+    };
+    if done.is_ok() {
+        // A namespace terminates after the call returns: it reads as terminating, not as gone.
+        match r.kind.as_str() {
+            "Namespace" => {
+                k.noted(cluster, r, Some(&json!({"metadata": {"name": r.name}, "status": {"phase": "Terminating"}})))
+            }
+            _ => k.noted(cluster, r, None),
+        }
     }
+    done
 }
 
 /// Waits until `get` returns nothing (namespaces terminate asynchronously).

@@ -106,7 +106,7 @@ impl Sim {
             opts: opts.clone(),
             router: OnceLock::new(),
         });
-        let router = app(shared.clone());
+        let router = app(shared.clone(), kube.clone());
         let _ = shared.router.set(router.clone());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -158,7 +158,9 @@ impl Drop for Sim {
     }
 }
 
-fn app(shared: Arc<Shared>) -> Router {
+fn app(shared: Arc<Shared>, kube: Vec<Arc<crate::kube::KubeServer>>) -> Router {
+    let clusters = Arc::new(kube);
+    let cleared = clusters.clone();
     Router::new()
         .merge(crate::compute::routes())
         .merge(crate::container::routes())
@@ -167,6 +169,15 @@ fn app(shared: Arc<Shared>) -> Router {
         .route("/token", post(token))
         .route("/batch/compute/v1", post(batch))
         .route("/__sim/requests", get(requests).delete(clear_requests))
+        .route(
+            "/__sim/kube/requests",
+            get(move || async move { Json(kube_requests(&clusters)) }).delete(move || async move {
+                for k in cleared.iter() {
+                    k.log.lock().unwrap_or_else(|e| e.into_inner()).clear();
+                }
+                StatusCode::NO_CONTENT
+            }),
+        )
         .fallback(fallback)
         .layer(middleware::from_fn_with_state(shared.clone(), gate))
         .with_state(shared)
@@ -254,6 +265,18 @@ async fn with_faults(
 
 async fn requests(State(s): State<Arc<Shared>>) -> Json<Value> {
     Json(json!(*s.log.lock().unwrap_or_else(|e| e.into_inner())))
+}
+
+/// Every cluster API server's request log, in order per cluster: `cluster`, `method`, `path`
+/// (with its query), `status`.
+fn kube_requests(clusters: &[Arc<crate::kube::KubeServer>]) -> Value {
+    let mut out = Vec::new();
+    for k in clusters {
+        for (method, path, status, _) in k.log.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            out.push(json!({"cluster": k.cluster, "method": method, "path": path, "status": status}));
+        }
+    }
+    Value::Array(out)
 }
 
 async fn clear_requests(State(s): State<Arc<Shared>>) -> StatusCode {

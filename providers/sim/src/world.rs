@@ -170,6 +170,46 @@ impl World {
         Ok(w)
     }
 
+    /// A fleet of `n` clusters (1 to 250) for scale tests and the fleet benchmark: private zonal
+    /// clusters `c001`… round-robin over 10 regions (zones a, b, c), each with one node, /17 pod
+    /// ranges from 10.0.0.0 (250 fit in 10.0.0.0/9, and contiguous ranges merge into few blocks),
+    /// /20 service ranges from 172.16.0.0, and one authorized network each (`203.0.113.0/24`, as
+    /// the default world has).
+    pub fn fleet(n: usize) -> World {
+        World::from_toml(&World::fleet_toml(n)).unwrap_or_else(|e| panic!("the fleet world of {n}: {e}"))
+    }
+
+    /// [`World::fleet`] as a world file, for `meshform sim --world`.
+    pub fn fleet_toml(n: usize) -> String {
+        const REGIONS: [&str; 10] = [
+            "us-central1",
+            "europe-west1",
+            "us-east1",
+            "us-west1",
+            "asia-east1",
+            "europe-west4",
+            "us-east4",
+            "asia-northeast1",
+            "australia-southeast1",
+            "southamerica-east1",
+        ];
+        let ip = |v: u32| std::net::Ipv4Addr::from(v).to_string();
+        let mut w = String::from("project = \"meshform-demo\"\nnetwork = \"default\"\n\n");
+        for (r, region) in REGIONS.iter().enumerate() {
+            w.push_str(&format!("[[subnets]]\nregion = \"{region}\"\ncidr = \"10.{}.0.0/20\"\n\n", 128 + 4 * r));
+        }
+        for i in 0..n.clamp(1, 250) {
+            let zone = format!("{}-{}", REGIONS[i % 10], ["a", "b", "c"][(i / 10) % 3]);
+            let pod = ip((10 << 24) + (i as u32) * (1 << 15));
+            let svc = ip((172 << 24) + (16 << 16) + (i as u32) * (1 << 12));
+            w.push_str(&format!(
+                "[[clusters]]\nname = \"c{:03}\"\nlocation = \"{zone}\"\npod_cidr = \"{pod}/17\"\nservices_cidr = \"{svc}/20\"\nnodes = 1\nauthorized_networks = [\"203.0.113.0/24\"]\n\n",
+                i + 1
+            ));
+        }
+        w
+    }
+
     fn check(&self) -> Result<(), String> {
         let mut names = std::collections::BTreeSet::new();
         for c in &self.clusters {

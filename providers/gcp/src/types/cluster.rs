@@ -1,5 +1,7 @@
 //! Cluster lookups: `[clusters.NAME]` (data type `cluster`) and the `gke_cluster` data source.
-//! One container `clusters.get`, plus one compute list for the node tag.
+//! Every lookup of a run answers from one `clusters.list` (`locations/-`) and one aggregated
+//! instances list (for the node tag) per project, shared by all of them; a cluster the list does
+//! not hold is read with its own `clusters.get` (so a missing one is reported as before).
 
 use async_trait::async_trait;
 use meshform_engine::provider::{
@@ -30,22 +32,24 @@ pub fn region_of(location: &str) -> String {
 /// only when its GKE name (`gke-CLUSTER-HASH-...`) or its `goog-k8s-cluster-name` label is this
 /// cluster's.
 async fn node_tag(c: &Client, project: &str, cluster: &str, autopilot: bool) -> ProviderResult<Option<String>> {
-    let filter = format!("name eq \"gke-{}-.*\"", regex_escape(cluster));
+    // The guide's `name eq "gke-CLUSTER-.*"`, over the run's one list.
+    let prefix = format!("gke-{cluster}-");
+    let named = |j: &&J| j["name"].as_str().is_some_and(|n| n.starts_with(&prefix));
     if autopilot {
-        let rules =
-            c.list_all(Api::Compute, &format!("projects/{project}/global/firewalls"), Some(&filter), "items").await?;
+        let rules = c.firewalls_of(project).await?;
         let mut tags: Vec<String> = rules
             .iter()
+            .filter(named)
             .filter(|r| r["name"].as_str().is_some_and(|n| gke_name_of(n, cluster)))
             .filter_map(|r| r["targetTags"][0].as_str().map(String::from))
             .collect();
         tags.sort();
         return Ok(tags.into_iter().next());
     }
-    let instances =
-        c.aggregated_all(&format!("projects/{project}/aggregated/instances"), Some(&filter), "instances").await?;
+    let instances = c.instances_of(project).await?;
     let mut nodes: Vec<(String, String)> = instances
         .iter()
+        .filter(named)
         .filter(|i| i["labels"]["goog-k8s-cluster-name"].as_str().is_none_or(|n| n == cluster))
         .filter_map(|i| {
             let tags = i["tags"]["items"].as_array()?;
@@ -64,10 +68,6 @@ fn gke_name_of(name: &str, cluster: &str) -> bool {
         return false;
     };
     rest.len() > 9 && rest.as_bytes()[..8].iter().all(u8::is_ascii_hexdigit) && rest.as_bytes()[8] == b'-'
-}
-
-fn regex_escape(s: &str) -> String {
-    s.chars().flat_map(|c| if c.is_ascii_alphanumeric() { vec![c] } else { vec!['\\', c] }).collect()
 }
 
 fn attrs(project: &str, location: &str, j: &J, tag: Option<String>) -> Map {
@@ -131,15 +131,21 @@ pub async fn lookup(c: &Client, config: &Map) -> ProviderResult<Map> {
     let project = c.project(config)?;
     let location = req(config, "location")?;
     let name = req(config, "name")?;
-    let j = c
-        .get_opt(Api::Container, &format!("projects/{project}/locations/{location}/clusters/{name}"))
-        .await?
-        .ok_or_else(|| {
-            ProviderError::new(
-                ErrorKind::NotFound,
-                format!("GKE cluster `{name}` does not exist in project {project}, location {location}"),
-            )
-        })?;
+    let listed = c.clusters_of(&project).await.ok().and_then(|all| {
+        all.iter()
+            .find(|j| j["name"].as_str() == Some(name.as_str()) && j["location"].as_str() == Some(location.as_str()))
+            .cloned()
+    });
+    let j = match listed {
+        Some(j) => Some(j),
+        None => c.get_opt(Api::Container, &format!("projects/{project}/locations/{location}/clusters/{name}")).await?,
+    };
+    let j = j.ok_or_else(|| {
+        ProviderError::new(
+            ErrorKind::NotFound,
+            format!("GKE cluster `{name}` does not exist in project {project}, location {location}"),
+        )
+    })?;
     let autopilot = j["autopilot"]["enabled"].as_bool().unwrap_or(false);
     let tag = node_tag(c, &project, &name, autopilot).await?;
     let mut m = attrs(&project, &location, &j, tag);

@@ -31,8 +31,31 @@ fn cluster_path(p: &str, l: &str, c: &str) -> String {
     format!("projects/{p}/locations/{l}/clusters/{c}")
 }
 
+/// GKE's limit on a cluster's master authorized networks: "cidr_blocks define up to 50 external
+/// networks that could access Kubernetes master through HTTPS" (`MasterAuthorizedNetworksConfig`,
+/// container API v1 reference; v1beta1's text still says 10, an old limit). An update over it is
+/// accepted and its operation fails (`Master authorized networks can have at most 50 CIDR
+/// blocks, 51 given.`), so meshform refuses it at plan. `[providers.gcp]
+/// max_authorized_networks` changes the number for clusters Google allows more.
+pub const MAX_AUTHORIZED_NETWORKS: usize = 50;
+
+/// The cluster now, from the server.
 async fn live(c: &Client, p: &str, l: &str, name: &str) -> ProviderResult<Option<Live>> {
-    let Some(j) = c.get_opt(Api::Container, &cluster_path(p, l, name)).await? else { return Ok(None) };
+    Ok(c.get_opt(Api::Container, &cluster_path(p, l, name)).await?.as_ref().map(parse))
+}
+
+/// The cluster as this run's one cluster list has it (what a refresh and a plan read; a
+/// cluster the list lacks is read by itself).
+async fn listed(c: &Client, p: &str, l: &str, name: &str) -> ProviderResult<Option<Live>> {
+    if let Ok(all) = c.clusters_of(p).await
+        && let Some(j) = all.iter().find(|j| j["name"].as_str() == Some(name) && j["location"].as_str() == Some(l))
+    {
+        return Ok(Some(parse(j)));
+    }
+    live(c, p, l, name).await
+}
+
+fn parse(j: &J) -> Live {
     let ip = &j["controlPlaneEndpointsConfig"]["ipEndpointsConfig"];
     let anc = if ip["authorizedNetworksConfig"].is_object() {
         &ip["authorizedNetworksConfig"]
@@ -53,12 +76,12 @@ async fn live(c: &Client, p: &str, l: &str, name: &str) -> ProviderResult<Option
         .flatten()
         .filter_map(|b| Some((b["cidrBlock"].as_str()?.to_string(), Value::str(b["displayName"].as_str()?))))
         .collect();
-    Ok(Some(Live {
+    Live {
         enabled: anc["enabled"].as_bool().unwrap_or(false),
         cidrs,
         names,
         global_access: ip["globalAccess"].as_bool().unwrap_or(false),
-    }))
+    }
 }
 
 fn set(v: &[String]) -> Value {
@@ -217,9 +240,41 @@ impl GcpType for ControlPlaneAccess {
         Ok(p)
     }
 
+    async fn check_plan(&self, c: &Client, prior: Option<&Map>, planned: &Map) -> ProviderResult<()> {
+        let Some(Value::List(_)) = planned.get("authorized_networks") else { return Ok(()) };
+        if planned.get("authorized_networks").is_some_and(Value::has_unknown) {
+            return Ok(());
+        }
+        let (p, l, name) = (c.project(planned)?, req(planned, "location")?, req(planned, "cluster")?);
+        let added = target(&Map::from([("authorized_networks".into(), planned["authorized_networks"].clone())]));
+        let mut all = added.clone();
+        if matches!(planned.get("keep_existing"), Some(Value::Bool(true))) {
+            let before = match prior {
+                Some(pr) => strings(pr, "original_authorized_networks"),
+                None => listed(c, &p, &l, &name).await?.map(|x| x.cidrs).unwrap_or_default(),
+            };
+            all.extend(before);
+            all.sort();
+            all.dedup();
+        }
+        let limit = c.settings.max_authorized_networks;
+        if all.len() <= limit {
+            return Ok(());
+        }
+        Err(ProviderError::new(
+            ErrorKind::Invalid,
+            format!(
+                "cluster `{name}` ({l}) would have {} master authorized networks ({} from the desired state, {} kept from before); GKE allows at most {limit}. Authorize fewer, wider blocks: merge the ranges with `cidrmerge(...)`, or give the clusters' pod ranges a supernet (a variable) and authorize that; if Google allows this cluster more, set `[providers.gcp] max_authorized_networks`",
+                all.len(),
+                added.len(),
+                all.len() - added.len(),
+            ),
+        ))
+    }
+
     async fn read(&self, c: &Client, prior: &Map) -> ProviderResult<Option<Map>> {
         let p = c.project(prior)?;
-        let l = live(c, &p, &req(prior, "location")?, &req(prior, "cluster")?).await?;
+        let l = listed(c, &p, &req(prior, "location")?, &req(prior, "cluster")?).await?;
         Ok(l.map(|l| view(prior, &l)))
     }
 

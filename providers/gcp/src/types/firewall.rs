@@ -169,8 +169,7 @@ impl GcpType for Firewall {
 
     async fn list(&self, c: &Client, prior: &Map) -> ProviderResult<Vec<Map>> {
         let p = c.project(prior)?;
-        let items = c.list_all(Api::Compute, &format!("projects/{p}/global/firewalls"), None, "items").await?;
-        Ok(items.iter().map(|j| from_api(&p, j)).collect())
+        Ok(c.firewalls_of(&p).await?.iter().map(|j| from_api(&p, j)).collect())
     }
 
     fn plan(&self, c: &Client, prior: Option<&Map>, mut p: Planned) -> ProviderResult<Planned> {

@@ -1,4 +1,7 @@
 //! Data sources `gcp_instances` and `gcp_firewalls`: a filtered list, reduced to names and tags.
+//! Every lookup of a run answers from one list per project (the client's, shared with the
+//! cluster lookups and the firewall refresh), its filter evaluated here ([`crate::filter`]); a
+//! filter outside the understood subset is sent to the server instead.
 
 use async_trait::async_trait;
 use meshform_engine::provider::{AttrSchema, AttrType, Presence, ProviderResult, TypeKind, TypeSchema};
@@ -7,6 +10,7 @@ use meshform_engine::value::{Map, Value};
 use super::GcpType;
 use crate::client::{Api, Client};
 use crate::convert::s;
+use crate::filter::Filter;
 
 /// `gcp_instances`: `filter` (compute filter syntax), optional `zone` → `names`, `tags`.
 pub struct Instances;
@@ -43,13 +47,26 @@ impl GcpType for Instances {
     async fn read_data(&self, c: &Client, config: &Map) -> ProviderResult<Map> {
         let p = c.project(config)?;
         let filter = s(config, "filter");
-        let items: Vec<serde_json::Value> = match s(config, "zone") {
-            Some(z) => {
+        let zone = s(config, "zone");
+        let items: Vec<serde_json::Value> = match (filter.as_deref().map(Filter::parse), &zone) {
+            (Some(None), Some(z)) => {
                 c.list_all(Api::Compute, &format!("projects/{p}/zones/{z}/instances"), filter.as_deref(), "items")
                     .await?
             }
-            None => {
+            (Some(None), None) => {
                 c.aggregated_all(&format!("projects/{p}/aggregated/instances"), filter.as_deref(), "instances").await?
+            }
+            (parsed, _) => {
+                let f = parsed.flatten();
+                let in_zone = |i: &serde_json::Value| {
+                    zone.as_ref().is_none_or(|z| i["zone"].as_str().is_some_and(|u| u.rsplit('/').next() == Some(z)))
+                };
+                c.instances_of(&p)
+                    .await?
+                    .iter()
+                    .filter(|i| in_zone(i) && f.as_ref().is_none_or(|f| f.matches(i)))
+                    .cloned()
+                    .collect()
             }
         };
         let names = items.iter().filter_map(|i| i["name"].as_str().map(String::from)).collect();
@@ -74,9 +91,16 @@ impl GcpType for Firewalls {
 
     async fn read_data(&self, c: &Client, config: &Map) -> ProviderResult<Map> {
         let p = c.project(config)?;
-        let items = c
-            .list_all(Api::Compute, &format!("projects/{p}/global/firewalls"), s(config, "filter").as_deref(), "items")
-            .await?;
+        let filter = s(config, "filter");
+        let items: Vec<serde_json::Value> = match filter.as_deref().map(Filter::parse) {
+            Some(None) => {
+                c.list_all(Api::Compute, &format!("projects/{p}/global/firewalls"), filter.as_deref(), "items").await?
+            }
+            parsed => {
+                let f = parsed.flatten();
+                c.firewalls_of(&p).await?.iter().filter(|i| f.as_ref().is_none_or(|f| f.matches(i))).cloned().collect()
+            }
+        };
         let names = items.iter().filter_map(|i| i["name"].as_str().map(String::from)).collect();
         let tags = items
             .iter()

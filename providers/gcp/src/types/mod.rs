@@ -39,6 +39,12 @@ pub trait GcpType: Send + Sync {
         Ok(proposed)
     }
 
+    /// Checks a plan against limits the API enforces only when the change runs (a cluster's
+    /// authorized networks), so the plan fails instead of the apply.
+    async fn check_plan(&self, _c: &Client, _prior: Option<&Map>, _planned: &Map) -> ProviderResult<()> {
+        Ok(())
+    }
+
     /// Reads the live object; `None` when it is gone.
     async fn read(&self, _c: &Client, _prior: &Map) -> ProviderResult<Option<Map>> {
         Err(not_managed(&self.schema().name))

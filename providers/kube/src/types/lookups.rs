@@ -96,7 +96,7 @@ impl KubeType for Object {
             namespace: s(config, "namespace"),
             name: req(config, "name")?,
         };
-        let obj = objects::get(k, &cluster, &r)
+        let obj = objects::read(k, &cluster, &r)
             .await?
             .ok_or_else(|| ProviderError::new(ErrorKind::NotFound, format!("no {r} in cluster `{cluster}`")))?;
         let mut m = config.clone();

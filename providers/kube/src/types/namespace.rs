@@ -92,7 +92,7 @@ impl KubeType for Namespace {
         // A namespace that exists already (istio-system) is adopted, not created: say so.
         if prior.is_none()
             && let (Some(cluster), Some(name)) = (s(&p.attrs, "cluster"), s(&p.attrs, "name"))
-            && objects::get(k, &cluster, &oref(&name)).await?.is_some()
+            && objects::read(k, &cluster, &oref(&name)).await?.is_some()
         {
             p.adopts = Some(format!(
                 "namespace `{name}` exists in cluster `{cluster}`: meshform sets what it declares; destroy removes only that and keeps the namespace"
@@ -108,7 +108,7 @@ impl KubeType for Namespace {
     }
 
     async fn read(&self, k: &Kube, prior: &Map) -> ProviderResult<Option<Map>> {
-        let live = objects::get(k, &req(prior, "cluster")?, &oref(&req(prior, "name")?)).await?;
+        let live = objects::read(k, &req(prior, "cluster")?, &oref(&req(prior, "name")?)).await?;
         Ok(live.filter(|l| l["status"]["phase"] != "Terminating").map(|l| view(prior, &l)))
     }
 

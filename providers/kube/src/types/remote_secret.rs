@@ -86,8 +86,12 @@ fn server_of(k: &Kube, m: &Map, source: &str) -> ProviderResult<String> {
 impl RemoteSecret {
     /// The token Secret's `token` and `ca.crt` (base64), once the token controller filled them.
     async fn token(&self, k: &Kube, st: &Settings, wait: bool) -> ProviderResult<Option<(String, String)>> {
+        // Waiting for the token controller needs the server's latest; a plan or a refresh reads
+        // the run's snapshot.
         let read = || async {
-            let sec = objects::get(k, &st.source, &secret_ref(&st.namespace, &st.token_secret)).await?;
+            let r = secret_ref(&st.namespace, &st.token_secret);
+            let sec =
+                if wait { objects::get(k, &st.source, &r).await? } else { objects::read(k, &st.source, &r).await? };
             let Some((t, ca)) =
                 sec.as_ref().and_then(|s| Some((s["data"]["token"].as_str()?, s["data"]["ca.crt"].as_str()?)))
             else {
@@ -156,6 +160,7 @@ impl RemoteSecret {
         m.insert("secret_name".into(), Value::str(&st.secret_name));
         m.insert("token_secret".into(), Value::str(&st.token_secret));
         m.insert("token_valid".into(), Value::Bool(true));
+        m.insert("discoverable".into(), Value::Bool(true));
         m.insert("data_keys".into(), Value::List(vec![Value::str(&st.source)]));
         m.insert("kubeconfig".into(), kc.map_or(Value::Unknown, Value::String));
         m.insert("id".into(), Value::str(format!("{}/{}", st.source, st.target)));
@@ -194,6 +199,9 @@ impl KubeType for RemoteSecret {
             AttrSchema::new("token_valid", AttrType::Bool, Presence::Computed)
                 .describe("false when the token Secret was deleted (the token is revoked)"),
         )
+        .attr(AttrSchema::new("discoverable", AttrType::Bool, Presence::Computed).describe(
+            "labelled istio/multiCluster=true and annotated networking.istio.io/cluster with the source's name: what istiod looks for",
+        ))
         .attr(
             AttrSchema::new("data_keys", AttrType::List(Box::new(AttrType::String)), Presence::Computed)
                 .describe("the remote secret's data keys: the source cluster's name only (istiod reads each)"),
@@ -237,7 +245,7 @@ impl KubeType for RemoteSecret {
 
     async fn read(&self, k: &Kube, prior: &Map) -> ProviderResult<Option<Map>> {
         let st = settings(prior)?;
-        let Some(remote) = objects::get(k, &st.target, &secret_ref(&st.namespace, &st.secret_name)).await? else {
+        let Some(remote) = objects::read(k, &st.target, &secret_ref(&st.namespace, &st.secret_name)).await? else {
             return Ok(None);
         };
         let kc = remote["data"][st.source.as_str()]
@@ -249,6 +257,12 @@ impl KubeType for RemoteSecret {
         let mut m = self.attrs(prior, &st, &server, Some(kc));
         let keys = remote["data"].as_object().map(|o| o.keys().map(Value::str).collect()).unwrap_or_default();
         m.insert("data_keys".into(), Value::List(keys));
+        // A label or annotation removed out of band hides the cluster from istiod: a
+        // difference, not a deletion (the snapshot lists the namespace unselected).
+        let meta = &remote["metadata"];
+        let discoverable = meta["labels"]["istio/multiCluster"] == "true"
+            && meta["annotations"]["networking.istio.io/cluster"].as_str() == Some(st.source.as_str());
+        m.insert("discoverable".into(), Value::Bool(discoverable));
         // A revoked token (its Secret gone) is a difference too; the apply makes it again.
         if self.token(k, &st, false).await?.is_none() {
             m.insert("token_valid".into(), Value::Bool(false));
@@ -295,10 +309,13 @@ impl KubeType for RemoteSecret {
 }
 
 /// Whether the kubeconfig of a remote secret authenticates against its source cluster and can
-/// list services there (what istiod does with it).
+/// list services there (what istiod does with it). A kubeconfig with a bearer token (what
+/// meshform and istioctl write) is checked over one connection per source endpoint and CA, shared
+/// by every check of the run, with the token as the request's credentials; any other kubeconfig
+/// gets a client of its own.
 pub async fn check_auth(k: &Kube, source: &str, target: &str, namespace: &str) -> ProviderResult<(bool, String)> {
     let name = format!("istio-remote-secret-{source}");
-    let Some(remote) = objects::get(k, target, &secret_ref(namespace, &name)).await? else {
+    let Some(remote) = objects::read(k, target, &secret_ref(namespace, &name)).await? else {
         return Ok((false, format!("{namespace}/{name} is missing in cluster `{target}`")));
     };
     let Some(kc) =
@@ -308,21 +325,56 @@ pub async fn check_auth(k: &Kube, source: &str, target: &str, namespace: &str) -
     };
     let kc = kube::config::Kubeconfig::from_yaml(&String::from_utf8_lossy(&kc))
         .map_err(|e| ProviderError::new(ErrorKind::Invalid, format!("{name}: {e}")))?;
-    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-        .await
-        .map_err(|e| ProviderError::new(ErrorKind::Invalid, format!("{name}: {e}")))?;
-    let client = kube::Client::try_from(config).map_err(|e| ProviderError::new(ErrorKind::Other, e.to_string()))?;
-    let services: kube::Api<k8s_openapi::api::core::v1::Service> = kube::Api::all(client);
-    match services.list(&Default::default()).await {
-        Ok(l) => Ok((
-            true,
-            format!("the kubeconfig in {target}/{namespace}/{name} lists {} services in `{source}`", l.items.len()),
-        )),
+    let listed = match bearer_of(&kc) {
+        Some((server, ca, token)) => {
+            let client = k.conns.endpoint_client(&server, &ca).await?;
+            let mut req = kube::core::Request::new("/api/v1/services")
+                .list(&kube::api::ListParams::default())
+                .map_err(|e| ProviderError::new(ErrorKind::Other, e.to_string()))?;
+            let value = format!("Bearer {token}").parse().map_err(|_| {
+                ProviderError::new(ErrorKind::Invalid, format!("{name}: the token is not a header value"))
+            })?;
+            req.headers_mut().insert("authorization", value);
+            client.request::<k8s_openapi::List<k8s_openapi::api::core::v1::Service>>(req).await.map(|l| l.items.len())
+        }
+        None => {
+            let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+                .await
+                .map_err(|e| ProviderError::new(ErrorKind::Invalid, format!("{name}: {e}")))?;
+            let client =
+                kube::Client::try_from(config).map_err(|e| ProviderError::new(ErrorKind::Other, e.to_string()))?;
+            let services: kube::Api<k8s_openapi::api::core::v1::Service> = kube::Api::all(client);
+            services.list(&Default::default()).await.map(|l| l.items.len())
+        }
+    };
+    match listed {
+        Ok(n) => Ok((true, format!("the kubeconfig in {target}/{namespace}/{name} lists {n} services in `{source}`"))),
         Err(e) => Ok((
             false,
             format!("the kubeconfig in {target}/{namespace}/{name} cannot list services in `{source}`: {e}"),
         )),
     }
+}
+
+/// The server, CA data and bearer token of a kubeconfig's current context, when its user is a
+/// plain token (no client certificate, exec plugin or other auth).
+fn bearer_of(kc: &kube::config::Kubeconfig) -> Option<(String, String, String)> {
+    let ctx_name = kc.current_context.as_deref()?;
+    let ctx = kc.contexts.iter().find(|c| c.name == ctx_name)?.context.as_ref()?;
+    let cluster = kc.clusters.iter().find(|c| c.name == ctx.cluster)?.cluster.as_ref()?;
+    let user = kc.auth_infos.iter().find(|u| Some(u.name.as_str()) == ctx.user.as_deref())?.auth_info.as_ref()?;
+    let plain = user.client_certificate_data.is_none()
+        && user.client_key_data.is_none()
+        && user.exec.is_none()
+        && user.auth_provider.is_none()
+        && user.username.is_none()
+        && user.token_file.is_none();
+    if !plain || cluster.insecure_skip_tls_verify == Some(true) || cluster.proxy_url.is_some() {
+        return None;
+    }
+    use secrecy::ExposeSecret as _;
+    let token = user.token.as_ref()?.expose_secret().to_string();
+    Some((cluster.server.clone()?, cluster.certificate_authority_data.clone()?, token))
 }
 
 /// Remote secrets meshform does not manage in the clusters that receive the ones it does:
@@ -339,26 +391,31 @@ pub async fn unmanaged(k: &Kube, objects: &[(String, Map)]) -> ProviderResult<Ve
             known.entry((st.target.clone(), st.namespace.clone())).or_default().insert(st.secret_name.clone());
         }
     }
+    // Each receiving namespace from the run's snapshot (the list refresh made), all at once.
+    let lists = futures::future::join_all(
+        known.keys().map(|(cluster, ns)| async move { k.listed(cluster, &secret_ref(ns, "")).await }),
+    )
+    .await;
     let mut out = Vec::new();
-    for ((cluster, ns), managed) in &known {
-        let api = k.api(cluster, "v1", "Secret", Some(ns), false).await?;
-        let lp = kube::api::ListParams::default().labels("istio/multiCluster=true");
-        let list = match api.list_metadata(&lp).await {
-            Ok(l) => l,
-            // Credentials that may read only the objects meshform manages cannot look: that is
-            // no finding, and no failure of the plan.
-            Err(kube::Error::Api(s)) if s.code == 401 || s.code == 403 => continue,
-            Err(e) => return Err(crate::conn::kube_err(&format!("listing remote secrets in cluster `{cluster}`"), e)),
-        };
-        for name in list.items.into_iter().filter_map(|o| o.metadata.name) {
-            if !managed.contains(&name) {
-                out.push(meshform_engine::provider::Finding {
-                    kind: "unmanaged_remote_secret".into(),
-                    message: format!(
-                        "cluster `{cluster}`: Secret {ns}/{name} is labelled istio/multiCluster=true but is not managed by meshform; istiod trusts the cluster credentials in it (delete it with kubectl, or import it as a mesh_remote_secret)"
-                    ),
-                });
-            }
+    for (((cluster, ns), managed), listed) in known.iter().zip(lists) {
+        // Credentials that may read only the objects meshform manages cannot look: that is no
+        // finding, and no failure of the plan.
+        let Some(objects) = listed? else { continue };
+        let mut names: Vec<String> = objects
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|(_, o)| o["metadata"]["labels"]["istio/multiCluster"] == "true")
+            .map(|(n, _)| n.clone())
+            .collect();
+        names.sort();
+        for name in names.into_iter().filter(|n| !managed.contains(n)) {
+            out.push(meshform_engine::provider::Finding {
+                kind: "unmanaged_remote_secret".into(),
+                message: format!(
+                    "cluster `{cluster}`: Secret {ns}/{name} is labelled istio/multiCluster=true but is not managed by meshform; istiod trusts the cluster credentials in it (delete it with kubectl, or import it as a mesh_remote_secret)"
+                ),
+            });
         }
     }
     Ok(out)

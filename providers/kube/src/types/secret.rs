@@ -120,7 +120,7 @@ impl KubeType for Secret {
     }
 
     async fn read(&self, k: &Kube, prior: &Map) -> ProviderResult<Option<Map>> {
-        let live = objects::get(k, &req(prior, "cluster")?, &oref(prior)?).await?;
+        let live = objects::read(k, &req(prior, "cluster")?, &oref(prior)?).await?;
         Ok(live.map(|l| view(prior, &l)))
     }
 
