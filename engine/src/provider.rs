@@ -438,8 +438,11 @@ pub trait Provider: Send + Sync {
         Vec::new()
     }
 
-    /// Receives the evaluated `[providers.NAME]` table before any other call of a run.
-    /// Must not contact the cloud (a plan of nothing must work offline); validate settings only.
+    /// Receives the evaluated `[providers.NAME]` table before any other call of a run (once per
+    /// plan that reads live state, and once per apply; not again for a pass that reuses a run's
+    /// reads, as drift's second comparison does). A provider that keeps what it read during a
+    /// run (lists) forgets it here, so a run never sees another run's reads. Must not contact the
+    /// cloud (a plan of nothing must work offline); validate settings only.
     async fn configure(&self, _config: &Map) -> ProviderResult<()> {
         Ok(())
     }

@@ -107,7 +107,10 @@ pub async fn plan_reusing(
     opts: &PlanOptions,
     reuse: Option<Arc<Reads>>,
 ) -> Result<PlanOutcome, Diagnostics> {
-    s.configure().await?;
+    // A pass that reuses a run's reads is part of that run: providers keep what they read.
+    if reuse.is_none() {
+        s.configure().await?;
+    }
     let values = Values::for_session(s);
     let reads = match reuse {
         Some(r) => {

@@ -142,8 +142,14 @@ impl Provider for GcpProvider {
             self.var(&["MESHFORM_GCP_ACCESS_TOKEN", "CLOUDSDK_AUTH_ACCESS_TOKEN"]),
             self.var(&["GOOGLE_APPLICATION_CREDENTIALS"]).map(Into::into),
         );
-        let client = Client::new(settings, creds).map_err(|m| ProviderError::new(ErrorKind::Other, m))?;
-        let _ = self.client.set(Arc::new(client));
+        match self.client.get() {
+            // Configured once per process; each run after the first reads its lists afresh.
+            Some(c) => c.forget_lists(),
+            None => {
+                let client = Client::new(settings, creds).map_err(|m| ProviderError::new(ErrorKind::Other, m))?;
+                let _ = self.client.set(Arc::new(client));
+            }
+        }
         Ok(())
     }
 

@@ -11,13 +11,13 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use kube::api::{Api, ApiResource, DynamicObject};
-use kube::core::GroupVersionKind;
 use meshform_engine::provider::{CallContext, ErrorKind, ProviderError, ProviderResult};
 use meshform_engine::value::{Map, Value};
 use serde_json::Value as J;
 use tokio::sync::OnceCell;
 
 use crate::objects::ObjRef;
+use crate::snapshot;
 
 /// Cluster, apiVersion, kind.
 type KindKey = (String, String, String);
@@ -48,8 +48,10 @@ pub struct Connections {
     kubeconfig: OnceCell<kube::config::Kubeconfig>,
     /// Discovered kinds, each discovered once per cluster.
     kinds: PerKey<KindKey, (ApiResource, bool)>,
+    /// Each group version's resources, discovered once per cluster (cluster, apiVersion).
+    groups: PerKey<(String, String), Vec<(ApiResource, bool)>>,
     /// This run's snapshot of the objects read: see [`Kube::listed`].
-    snapshot: PerKey<ListKey, Listed>,
+    snapshot: snapshot::Snapshot,
     /// Clients without credentials of their own, by endpoint and CA (checks send each request
     /// with the credentials under test).
     endpoints: PerKey<(String, String), kube::Client>,
@@ -57,13 +59,6 @@ pub struct Connections {
 
 /// Values made once per key, however many calls ask at once (the others wait for the first).
 type PerKey<K, V> = std::sync::Mutex<HashMap<K, Arc<OnceCell<V>>>>;
-
-/// Cluster, apiVersion, kind, namespace (empty for cluster-scoped kinds).
-type ListKey = (String, String, String, String);
-
-/// The objects of one kind in one namespace of one cluster, by name, as listed this run and as
-/// this run's own writes left them; `None` when the list was refused (read object by object).
-pub type Listed = Option<Arc<std::sync::Mutex<HashMap<String, J>>>>;
 
 /// What one call sees: the connections and the looked-up clusters.
 pub struct Kube {
@@ -85,6 +80,7 @@ impl Connections {
             clients: Default::default(),
             kubeconfig: OnceCell::new(),
             kinds: Default::default(),
+            groups: Default::default(),
             snapshot: Default::default(),
             endpoints: Default::default(),
         }
@@ -106,6 +102,11 @@ impl Connections {
         })
         .await
         .cloned()
+    }
+
+    /// Starts a new run: what the last run read is forgotten (clients and discovery are kept).
+    pub fn new_run(&self) {
+        self.snapshot.clear();
     }
 
     /// The view of one call.
@@ -251,16 +252,30 @@ impl Kube {
         let key = (cluster.to_string(), api_version.to_string(), kind.to_string());
         let cell = self.conns.kinds.lock().unwrap_or_else(|e| e.into_inner()).entry(key).or_default().clone();
         let discover = || async {
-            let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
-            let gvk = GroupVersionKind::gvk(group, version, kind);
             let started = Instant::now();
             loop {
-                match kube::discovery::pinned_kind(&client, &gvk).await {
-                    Ok((ar, caps)) => return Ok((ar, caps.scope == kube::discovery::Scope::Namespaced)),
-                    Err(_) if wait && started.elapsed() < self.conns.settings.wait_timeout => {
+                let found = self
+                    .group(&client, cluster, api_version)
+                    .await
+                    .map(|resources| resources.iter().find(|(ar, _)| ar.kind == kind).cloned());
+                match found {
+                    Ok(Some(x)) => return Ok(x),
+                    // Not served (yet): a CRD just created is waited for, its group asked again.
+                    _ if wait && started.elapsed() < self.conns.settings.wait_timeout => {
+                        self.conns
+                            .groups
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .remove(&group_key(cluster, api_version));
                         tokio::time::sleep(Duration::from_millis(200)).await;
                     }
-                    Err(e) => return Err(kube_err(&format!("kind {kind} ({api_version}) in cluster `{cluster}`"), e)),
+                    Ok(None) => {
+                        return Err(ProviderError::new(
+                            ErrorKind::NotFound,
+                            format!("kind {kind} ({api_version}) in cluster `{cluster}`: the server does not serve it"),
+                        ));
+                    }
+                    Err(e) => return Err(e),
                 }
             }
         };
@@ -272,25 +287,57 @@ impl Kube {
         })
     }
 
+    /// The resources of a group version in a cluster (one discovery call per cluster and group
+    /// version, however many kinds of it are used).
+    async fn group(
+        &self,
+        client: &kube::Client,
+        cluster: &str,
+        api_version: &str,
+    ) -> ProviderResult<Vec<(ApiResource, bool)>> {
+        let cell = self
+            .conns
+            .groups
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(group_key(cluster, api_version))
+            .or_default()
+            .clone();
+        cell.get_or_try_init(|| async {
+            let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+            let gv = kube::core::GroupVersion::gv(group, version);
+            let g = kube::discovery::pinned_group(client, &gv)
+                .await
+                .map_err(|e| kube_err(&format!("kinds of {api_version} in cluster `{cluster}`"), e))?;
+            Ok(g.versioned_resources(version)
+                .into_iter()
+                .map(|(ar, caps)| (ar, caps.scope == kube::discovery::Scope::Namespaced))
+                .collect())
+        })
+        .await
+        .cloned()
+    }
+
     /// Forgets a cached kind (after a failure that suggests discovery changed).
     pub async fn forget_kind(&self, cluster: &str, api_version: &str, kind: &str) {
         let key = (cluster.to_string(), api_version.to_string(), kind.to_string());
         self.conns.kinds.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
+        self.conns.groups.lock().unwrap_or_else(|e| e.into_inner()).remove(&group_key(cluster, api_version));
     }
 
-    /// This run's snapshot of the objects of `r`'s kind in `r`'s namespace of `cluster`: listed
-    /// the first time one of them is read (one list per cluster, kind and namespace, however many
-    /// objects are read from it; concurrent first reads wait for the one list), then kept as this
-    /// run's writes change it ([`Kube::noted`]). Lists are not label-selected, so an object
-    /// missing from one does not exist. `None` when the kind is not served or the list was refused
-    /// (credentials that may only get): the caller reads the object by itself.
-    pub async fn listed(&self, cluster: &str, r: &ObjRef) -> ProviderResult<Listed> {
-        let key = list_key(cluster, r);
-        let cell = self.conns.snapshot.lock().unwrap_or_else(|e| e.into_inner()).entry(key).or_default().clone();
-        cell.get_or_try_init(|| self.list_all(cluster, r)).await.cloned()
+    /// This run's snapshot of the objects of `r`'s kind in `r`'s namespace of `cluster`
+    /// ([`crate::snapshot`]): listed the first time one of them is read (one list per cluster,
+    /// kind and namespace, however many objects are read from it; concurrent first reads wait for
+    /// the one list), then kept as this run's writes change it ([`Kube::noted`]). Lists are not
+    /// label-selected, so an object missing from one does not exist. `None` when the kind is not
+    /// served or the list was refused (credentials that may only get): read the object by itself.
+    pub async fn listed(&self, cluster: &str, r: &ObjRef) -> ProviderResult<Option<Arc<snapshot::Kind>>> {
+        let kind = self.conns.snapshot.kind(list_key(cluster, r));
+        let listed = kind.load(|| self.list_all(cluster, r)).await?;
+        Ok(listed.then_some(kind))
     }
 
-    async fn list_all(&self, cluster: &str, r: &ObjRef) -> ProviderResult<Listed> {
+    async fn list_all(&self, cluster: &str, r: &ObjRef) -> ProviderResult<Option<HashMap<String, J>>> {
         let api = match self.api(cluster, &r.api_version, &r.kind, r.namespace.as_deref(), false).await {
             Ok(a) => a,
             Err(e) if e.kind == ErrorKind::NotFound => return Ok(None),
@@ -310,7 +357,6 @@ impl Kube {
                 // What a list item lacks and a GET has.
                 j["apiVersion"] = J::String(r.api_version.clone());
                 j["kind"] = J::String(r.kind.clone());
-                slim(&mut j);
                 out.insert(name, j);
             }
             match page.metadata.continue_.filter(|c| !c.is_empty()) {
@@ -318,40 +364,23 @@ impl Kube {
                 None => break,
             }
         }
-        Ok(Some(Arc::new(std::sync::Mutex::new(out))))
+        Ok(Some(out))
     }
 
     /// Records in this run's snapshot what a write of this run left (`None`: deleted), so later
-    /// reads of the run see it. A kind and namespace not listed yet stay unlisted.
+    /// reads of the run see it.
     pub fn noted(&self, cluster: &str, r: &ObjRef, live: Option<&J>) {
-        let cell = self.conns.snapshot.lock().unwrap_or_else(|e| e.into_inner()).get(&list_key(cluster, r)).cloned();
-        if let Some(Some(objects)) = cell.as_ref().and_then(|c| c.get()) {
-            let mut objects = objects.lock().unwrap_or_else(|e| e.into_inner());
-            match live {
-                Some(j) => {
-                    let mut j = j.clone();
-                    slim(&mut j);
-                    objects.insert(r.name.clone(), j);
-                }
-                None => {
-                    objects.remove(&r.name);
-                }
-            }
-        }
+        self.conns.snapshot.note(&list_key(cluster, r), &r.name, live);
     }
 }
 
-fn list_key(cluster: &str, r: &ObjRef) -> ListKey {
+fn group_key(cluster: &str, api_version: &str) -> (String, String) {
+    (cluster.to_string(), api_version.to_string())
+}
+
+fn list_key(cluster: &str, r: &ObjRef) -> snapshot::Key {
     (cluster.to_string(), r.api_version.clone(), r.kind.clone(), r.namespace.clone().unwrap_or_default())
 }
-
-/// What no reader of a snapshot needs (field ownership), dropped to keep a fleet's snapshot small.
-fn slim(j: &mut J) {
-    if let Some(m) = j["metadata"].as_object_mut() {
-        m.remove("managedFields");
-    }
-}
-
 /// A client for `config` whose requests wait for one of `limit` slots (a cluster's budget).
 fn limited_client(config: kube::Config, limit: usize, what: &str) -> ProviderResult<kube::Client> {
     let limit = tower::limit::ConcurrencyLimitLayer::new(limit.max(1));

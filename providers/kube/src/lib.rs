@@ -7,10 +7,13 @@
 //! cluster), [`types::KubeType`] (one implementation per type, registered in [`types::all`]).
 //! Design decision: meshform compares only the fields it applied (its server-side-apply field
 //! set), read back after a server-side dry-run, so server defaults and other managers' fields are
-//! never drift.
+//! never drift. Reads of a run come from one list per cluster, kind and namespace (the run's
+//! snapshot, see [`conn::Kube::listed`]), so a cluster costs O(kinds) calls however many objects
+//! it holds, and each cluster's API server has its own request budget.
 
 pub mod conn;
 pub mod objects;
+pub mod snapshot;
 pub mod state;
 pub mod types;
 
@@ -114,7 +117,13 @@ impl Provider for KubeProvider {
                 }
             },
         };
-        let _ = self.conns.set(Arc::new(Connections::new(settings)));
+        match self.conns.get() {
+            // Configured once per process; each run after the first starts a new snapshot.
+            Some(c) => c.new_run(),
+            None => {
+                let _ = self.conns.set(Arc::new(Connections::new(settings)));
+            }
+        }
         Ok(())
     }
 

@@ -140,7 +140,7 @@ pub async fn merge_patch(k: &Kube, cluster: &str, r: &ObjRef, patch: &J) -> Prov
 /// server's latest (waits for a controller, the existence check before a create) uses [`get`].
 pub async fn read(k: &Kube, cluster: &str, r: &ObjRef) -> ProviderResult<Option<J>> {
     match k.listed(cluster, r).await? {
-        Some(objects) => Ok(objects.lock().unwrap_or_else(|e| e.into_inner()).get(&r.name).cloned()),
+        Some(kind) => Ok(kind.get(&r.name)),
         None => get(k, cluster, r).await,
     }
 }

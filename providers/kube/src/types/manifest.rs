@@ -365,14 +365,20 @@ impl KubeType for Manifest {
         if let Some(prior) = prior {
             p.object_changes = identity_changes(&objects_of(prior), &docs, k.create_before_destroy);
         }
-        if let Some(objects) = prior.and_then(|pr| unchanged_since(pr, &p.attrs, &docs, &k.dir)) {
-            p.attrs.insert("objects".into(), objects);
-            return Ok(p);
-        }
         let cluster = req(&p.attrs, "cluster")?;
         let force = !matches!(p.attrs.get("force"), Some(Value::Bool(false)));
         let mut out = Vec::new();
         for d in &docs {
+            // A live object (the run's snapshot) that already holds every field as the document
+            // sets it is what a server-side apply would leave: no dry-run needed (a fleet's
+            // no-change plan costs no call per object). Anything else, or a Secret, is dry-run.
+            if d["kind"] != "Secret"
+                && let Some(live) = objects::read(k, &cluster, &ref_of(d)?).await?
+                && project(&live, d) == *d
+            {
+                out.push(clean(project(&live, d)));
+                continue;
+            }
             match objects::apply(k, &cluster, d, force, true).await {
                 Ok(would_be) => out.push(clean(project(&would_be, d))),
                 // Its kind or namespace comes with this apply: known only then.
@@ -450,21 +456,6 @@ impl KubeType for Manifest {
         m.insert("objects".into(), Value::from_json(&J::Array(vec![obj])));
         Ok(m)
     }
-}
-
-/// The objects as recorded at the last apply, when the documents are the ones applied then (same
-/// text, selector and `force`) and none is a Secret (whose objects state keeps only as a hash):
-/// a server-side dry-run would give back what that apply gave, so a plan needs no call per object
-/// — the refresh's live objects against these are the whole difference. `None`: dry-run.
-fn unchanged_since(prior: &Map, desired: &Map, docs: &[J], dir: &std::path::Path) -> Option<Value> {
-    let recorded = prior.get("objects").filter(|v| matches!(v, Value::List(_)))?;
-    let same = |a: &str| prior.get(a) == desired.get(a);
-    let file_recorded = s(prior, "file").is_none() || matches!(prior.get("file_text"), Some(Value::String(_)));
-    if has_secret(docs) || !file_recorded || !["force", "selector", "cluster"].into_iter().all(same) {
-        return None;
-    }
-    let before = documents(prior, dir).ok()??;
-    (before.as_slice() == docs).then(|| recorded.clone())
 }
 
 /// Whether two references name one object: the same API group (any version), kind, namespace

@@ -400,15 +400,8 @@ pub async fn unmanaged(k: &Kube, objects: &[(String, Map)]) -> ProviderResult<Ve
     for (((cluster, ns), managed), listed) in known.iter().zip(lists) {
         // Credentials that may read only the objects meshform manages cannot look: that is no
         // finding, and no failure of the plan.
-        let Some(objects) = listed? else { continue };
-        let mut names: Vec<String> = objects
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .filter(|(_, o)| o["metadata"]["labels"]["istio/multiCluster"] == "true")
-            .map(|(n, _)| n.clone())
-            .collect();
-        names.sort();
+        let Some(kind) = listed? else { continue };
+        let names = kind.names(|o| o["metadata"]["labels"]["istio/multiCluster"] == "true");
         for name in names.into_iter().filter(|n| !managed.contains(n)) {
             out.push(meshform_engine::provider::Finding {
                 kind: "unmanaged_remote_secret".into(),
