@@ -9,7 +9,8 @@
 //!     cargo bench --bench fleet
 //!     MESHFORM_BENCH_FLEET=10,50,100,250 MESHFORM_BENCH_LATENCY=50 cargo bench --bench fleet
 //!
-//! `MESHFORM_BENCH_BIN=/path/to/meshform` measures another build (an older one copied aside).
+//! `MESHFORM_BENCH_BIN=/path/to/meshform` measures another build (an older one copied aside);
+//! `MESHFORM_BENCH_FRESH=1` starts the clusters with no authorized networks.
 //!
 //! Targets on a 2-core machine: 50 clusters planned (no changes) and drift-checked in under 5 s
 //! each, applied from empty in under 30 s; 250 clusters planned in under 15 s with under 500 MB.
@@ -205,8 +206,14 @@ fn main() {
         .collect();
     let latency = std::env::var("MESHFORM_BENCH_LATENCY").unwrap_or_else(|_| "50".into());
     let detail = std::env::var_os("MESHFORM_BENCH_DETAIL").is_some();
+    // MESHFORM_BENCH_FRESH=1: clusters with no authorized networks before (the first
+    // measurement; with one each, a build that authorizes every cluster's own range fails at 50).
+    let fresh = std::env::var_os("MESHFORM_BENCH_FRESH").is_some();
     let plans = Path::new(env!("CARGO_MANIFEST_DIR")).join("plans");
-    println!("latency {latency} ms per call; plans/asm-multicluster.toml; private zonal clusters in 10 regions");
+    println!(
+        "latency {latency} ms per call; plans/asm-multicluster.toml; private zonal clusters in 10 regions, {}; {bin}",
+        if fresh { "no authorized networks before" } else { "one authorized network each before" }
+    );
     println!(
         "{:>4} {:<14} {:>8} {:>9} {:>13} {:>13} {:>15} {:>14}",
         "N", "step", "seconds", "peak MiB", "Google calls", "kube calls", "kube/cluster≤", "hand commands"
@@ -214,7 +221,11 @@ fn main() {
     for &n in &sizes {
         let dir = tempfile::tempdir().expect("temp dir");
         let d = dir.path();
-        std::fs::write(d.join("world.toml"), World::fleet_toml(n)).expect("world");
+        let mut world = World::fleet_toml(n);
+        if fresh {
+            world = world.replace("authorized_networks = [\"203.0.113.0/24\"]\n", "");
+        }
+        std::fs::write(d.join("world.toml"), world).expect("world");
         copy_dir(&plans, &d.join("plans"));
         std::fs::write(d.join("fleet.vars.toml"), var_file(&World::fleet(n))).expect("vars");
         let sim = Simulator::start(bin, d, &d.join("world.toml"), &latency);

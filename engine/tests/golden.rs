@@ -60,16 +60,30 @@ type Node = (&'static str, &'static [&'static str]);
 
 /// What each file of testdata/valid declares: every instance, in address order, with the
 /// instances it depends on.
-const VALID: &[(&str, &[Node])] = &[(
-    "showcase.toml",
-    &[
-        ("meshform_data.a", &[]),
-        ("meshform_data.b", &["meshform_data.a"]),
-        ("meshform_data.c[\"x\"]", &["meshform_data.a"]),
-        ("meshform_data.c[\"y\"]", &["meshform_data.a"]),
-        ("meshform_data.s", &[]),
-    ],
-)];
+const VALID: &[(&str, &[Node])] = &[
+    (
+        "depends_on_each.toml",
+        &[
+            ("meshform_data.all", &["meshform_data.ns[\"a\"]", "meshform_data.ns[\"b\"]"]),
+            ("meshform_data.app[\"a\"]", &["meshform_data.ns[\"a\"]"]),
+            ("meshform_data.app[\"b\"]", &["meshform_data.ns[\"b\"]"]),
+            ("meshform_data.ns[\"a\"]", &[]),
+            ("meshform_data.ns[\"b\"]", &[]),
+            ("meshform_data.pair[\"a,b\"]", &["meshform_data.ns[\"a\"]"]),
+            ("meshform_data.pair[\"b,a\"]", &["meshform_data.ns[\"b\"]"]),
+        ],
+    ),
+    (
+        "showcase.toml",
+        &[
+            ("meshform_data.a", &[]),
+            ("meshform_data.b", &["meshform_data.a"]),
+            ("meshform_data.c[\"x\"]", &["meshform_data.a"]),
+            ("meshform_data.c[\"y\"]", &["meshform_data.a"]),
+            ("meshform_data.s", &[]),
+        ],
+    ),
+];
 
 /// Each valid file parses without a single diagnostic (not even a warning) and loads into exactly
 /// the instances and edges it declares.

@@ -12,6 +12,7 @@ use super::parse::{Parse, Table};
 use super::{Attr, Block, Lifecycle, Timeouts};
 use crate::addr::{Addr, BlockAddr, CLUSTER_TYPE, Mode};
 use crate::diag::{Diagnostic, Span};
+use crate::expr::Expr;
 
 impl Parse<'_> {
     /// `[providers.NAME]`: a provider's settings, a block without meta-arguments.
@@ -58,6 +59,7 @@ impl Parse<'_> {
             attrs: BTreeMap::new(),
             for_each: None,
             depends_on: Vec::new(),
+            depends_on_refs: Vec::new(),
             lifecycle: Lifecycle::default(),
             timeouts: Timeouts::default(),
         };
@@ -67,7 +69,7 @@ impl Parse<'_> {
             let is_meta = meta.contains(&name);
             match name {
                 "for_each" if is_meta => b.for_each = self.expr(v),
-                "depends_on" if is_meta => self.depends_on(v, &mut b.depends_on),
+                "depends_on" if is_meta => self.depends_on(v, &mut b.depends_on, &mut b.depends_on_refs),
                 "lifecycle" if is_meta => self.lifecycle(v, &mut b.lifecycle),
                 "timeouts" if is_meta => self.timeouts(v, &mut b.timeouts),
                 _ => {
@@ -80,8 +82,9 @@ impl Parse<'_> {
         b
     }
 
-    /// `depends_on = ["TYPE.NAME", ...]` (a `${}` around an address is allowed).
-    fn depends_on(&mut self, v: &Spanned<DeValue<'_>>, out: &mut Vec<(Addr, Span)>) {
+    /// `depends_on = ["TYPE.NAME", ...]` (a `${}` around an address is allowed), or an entry
+    /// `"${TYPE.NAME[EXPR]}"` whose index is known from `each.key` alone: a reference.
+    fn depends_on(&mut self, v: &Spanned<DeValue<'_>>, out: &mut Vec<(Addr, Span)>, refs: &mut Vec<Expr>) {
         let DeValue::Array(items) = v.get_ref() else {
             return self.wrong_type("`depends_on`", "a list of addresses", v);
         };
@@ -91,10 +94,23 @@ impl Parse<'_> {
                 self.wrong_type("each `depends_on` entry", "an address string", i);
                 continue;
             };
-            let s = s.trim().trim_start_matches("${").trim_end_matches('}');
-            match s.parse::<Addr>() {
+            let text = s.trim().trim_start_matches("${").trim_end_matches('}');
+            // `${TYPE.NAME[EXPR]}` with an index that is not a quoted key is a reference.
+            let indexed_by_expr =
+                s.trim().starts_with("${") && text.find('[').is_some_and(|i| !text[i + 1..].starts_with('"'));
+            let parsed =
+                if indexed_by_expr { Err(String::new()) } else { text.parse::<Addr>().map_err(|e| e.to_string()) };
+            match parsed {
                 Ok(a) => out.push((a, span)),
-                Err(e) => self.diags.push(Diagnostic::error("invalid address in `depends_on`", span).label(e)),
+                Err(e) => match self.expr(i) {
+                    Some(x) if s.trim().starts_with("${") && x.as_reference().is_some() => refs.push(x),
+                    Some(_) => self.diags.push(
+                        Diagnostic::error("invalid address in `depends_on`", span)
+                            .label(if e.is_empty() { "not an address, nor one reference".to_string() } else { e })
+                            .help("an entry is an address (`TYPE.NAME`, `TYPE.NAME[\"key\"]`) or one reference, `${TYPE.NAME[each.key]}`"),
+                    ),
+                    None => {}
+                },
             }
         }
     }

@@ -232,8 +232,12 @@ pub struct Block {
     pub attrs: BTreeMap<String, Attr>,
     /// `for_each`.
     pub for_each: Option<Expr>,
-    /// `depends_on`.
+    /// `depends_on`: the addresses it names.
     pub depends_on: Vec<(Addr, Span)>,
+    /// `depends_on` entries that are references indexed by `each.key`
+    /// (`"${gke_control_plane_access.mesh[split(\",\", each.key)[0]]}"`): each instance depends
+    /// on the one instance its key names, not on the whole block.
+    pub depends_on_refs: Vec<Expr>,
     /// `lifecycle`.
     pub lifecycle: Lifecycle,
     /// `timeouts`.

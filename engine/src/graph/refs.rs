@@ -95,6 +95,9 @@ impl RefCtx<'_> {
             ctx.collect(e, &mut deps, diags);
         }
         ctx.depends_on(block, &mut deps, diags);
+        for e in &block.depends_on_refs {
+            ctx.collect(e, &mut deps, diags);
+        }
         Some(deps)
     }
 
