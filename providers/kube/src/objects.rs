@@ -138,10 +138,10 @@ pub async fn merge_patch(k: &Kube, cluster: &str, r: &ObjRef, patch: &J) -> Prov
 /// lookups and checks read, so a cluster costs one list per kind and namespace however many
 /// objects it holds. A kind the snapshot cannot list is read with a GET. What must see the
 /// server's latest (waits for a controller, the existence check before a create) uses [`get`].
-pub async fn read(k: &Kube, cluster: &str, r: &ObjRef) -> ProviderResult<Option<J>> {
+pub async fn read(k: &Kube, cluster: &str, r: &ObjRef) -> ProviderResult<Option<std::sync::Arc<J>>> {
     match k.listed(cluster, r).await? {
         Some(kind) => Ok(kind.get(&r.name)),
-        None => get(k, cluster, r).await,
+        None => Ok(get(k, cluster, r).await?.map(std::sync::Arc::new)),
     }
 }
 

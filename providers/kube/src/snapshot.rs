@@ -31,10 +31,10 @@ pub struct Kind {
 
 #[derive(Default)]
 struct State {
-    /// The objects by name, once listed.
-    objects: Option<HashMap<String, J>>,
+    /// The objects by name, once listed (shared with readers: a read copies nothing).
+    objects: Option<HashMap<String, Arc<J>>>,
     /// Writes of this run noted before the list arrived, in order.
-    pending: Vec<(String, Option<J>)>,
+    pending: Vec<(String, Option<Arc<J>>)>,
 }
 
 impl Snapshot {
@@ -46,7 +46,7 @@ impl Snapshot {
     /// Records what a write of this run left (`None`: deleted). A kind nobody read is not kept.
     pub fn note(&self, key: &Key, name: &str, live: Option<&J>) {
         let Some(kind) = self.0.lock().unwrap_or_else(|e| e.into_inner()).get(key).cloned() else { return };
-        let live = live.map(slim);
+        let live = live.map(|j| Arc::new(slim(j.clone())));
         let mut st = kind.state.lock().unwrap_or_else(|e| e.into_inner());
         match &mut st.objects {
             Some(objects) => put(objects, name, live),
@@ -73,11 +73,13 @@ impl Kind {
                 let listed = list().await;
                 let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
                 let pending = std::mem::take(&mut st.pending);
-                let Some(mut objects) = listed? else { return Ok(false) };
+                let Some(listed) = listed? else { return Ok(false) };
+                let mut objects: HashMap<String, Arc<J>> =
+                    listed.into_iter().map(|(n, j)| (n, Arc::new(slim(j)))).collect();
                 for (name, live) in pending {
                     put(&mut objects, &name, live);
                 }
-                st.objects = Some(objects.into_iter().map(|(n, j)| (n, slim(&j))).collect());
+                st.objects = Some(objects);
                 Ok(true)
             })
             .await
@@ -85,7 +87,7 @@ impl Kind {
     }
 
     /// The object of that name, if listed and present.
-    pub fn get(&self, name: &str) -> Option<J> {
+    pub fn get(&self, name: &str) -> Option<Arc<J>> {
         self.state.lock().unwrap_or_else(|e| e.into_inner()).objects.as_ref()?.get(name).cloned()
     }
 
@@ -99,7 +101,7 @@ impl Kind {
     }
 }
 
-fn put(objects: &mut HashMap<String, J>, name: &str, live: Option<J>) {
+fn put(objects: &mut HashMap<String, Arc<J>>, name: &str, live: Option<Arc<J>>) {
     match live {
         Some(j) => {
             objects.insert(name.to_string(), j);
@@ -111,8 +113,7 @@ fn put(objects: &mut HashMap<String, J>, name: &str, live: Option<J>) {
 }
 
 /// The object without what no reader needs (field ownership), to keep a fleet's snapshot small.
-fn slim(j: &J) -> J {
-    let mut j = j.clone();
+fn slim(mut j: J) -> J {
     if let Some(m) = j["metadata"].as_object_mut() {
         m.remove("managedFields");
     }
@@ -143,7 +144,11 @@ mod tests {
             .await;
         assert_eq!(listed, Ok(true));
         assert_eq!(kind.get("a"), None, "deleted while listing");
-        assert_eq!(kind.get("b"), Some(json!({"metadata": {"name": "b"}})), "created while listing, slimmed");
+        assert_eq!(
+            kind.get("b").as_deref(),
+            Some(&json!({"metadata": {"name": "b"}})),
+            "created while listing, slimmed"
+        );
         snap.note(&key(), "c", Some(&json!({"v": 3})));
         assert_eq!(kind.names(|_| true), ["b", "c"]);
         // Listed once: a second load does not list again.

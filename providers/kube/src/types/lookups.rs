@@ -100,7 +100,7 @@ impl KubeType for Object {
             .await?
             .ok_or_else(|| ProviderError::new(ErrorKind::NotFound, format!("no {r} in cluster `{cluster}`")))?;
         let mut m = config.clone();
-        m.insert("object".into(), Value::from_json(&objects::clean(obj)));
+        m.insert("object".into(), Value::from_json(&objects::clean(serde_json::Value::clone(&obj))));
         Ok(m)
     }
 }

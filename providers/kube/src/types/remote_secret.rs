@@ -90,8 +90,11 @@ impl RemoteSecret {
         // the run's snapshot.
         let read = || async {
             let r = secret_ref(&st.namespace, &st.token_secret);
-            let sec =
-                if wait { objects::get(k, &st.source, &r).await? } else { objects::read(k, &st.source, &r).await? };
+            let sec = if wait {
+                objects::get(k, &st.source, &r).await?.map(std::sync::Arc::new)
+            } else {
+                objects::read(k, &st.source, &r).await?
+            };
             let Some((t, ca)) =
                 sec.as_ref().and_then(|s| Some((s["data"]["token"].as_str()?, s["data"]["ca.crt"].as_str()?)))
             else {
