@@ -310,6 +310,18 @@ impl Client {
                 q.push(("pageToken", t.clone()));
             }
             let page = self.call(Api::Compute, Method::GET, path, &q, None).await?;
+            // A zone that could not be read makes the list incomplete: an error, never a
+            // shorter answer (nor one kept for the run's other lookups).
+            let unreachable = page["unreachables"].as_array().is_some_and(|u| !u.is_empty())
+                || page["items"]
+                    .as_object()
+                    .is_some_and(|s| s.values().any(|scope| scope["warning"]["code"] == "UNREACHABLE"));
+            if unreachable {
+                return Err(ProviderError::new(
+                    ErrorKind::Transient,
+                    format!("{path}: some locations could not be read (UNREACHABLE); try again"),
+                ));
+            }
             if let Some(scopes) = page["items"].as_object() {
                 for scope in scopes.values() {
                     out.extend(scope[collection].as_array().cloned().unwrap_or_default());

@@ -2,8 +2,10 @@
 //! sources with N filters cost one list instead of N. Only the common subset is understood:
 //! `FIELD eq "RE2"` / `FIELD ne "RE2"` (the whole value matches the expression), `FIELD = VALUE`
 //! / `FIELD != VALUE` (equal as text; no `*` wildcards), parenthesised terms, joined by `AND` or
-//! by spaces. [`Filter::parse`] returns `None` for anything else (OR, `:`, wildcards, `<`), and
-//! the caller then sends the filter to the server instead: a filter is never guessed at.
+//! by spaces, one style per filter (the server refuses `eq` mixed with `=`). [`Filter::parse`]
+//! returns `None` for anything else (OR, `:`, wildcards, `<`, single quotes, a leading `-`), and
+//! [`Filter::matches`] `None` for a field it cannot judge (a list, such as `tags.items`): the
+//! caller then sends the filter to the server instead. A filter is never guessed at.
 
 use regex::Regex;
 use serde_json::Value as J;
@@ -39,26 +41,48 @@ impl Filter {
             terms.push(term);
             rest = r.trim_start();
         }
-        (!terms.is_empty()).then_some(Filter(terms))
+        let regex = terms.iter().filter(|t| matches!(t.test, Test::Matches(_))).count();
+        (!terms.is_empty() && (regex == 0 || regex == terms.len())).then_some(Filter(terms))
     }
 
-    /// Whether an item (the API's JSON) passes.
-    pub fn matches(&self, item: &J) -> bool {
-        self.0.iter().all(|t| {
-            let v = t.field.iter().fold(item, |cur, k| &cur[k.as_str()]);
+    /// Whether an item (the API's JSON) passes; `None` when a field is a list or an object on
+    /// the way, whose matching only the server knows.
+    pub fn matches(&self, item: &J) -> Option<bool> {
+        let mut all = true;
+        for t in &self.0 {
+            let mut v = item;
+            for k in &t.field {
+                if v.is_array() {
+                    return None;
+                }
+                v = &v[k.as_str()];
+            }
             let text = match v {
                 J::String(s) => Some(s.clone()),
                 J::Number(n) => Some(n.to_string()),
                 J::Bool(b) => Some(b.to_string()),
-                _ => None,
+                J::Null => None,
+                _ => return None,
             };
             let holds = match (&t.test, text) {
                 (Test::Matches(re), Some(s)) => re.is_match(&s),
                 (Test::Equals(want), Some(s)) => *want == s,
                 (_, None) => false,
             };
-            holds != t.negated
-        })
+            all &= holds != t.negated;
+        }
+        Some(all)
+    }
+
+    /// The items that pass, or `None` when one of them cannot be judged here.
+    pub fn select(&self, items: &[J]) -> Option<Vec<J>> {
+        let mut out = Vec::new();
+        for i in items {
+            if self.matches(i)? {
+                out.push(i.clone());
+            }
+        }
+        Some(out)
     }
 }
 
@@ -74,7 +98,8 @@ fn term(s: &str) -> Option<(Term, &str)> {
     }
     let field_end = s.find(|c: char| c.is_whitespace() || c == '=' || c == '!')?;
     let field = &s[..field_end];
-    if field.is_empty() || !field.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-') {
+    let valid = |c: char| c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-';
+    if field.is_empty() || field.starts_with('-') || !field.chars().all(valid) {
         return None;
     }
     let rest = s[field_end..].trim_start();
@@ -112,7 +137,7 @@ fn value(s: &str) -> Option<(String, &str)> {
     }
     let end = s.find(|c: char| c.is_whitespace() || c == ')').unwrap_or(s.len());
     let v = &s[..end];
-    (!v.is_empty() && !v.starts_with('(')).then(|| (v.to_string(), &s[end..]))
+    (!v.is_empty() && !v.starts_with(['(', '\''])).then(|| (v.to_string(), &s[end..]))
 }
 
 #[cfg(test)]
@@ -122,7 +147,10 @@ mod tests {
     use super::Filter;
 
     fn passes(filter: &str, item: serde_json::Value) -> bool {
-        Filter::parse(filter).unwrap_or_else(|| panic!("`{filter}` should parse")).matches(&item)
+        Filter::parse(filter)
+            .unwrap_or_else(|| panic!("`{filter}` should parse"))
+            .matches(&item)
+            .unwrap_or_else(|| panic!("`{filter}` should be judged here"))
     }
 
     #[test]
@@ -133,10 +161,10 @@ mod tests {
         assert!(!passes(r#"name eq "gke-cluster-1""#, vms.clone()), "a regular expression matches the whole value");
         assert!(passes(r#"name ne "default-.*""#, vms.clone()));
         assert!(passes(
-            r#"(name eq "gke-.*") AND (network = default)"#,
+            r#"(name eq "gke-.*") AND (network eq "default")"#,
             json!({"name": "gke-x", "network": "default"})
         ));
-        assert!(passes(r#"labels.team = "mesh" name eq "a.*""#, json!({"name": "ab", "labels": {"team": "mesh"}})));
+        assert!(passes(r#"labels.team = "mesh" name = ab"#, json!({"name": "ab", "labels": {"team": "mesh"}})));
         assert!(!passes("labels.team = mesh", json!({"name": "ab"})), "a missing field holds no value");
         assert!(passes("disabled = false", json!({"disabled": false})));
         assert!(passes("priority != 900", json!({"priority": 1000})));
@@ -153,8 +181,17 @@ mod tests {
             "(name eq a",
             "",
             "name eq \"[\"",
+            "name eq 'gke-.*'",
+            "-name = x",
+            "name eq \"a.*\" AND network = default",
         ] {
             assert!(Filter::parse(f).is_none(), "`{f}` is not in the subset");
         }
+        // A list on the way (tags.items, networkInterfaces) is the server's to judge.
+        let f = Filter::parse("tags.items = gke-x-node").unwrap();
+        assert_eq!(f.matches(&json!({"tags": {"items": ["gke-x-node"]}})), None);
+        let f = Filter::parse("networkInterfaces.network = default").unwrap();
+        assert_eq!(f.matches(&json!({"networkInterfaces": [{"network": "default"}]})), None);
+        assert_eq!(f.select(&[json!({"networkInterfaces": [{"network": "default"}]})]), None);
     }
 }

@@ -210,20 +210,27 @@ impl Provider for GcpProvider {
 
     async fn create(&self, ty: &str, planned: &Map, ctx: &CallContext) -> ProviderResult<Object> {
         let c = self.client()?;
+        // Before (no list read from now on predates it) and after (none read while it ran).
         c.forget_lists();
-        client::OPERATION_TIMEOUT.scope(ctx.timeout, self.ty(ty)?.create(&c, planned)).await
+        let out = client::OPERATION_TIMEOUT.scope(ctx.timeout, self.ty(ty)?.create(&c, planned)).await;
+        c.forget_lists();
+        out
     }
 
     async fn update(&self, ty: &str, prior: &Map, planned: &Map, ctx: &CallContext) -> ProviderResult<Object> {
         let c = self.client()?;
         c.forget_lists();
-        client::OPERATION_TIMEOUT.scope(ctx.timeout, self.ty(ty)?.update(&c, prior, planned)).await.map(Object::from)
+        let out = client::OPERATION_TIMEOUT.scope(ctx.timeout, self.ty(ty)?.update(&c, prior, planned)).await;
+        c.forget_lists();
+        out.map(Object::from)
     }
 
     async fn delete(&self, ty: &str, prior: &Map, ctx: &CallContext) -> ProviderResult<()> {
         let c = self.client()?;
         c.forget_lists();
-        match client::OPERATION_TIMEOUT.scope(ctx.timeout, self.ty(ty)?.delete(&c, prior)).await {
+        let out = client::OPERATION_TIMEOUT.scope(ctx.timeout, self.ty(ty)?.delete(&c, prior)).await;
+        c.forget_lists();
+        match out {
             Err(e) if e.kind == ErrorKind::NotFound => Ok(()),
             other => other,
         }

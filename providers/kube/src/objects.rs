@@ -145,20 +145,22 @@ pub async fn read(k: &Kube, cluster: &str, r: &ObjRef) -> ProviderResult<Option<
     }
 }
 
-/// Reads an object; `None` when it (or its kind) does not exist.
+/// Reads an object from the server; `None` when it (or its kind) does not exist. What it finds
+/// is the newest the run knows, so it goes into the run's snapshot too (a controller's change a
+/// wait saw is what later reads of the run see).
 pub async fn get(k: &Kube, cluster: &str, r: &ObjRef) -> ProviderResult<Option<J>> {
     let api = match k.api(cluster, &r.api_version, &r.kind, r.namespace.as_deref(), false).await {
         Ok(a) => a,
         Err(e) if e.kind == ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
-    match api.get_opt(&r.name).await {
-        Ok(Some(o)) => {
-            Ok(Some(serde_json::to_value(o).map_err(|e| ProviderError::new(ErrorKind::Other, e.to_string()))?))
-        }
-        Ok(None) => Ok(None),
-        Err(e) => Err(kube_err(&format!("reading {r} in cluster `{cluster}`"), e)),
-    }
+    let found = match api.get_opt(&r.name).await {
+        Ok(Some(o)) => Some(serde_json::to_value(o).map_err(|e| ProviderError::new(ErrorKind::Other, e.to_string()))?),
+        Ok(None) => None,
+        Err(e) => return Err(kube_err(&format!("reading {r} in cluster `{cluster}`"), e)),
+    };
+    k.noted(cluster, r, found.as_ref());
+    Ok(found)
 }
 
 /// Deletes an object; one already gone is fine.

@@ -57,16 +57,21 @@ impl GcpType for Instances {
                 c.aggregated_all(&format!("projects/{p}/aggregated/instances"), filter.as_deref(), "instances").await?
             }
             (parsed, _) => {
-                let f = parsed.flatten();
-                let in_zone = |i: &serde_json::Value| {
+                let in_zone = |i: &&serde_json::Value| {
                     zone.as_ref().is_none_or(|z| i["zone"].as_str().is_some_and(|u| u.rsplit('/').next() == Some(z)))
                 };
-                c.instances_of(&p)
-                    .await?
-                    .iter()
-                    .filter(|i| in_zone(i) && f.as_ref().is_none_or(|f| f.matches(i)))
-                    .cloned()
-                    .collect()
+                let all: Vec<serde_json::Value> = c.instances_of(&p).await?.iter().filter(in_zone).cloned().collect();
+                match parsed.flatten().map(|f| f.select(&all)) {
+                    None => all,
+                    Some(Some(selected)) => selected,
+                    // A field only the server can judge: ask it.
+                    Some(None) => c
+                        .aggregated_all(&format!("projects/{p}/aggregated/instances"), filter.as_deref(), "instances")
+                        .await?
+                        .into_iter()
+                        .filter(|i| in_zone(&i))
+                        .collect(),
+                }
             }
         };
         let names = items.iter().filter_map(|i| i["name"].as_str().map(String::from)).collect();
@@ -97,8 +102,16 @@ impl GcpType for Firewalls {
                 c.list_all(Api::Compute, &format!("projects/{p}/global/firewalls"), filter.as_deref(), "items").await?
             }
             parsed => {
-                let f = parsed.flatten();
-                c.firewalls_of(&p).await?.iter().filter(|i| f.as_ref().is_none_or(|f| f.matches(i))).cloned().collect()
+                let all = c.firewalls_of(&p).await?;
+                match parsed.flatten().map(|f| f.select(&all)) {
+                    None => all.to_vec(),
+                    Some(Some(selected)) => selected,
+                    // A field only the server can judge (`targetTags`): ask it.
+                    Some(None) => {
+                        let path = format!("projects/{p}/global/firewalls");
+                        c.list_all(Api::Compute, &path, filter.as_deref(), "items").await?
+                    }
+                }
             }
         };
         let names = items.iter().filter_map(|i| i["name"].as_str().map(String::from)).collect();

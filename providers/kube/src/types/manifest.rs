@@ -370,9 +370,12 @@ impl KubeType for Manifest {
         let mut out = Vec::new();
         for d in &docs {
             // A live object (the run's snapshot) that already holds every field as the document
-            // sets it is what a server-side apply would leave: no dry-run needed (a fleet's
-            // no-change plan costs no call per object). Anything else, or a Secret, is dry-run.
-            if d["kind"] != "Secret"
+            // sets it is what a forced server-side apply would leave: no dry-run needed (a
+            // fleet's no-change plan costs no call per object). Anything else, a Secret, or
+            // `force = false` (whose conflicts only the server can tell) is dry-run. An admission
+            // webhook that would now refuse the unchanged object is seen at apply, not here.
+            if force
+                && d["kind"] != "Secret"
                 && let Some(live) = objects::read(k, &cluster, &ref_of(d)?).await?
                 && project(&live, d) == *d
             {

@@ -334,9 +334,10 @@ pub async fn check_auth(k: &Kube, source: &str, target: &str, namespace: &str) -
             let mut req = kube::core::Request::new("/api/v1/services")
                 .list(&kube::api::ListParams::default())
                 .map_err(|e| ProviderError::new(ErrorKind::Other, e.to_string()))?;
-            let value = format!("Bearer {token}").parse().map_err(|_| {
+            let mut value: http::HeaderValue = format!("Bearer {token}").parse().map_err(|_| {
                 ProviderError::new(ErrorKind::Invalid, format!("{name}: the token is not a header value"))
             })?;
+            value.set_sensitive(true);
             req.headers_mut().insert("authorization", value);
             client.request::<k8s_openapi::List<k8s_openapi::api::core::v1::Service>>(req).await.map(|l| l.items.len())
         }
@@ -371,8 +372,14 @@ fn bearer_of(kc: &kube::config::Kubeconfig) -> Option<(String, String, String)> 
         && user.exec.is_none()
         && user.auth_provider.is_none()
         && user.username.is_none()
-        && user.token_file.is_none();
-    if !plain || cluster.insecure_skip_tls_verify == Some(true) || cluster.proxy_url.is_some() {
+        && user.token_file.is_none()
+        && user.impersonate.is_none()
+        && user.impersonate_groups.is_none();
+    if !plain
+        || cluster.insecure_skip_tls_verify == Some(true)
+        || cluster.proxy_url.is_some()
+        || cluster.tls_server_name.is_some()
+    {
         return None;
     }
     use secrecy::ExposeSecret as _;
