@@ -276,13 +276,38 @@ pub enum WorkspaceCommand {
     },
 }
 
+/// Ends the process by SIGPIPE, as if it had not been ignored, when printing to a closed stdout
+/// or stderr panics; any other panic is reported as usual.
+fn quiet_on_closed_output() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let msg = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        let closed = (msg.starts_with("failed printing to stdout") || msg.starts_with("failed printing to stderr"))
+            && msg.contains("Broken pipe");
+        if closed {
+            // SAFETY: restoring the default action and raising the signal ends the process as a
+            // closed pipe ends any command-line tool.
+            unsafe {
+                libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+                libc::raise(libc::SIGPIPE);
+            }
+        }
+        report(info);
+    }));
+}
+
 fn main() -> ExitCode {
-    // A closed pipe (`meshform plan x.toml | head`) ends the process quietly by SIGPIPE, as it
-    // does other command-line tools, instead of a panic in `println!`.
-    // SAFETY: called first thing, before any other thread exists; SIG_DFL is a valid handler.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
+    // A closed pipe on stdout or stderr (`meshform plan x.toml | head`) ends the process quietly
+    // by SIGPIPE, as it does other command-line tools, instead of a panic in `println!`. Only
+    // there: SIGPIPE itself stays ignored (Rust's default), because a write to a network
+    // connection the server closed raises it too, and that must be an error to retry, not the
+    // death of an apply (found by the fleet benchmark: a run killed mid-drift, locks unreleased).
+    quiet_on_closed_output();
     let cli = Cli::parse();
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
