@@ -57,13 +57,7 @@ impl Rng {
 
 async fn described(c: &Cloud, name: &str, zone: &str) -> (Vec<String>, bool) {
     let d = c.describe(&["container", "clusters", "describe", name, "--location", zone]).await;
-    let mut nets: Vec<String> = d["masterAuthorizedNetworksConfig"]["cidrBlocks"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|b| b["cidrBlock"].as_str().unwrap().to_string())
-        .collect();
-    nets.sort();
+    let nets = common::authorized_networks(&d);
     let ga = d["privateClusterConfig"]["masterGlobalAccessConfig"]["enabled"].as_bool().unwrap_or(false);
     (nets, ga)
 }

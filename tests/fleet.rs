@@ -114,13 +114,7 @@ async fn a_no_change_plan_and_drift_of_ten_clusters_make_a_fixed_number_of_calls
     // Each cluster authorizes the other nine clusters' pod ranges, merged (c001..c010 hold
     // 10.0.0.0/17 … 10.4.128.0/17), beside the network it had.
     let d = c.describe(&["container", "clusters", "describe", "c001", "--location", "us-central1-a"]).await;
-    let mut blocks: Vec<String> = d["masterAuthorizedNetworksConfig"]["cidrBlocks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| b["cidrBlock"].as_str().unwrap().to_string())
-        .collect();
-    blocks.sort();
+    let blocks = common::authorized_networks(&d);
     assert_eq!(blocks, ["10.0.128.0/17", "10.1.0.0/16", "10.2.0.0/15", "10.4.0.0/16", "203.0.113.0/24"]);
 
     // Google: one cluster list, one aggregated instances list and one firewall list for the

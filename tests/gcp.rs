@@ -363,26 +363,14 @@ async fn keep_existing_keeps_networks_added_earlier_and_destroy_restores_them() 
     c.write("[clusters.cluster-1]\nlocation = \"us-central1-a\"\n[clusters.cluster-2]\nlocation = \"europe-west1-b\"\n\n[resources.gke_control_plane_access.c1]\nlocation = \"us-central1-a\"\ncluster = \"cluster-1\"\nauthorized_networks = [\"${clusters.cluster-2.pod_cidr}\"]\nkeep_existing = true\nglobal_access = true\n");
     c.apply().await;
     let d = c.describe(&["container", "clusters", "describe", "cluster-1", "--zone", "us-central1-a"]).await;
-    let mut blocks: Vec<String> = d["masterAuthorizedNetworksConfig"]["cidrBlocks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| b["cidrBlock"].as_str().unwrap().to_string())
-        .collect();
-    blocks.sort();
+    let blocks = common::authorized_networks(&d);
     assert_eq!(blocks, ["10.4.0.0/14", "198.51.100.7/32", "203.0.113.0/24"]);
     assert_eq!(d["controlPlaneEndpointsConfig"]["ipEndpointsConfig"]["globalAccess"], true);
     c.assert_no_changes().await;
     let o = c.mf(&["destroy", "main.toml", "--auto-approve"]).await;
     assert_eq!(code(&o), 0, "{}", text(&o));
     let d = c.describe(&["container", "clusters", "describe", "cluster-1", "--zone", "us-central1-a"]).await;
-    let mut blocks: Vec<String> = d["masterAuthorizedNetworksConfig"]["cidrBlocks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| b["cidrBlock"].as_str().unwrap().to_string())
-        .collect();
-    blocks.sort();
+    let blocks = common::authorized_networks(&d);
     assert_eq!(blocks, ["198.51.100.7/32", "203.0.113.0/24"], "destroy restores the original list");
     assert_eq!(d["controlPlaneEndpointsConfig"]["ipEndpointsConfig"]["globalAccess"], false);
 }

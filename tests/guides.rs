@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{Cloud, code, text};
+use common::{Cloud, authorized_networks, code, text};
 use meshform_sim::SimOptions;
 use meshform_sim::world::World;
 
@@ -51,18 +51,6 @@ async fn kubectl_out(c: &Cloud, i: usize, args: &[&str]) -> String {
 /// A cluster as gcloud describes it.
 async fn cluster(c: &Cloud, name: &str, location: &str) -> serde_json::Value {
     c.describe(&["container", "clusters", "describe", name, "--location", location]).await
-}
-
-/// The CIDRs of a described cluster's master authorized networks.
-fn networks(d: &serde_json::Value) -> Vec<String> {
-    let mut v: Vec<String> = d["masterAuthorizedNetworksConfig"]["cidrBlocks"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|b| b["cidrBlock"].as_str().unwrap().to_string())
-        .collect();
-    v.sort();
-    v
 }
 
 async fn asm_guide(n: usize) {
@@ -114,10 +102,10 @@ async fn asm_guide(n: usize) {
             let mut want = merged(&others);
             want.push("203.0.113.0/24".into());
             want.sort();
-            assert_eq!(networks(&d), want, "{}", cl.name);
+            assert_eq!(authorized_networks(&d), want, "{}", cl.name);
             assert_eq!(*global, true, "{}", cl.name);
         } else {
-            assert_eq!(networks(&d), Vec::<String>::new(), "{}", cl.name);
+            assert_eq!(authorized_networks(&d), Vec::<String>::new(), "{}", cl.name);
             assert_eq!(*global, false, "{}", cl.name);
         }
         // Remote secrets of every other cluster; the sample namespace; HelloWorld round-robin.

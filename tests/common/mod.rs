@@ -141,3 +141,16 @@ impl Cloud {
         path
     }
 }
+
+/// The CIDRs of a cluster's master authorized networks, as `gcloud container clusters describe
+/// --format=json` shows them, sorted.
+pub fn authorized_networks(described: &serde_json::Value) -> Vec<String> {
+    let mut v: Vec<String> = described["masterAuthorizedNetworksConfig"]["cidrBlocks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|b| b["cidrBlock"].as_str().unwrap().to_string())
+        .collect();
+    v.sort();
+    v
+}
