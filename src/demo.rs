@@ -99,12 +99,12 @@ async fn demo(color: bool) -> Result<(), String> {
     print!("{}", render_plan(&outcome.plan, color));
 
     say(st, 4, "Apply it, in dependency order, in parallel where the graph allows");
-    let progress =
-        ui::ApplyProgress::new(outcome.plan.changes.iter().filter(|c| c.action.is_change()).count() as u64, color);
-    let report = apply(&s, &outcome.plan, &mut lock, &mut state, &ApplyOptions::default(), &progress)
-        .await
-        .map_err(|d| s.failure(d).render(color))?;
+    let total = outcome.plan.changes.iter().filter(|c| c.action.is_change()).count() as u64;
+    let progress = ui::ApplyProgress::new(total, color, false, None);
+    let report = apply(&s, &outcome.plan, &mut lock, &mut state, &ApplyOptions::default(), &progress).await;
+    // Cleared on every path, so no bar is left on the screen.
     progress.bar.finish_and_clear();
+    let report = report.map_err(|d| s.failure(d).render(color))?;
     progress.flush();
     if !report.success() {
         return Err("apply did not complete".into());

@@ -3,6 +3,7 @@
 
 mod commands;
 mod demo;
+mod events;
 mod exit;
 mod signals;
 mod sim;
@@ -55,6 +56,17 @@ pub struct PlanArgs {
     /// Read live objects before planning (false: trust the state).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub refresh: bool,
+    /// Replace this object even if nothing forces it (repeatable), e.g. a certificate to rotate.
+    #[arg(long = "replace", value_name = "ADDRESS")]
+    pub replace: Vec<String>,
+    /// Change nothing live: record in state what changed outside meshform (the drift shown).
+    #[arg(long)]
+    pub refresh_only: bool,
+    /// Stream machine-readable events, one JSON object per line, instead of the human output
+    /// (schema: engine/schemas/events-v1.schema.json). Implies --auto-approve's absence of
+    /// questions: apply and destroy then need --auto-approve.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Plan renderings.
@@ -140,6 +152,41 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
     },
+    /// Show a saved plan, or the state of a desired-state file.
+    #[command(after_help = "Examples:\n  meshform plan mesh.toml --out mesh.plan && meshform show mesh.plan --format markdown\n  meshform show mesh.toml            # what the state records\n  meshform show mesh.plan --format json | jq '.changes[].address'")]
+    Show {
+        /// A plan saved with `plan --out`, or a desired-state file (its state is shown).
+        file: PathBuf,
+        /// How to render it.
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
+    /// Print the outputs recorded by the last apply.
+    #[command(after_help = "Examples:\n  meshform output mesh.toml\n  meshform output mesh.toml ingress_ip --raw\n  meshform output mesh.toml --json")]
+    Output {
+        /// The desired-state file.
+        file: PathBuf,
+        /// Only this output.
+        name: Option<String>,
+        /// As JSON (`{name: {value, sensitive}}`, or the value alone with NAME).
+        #[arg(long, conflicts_with = "raw")]
+        json: bool,
+        /// The value alone, without quotes (a string, number or bool; needs NAME).
+        #[arg(long, requires = "name")]
+        raw: bool,
+    },
+    /// Print meshform's version (and the formats it reads and writes).
+    Version {
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a shell completion script.
+    #[command(after_help = "Examples:\n  meshform completions bash > ~/.local/share/bash-completion/completions/meshform\n  meshform completions zsh > \"${fpath[1]}/_meshform\"\n  meshform completions fish > ~/.config/fish/completions/meshform.fish")]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
     /// Print the dependency graph in Graphviz DOT.
     Graph {
         /// The desired-state file.
@@ -210,6 +257,16 @@ fn parse_lock_timeout(s: &str) -> Result<std::time::Duration, String> {
 
 #[derive(Subcommand, Debug)]
 pub enum StateCommand {
+    /// Move a record to another address (a rename; a block address moves every instance).
+    #[command(after_help = "Examples:\n  meshform state mv mesh.toml gcp_firewall.pods gcp_firewall.mesh_pods\n  meshform state mv mesh.toml 'k8s_namespace.sample[\"cluster-1\"]' 'k8s_namespace.sample[\"prod-us\"]'\n\nA [[moved]] table in the desired state does the same through a reviewed plan.")]
+    Mv {
+        /// The desired-state file.
+        file: PathBuf,
+        /// The address the record has.
+        from: String,
+        /// The address it takes.
+        to: String,
+    },
     /// List the addresses in state.
     List {
         /// The desired-state file.
@@ -301,6 +358,51 @@ fn quiet_on_closed_output() {
     }));
 }
 
+/// Long options Terraform users type with one dash (`-auto-approve`, `-out=FILE`): accepted as
+/// the same options with two.
+const SINGLE_DASH_LONG: &[&str] = &[
+    "auto-approve",
+    "out",
+    "var",
+    "var-file",
+    "target",
+    "parallelism",
+    "detailed-exitcode",
+    "destroy",
+    "refresh",
+    "refresh-only",
+    "replace",
+    "lock-timeout",
+    "no-color",
+    "json",
+    "format",
+    "workspace",
+    "raw",
+];
+
+/// The arguments with Terraform's single-dash long options rewritten to two dashes. Only whole
+/// option names in [`SINGLE_DASH_LONG`] are rewritten (`-var=x`, `-var x`), never a value that
+/// follows an option, nor anything after `--`.
+fn terraform_style(args: impl Iterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let mut out = Vec::new();
+    let mut rest_are_values = false;
+    for a in args {
+        let rewritten = match a.to_str() {
+            Some("--") => {
+                rest_are_values = true;
+                None
+            }
+            Some(s) if !rest_are_values && s.starts_with('-') && !s.starts_with("--") => {
+                let name = s[1..].split('=').next().unwrap_or("");
+                SINGLE_DASH_LONG.contains(&name).then(|| std::ffi::OsString::from(format!("-{s}")))
+            }
+            _ => None,
+        };
+        out.push(rewritten.unwrap_or(a));
+    }
+    out
+}
+
 fn main() -> ExitCode {
     // A closed pipe on stdout or stderr (`meshform plan x.toml | head`) ends the process quietly
     // by SIGPIPE, as it does other command-line tools, instead of a panic in `println!`. Only
@@ -308,7 +410,7 @@ fn main() -> ExitCode {
     // connection the server closed raises it too, and that must be an error to retry, not the
     // death of an apply (found by the fleet benchmark: a run killed mid-drift, locks unreleased).
     quiet_on_closed_output();
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(terraform_style(std::env::args_os()));
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

@@ -161,6 +161,16 @@ pub async fn apply(
     observer: &dyn Observer,
 ) -> Result<ApplyReport, Diagnostics> {
     check_fresh(plan, state).map_err(|m| Diagnostics::from(Diagnostic::global(m)))?;
+    if plan.mode == crate::plan::Mode::RefreshOnly {
+        return record_refresh_only(plan, locked, state).await;
+    }
+    // Moves first, durable before anything they might be confused with runs.
+    if !plan.moves.is_empty() {
+        for (from, to) in &plan.moves {
+            crate::refactor::move_records(state, from, to).map_err(|m| Diagnostics::from(Diagnostic::global(m)))?;
+        }
+        locked.write(state).await.map_err(|m| Diagnostics::from(Diagnostic::global(m)))?;
+    }
     s.configure().await?;
     let values = Values::for_session(s);
     let reads = match &opts.reads {
@@ -216,6 +226,21 @@ pub async fn apply(
         report.checks = run_checks(s, &values, &reads.clusters, opts.parallelism).await;
     }
     Ok(report)
+}
+
+/// Applies a refresh-only plan: the refreshed records written, the ones whose objects are gone
+/// removed; nothing live is called.
+async fn record_refresh_only(plan: &Plan, locked: &mut Locked, state: &mut State) -> Result<ApplyReport, Diagnostics> {
+    record_refreshed(plan, state);
+    let mut results = Vec::new();
+    for c in &plan.changes {
+        if c.action == Action::Forget {
+            state.objects.remove(&c.address);
+            results.push((c.address.clone(), c.action, NodeResult::Done { id: None }));
+        }
+    }
+    locked.write(state).await.map_err(|m| Diagnostics::from(Diagnostic::global(m)))?;
+    Ok(ApplyReport { results, serial: state.serial, ..ApplyReport::default() })
 }
 
 /// How each change that does something ended, in the plan's order.
@@ -389,7 +414,8 @@ impl Run<'_> {
         }
         // The new object of a replacement is decided as the create it is (what the plan showed as
         // chosen by the server is then the provider's default, as for any create).
-        let prior = if c.action == Action::Update { c.before.as_ref() } else { None };
+        let imports = c.action == Action::Adopt && c.import_id.is_some();
+        let prior = if c.action == Action::Update || imports { c.before.as_ref() } else { None };
         let mut sensitive = c.sensitive.clone();
         sensitive.extend(tainted);
         let input = DecideInput { addr: &c.address, prior, recorded: false, desired: &desired, sensitive };
@@ -403,7 +429,9 @@ impl Run<'_> {
             // As the plan did: an ignored attribute keeps what the replaced object had.
             crate::plan::decide::keep_ignored(block, before, &mut d.planned);
         }
-        if !carries_out(c.action, d.action) {
+        // An import is an adoption whatever it then changes in place.
+        let now = if imports && matches!(d.action, Action::NoOp | Action::Update) { Action::Adopt } else { d.action };
+        if !carries_out(c.action, now) {
             let because = match d.planned.replace_because.is_empty() {
                 true => String::new(),
                 false => format!(" because {} changed", d.planned.replace_because.join(", ")),
@@ -440,9 +468,14 @@ impl Run<'_> {
         // changed outside meshform; the recorded object when the plan has none.
         let recorded =
             || self.objects.lock().unwrap_or_else(|e| e.into_inner()).get(&c.address).map(|r| r.attributes.clone());
-        let prior = c.before.clone().or_else(recorded).unwrap_or_default();
+        let mut prior = c.before.clone().or_else(recorded).unwrap_or_default();
         let op = Op { run: self, c, p, timeouts: self.timeouts(c) };
+        if let Some(id) = &c.import_id {
+            prior = op.import(id).await?;
+        }
         match (c.action, planned) {
+            (Action::Forget, _) => self.commit(StateChange::Remove { address: c.address.clone() }).await,
+            (Action::Adopt, Some(fin)) if c.import_id.is_some() => op.after_import(&prior, fin).await,
             (Action::Delete, _) => op.delete(&prior, "destroying").await,
             (Action::Create | Action::Adopt, Some(fin)) => op.create(fin, "creating").await,
             (Action::Update, Some(fin)) => op.update(&prior, fin).await,
@@ -511,6 +544,35 @@ struct Op<'a> {
 }
 
 impl Op<'_> {
+    /// Reads the object an `[[import]]` names and records it (the record is durable before
+    /// anything changes it); returns it as the prior object of what follows.
+    async fn import(&self, id: &str) -> Result<Map, OpError> {
+        let c = self.c;
+        let ctx = self.ctx(None);
+        let obj = crate::provider::retry_read(|| self.p.import(&c.ty, id, &ctx))
+            .await
+            .map_err(|e| OpError::provider(format!("importing {id} as {} failed", c.address), &e))?;
+        let mut sensitive = c.sensitive.clone();
+        sensitive.extend(obj.sensitive.iter().cloned());
+        let record = ObjectRecord::new(c.address.clone(), &c.ty, obj.attrs.clone(), &sensitive, c.depends_on.clone());
+        self.run.commit(StateChange::Put { record }).await?;
+        Ok(obj.attrs)
+    }
+
+    /// An imported object: updated in place when the desired state differs from it, else only
+    /// recorded (as it already is).
+    async fn after_import(&self, prior: &Map, fin: Final) -> Result<(), OpError> {
+        let differs = crate::plan::attr_diff(Some(prior), Some(&fin.0))
+            .iter()
+            .any(|(_, a, b)| !crate::plan::same(*a, *b) && !matches!(b, Some(Value::Unknown)));
+        if differs {
+            return self.update(prior, fin).await;
+        }
+        let sensitive = Arc::new(fin.1);
+        self.run.values.set(self.c.address.clone(), ObjectValue { attrs: prior.clone(), sensitive });
+        Ok(())
+    }
+
     fn ctx(&self, limit: Option<Duration>) -> CallContext {
         CallContext { timeout: limit, create_before_destroy: self.c.create_before_destroy, ..self.run.ctx(self.p) }
     }

@@ -241,3 +241,20 @@ impl miette::Diagnostic for Report<'_> {
         Some(Box::new(std::iter::once(LabeledSpan::new_with_span(self.d.label.clone(), at))))
     }
 }
+
+impl Diagnostic {
+    /// For tools: severity, summary, detail (label), help, and the file, line and column.
+    pub fn to_json(&self, sources: &Sources) -> serde_json::Value {
+        let range = self.span.map(|sp| {
+            let (line, column) = sources.line_col(sp);
+            serde_json::json!({ "filename": sources.name(sp.file), "line": line, "column": column })
+        });
+        serde_json::json!({
+            "severity": if self.severity == Severity::Error { "error" } else { "warning" },
+            "summary": self.summary,
+            "detail": self.label,
+            "help": self.help,
+            "range": range,
+        })
+    }
+}

@@ -16,6 +16,7 @@ pub mod graph;
 pub mod import;
 pub mod plan;
 pub mod provider;
+pub mod refactor;
 pub mod session;
 pub mod state;
 pub mod templatefile;

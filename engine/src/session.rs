@@ -46,6 +46,8 @@ pub struct Session {
     pub files_read: Mutex<BTreeMap<String, String>>,
     provider_configs: RwLock<HashMap<String, Arc<Map>>>,
     for_each: Mutex<HashMap<BlockAddr, Arc<BTreeMap<String, Value>>>>,
+    /// Warnings of loading (a `MESHFORM_VAR_` name that sets nothing), for the caller to show.
+    pub warnings: Diagnostics,
 }
 
 impl Session {
@@ -94,6 +96,7 @@ impl Session {
             return Err(Failure { sources: cfg.sources.clone(), diags });
         }
         let graph = graph.unwrap_or_default();
+        let warnings = diags;
         let s = Session {
             cfg,
             vars,
@@ -102,8 +105,10 @@ impl Session {
             files_read: Mutex::new(BTreeMap::new()),
             provider_configs: RwLock::new(HashMap::new()),
             for_each: Mutex::new(HashMap::new()),
+            warnings,
         };
         let mut diags = if check { s.check_expressions() } else { Diagnostics::default() };
+        diags.0.extend(crate::refactor::check(&s).0);
         if diags.has_errors() {
             diags.sort();
             return Err(Failure { sources: s.cfg.sources.clone(), diags });

@@ -58,18 +58,41 @@ pub fn resolve(cfg: &mut Config, inputs: &VarInputs) -> (Vars, Diagnostics) {
     (out, diags)
 }
 
-/// `MESHFORM_VAR_NAME` environment variables of declared variables.
+/// `MESHFORM_VAR_NAME` environment variables of declared variables. The name matches exactly,
+/// or else without regard to case when exactly one declared variable matches that way
+/// (`MESHFORM_VAR_CLUSTERS` sets `clusters`); one that matches nothing is warned about, never
+/// silently ignored.
 fn from_env(cfg: &Config, env: &[(String, String)], set: &mut Map, diags: &mut Diagnostics) {
+    let mut exact = Vec::new();
+    let mut folded = Vec::new();
     for (k, v) in env {
-        if let Some(name) = k.strip_prefix("MESHFORM_VAR_")
-            && let Some(decl) = cfg.variables.get(name)
-        {
-            match from_text(decl.ty, v).map_err(|e| if decl.sensitive { hide(decl.ty) } else { e }) {
-                Ok(val) => {
-                    set.insert(name.to_string(), val);
-                }
-                Err(e) => diags.push(Diagnostic::global(format!("environment variable {k}: {e}"))),
+        let Some(given) = k.strip_prefix("MESHFORM_VAR_") else { continue };
+        if cfg.variables.contains_key(given) {
+            exact.push((k, given.to_string(), v));
+            continue;
+        }
+        let matches: Vec<&String> = cfg.variables.keys().filter(|n| n.eq_ignore_ascii_case(given)).collect();
+        match matches.as_slice() {
+            [one] => folded.push((k, (*one).clone(), v)),
+            [] => diags.push(
+                Diagnostic::global(format!("environment variable {k} sets no declared variable; it is ignored"))
+                    .maybe_help(crate::config::suggest(given, cfg.variables.keys().map(String::as_str)))
+                    .warning(),
+            ),
+            many => diags.push(Diagnostic::global(format!(
+                "environment variable {k} matches {} without regard to case; use the exact name",
+                many.iter().map(|n| format!("MESHFORM_VAR_{n}")).collect::<Vec<_>>().join(" and ")
+            ))),
+        }
+    }
+    // An exact name wins over a case-folded one for the same variable.
+    for (k, name, v) in folded.into_iter().chain(exact) {
+        let Some(decl) = cfg.variables.get(&name) else { continue };
+        match from_text(decl.ty, v).map_err(|e| if decl.sensitive { hide(decl.ty) } else { e }) {
+            Ok(val) => {
+                set.insert(name, val);
             }
+            Err(e) => diags.push(Diagnostic::global(format!("environment variable {k}: {e}"))),
         }
     }
 }

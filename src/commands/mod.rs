@@ -5,6 +5,7 @@
 mod drift;
 mod open;
 mod plan;
+mod show;
 mod state;
 
 use std::collections::BTreeSet;
@@ -26,6 +27,19 @@ fn out_err(out: &Out) -> impl Fn(&str) -> u8 + '_ {
     move |m| out.error(m)
 }
 
+/// Where a command that was asked for JSON also reports its errors, so that a tool reading
+/// stdout never gets nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub(crate) enum JsonErrors {
+    /// Errors only on stderr.
+    #[default]
+    No,
+    /// `--format json`: one JSON document `{"format_version", "error": true, "diagnostics"}`.
+    Document,
+    /// `--json`: a `diagnostic` event per error.
+    Events,
+}
+
 /// What every command needs to print well.
 #[derive(Clone)]
 pub(crate) struct Out {
@@ -33,18 +47,54 @@ pub(crate) struct Out {
     color_err: bool,
     /// `--workspace`, `--lock-timeout`.
     pub(crate) state: open::StateOpts,
+    /// Errors as JSON on stdout too.
+    pub(crate) json_errors: JsonErrors,
 }
 
 impl Out {
+    /// This output, with errors also reported as JSON on stdout.
+    pub(crate) fn with_json_errors(&self, how: JsonErrors) -> Out {
+        Out { json_errors: how, ..self.clone() }
+    }
+
+    fn json_error(&self, diags: Vec<serde_json::Value>) {
+        match self.json_errors {
+            JsonErrors::No => {}
+            JsonErrors::Document => {
+                let doc = serde_json::json!({
+                    "format_version": meshform_engine::plan::json::JSON_FORMAT_VERSION,
+                    "error": true,
+                    "diagnostics": diags,
+                });
+                println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+            }
+            JsonErrors::Events => {
+                let ev = crate::events::Events::new();
+                for d in diags {
+                    ev.diagnostic(d);
+                }
+            }
+        }
+    }
+
     pub(crate) fn error(&self, msg: &str) -> u8 {
         let st = Style::new(self.color_err);
         eprintln!("{} {msg}", st.red("error:"));
+        self.json_error(vec![meshform_engine::diag::Diagnostic::global(msg).to_json(&Default::default())]);
         ERROR
     }
 
     pub(crate) fn failure(&self, f: &Failure) -> u8 {
         eprint!("{}", f.render(self.color_err));
+        self.json_error(f.diags.0.iter().map(|d| d.to_json(&f.sources)).collect());
         ERROR
+    }
+
+    /// The warnings of loading `s`, on stderr.
+    pub(crate) fn warnings(&self, s: &Session) {
+        if !s.warnings.0.is_empty() {
+            eprint!("{}", s.warnings.render(&s.cfg.sources, self.color_err));
+        }
     }
 
     pub(crate) fn diags(&self, s: &Session, d: Diagnostics) -> u8 {
@@ -67,6 +117,7 @@ pub async fn run(cli: Cli) -> u8 {
         color: ui::color_stdout(cli.no_color),
         color_err: ui::color_stderr(cli.no_color),
         state: open::StateOpts { workspace: cli.workspace, lock_timeout: cli.lock_timeout },
+        json_errors: JsonErrors::No,
     };
     match cli.command {
         Command::Validate { file, vars } => validate(&out, &file, &vars).await,
@@ -86,6 +137,14 @@ pub async fn run(cli: Cli) -> u8 {
         }
         Command::Drift { file, vars, targets, parallelism, format } => {
             drift::cmd_drift(&out, &file, &vars, &targets, parallelism, format).await
+        }
+        Command::Show { file, format } => show::cmd_show(&out, &file, format).await,
+        Command::Output { file, name, json, raw } => show::cmd_output(&out, &file, name.as_deref(), json, raw).await,
+        Command::Version { json } => show::cmd_version(json),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "meshform", &mut std::io::stdout());
+            OK
         }
         Command::Graph { file, vars } => match load(&out, &file, &vars, Default::default()) {
             Ok(s) => {
@@ -111,7 +170,7 @@ pub async fn run(cli: Cli) -> u8 {
 pub(crate) fn load(out: &Out, file: &Path, vars: &VarArgs, fixed: meshform_engine::value::Map) -> Result<Session, u8> {
     let mut inputs = VarInputs::from_env(vars.vars.clone(), vars.var_files.clone());
     inputs.fixed = fixed;
-    Session::load(file, registry(), &inputs).map_err(|f| out.failure(&f))
+    Session::load(file, registry(), &inputs).map_err(|f| out.failure(&f)).inspect(|s| out.warnings(s))
 }
 
 /// [`load`] for planning or applying `mode`: a destroy does not need the desired attributes.
@@ -120,7 +179,7 @@ pub(crate) fn load_for(out: &Out, file: &Path, vars: &VarArgs, mode: Mode) -> Re
         return load(out, file, vars, Default::default());
     }
     let inputs = VarInputs::from_env(vars.vars.clone(), vars.var_files.clone());
-    Session::load_for_destroy(file, registry(), &inputs).map_err(|f| out.failure(&f))
+    Session::load_for_destroy(file, registry(), &inputs).map_err(|f| out.failure(&f)).inspect(|s| out.warnings(s))
 }
 
 /// [`load_for`] and the `--target`s checked against what it declares.
@@ -137,9 +196,14 @@ pub(crate) fn load_targeted(
 }
 
 pub(crate) fn parse_targets(out: &Out, s: &Session, targets: &[String]) -> Result<Vec<Addr>, u8> {
+    parse_addresses(out, s, targets, "--target")
+}
+
+/// Addresses given with option `flag`, each naming something the desired state declares.
+pub(crate) fn parse_addresses(out: &Out, s: &Session, targets: &[String], flag: &str) -> Result<Vec<Addr>, u8> {
     let mut v = Vec::new();
     for t in targets {
-        let a: Addr = t.parse().map_err(|e: String| out.error(&format!("--target: {e}")))?;
+        let a: Addr = t.parse().map_err(|e: String| out.error(&format!("{flag}: {e}")))?;
         let known = s.graph.instances.iter().any(|i| meshform_engine::plan::planner::matches_target(&a, &i.addr));
         if !known {
             let all: Vec<String> = s
@@ -153,7 +217,7 @@ pub(crate) fn parse_targets(out: &Out, s: &Session, targets: &[String]) -> Resul
             let hint = meshform_engine::config::suggest(&a.block.to_string(), all.iter().map(String::as_str))
                 .map(|h| format!(" ({h})"))
                 .unwrap_or_default();
-            return Err(out.error(&format!("--target {t}: no such object in the desired state{hint}")));
+            return Err(out.error(&format!("{flag} {t}: no such object in the desired state{hint}")));
         }
         v.push(a);
     }

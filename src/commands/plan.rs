@@ -10,8 +10,38 @@ use meshform_engine::session::Session;
 
 use super::open::{Opened, open, read};
 use super::{Out, load, load_targeted};
+use super::JsonErrors;
+use crate::events::Events;
 use crate::exit::{CHANGES, ERROR, INTERRUPTED, OK};
 use crate::{Format, PlanArgs, VarArgs, ui};
+
+/// The plan options of `p` for `mode`, the `--replace` addresses checked against the desired
+/// state.
+fn plan_options(out: &Out, s: &Session, p: &PlanArgs, mode: Mode, targets: Vec<meshform_engine::addr::Addr>) -> Result<PlanOptions, u8> {
+    let replace = super::parse_addresses(out, s, &p.replace, "--replace")?;
+    let mode = if p.refresh_only { Mode::RefreshOnly } else { mode };
+    if p.refresh_only && !p.refresh {
+        return Err(out.error("--refresh-only needs the refresh: drop --refresh=false"));
+    }
+    if p.refresh_only && !replace.is_empty() {
+        return Err(out.error("--refresh-only changes nothing live, so it cannot --replace anything"));
+    }
+    Ok(PlanOptions { mode, targets, refresh: p.refresh, parallelism: s.parallelism(p.parallelism), replace })
+}
+
+/// A plan as `--json` events: each change, each drift, the summary and the planned outputs.
+pub(crate) fn plan_events(ev: &Events, plan: &Plan) {
+    for d in &plan.drift {
+        let msg = format!("{}: {} outside meshform", d.address, if d.deleted { "deleted" } else { "changed" });
+        ev.emit("info", "resource_drift", &msg, serde_json::json!({ "change": json::drift_json(d) }));
+    }
+    for c in plan.visible_changes() {
+        let msg = format!("{}: plan to {}", c.address, c.action.verb());
+        ev.emit("info", "planned_change", &msg, serde_json::json!({ "change": json::change_json(c) }));
+    }
+    let summary = meshform_engine::plan::render::summary_line(plan);
+    ev.emit("info", "change_summary", &summary, serde_json::json!({ "changes": plan.summary(), "operation": "plan", "mode": plan.mode }));
+}
 
 pub(crate) fn render(p: &Plan, format: Format, color: bool) -> String {
     match format {
@@ -32,8 +62,21 @@ pub(crate) async fn cmd_plan(
     detailed: bool,
     mode: Mode,
 ) -> u8 {
+    let events = p.json.then(Events::new);
+    let out = &match (&events, format) {
+        (Some(ev), _) => {
+            ev.version();
+            out.with_json_errors(JsonErrors::Events)
+        }
+        (None, Format::Json) => out.with_json_errors(JsonErrors::Document),
+        _ => out.clone(),
+    };
     let (s, targets) = match load_targeted(out, file, vars, mode, &p.targets) {
         Ok(x) => x,
+        Err(c) => return c,
+    };
+    let opts = match plan_options(out, &s, p, mode, targets) {
+        Ok(o) => o,
         Err(c) => return c,
     };
     // One consistent version, read without the lock: a plan neither waits for nor blocks an
@@ -43,12 +86,14 @@ pub(crate) async fn cmd_plan(
         Err(c) => return c,
     };
     let state = &state;
-    let opts = PlanOptions { mode, targets, refresh: p.refresh, parallelism: s.parallelism(p.parallelism) };
     let outcome = match ui::while_reading(plan(&s, state, &opts), &s, state, p.refresh).await {
         Ok(o) => o,
         Err(d) => return out.diags(&s, d),
     };
-    print!("{}", render(&outcome.plan, format, out.color));
+    match &events {
+        Some(ev) => plan_events(ev, &outcome.plan),
+        None => print!("{}", render(&outcome.plan, format, out.color)),
+    }
     if let Some(path) = save {
         let codec = match super::open::codec_of(&s.cfg) {
             Ok(c) => c,
@@ -57,7 +102,7 @@ pub(crate) async fn cmd_plan(
         if let Err(m) = saved::save_with(&outcome.plan, path, &codec) {
             return out.error(&m);
         }
-        if format == Format::Human {
+        if format == Format::Human && events.is_none() {
             println!(
                 "\nSaved the plan to {}. Apply exactly this plan with:\n    meshform apply {}",
                 path.display(),
@@ -76,8 +121,23 @@ pub(crate) async fn cmd_apply(
     auto_approve: bool,
     mode: Mode,
 ) -> u8 {
+    let events = p.json.then(|| std::sync::Arc::new(Events::new()));
+    let out = &match &events {
+        Some(ev) => {
+            ev.version();
+            out.with_json_errors(JsonErrors::Events)
+        }
+        None => out.clone(),
+    };
+    if events.is_some() && !auto_approve {
+        return out.error("--json streams events for tools and asks no questions: add --auto-approve");
+    }
     let (s, targets) = match load_targeted(out, file, vars, mode, &p.targets) {
         Ok(x) => x,
+        Err(c) => return c,
+    };
+    let opts = match plan_options(out, &s, p, mode, targets) {
+        Ok(o) => o,
         Err(c) => return c,
     };
     let op = if mode == Mode::Destroy { "destroy" } else { "apply" };
@@ -85,12 +145,14 @@ pub(crate) async fn cmd_apply(
         Ok(o) => o,
         Err(c) => return c,
     };
-    let opts = PlanOptions { mode, targets, refresh: p.refresh, parallelism: s.parallelism(p.parallelism) };
     let outcome = match ui::while_reading(plan(&s, &opened.state, &opts), &s, &opened.state, p.refresh).await {
         Ok(o) => o,
         Err(d) => return out.diags(&s, d),
     };
-    print!("{}", render_plan(&outcome.plan, out.color));
+    match &events {
+        Some(ev) => plan_events(ev, &outcome.plan),
+        None => print!("{}", render_plan(&outcome.plan, out.color)),
+    }
     if !outcome.plan.has_changes() {
         // Nothing to change live, but what the refresh saw is recorded (as Terraform's apply does).
         if meshform_engine::apply::record_refreshed(&outcome.plan, &mut opened.state) > 0
@@ -112,8 +174,10 @@ pub(crate) async fn cmd_apply(
             Err(m) => return out.error(&m),
         }
     }
-    println!();
-    run_apply(out, &s, &outcome.plan, opened, s.parallelism(p.parallelism), Some(outcome.reads)).await
+    if events.is_none() {
+        println!();
+    }
+    run_apply(out, &s, &outcome.plan, opened, s.parallelism(p.parallelism), Some(outcome.reads), events).await
 }
 
 async fn run_apply(
@@ -123,12 +187,16 @@ async fn run_apply(
     mut opened: Opened,
     parallelism: usize,
     reads: Option<std::sync::Arc<Reads>>,
+    events: Option<std::sync::Arc<Events>>,
 ) -> u8 {
     let cancel = crate::signals::applying();
     let total = plan.changes.iter().filter(|c| c.action.is_change()).count() as u64;
-    let progress = ui::ApplyProgress::new(total, out.color);
+    let progress =
+        std::sync::Arc::new(ui::ApplyProgress::new(total, out.color, plan.mode == Mode::Destroy, events.clone()));
+    let beats = progress.heartbeats(ui::heartbeat_interval());
     let opts = ApplyOptions { parallelism, cancel, reads };
-    let result = apply(s, plan, &mut opened.locked, &mut opened.state, &opts, &progress).await;
+    let result = apply(s, plan, &mut opened.locked, &mut opened.state, &opts, progress.as_ref()).await;
+    beats.abort();
     crate::signals::applied();
     progress.bar.finish_and_clear();
     progress.flush();
@@ -143,10 +211,72 @@ async fn run_apply(
             for note in &report.notes {
                 eprintln!("note: {note}");
             }
-            summarize(out, plan, &report)
+            match &events {
+                Some(ev) => summarize_events(ev, plan, &report),
+                None => summarize(out, plan, &report),
+            }
         }
         Err(d) => out.diags(s, d),
     }
+}
+
+/// The end of an apply as events: the counts, the outputs and the checks.
+fn summarize_events(ev: &Events, plan: &Plan, r: &ApplyReport) -> u8 {
+    let (added, changed, destroyed, adopted, forgotten) = counts(plan, r);
+    let failed = r.count(|x| matches!(x, NodeResult::Failed(_)));
+    let verb = if plan.mode == Mode::Destroy { "destroy" } else { "apply" };
+    let msg = format!("{verb}: {added} added, {changed} changed, {destroyed} destroyed, {failed} failed");
+    let level = if r.success() { "info" } else { "error" };
+    ev.emit(
+        level,
+        "change_summary",
+        &msg,
+        serde_json::json!({
+            "operation": verb,
+            "changes": { "add": added, "change": changed, "remove": destroyed, "adopt": adopted, "forget": forgotten, "failed": failed },
+            "complete": r.success(),
+            "interrupted": r.cancelled,
+        }),
+    );
+    if !r.outputs.is_empty() {
+        let outputs: serde_json::Map<String, serde_json::Value> = r
+            .outputs
+            .iter()
+            .map(|(k, v)| {
+                let sensitive = matches!(v, meshform_engine::value::Value::Redacted(_));
+                (k.clone(), serde_json::json!({ "value": v.to_plain_json(), "sensitive": sensitive }))
+            })
+            .collect();
+        ev.emit("info", "outputs", "outputs", serde_json::json!({ "outputs": outputs }));
+    }
+    for c in &r.checks {
+        let level = if c.passed { "info" } else { "error" };
+        ev.emit(level, "check", &c.name, serde_json::json!({ "check": c }));
+    }
+    if r.cancelled {
+        INTERRUPTED
+    } else if !r.success() || r.checks.iter().any(|c| !c.passed) {
+        ERROR
+    } else {
+        OK
+    }
+}
+
+/// Added, changed, destroyed, adopted and forgotten by an apply.
+fn counts(plan: &Plan, r: &ApplyReport) -> (usize, usize, usize, usize, usize) {
+    use meshform_engine::plan::Action as A;
+    let done = |a: A| r.results.iter().filter(|(_, act, res)| *act == a && matches!(res, NodeResult::Done { .. })).count();
+    // A delete that keeps the object (an adopted namespace) is a release, not a destruction.
+    let released = r
+        .results
+        .iter()
+        .filter(|(a, act, res)| {
+            *act == A::Delete
+                && matches!(res, NodeResult::Done { .. })
+                && plan.changes.iter().any(|c| c.address == *a && c.delete_effect.is_some())
+        })
+        .count();
+    (done(A::Create) + done(A::Replace), done(A::Update), done(A::Delete) + done(A::Replace) - released, done(A::Adopt), done(A::Forget))
 }
 
 fn summarize(out: &Out, plan: &Plan, r: &ApplyReport) -> u8 {
@@ -171,6 +301,12 @@ fn summarize(out: &Out, plan: &Plan, r: &ApplyReport) -> u8 {
     if done(A::Adopt) > 0 {
         also.push_str(&format!(", {} adopted", done(A::Adopt)));
     }
+    if done(A::Forget) > 0 {
+        also.push_str(&format!(", {} forgotten", done(A::Forget)));
+    }
+    if !plan.moves.is_empty() {
+        also.push_str(&format!(", {} moved", plan.moves.len()));
+    }
     if released > 0 {
         also.push_str(&format!(", {released} released (kept)"));
     }
@@ -178,6 +314,10 @@ fn summarize(out: &Out, plan: &Plan, r: &ApplyReport) -> u8 {
     let skipped: Vec<_> = r.results.iter().filter(|(_, _, res)| matches!(res, NodeResult::Skipped { .. })).collect();
     let verb = if plan.mode == Mode::Destroy { "Destroy" } else { "Apply" };
     println!();
+    if plan.mode == Mode::RefreshOnly {
+        println!("{}", st.green(&st.bold(&format!("Refresh-only apply complete: state records what is live ({} record(s) updated, {} forgotten); nothing live was changed.", plan.drift.iter().filter(|d| !d.deleted).count(), done(A::Forget)))));
+        return OK;
+    }
     if r.success() {
         println!(
             "{}",
@@ -243,16 +383,9 @@ fn report_checks(out: &Out, checks: &[meshform_engine::checks::CheckResult]) -> 
 }
 
 pub(crate) async fn apply_saved(out: &Out, planfile: &Path, vars: &VarArgs, p: &PlanArgs) -> u8 {
-    // A sealed plan names its desired-state file in the clear, whose [state] gives the key.
-    let codec = match saved::sealed_config(planfile) {
-        None => Ok(meshform_engine::state::codec::Codec::plain()),
-        Some(cfg_path) => meshform_engine::config::load(Path::new(&cfg_path), &super::registry())
-            .map_err(|_| format!("cannot read {cfg_path}, the desired state of the saved plan"))
-            .and_then(|cfg| super::open::codec_of(&cfg)),
-    };
-    let plan = match codec.and_then(|c| saved::load_with(planfile, &c)) {
+    let plan = match super::show::load_saved(out, planfile) {
         Ok(p) => p,
-        Err(m) => return out.error(&m),
+        Err(c) => return c,
     };
     let fixed = saved::fixed_variables(&plan);
     let file = PathBuf::from(&plan.inputs.config_path);
@@ -280,5 +413,5 @@ pub(crate) async fn apply_saved(out: &Out, planfile: &Path, vars: &VarArgs, p: &
         planfile.display(),
         meshform_engine::plan::render::summary_line(&plan)
     );
-    run_apply(out, &s, &plan, opened, s.parallelism(p.parallelism), None).await
+    run_apply(out, &s, &plan, opened, s.parallelism(p.parallelism), None, None).await
 }

@@ -58,6 +58,7 @@ pub(crate) async fn cmd_state(out: &Out, sc: StateCommand) -> u8 {
         StateCommand::List { file } => list(out, &file).await,
         StateCommand::Show { file, address } => show(out, &file, &address).await,
         StateCommand::Rm { file, address } => rm(out, &file, &address).await,
+        StateCommand::Mv { file, from, to } => mv(out, &file, &from, &to).await,
         StateCommand::Pull { file } => pull(out, &file).await,
         StateCommand::Push { file, state_file, force } => push(out, &file, &state_file, force).await,
         StateCommand::History { file } => history(out, &file).await,
@@ -66,7 +67,7 @@ pub(crate) async fn cmd_state(out: &Out, sc: StateCommand) -> u8 {
     }
 }
 
-async fn snapshot(out: &Out, file: &Path) -> Result<State, u8> {
+pub(crate) async fn snapshot(out: &Out, file: &Path) -> Result<State, u8> {
     let cfg = config_of(out, file)?;
     read(out, &cfg).await.map(|(_, snap)| snap.state)
 }
@@ -127,6 +128,43 @@ async fn rm(out: &Out, file: &Path, address: &str) -> u8 {
     }
     opened.close().await;
     println!("Removed {addr} from state (the object itself was not touched).");
+    OK
+}
+
+/// `state mv FILE FROM TO`: moves records (dependencies that name them follow); the objects are
+/// not touched.
+async fn mv(out: &Out, file: &Path, from: &str, to: &str) -> u8 {
+    let cfg = match config_of(out, file) {
+        Ok(c) => c,
+        Err(c) => return c,
+    };
+    let (from, to): (Addr, Addr) = match (from.parse(), to.parse()) {
+        (Ok(f), Ok(t)) => (f, t),
+        (Err(e), _) | (_, Err(e)) => return out.error(&e),
+    };
+    let mut opened = match open(out, &cfg, "state mv", file).await {
+        Ok(o) => o,
+        Err(c) => return c,
+    };
+    let moved = match meshform_engine::refactor::move_records(&mut opened.state, &from, &to) {
+        Ok(m) if m.is_empty() => {
+            opened.close().await;
+            return out.error(&format!("{from} is not in state (`meshform state list` shows what is)"));
+        }
+        Ok(m) => m,
+        Err(m) => {
+            opened.close().await;
+            return out.error(&format!("{m}; nothing was moved"));
+        }
+    };
+    if let Err(m) = opened.write().await {
+        return out.error(&m);
+    }
+    opened.close().await;
+    for (f, t) in &moved {
+        println!("Moved {f} to {t}.");
+    }
+    println!("{} record(s) moved (the objects themselves were not touched).", moved.len());
     OK
 }
 

@@ -18,6 +18,7 @@ use crate::value::Value;
 mod blocks;
 pub mod duration;
 mod parse;
+pub mod refactor;
 mod schema;
 mod sections;
 
@@ -47,6 +48,12 @@ pub struct Config {
     pub outputs: BTreeMap<String, Output>,
     /// `[[checks]]`.
     pub checks: Vec<Check>,
+    /// `[[moved]]`.
+    pub moved: Vec<refactor::Moved>,
+    /// `[[removed]]`.
+    pub removed: Vec<refactor::Removed>,
+    /// `[[import]]`.
+    pub imports: Vec<refactor::Import>,
     /// Files read by `templatefile()`: path (relative) → SHA-256 of the text.
     pub templates: BTreeMap<String, String>,
 }

@@ -14,7 +14,8 @@ use crate::provider::Registry;
 use crate::value::Value;
 
 /// The top-level tables a desired-state file may have.
-const TOP_LEVEL: [&str; 8] = ["state", "variables", "providers", "clusters", "resources", "data", "outputs", "checks"];
+const TOP_LEVEL: [&str; 11] =
+    ["state", "variables", "providers", "clusters", "resources", "data", "outputs", "checks", "moved", "removed", "import"];
 
 /// Reads and parses a desired-state file, checking it against the registry's schemas.
 /// Fails on the first kind of problem it finds; [`parse`] gives more.
@@ -115,6 +116,9 @@ impl Parse<'_> {
             "data" => self.resources(crate::addr::Mode::Data, value, &mut cfg.blocks),
             "outputs" => self.outputs(value, &mut cfg.outputs),
             "checks" => self.checks(value, &mut cfg.checks),
+            "moved" => self.moved(value, &mut cfg.moved),
+            "removed" => self.removed(value, &mut cfg.removed),
+            "import" => self.imports(value, &mut cfg.imports),
             other => {
                 let span = self.span(key_span);
                 self.diags.push(

@@ -148,9 +148,14 @@ pub fn propose(schema: &TypeSchema, prior: Option<&Map>, desired: &Map) -> Plann
 pub fn settle(schema: &TypeSchema, prior: Option<&Map>, desired: &Map, planned: &mut Planned) {
     let Some(prior) = prior else { return };
     planned.replace_because.retain(|a| !same(prior.get(a), planned.attrs.get(a)));
-    if planned.replace_because.is_empty() {
-        return;
+    if !planned.replace_because.is_empty() {
+        server_chosen_unknown(schema, desired, planned);
     }
+}
+
+/// For a replacement: what the server chooses (computed attributes, and optional ones the
+/// desired state leaves out) is unknown until the new object exists.
+pub fn server_chosen_unknown(schema: &TypeSchema, desired: &Map, planned: &mut Planned) {
     for a in &schema.attrs {
         let server_chosen = a.presence == Presence::Computed
             || (a.presence == Presence::OptionalComputed

@@ -3,7 +3,7 @@
 
 use serde_json::{Map as JMap, Value as J, json};
 
-use super::{Change, Drift, Plan};
+use super::{Action, Change, Drift, Plan};
 use crate::drift::DriftReport;
 use crate::value::Value;
 
@@ -27,16 +27,81 @@ fn object(c: &Change, m: Option<&crate::value::Map>, unknown: &mut Vec<String>) 
     J::Object(o)
 }
 
+/// Where a value is unknown, as `terraform show -json` marks it: `true` for an unknown value,
+/// a list or object of the same shape for one that holds unknown parts, `None` for none.
+fn unknown_tree(v: &Value) -> Option<J> {
+    match v {
+        Value::Unknown => Some(J::Bool(true)),
+        Value::List(l) if v.has_unknown() => Some(J::Array(l.iter().map(|x| unknown_tree(x).unwrap_or(J::Bool(false))).collect())),
+        Value::Map(m) if v.has_unknown() => {
+            Some(J::Object(m.iter().filter_map(|(k, x)| unknown_tree(x).map(|t| (k.clone(), t))).collect()))
+        }
+        _ => None,
+    }
+}
+
+/// `{attribute: true}` for the sensitive attributes `m` has (Terraform's `after_sensitive`).
+fn sensitive_tree(c: &Change, m: Option<&crate::value::Map>) -> J {
+    let Some(m) = m else { return J::Bool(false) };
+    J::Object(m.keys().filter(|k| c.sensitive.contains(*k)).map(|k| (k.clone(), J::Bool(true))).collect())
+}
+
+/// Terraform's `actions` for a change: the operations in the order they run.
+pub fn actions(c: &Change) -> Vec<&'static str> {
+    match c.action {
+        Action::NoOp => vec!["no-op"],
+        Action::Read => vec!["read"],
+        Action::Create => vec!["create"],
+        Action::Update => vec!["update"],
+        Action::Replace if c.create_before_destroy => vec!["create", "delete"],
+        Action::Replace => vec!["delete", "create"],
+        Action::Delete => vec!["delete"],
+        Action::Forget => vec!["forget"],
+        // Taken into state: nothing is created; an import may also update in place.
+        Action::Adopt if c.before.is_some() && changes_attributes(c) => vec!["update"],
+        Action::Adopt => vec!["no-op"],
+    }
+}
+
+fn changes_attributes(c: &Change) -> bool {
+    super::attr_diff(c.before.as_ref(), c.after.as_ref()).iter().any(|(_, a, b)| !super::same(*a, *b))
+}
+
+/// How an object comes into state without being created: `{"id", "how"}`, or null.
+fn importing(c: &Change) -> J {
+    if c.action != Action::Adopt {
+        return J::Null;
+    }
+    let id = c.import_id.clone().or_else(|| {
+        c.after.as_ref().and_then(|a| a.get("id")).filter(|v| !v.has_unknown()).and_then(Value::to_interpolated)
+    });
+    let how = if c.import_id.is_some() { "import_block" } else { "adopted_on_create" };
+    json!({ "id": id, "how": how })
+}
+
 /// One change as JSON.
 pub fn change_json(c: &Change) -> J {
     let mut unknown = Vec::new();
     let before = object(c, c.before.as_ref(), &mut Vec::new());
     let after = object(c, c.after.as_ref(), &mut unknown);
+    let nested: JMap<String, J> = c
+        .after
+        .iter()
+        .flatten()
+        .filter(|(k, _)| !c.sensitive.contains(*k))
+        .filter_map(|(k, v)| unknown_tree(v).map(|t| (k.clone(), t)))
+        .collect();
     json!({
         "address": c.address.to_string(),
+        "previous_address": c.moved_from.as_ref().map(ToString::to_string),
         "type": c.ty,
         "action": c.action,
+        "actions": actions(c),
         "symbol": c.action.symbol(),
+        "importing": importing(c),
+        "after_unknown_nested": nested,
+        "before_sensitive": sensitive_tree(c, c.before.as_ref()),
+        "after_sensitive": sensitive_tree(c, c.after.as_ref()),
         "reason": c.reason,
         "before": before,
         "after": after,
@@ -93,10 +158,26 @@ pub fn render_json(p: &Plan) -> String {
             (k.clone(), json!({ "value": value, "sensitive": o.sensitive, "known": known }))
         })
         .collect();
+    let variables: JMap<String, J> = p
+        .inputs
+        .variables
+        .iter()
+        .map(|(k, v)| {
+            let sensitive = matches!(v, Value::Redacted(_));
+            let value = if sensitive { J::Null } else { v.to_plain_json() };
+            (k.clone(), json!({ "value": value, "sensitive": sensitive }))
+        })
+        .collect();
+    let moves: Vec<J> =
+        p.moves.iter().map(|(f, t)| json!({ "from": f.to_string(), "to": t.to_string() })).collect();
     let doc = json!({
         "format_version": JSON_FORMAT_VERSION,
+        "meshform_version": env!("CARGO_PKG_VERSION"),
+        "timestamp": p.timestamp,
         "mode": p.mode,
-        "state": { "lineage": p.lineage, "serial": p.serial },
+        "state": { "lineage": (!p.lineage.is_empty()).then_some(&p.lineage), "serial": p.serial },
+        "variables": variables,
+        "moves": moves,
         "summary": p.summary(),
         "has_changes": p.has_changes(),
         "changes": p.visible_changes().map(change_json).collect::<Vec<_>>(),

@@ -34,8 +34,12 @@ pub enum Action {
     /// Delete the object.
     Delete,
     /// Take an object that already exists into state (meshform then manages what it declares
-    /// of it; what destroy does to it, the plan says).
+    /// of it; what destroy does to it, the plan says): found on create, or named by an
+    /// `[[import]]` entry.
     Adopt,
+    /// Remove the object's record from state and leave the object alone (`[[removed]]` with
+    /// `destroy = false`; a refresh-only plan's object deleted outside meshform).
+    Forget,
 }
 
 impl Action {
@@ -49,6 +53,7 @@ impl Action {
             Action::Replace => "-/+",
             Action::Delete => "-",
             Action::Adopt => "<+",
+            Action::Forget => ".",
         }
     }
 
@@ -62,6 +67,7 @@ impl Action {
             Action::Replace => "replace",
             Action::Delete => "destroy",
             Action::Adopt => "adopt",
+            Action::Forget => "forget",
         }
     }
 
@@ -81,6 +87,8 @@ pub enum Mode {
     /// Delete every object in state (or the targets and what depends on them), in reverse
     /// dependency order.
     Destroy,
+    /// Change nothing live: record in state what the refresh found changed outside meshform.
+    RefreshOnly,
 }
 
 /// One instance's planned change.
@@ -119,6 +127,12 @@ pub struct Change {
     /// unlabelled and kept).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delete_effect: Option<String>,
+    /// The address state recorded it under before a `[[moved]]` entry moved it here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moved_from: Option<Addr>,
+    /// The provider's id of the existing object an `[[import]]` entry takes into state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub import_id: Option<String>,
 }
 
 impl Change {
@@ -212,6 +226,12 @@ pub struct Plan {
     pub outputs: BTreeMap<String, PlannedOutput>,
     /// What the plan was made from.
     pub inputs: Inputs,
+    /// Records moved by `[[moved]]` entries (from, to), made before anything else is applied.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub moves: Vec<(Addr, Addr)>,
+    /// When the plan was made (RFC 3339, UTC).
+    #[serde(default)]
+    pub timestamp: String,
 }
 
 /// Counts of a plan's changes, as in "Plan: 1 to add, 2 to change, 0 to destroy."
@@ -226,6 +246,12 @@ pub struct Summary {
     /// Existing objects taken into state.
     #[serde(default)]
     pub adopt: usize,
+    /// Records removed from state, the objects left alone.
+    #[serde(default)]
+    pub forget: usize,
+    /// Records moved to another address.
+    #[serde(default, rename = "move")]
+    pub moved: usize,
 }
 
 impl Plan {
@@ -242,15 +268,20 @@ impl Plan {
                 }
                 Action::Delete => s.destroy += 1,
                 Action::Adopt => s.adopt += 1,
+                Action::Forget => s.forget += 1,
                 Action::NoOp | Action::Read => {}
             }
         }
+        s.moved = self.moves.len();
         s
     }
 
-    /// Whether applying it would change anything live.
+    /// Whether applying it would change anything (live, or only in state: moves, forgets, what
+    /// a refresh-only plan records).
     pub fn has_changes(&self) -> bool {
         self.changes.iter().any(|c| c.action.is_change())
+            || !self.moves.is_empty()
+            || (self.mode == Mode::RefreshOnly && !self.drift.is_empty())
     }
 
     /// The changes that do something (for rendering).

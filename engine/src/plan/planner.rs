@@ -29,11 +29,13 @@ pub struct PlanOptions {
     pub refresh: bool,
     /// At most this many provider calls at once.
     pub parallelism: usize,
+    /// Replace these instances even when nothing forces it (`--replace`).
+    pub replace: Vec<Addr>,
 }
 
 impl Default for PlanOptions {
     fn default() -> Self {
-        PlanOptions { mode: Mode::Normal, targets: Vec::new(), refresh: true, parallelism: 10 }
+        PlanOptions { mode: Mode::Normal, targets: Vec::new(), refresh: true, parallelism: 10, replace: Vec::new() }
     }
 }
 
@@ -121,11 +123,18 @@ pub async fn plan_reusing(
     };
     let clusters = reads.clusters.clone();
     let sem = Semaphore::new(opts.parallelism.max(1));
+    // `[[moved]]` entries are laid over the state first: everything else plans the moved records.
+    let (moved_state, moves) = match opts.mode {
+        Mode::Normal => crate::refactor::planned_moves(s, state)?,
+        _ => (State::default(), Vec::new()),
+    };
+    let state = if moves.is_empty() { state } else { &moved_state };
     let Refreshed { live, live_sensitive, drift, findings } = refresh(s, state, opts, &clusters, &sem).await?;
 
     let mut changes = Vec::new();
     let mut diags = Diagnostics::default();
     match opts.mode {
+        Mode::RefreshOnly => changes.extend(refresh_only_changes(state, &live, &live_sensitive)),
         Mode::Destroy => {
             for addr in destroy_selection(state, &opts.targets) {
                 changes.push(delete_change(s, &live, &live_sensitive, &state.objects[&addr], None));
@@ -141,6 +150,7 @@ pub async fn plan_reusing(
                 values: &values,
                 reads: &reads,
                 sem: &sem,
+                replace: &opts.replace,
             };
             plan_instances(&ctx, &selected, &mut changes, &mut diags).await;
             let targeted = |a: &Addr| opts.targets.is_empty() || opts.targets.iter().any(|t| matches_target(t, a));
@@ -148,7 +158,16 @@ pub async fn plan_reusing(
                 if s.graph.index.contains_key(addr) || !targeted(addr) {
                     continue;
                 }
-                changes.push(delete_change(s, &live, &live_sensitive, r, Some("not in the desired state")));
+                changes.push(match crate::refactor::removal(s, addr) {
+                    Some(false) => forget_change(s, &live, &live_sensitive, r),
+                    Some(true) => delete_change(s, &live, &live_sensitive, r, Some("removed by [[removed]]")),
+                    None => delete_change(s, &live, &live_sensitive, r, Some("not in the desired state")),
+                });
+            }
+            for (from, to) in &moves {
+                if let Some(c) = changes.iter_mut().find(|c| &c.address == to) {
+                    c.moved_from = Some(from.clone());
+                }
             }
         }
     }
@@ -171,6 +190,8 @@ pub async fn plan_reusing(
         findings,
         outputs,
         inputs: inputs_of(s, &opts.targets),
+        moves,
+        timestamp: crate::clock::now_rfc3339(),
     };
     Ok(PlanOutcome { plan, live, values, reads })
 }
@@ -202,7 +223,60 @@ fn delete_change(
         create_before_destroy: false,
         object_changes: vec![],
         delete_effect: delete_effect(s, r),
+        moved_from: None,
+        import_id: None,
     }
+}
+
+/// A `[[removed]]` record with `destroy = false`: forgotten, the object left alone.
+fn forget_change(
+    s: &Session,
+    live: &BTreeMap<Addr, Option<Map>>,
+    live_sensitive: &BTreeMap<Addr, BTreeSet<String>>,
+    r: &crate::state::ObjectRecord,
+) -> Change {
+    Change {
+        action: Action::Forget,
+        reason: Some("[[removed]] with destroy = false".into()),
+        delete_effect: None,
+        ..delete_change(s, live, live_sensitive, r, None)
+    }
+}
+
+/// A refresh-only plan: each refreshed record as it is live (a no-op that apply records), and a
+/// record whose object is gone forgotten.
+fn refresh_only_changes(
+    state: &State,
+    live: &BTreeMap<Addr, Option<Map>>,
+    live_sensitive: &BTreeMap<Addr, BTreeSet<String>>,
+) -> Vec<Change> {
+    let mut out = Vec::new();
+    for (addr, l) in live {
+        let Some(r) = state.objects.get(addr) else { continue };
+        let mut sensitive = r.sensitive_set();
+        sensitive.extend(live_sensitive.get(addr).into_iter().flatten().cloned());
+        let (action, reason, before) = match l {
+            Some(l) => (Action::NoOp, None, l.clone()),
+            None => (Action::Forget, Some("deleted outside meshform: its record is removed".to_string()), r.attributes.clone()),
+        };
+        out.push(Change {
+            address: addr.clone(),
+            ty: r.ty.clone(),
+            action,
+            reason,
+            before: Some(before),
+            after: None,
+            sensitive,
+            replace_because: vec![],
+            depends_on: vec![],
+            create_before_destroy: false,
+            object_changes: vec![],
+            delete_effect: None,
+            moved_from: None,
+            import_id: None,
+        });
+    }
+    out
 }
 
 /// What destroying a recorded object does, when that is not plain deletion (an adopted
@@ -388,6 +462,9 @@ async fn refresh(
 fn refresh_selection<'a>(s: &Session, state: &'a State, opts: &PlanOptions) -> Vec<&'a crate::state::ObjectRecord> {
     match (opts.mode, opts.targets.is_empty()) {
         (_, true) => state.objects.values().collect(),
+        (Mode::RefreshOnly, false) => {
+            state.objects.values().filter(|r| opts.targets.iter().any(|t| matches_target(t, &r.address))).collect()
+        }
         (Mode::Destroy, false) => {
             destroy_selection(state, &opts.targets).iter().filter_map(|a| state.objects.get(a)).collect()
         }
@@ -466,6 +543,8 @@ struct Planning<'a> {
     values: &'a Values,
     reads: &'a Reads,
     sem: &'a Semaphore,
+    /// `--replace`.
+    replace: &'a [Addr],
 }
 
 async fn plan_instances(ctx: &Planning<'_>, selected: &[bool], changes: &mut Vec<Change>, diags: &mut Diagnostics) {
@@ -524,6 +603,8 @@ fn bare_change(inst: &crate::graph::Instance, s: &Session, action: Action) -> Ch
         create_before_destroy: false,
         object_changes: vec![],
         delete_effect: None,
+        moved_from: None,
+        import_id: None,
     }
 }
 
@@ -562,21 +643,56 @@ async fn plan_managed(ctx: &Planning<'_>, inst: &crate::graph::Instance) -> Resu
         return Err(Diagnostic::global(format!("{addr}: no provider for its type")).into());
     };
     let recorded = ctx.state.objects.get(addr);
-    let prior: Option<&Map> = match ctx.live.get(addr) {
-        Some(l) => l.as_ref(),
-        None => recorded.map(|r| &r.attributes),
-    };
-    let mut sensitive = tainted;
-    sensitive.extend(recorded.map(|r| r.sensitive_set()).unwrap_or_default());
-    sensitive.extend(ctx.live_sensitive.get(addr).into_iter().flatten().cloned());
     let call = CallContext {
         create_before_destroy: block.lifecycle.create_before_destroy,
         ..s.ctx(p.as_ref(), &ctx.reads.clusters)
     };
+    let mut sensitive = tainted;
+    // An `[[import]]` of an address state does not hold yet: the object is read by its id now
+    // and planned from as it is.
+    let imported = match crate::refactor::import_id(s, addr).filter(|_| recorded.is_none()) {
+        Some(id) => {
+            let id = id?;
+            let _permit = ctx.sem.acquire().await.map_err(|_| Diagnostics::default())?;
+            let obj = crate::provider::retry_read(|| p.import(&addr.block.ty, &id, &call)).await.map_err(|e| {
+                Diagnostics::from(
+                    Diagnostic::error(format!("cannot import {id} as {addr}"), block.span).label(e.to_string()),
+                )
+            })?;
+            sensitive.extend(obj.sensitive);
+            Some((id, obj.attrs))
+        }
+        None => None,
+    };
+    let prior: Option<&Map> = match (&imported, ctx.live.get(addr)) {
+        (Some((_, attrs)), _) => Some(attrs),
+        (None, Some(l)) => l.as_ref(),
+        (None, None) => recorded.map(|r| &r.attributes),
+    };
+    sensitive.extend(recorded.map(|r| r.sensitive_set()).unwrap_or_default());
+    sensitive.extend(ctx.live_sensitive.get(addr).into_iter().flatten().cloned());
     let input = DecideInput { addr, prior, recorded: recorded.is_some(), desired: &desired, sensitive };
-    let d = decide(s, input, &call).await.map_err(|e| {
+    let mut d = decide(s, input, &call).await.map_err(|e| {
         Diagnostics::from(Diagnostic::error(format!("cannot plan {addr}"), block.span).label(e.to_string()))
     })?;
+    if let Some((id, _)) = &imported {
+        d.reason = Some(match d.action {
+            Action::Replace => format!("imported by [[import]] from id {id}, then replaced"),
+            _ => format!("imported by [[import]] from id {id}"),
+        });
+        if matches!(d.action, Action::NoOp | Action::Update) {
+            d.action = Action::Adopt;
+        }
+    }
+    if prior.is_some()
+        && matches!(d.action, Action::NoOp | Action::Update)
+        && ctx.replace.iter().any(|t| matches_target(t, addr))
+        && let Some((_, schema)) = s.provider_of(addr)
+    {
+        d.action = Action::Replace;
+        d.reason = Some("asked for with --replace".into());
+        super::decide::server_chosen_unknown(schema, &desired, &mut d.planned);
+    }
     // Downstream references see the planned object, plaintext included (in memory only).
     let mut value = if d.action == Action::NoOp { prior.cloned().unwrap_or_default() } else { d.planned.attrs.clone() };
     if d.action == Action::NoOp {
@@ -592,6 +708,7 @@ async fn plan_managed(ctx: &Planning<'_>, inst: &crate::graph::Instance) -> Resu
         replace_because: d.planned.replace_because,
         create_before_destroy: block.lifecycle.create_before_destroy,
         object_changes: d.planned.object_changes,
+        import_id: imported.map(|(id, _)| id),
         ..bare_change(inst, s, d.action)
     })
 }

@@ -56,7 +56,7 @@ impl Style {
             Action::Create | Action::Adopt => self.green(s),
             Action::Update => self.yellow(s),
             Action::Replace | Action::Delete => self.red(s),
-            Action::Read => self.cyan(s),
+            Action::Read | Action::Forget => self.cyan(s),
             Action::NoOp => s.to_string(),
         }
     }
@@ -151,7 +151,17 @@ pub fn attr_lines(c: &Change) -> (Vec<AttrLine>, usize) {
         let forces = c.replace_because.iter().any(|r| r == name);
         let sens = c.sensitive.contains(name);
         let (symbol, text) = match c.action {
-            Action::Create | Action::Read | Action::Adopt => match after {
+            Action::Forget => continue,
+            Action::Create | Action::Read => match after {
+                None | Some(Value::Null) => continue,
+                Some(v) => (
+                    "+",
+                    multiline(Some(v))
+                        .filter(|_| !sens)
+                        .map_or_else(|| shown(c, name, v), |m| block(&add_prefix(&m, "+ "))),
+                ),
+            },
+            Action::Adopt if c.before.is_none() => match after {
                 None | Some(Value::Null) => continue,
                 Some(v) => (
                     "+",
@@ -162,9 +172,14 @@ pub fn attr_lines(c: &Change) -> (Vec<AttrLine>, usize) {
             },
             Action::Delete => match before {
                 None | Some(Value::Null) => continue,
-                Some(v) => ("-", shown(c, name, v)),
+                Some(v) => (
+                    "-",
+                    multiline(Some(v))
+                        .filter(|_| !sens)
+                        .map_or_else(|| shown(c, name, v), |m| block(&add_prefix(&m, "- "))),
+                ),
             },
-            Action::Update | Action::Replace | Action::NoOp => {
+            Action::Update | Action::Replace | Action::NoOp | Action::Adopt => {
                 if same(before, after) {
                     hidden += 1;
                     continue;
@@ -207,7 +222,14 @@ fn block(body: &str) -> String {
 pub fn unified(a: &str, b: &str) -> String {
     let diff = TextDiff::from_lines(a, b);
     let mut out = String::new();
-    for hunk in diff.unified_diff().context_radius(3).iter_hunks() {
+    let mut unified = diff.unified_diff();
+    let hunks: Vec<_> = unified.context_radius(3).iter_hunks().collect();
+    let separate = hunks.len() > 1;
+    for hunk in hunks {
+        if separate {
+            // Where each part is, as `diff -u` says it: lines left out in between are unchanged.
+            let _ = writeln!(out, "{}", hunk.header());
+        }
         for change in hunk.iter_changes() {
             let sign = match change.tag() {
                 similar::ChangeTag::Delete => "- ",
@@ -232,11 +254,19 @@ pub fn headline(c: &Change) -> String {
         Action::Update => "update in place".to_string(),
         Action::Replace => {
             let order = if c.create_before_destroy { "create before destroy" } else { "destroy, then create" };
-            format!("replace ({order}): {} forces replacement", c.replace_because.join(", "))
+            match c.replace_because.is_empty() {
+                true => format!("replace ({order})"),
+                false => format!("replace ({order}): {} forces replacement", c.replace_because.join(", ")),
+            }
         }
         Action::Delete if c.delete_effect.is_some() => "release (the object is kept)".to_string(),
         Action::Delete => "destroy".to_string(),
         Action::Adopt => "adopt an existing object".to_string(),
+        Action::Forget => "forget: removed from state, the object is kept".to_string(),
+    };
+    let what = match &c.moved_from {
+        Some(from) => format!("{what}; moved from {from}"),
+        None => what,
     };
     match &c.reason {
         Some(r) if c.action != Action::Read => format!("{what}: {r}"),
@@ -255,7 +285,7 @@ pub fn render_change(c: &Change, st: Style, out: &mut String) {
         st.dim(&format!("({})", headline(c)))
     );
     let (lines, hidden) = attr_lines(c);
-    let width = lines.iter().filter(|l| !l.text.contains('\n')).map(|l| l.name.len()).max().unwrap_or(0);
+    let width = lines.iter().map(|l| l.name.len()).max().unwrap_or(0);
     for l in &lines {
         let sym = st.action(
             match l.symbol {
@@ -267,7 +297,7 @@ pub fn render_change(c: &Change, st: Style, out: &mut String) {
         );
         let forces = if l.forces { st.red("  # forces replacement") } else { String::new() };
         if l.text.contains('\n') {
-            let _ = writeln!(out, "      {sym} {} = {}{forces}", l.name, indent_rest(&l.text, "          "));
+            let _ = writeln!(out, "      {sym} {:<width$} = {}{forces}", l.name, indent_rest(&l.text, "          "));
         } else {
             let _ = writeln!(out, "      {sym} {:<width$} = {}{forces}", l.name, l.text);
         }
@@ -369,6 +399,13 @@ pub fn render_findings(findings: &[crate::provider::Finding], st: Style, out: &m
 pub fn summary_line(p: &Plan) -> String {
     let s = p.summary();
     let adopt = if s.adopt > 0 { format!("{} to adopt, ", s.adopt) } else { String::new() };
+    let mut state_only = String::new();
+    if s.moved > 0 {
+        let _ = write!(state_only, ", {} to move", s.moved);
+    }
+    if s.forget > 0 {
+        let _ = write!(state_only, ", {} to forget", s.forget);
+    }
     let (made, gone) = p
         .changes
         .iter()
@@ -379,7 +416,14 @@ pub fn summary_line(p: &Plan) -> String {
     } else {
         String::new()
     };
-    format!("Plan: {adopt}{} to add, {} to change, {} to destroy.{inside}", s.add, s.change, s.destroy)
+    if p.mode == super::Mode::RefreshOnly {
+        return format!(
+            "Refresh-only plan: {} object(s) changed outside meshform to record in state, {} deleted outside meshform to forget; nothing live changes.",
+            p.drift.iter().filter(|d| !d.deleted).count(),
+            s.forget
+        );
+    }
+    format!("Plan: {adopt}{} to add, {} to change, {} to destroy{state_only}.{inside}", s.add, s.change, s.destroy)
 }
 
 /// Renders a whole plan for a terminal or a log.
@@ -391,19 +435,40 @@ pub fn render_plan(p: &Plan, color: bool) -> String {
         render_drift(&p.drift, st, &mut out);
     }
     render_findings(&p.findings, st, &mut out);
+    if p.mode == super::Mode::RefreshOnly {
+        if p.drift.is_empty() {
+            let _ = writeln!(out, "{}", st.green("No changes. The state matches what is live."));
+        } else {
+            let _ = writeln!(
+                out,
+                "This is a refresh-only plan: applying it records the changes above in state and changes nothing live.\n"
+            );
+            let _ = writeln!(out, "{}", st.bold(&summary_line(p)));
+        }
+        return out;
+    }
     if !p.has_changes() && p.visible_changes().next().is_none() {
         let _ = writeln!(out, "{}", st.green("No changes. Live objects match the desired state."));
         return out;
     }
     let _ = writeln!(
         out,
-        "meshform will perform these actions ({} create, {} update, {} replace, {} destroy, {} read):\n",
+        "meshform will perform these actions ({} create, {} update, {} replace, {} destroy, {} read, {} adopt, {} forget, {} move):\n",
         st.green("+"),
         st.yellow("~"),
         st.red("-/+"),
         st.red("-"),
-        st.cyan("<=")
+        st.cyan("<="),
+        st.green("<+"),
+        st.cyan("."),
+        st.cyan(">")
     );
+    for (from, to) in &p.moves {
+        let _ = writeln!(out, "{} {}  {}", st.cyan("  >"), st.bold(&from.to_string()), st.dim(&format!("(moves to {to}; the object is not touched)")));
+    }
+    if !p.moves.is_empty() {
+        out.push('\n');
+    }
     for c in p.visible_changes() {
         render_change(c, st, &mut out);
     }
