@@ -151,6 +151,9 @@ pub enum Command {
         /// How to render the report.
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
+        /// Stream events, one JSON object per line (see `plan --json`).
+        #[arg(long, conflicts_with = "format")]
+        json: bool,
     },
     /// Show a saved plan, or the state of a desired-state file.
     #[command(after_help = "Examples:\n  meshform plan mesh.toml --out mesh.plan && meshform show mesh.plan --format markdown\n  meshform show mesh.toml            # what the state records\n  meshform show mesh.plan --format json | jq '.changes[].address'")]

@@ -81,6 +81,9 @@ pub struct AttrSchema {
     /// Its value names clusters (a string, or a list of strings): each must be a key of
     /// `[clusters]`, which `validate` checks.
     pub names_cluster: bool,
+    /// Plans show it through this other attribute (a manifest's source through the objects it
+    /// makes), so it is left out of plan renderings whenever that one is known.
+    pub shown_by: Option<String>,
 }
 
 impl AttrSchema {
@@ -95,7 +98,14 @@ impl AttrSchema {
             description: String::new(),
             template_file: false,
             names_cluster: false,
+            shown_by: None,
         }
+    }
+
+    /// Marks it as shown in plans through attribute `other` (see [`AttrSchema::shown_by`]).
+    pub fn shown_by(mut self, other: &str) -> Self {
+        self.shown_by = Some(other.into());
+        self
     }
 
     /// Marks it as naming `[clusters]` keys (see [`AttrSchema::names_cluster`]).

@@ -19,7 +19,17 @@ pub(crate) async fn cmd_drift(
     targets: &[String],
     parallelism: Option<u32>,
     format: Format,
+    events: bool,
 ) -> u8 {
+    let events = events.then(crate::events::Events::new);
+    let out = &match (&events, format) {
+        (Some(ev), _) => {
+            ev.version();
+            out.with_json_errors(super::JsonErrors::Events)
+        }
+        (None, Format::Json) => out.with_json_errors(super::JsonErrors::Document),
+        _ => out.clone(),
+    };
     let (s, targets) = match load_targeted(out, file, vars, Mode::Normal, targets) {
         Ok(x) => x,
         Err(c) => return c,
@@ -35,12 +45,49 @@ pub(crate) async fn cmd_drift(
             Ok(r) => r,
             Err(d) => return out.diags(&s, d),
         };
+    if let Some(ev) = &events {
+        drift_events(ev, &report);
+        return if report.found() { CHANGES } else { OK };
+    }
     match format {
         Format::Json => print!("{}", json::render_drift_json(&report)),
         Format::Markdown => print!("{}", markdown::render_drift_markdown(&report)),
         Format::Human => print!("{}", render_drift_report(&report, out.color)),
     }
     if report.found() { CHANGES } else { OK }
+}
+
+/// A drift report as `--json` events: each drifted object, each pending change, each check and
+/// finding, then the summary.
+fn drift_events(ev: &crate::events::Events, r: &DriftReport) {
+    use serde_json::json;
+    for d in &r.drift {
+        let msg = format!("{}: {} outside meshform", d.address, if d.deleted { "deleted" } else { "changed" });
+        ev.emit("info", "resource_drift", &msg, json!({ "change": json::drift_json(d) }));
+    }
+    for c in &r.pending {
+        let msg = format!("{}: not applied yet ({})", c.address, c.action.verb());
+        ev.emit("info", "planned_change", &msg, json!({ "change": json::change_json(c) }));
+    }
+    for f in &r.findings {
+        ev.emit("warn", "finding", &f.message, json!({ "finding": f }));
+    }
+    for c in &r.checks {
+        ev.emit(if c.passed { "info" } else { "error" }, "check", &c.name, json!({ "check": c }));
+    }
+    let failed = r.checks.iter().filter(|c| !c.passed).count();
+    let msg = format!(
+        "drift: {} changed outside meshform, {} not applied, {failed} failed check(s), {} finding(s)",
+        r.drift.len(),
+        r.pending.len(),
+        r.findings.len()
+    );
+    ev.emit(
+        "info",
+        "drift_summary",
+        &msg,
+        json!({ "found": r.found(), "drifted": r.drift.len(), "pending": r.pending.len(), "failed_checks": failed, "findings": r.findings.len() }),
+    );
 }
 
 fn render_drift_report(r: &DriftReport, color: bool) -> String {

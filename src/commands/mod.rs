@@ -135,8 +135,8 @@ pub async fn run(cli: Cli) -> u8 {
         Command::Destroy { file, vars, plan: p, auto_approve } => {
             plan::cmd_apply(&out, &file, &vars, &p, auto_approve, Mode::Destroy).await
         }
-        Command::Drift { file, vars, targets, parallelism, format } => {
-            drift::cmd_drift(&out, &file, &vars, &targets, parallelism, format).await
+        Command::Drift { file, vars, targets, parallelism, format, json } => {
+            drift::cmd_drift(&out, &file, &vars, &targets, parallelism, format, json).await
         }
         Command::Show { file, format } => show::cmd_show(&out, &file, format).await,
         Command::Output { file, name, json, raw } => show::cmd_output(&out, &file, name.as_deref(), json, raw).await,

@@ -133,6 +133,10 @@ pub struct Change {
     /// The provider's id of the existing object an `[[import]]` entry takes into state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub import_id: Option<String>,
+    /// Attributes plans show through another one (name → the other; see
+    /// [`crate::provider::AttrSchema::shown_by`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub shown_by: BTreeMap<String, String>,
 }
 
 impl Change {

@@ -225,7 +225,13 @@ fn delete_change(
         delete_effect: delete_effect(s, r),
         moved_from: None,
         import_id: None,
+        shown_by: s.managed_type(&r.ty).map(|(_, schema)| shown_by(schema)).unwrap_or_default(),
     }
+}
+
+/// The attributes a type's plans show through another one.
+fn shown_by(schema: &crate::provider::TypeSchema) -> BTreeMap<String, String> {
+    schema.attrs.iter().filter_map(|a| Some((a.name.clone(), a.shown_by.clone()?))).collect()
 }
 
 /// A `[[removed]]` record with `destroy = false`: forgotten, the object left alone.
@@ -274,6 +280,7 @@ fn refresh_only_changes(
             delete_effect: None,
             moved_from: None,
             import_id: None,
+            shown_by: BTreeMap::new(),
         });
     }
     out
@@ -605,6 +612,7 @@ fn bare_change(inst: &crate::graph::Instance, s: &Session, action: Action) -> Ch
         delete_effect: None,
         moved_from: None,
         import_id: None,
+        shown_by: s.provider_of(&inst.addr).map(|(_, schema)| shown_by(schema)).unwrap_or_default(),
     }
 }
 

@@ -148,6 +148,9 @@ pub fn attr_lines(c: &Change) -> (Vec<AttrLine>, usize) {
     let mut lines = Vec::new();
     let mut hidden = 0;
     for (name, before, after) in attr_diff(c.before.as_ref(), c.after.as_ref()) {
+        if shown_elsewhere(c, name) {
+            continue;
+        }
         let forces = c.replace_because.iter().any(|r| r == name);
         let sens = c.sensitive.contains(name);
         let (symbol, text) = match c.action {
@@ -202,6 +205,17 @@ pub fn attr_lines(c: &Change) -> (Vec<AttrLine>, usize) {
         lines.push(AttrLine { symbol, name: name.to_string(), text, forces });
     }
     (lines, hidden)
+}
+
+/// Whether attribute `name` is shown through another one that this change knows (a manifest's
+/// source through its objects), so printing it would say the same thing twice.
+fn shown_elsewhere(c: &Change, name: &str) -> bool {
+    let Some(other) = c.shown_by.get(name) else { return false };
+    let known = |m: Option<&crate::value::Map>| {
+        m.and_then(|m| m.get(other))
+            .is_some_and(|v| !v.has_unknown() && !matches!(v, Value::Null | Value::Redacted(_)))
+    };
+    !c.sensitive.contains(other) && (if c.action == Action::Delete { known(c.before.as_ref()) } else { known(c.after.as_ref()) })
 }
 
 fn add_prefix(text: &str, prefix: &str) -> String {

@@ -302,8 +302,8 @@ impl KubeType for Manifest {
     fn schema(&self) -> TypeSchema {
         TypeSchema::new("k8s_manifest", TypeKind::Managed, "Kubernetes objects applied with server-side apply.")
             .attr(AttrSchema::new("cluster", AttrType::String, Presence::Required).force_new().names_cluster())
-            .attr(AttrSchema::new("manifest", AttrType::Any, Presence::Optional))
-            .attr(AttrSchema::new("yaml", AttrType::String, Presence::Optional))
+            .attr(AttrSchema::new("manifest", AttrType::Any, Presence::Optional).shown_by("objects"))
+            .attr(AttrSchema::new("yaml", AttrType::String, Presence::Optional).shown_by("objects"))
             .attr(
                 AttrSchema::new("file", AttrType::String, Presence::Optional)
                     .template_file()
@@ -311,6 +311,7 @@ impl KubeType for Manifest {
             )
             .attr(
                 AttrSchema::new("file_text", AttrType::String, Presence::Optional)
+                    .shown_by("objects")
                     .describe("the rendered text of `file` (meshform sets it)"),
             )
             .attr(AttrSchema::new("selector", AttrType::String, Presence::Optional))
