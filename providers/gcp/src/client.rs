@@ -21,6 +21,8 @@ pub enum Api {
     Container,
     /// gkehub v1.
     Hub,
+    /// Secret Manager v1.
+    SecretManager,
 }
 
 /// Base URLs of each API (ending without a slash).
@@ -32,6 +34,8 @@ pub struct Endpoints {
     pub container: String,
     /// e.g. `https://gkehub.googleapis.com/v1`.
     pub hub: String,
+    /// e.g. `https://secretmanager.googleapis.com/v1`.
+    pub secretmanager: String,
 }
 
 impl Endpoints {
@@ -41,16 +45,19 @@ impl Endpoints {
             compute: "https://compute.googleapis.com/compute/v1".into(),
             container: "https://container.googleapis.com/v1".into(),
             hub: "https://gkehub.googleapis.com/v1".into(),
+            secretmanager: "https://secretmanager.googleapis.com/v1".into(),
         }
     }
 
-    /// One base for all (the simulator's layout: `/compute/v1`, `/container/v1`, `/gkehub/v1`).
+    /// One base for all (the simulator's layout: `/compute/v1`, `/container/v1`, `/gkehub/v1`,
+    /// `/secretmanager/v1`).
     pub fn under(base: &str) -> Endpoints {
         let b = base.trim_end_matches('/');
         Endpoints {
             compute: format!("{b}/compute/v1"),
             container: format!("{b}/container/v1"),
             hub: format!("{b}/gkehub/v1"),
+            secretmanager: format!("{b}/secretmanager/v1"),
         }
     }
 
@@ -60,6 +67,7 @@ impl Endpoints {
             Api::Compute => &self.compute,
             Api::Container => &self.container,
             Api::Hub => &self.hub,
+            Api::SecretManager => &self.secretmanager,
         }
     }
 }

@@ -1,6 +1,6 @@
 //! meshform's Google Cloud provider, over reqwest: global addresses, firewall rules, zonal NEGs,
-//! GKE control-plane access, fleet memberships and features, and the cluster lookups behind
-//! `[clusters.NAME]`. The same code talks to Google and to the simulator; only the endpoint and the
+//! GKE control-plane access, fleet memberships and features, the cluster lookups behind
+//! `[clusters.NAME]`, and Secret Manager secret versions (data source `gcp_secret_version`). The same code talks to Google and to the simulator; only the endpoint and the
 //! credentials differ.
 //!
 //! Key types: [`GcpProvider`] (the engine's `Provider`), [`client::Client`] (HTTP, retries, rate
@@ -100,6 +100,7 @@ impl Provider for GcpProvider {
             "compute_endpoint",
             "container_endpoint",
             "gkehub_endpoint",
+            "secretmanager_endpoint",
             "requests_per_second",
             "operation_timeout_seconds",
             "max_attempts",
@@ -122,6 +123,9 @@ impl Provider for GcpProvider {
         }
         if let Some(e) = s("gkehub_endpoint").or_else(|| self.var(&["MESHFORM_GCP_GKEHUB_ENDPOINT"])) {
             endpoints.hub = e.trim_end_matches('/').into();
+        }
+        if let Some(e) = s("secretmanager_endpoint").or_else(|| self.var(&["MESHFORM_GCP_SECRETMANAGER_ENDPOINT"])) {
+            endpoints.secretmanager = e.trim_end_matches('/').into();
         }
         let settings = Settings {
             project: s("project").or_else(|| self.var(&["MESHFORM_GCP_PROJECT", "CLOUDSDK_CORE_PROJECT"])),
@@ -241,6 +245,11 @@ impl Provider for GcpProvider {
     }
 
     async fn read_data(&self, ty: &str, config: &Map, _ctx: &CallContext) -> ProviderResult<Object> {
-        self.ty(ty)?.read_data(&*self.client()?, config).await.map(Object::from)
+        let t = self.ty(ty)?;
+        let attrs = t.read_data(&*self.client()?, config).await?;
+        // The schema's sensitive attributes are named in the result too: the engine's apply-time
+        // read of a data source (inputs unknown at plan) marks only what the result names.
+        let sensitive = t.schema().attrs.into_iter().filter(|a| a.sensitive).map(|a| a.name);
+        Ok(Object::from(attrs).sensitive(sensitive))
     }
 }

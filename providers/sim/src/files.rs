@@ -1,6 +1,7 @@
 //! What `meshform sim` writes for the tools pointed at it: `env.sh` (gcloud endpoint overrides —
 //! Cloud Storage's included, `CLOUDSDK_API_ENDPOINT_OVERRIDES_STORAGE` ending in `/` as gcloud
-//! requires, with the JSON API chosen —, token, project, KUBECONFIG, meshform's own variables:
+//! requires, with the JSON API chosen; Secret Manager's `…/secretmanager/`, to which gcloud
+//! appends `v1/` —, token, project, KUBECONFIG, meshform's own variables:
 //! `MESHFORM_GCP_*`, and `MESHFORM_STORAGE_ENDPOINT`, the base URL meshform's GCS state backend
 //! sends its Cloud Storage calls to), `kubeconfig` (one context per cluster,
 //! named as `gcloud container clusters get-credentials` names them) and `world.json`.
@@ -26,6 +27,7 @@ pub fn env_vars(sim: &Sim, dir: &Path) -> Vec<(String, String)> {
         ("CLOUDSDK_API_ENDPOINT_OVERRIDES_CONTAINER".into(), format!("{base}/container/")),
         ("CLOUDSDK_API_ENDPOINT_OVERRIDES_GKEHUB".into(), format!("{base}/gkehub/")),
         ("CLOUDSDK_API_ENDPOINT_OVERRIDES_SERVICEUSAGE".into(), format!("{base}/serviceusage/")),
+        ("CLOUDSDK_API_ENDPOINT_OVERRIDES_SECRETMANAGER".into(), format!("{base}/secretmanager/")),
         ("CLOUDSDK_API_ENDPOINT_OVERRIDES_STORAGE".into(), format!("{base}/")),
         ("CLOUDSDK_STORAGE_PREFERRED_API".into(), "json".into()),
         ("CLOUDSDK_AUTH_ACCESS_TOKEN".into(), sim.token.clone()),
@@ -46,6 +48,8 @@ const ENV_HEADER: &str = "\
 # MESHFORM_GCP_*: the Google Cloud endpoint, token and project meshform's provider uses.
 # MESHFORM_STORAGE_ENDPOINT: the Cloud Storage base URL meshform's GCS state backend uses
 #   (buckets: meshform-demo-state, versioned, unless the world names its own).
+# Secret Manager: gcloud secrets ... and meshform's gcp_secret_version data source (secrets come
+#   from the world's [[secrets]]; none by default).
 ";
 
 fn shell_quote(s: &str) -> String {
@@ -109,6 +113,7 @@ pub fn world_json(sim: &Sim) -> serde_json::Value {
         "gcp_endpoint": sim.base_url(), "token_uri": sim.token_uri(),
         "networks": [{"name": sim.world.network, "subnets": sim.world.subnets}],
         "clusters": clusters,
+        "secrets": st.secrets.keys().collect::<Vec<_>>(),
     })
 }
 

@@ -1,5 +1,5 @@
-//! The meshform simulator: Google Cloud's compute, container, gkehub and serviceusage REST APIs,
-//! Cloud Storage's JSON API (and, per cluster, a Kubernetes API server) in one process on
+//! The meshform simulator: Google Cloud's compute, container, gkehub, serviceusage and Secret
+//! Manager REST APIs, Cloud Storage's JSON API (and, per cluster, a Kubernetes API server) in one process on
 //! loopback, faithful enough that the real `gcloud` and `kubectl` work against it. It is the
 //! default target of `meshform sim` and `meshform demo`, and the target of the integration tests.
 //!
@@ -19,6 +19,7 @@ pub mod filter;
 pub mod hashes;
 pub mod hub;
 pub mod kube;
+pub mod secrets;
 pub mod server;
 pub mod state;
 pub mod storage;
@@ -41,7 +42,7 @@ mod layering {
         &["buckets"],
         &["store"],
         &["state"],
-        &["compute", "container", "hub", "storage", "kube"],
+        &["compute", "container", "hub", "storage", "secrets", "kube"],
         &["server"],
         &["files"],
     ];

@@ -1,9 +1,10 @@
 //! The running simulator: one HTTP listener on loopback for the Google Cloud APIs (path
-//! prefixes `/compute/v1`, `/container/v1`, `/gkehub/v1`, `/serviceusage/v1`, and Cloud
-//! Storage's `/storage/v1`, `/upload`, `/resumable/upload` and `/download`), an OAuth2 token
+//! prefixes `/compute/v1`, `/container/v1`, `/gkehub/v1`, `/serviceusage/v1`,
+//! `/secretmanager/v1`, and Cloud Storage's `/storage/v1`, `/upload`, `/resumable/upload` and
+//! `/download`), an OAuth2 token
 //! endpoint, the compute batch endpoint, and the knobs: bearer tokens, latency, deterministic
 //! faults (429 with Retry-After, or 503), operation polls, and a request log. It wires the
-//! handlers' routes (`compute`, `container`, `hub`, `storage`) and starts the clusters' API
+//! handlers' routes (`compute`, `container`, `hub`, `storage`, `secrets`) and starts the clusters' API
 //! servers (`kube`); they, in turn, know only `state` and the modules below it.
 
 use std::collections::HashSet;
@@ -166,6 +167,7 @@ fn app(shared: Arc<Shared>, kube: Vec<Arc<crate::kube::KubeServer>>) -> Router {
         .merge(crate::container::routes())
         .merge(crate::hub::routes())
         .merge(crate::storage::routes())
+        .merge(crate::secrets::routes())
         .route("/token", post(token))
         .route("/batch/compute/v1", post(batch))
         .route("/__sim/requests", get(requests).delete(clear_requests))

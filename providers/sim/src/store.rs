@@ -1,6 +1,7 @@
 //! The simulator's in-memory state: every resource as the JSON the API returns, keyed by its
-//! location and name, plus operations that finish after a set number of polls, and Cloud
-//! Storage's buckets (`buckets`, whose objects carry bytes).
+//! location and name, plus operations that finish after a set number of polls, Cloud
+//! Storage's buckets (`buckets`, whose objects carry bytes), and Secret Manager's secrets
+//! (each with its versions and their payloads).
 
 use std::collections::BTreeMap;
 
@@ -101,7 +102,29 @@ pub struct Store {
     pub lro_time: Option<std::time::Duration>,
     /// Cloud Storage: buckets, objects and resumable uploads.
     pub storage: Buckets,
+    /// Secret Manager: secret id → the secret and its versions.
+    pub secrets: BTreeMap<String, SecretEntry>,
     next_id: u64,
+}
+
+/// A Secret Manager secret: the resource as the API returns it, and its versions in order of
+/// creation (version N at index N - 1; versions are never removed, only destroyed).
+#[derive(Clone, Debug)]
+pub struct SecretEntry {
+    /// The `Secret` resource.
+    pub secret: Value,
+    /// Its versions, version 1 first.
+    pub versions: Vec<VersionEntry>,
+}
+
+/// A secret version: the `SecretVersion` resource (`state` ENABLED, DISABLED or DESTROYED) and
+/// its payload, gone once the version is destroyed.
+#[derive(Clone, Debug)]
+pub struct VersionEntry {
+    /// The `SecretVersion` resource.
+    pub version: Value,
+    /// The payload's bytes (`None` once destroyed).
+    pub data: Option<Vec<u8>>,
 }
 
 impl Store {
@@ -125,8 +148,15 @@ impl Store {
             lro_polls,
             lro_time: None,
             storage: Buckets::seed(&world.buckets, &crate::support::now_rfc3339_millis()),
+            secrets: BTreeMap::new(),
             next_id: 1_000_000_000_000,
         };
+        for secret in &world.secrets {
+            s.insert_secret(&secret.name, &json!({"replication": {"automatic": {}}}));
+            for data in secret.version_data() {
+                s.add_secret_version(&secret.name, data.as_bytes().to_vec(), false);
+            }
+        }
         let p = world.project.clone();
         let net_link = format!("{COMPUTE_BASE}/projects/{p}/global/networks/{}", world.network);
         let mut subnet_links = Vec::new();
@@ -310,6 +340,73 @@ impl Store {
             body["zone"] = json!(format!("{COMPUTE_BASE}/projects/{p}/zones/{z}"));
         }
         self.start_op(OpApi::Compute, body, None)
+    }
+}
+
+/// Secret Manager's resources: names carry the project number, as Google's do.
+impl Store {
+    /// `projects/NUMBER/secrets/ID`.
+    pub fn secret_name(&self, id: &str) -> String {
+        format!("projects/{}/secrets/{id}", self.project_number)
+    }
+
+    /// A new etag (Secret Manager's are quoted strings).
+    fn etag(&mut self) -> String {
+        format!("\"{}\"", self.id())
+    }
+
+    /// Creates secret `id` from a create request's body (its `replication`, `labels` and
+    /// `annotations`, empty maps left out as Google leaves them out); returns the secret. The
+    /// caller has checked the id and that no such secret exists.
+    pub fn insert_secret(&mut self, id: &str, body: &Value) -> Value {
+        let mut secret = json!({
+            "name": self.secret_name(id),
+            "replication": body.get("replication").cloned().unwrap_or_else(|| json!({"automatic": {}})),
+            "createTime": crate::support::now_rfc3339_millis(),
+            "etag": self.etag(),
+        });
+        for key in ["labels", "annotations"] {
+            if let Some(m) = body.get(key).filter(|m| m.as_object().is_some_and(|m| !m.is_empty())) {
+                secret[key] = m.clone();
+            }
+        }
+        self.secrets.insert(id.to_string(), SecretEntry { secret: secret.clone(), versions: Vec::new() });
+        secret
+    }
+
+    /// Adds an enabled version holding `data` to secret `id` (`checksum`: the client gave the
+    /// payload's CRC32C, which the caller checked); returns it, or `None` when there is no such
+    /// secret.
+    pub fn add_secret_version(&mut self, id: &str, data: Vec<u8>, checksum: bool) -> Option<Value> {
+        let etag = self.etag();
+        let name = self.secret_name(id);
+        let entry = self.secrets.get_mut(id)?;
+        let mut version = json!({
+            "name": format!("{name}/versions/{}", entry.versions.len() + 1),
+            "createTime": crate::support::now_rfc3339_millis(),
+            "state": "ENABLED",
+            "replicationStatus": {"automatic": {}},
+            "etag": etag,
+        });
+        if checksum {
+            version["clientSpecifiedPayloadChecksum"] = json!(true);
+        }
+        entry.versions.push(VersionEntry { version: version.clone(), data: Some(data) });
+        Some(version)
+    }
+
+    /// Sets a version's state (`DESTROYED` drops its payload and records `destroyTime`); returns
+    /// it. The caller has resolved the version (index into the secret's versions).
+    pub fn set_version_state(&mut self, id: &str, index: usize, state: &str) -> Option<Value> {
+        let etag = self.etag();
+        let v = self.secrets.get_mut(id)?.versions.get_mut(index)?;
+        v.version["state"] = json!(state);
+        v.version["etag"] = json!(etag);
+        if state == "DESTROYED" {
+            v.data = None;
+            v.version["destroyTime"] = json!(crate::support::now_rfc3339_millis());
+        }
+        Some(v.version.clone())
     }
 }
 

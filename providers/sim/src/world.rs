@@ -1,7 +1,7 @@
 //! The simulated world: one project, its network and subnets, and GKE clusters with their node
-//! instances, endpoints and certificate authorities, and Cloud Storage buckets. Read from a TOML
-//! file (`--world`) or the default, which mirrors the setup guides: two private clusters in two
-//! regions, and a versioned bucket for remote state.
+//! instances, endpoints and certificate authorities, Cloud Storage buckets, and Secret Manager
+//! secrets. Read from a TOML file (`--world`) or the default, which mirrors the setup guides: two
+//! private clusters in two regions, a versioned bucket for remote state, and no secret.
 
 use serde::{Deserialize, Serialize};
 
@@ -28,6 +28,43 @@ pub struct World {
     /// none).
     #[serde(default = "default_buckets")]
     pub buckets: Vec<BucketSpec>,
+    /// Secret Manager secrets (none unless listed).
+    #[serde(default)]
+    pub secrets: Vec<SecretSpec>,
+}
+
+/// A Secret Manager secret of the world, with its versions' data:
+///
+/// ```toml
+/// [[secrets]]
+/// name = "ingress-tls-key"
+/// data = "-----BEGIN PRIVATE KEY-----\n...\n-----END PRIVATE KEY-----\n"
+///
+/// [[secrets]]
+/// name = "api-token"
+/// versions = ["old-token", "new-token"]   # versions 1 and 2; `latest` is 2
+/// ```
+///
+/// Every version is enabled, created without a client checksum; the secret's replication is
+/// automatic.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretSpec {
+    /// Secret id (1 to 255 of `A-Z`, `a-z`, `0-9`, `-`, `_`).
+    pub name: String,
+    /// The data of its one version (text); or give `versions`.
+    #[serde(default)]
+    pub data: Option<String>,
+    /// The data of each version in order (version 1 first); or give `data`.
+    #[serde(default)]
+    pub versions: Vec<String>,
+}
+
+impl SecretSpec {
+    /// The data of each version, version 1 first.
+    pub fn version_data(&self) -> Vec<&str> {
+        self.data.iter().chain(&self.versions).map(String::as_str).collect()
+    }
 }
 
 /// The bucket every world has unless it lists its own: versioned, for meshform's remote state.
@@ -158,6 +195,7 @@ impl Default for World {
                 },
             ],
             buckets: default_buckets(),
+            secrets: Vec::new(),
         }
     }
 }
@@ -229,8 +267,31 @@ impl World {
                 return Err(format!("bucket {}: not a valid bucket name (3-63 of a-z, 0-9, `-`, `_`, `.`)", b.name));
             }
         }
+        let mut secrets = std::collections::BTreeSet::new();
+        for s in &self.secrets {
+            if !secrets.insert(&s.name) {
+                return Err(format!("secret {} is declared twice", s.name));
+            }
+            if !valid_secret_id(&s.name) {
+                return Err(format!("secret {}: not a valid secret id (1-255 of A-Z, a-z, 0-9, `-`, `_`)", s.name));
+            }
+            if s.data.is_some() && !s.versions.is_empty() {
+                return Err(format!("secret {}: give `data` (one version) or `versions`, not both", s.name));
+            }
+            if s.version_data().iter().any(|d| d.len() > SECRET_PAYLOAD_MAX) {
+                return Err(format!("secret {}: a version's data is over 64 KiB", s.name));
+            }
+        }
         Ok(())
     }
+}
+
+/// The largest payload a secret version may hold (64 KiB).
+pub const SECRET_PAYLOAD_MAX: usize = 65_536;
+
+/// Whether `id` is a valid Secret Manager secret id: 1 to 255 ASCII letters, digits, `-`, `_`.
+pub fn valid_secret_id(id: &str) -> bool {
+    (1..=255).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// Whether `name` is a valid Cloud Storage bucket name (without dots' longer form): 3 to 63

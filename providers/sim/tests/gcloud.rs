@@ -338,3 +338,99 @@ async fn service_account_key_with_simulator_token_uri() {
     assert!(log.iter().any(|l| l.path == "/token" && l.status == 200), "{log:?}");
     assert!(log.iter().any(|l| l.path.ends_with("/global/addresses") && l.status == 200));
 }
+
+/// `gcloud secrets` against the simulator's Secret Manager: create, versions add (from a file,
+/// with gcloud's CRC32C), access printing exactly the stored bytes, describe, and Google's
+/// errors for a secret that exists already or not at all.
+#[tokio::test(flavor = "multi_thread")]
+async fn secrets_create_add_access_describe_delete() {
+    let e = Env::default().await;
+    let created = e.gcloud(&["secrets", "create", "ingress-tls-key"]).await;
+    assert!(created.ok().stderr.contains("Created secret [ingress-tls-key]."), "{}", created.stderr);
+    // PEM text with a trailing newline and a non-ASCII character: printed byte for byte.
+    let (v1, v2) = ("first\n", "-----BEGIN PRIVATE KEY-----\nMIIEvQ+/é==\n-----END PRIVATE KEY-----\n");
+    for (n, data) in [(1, v1), (2, v2)] {
+        let file = e.dir.path().join(format!("v{n}.pem"));
+        std::fs::write(&file, data).unwrap();
+        let add =
+            e.gcloud(&["secrets", "versions", "add", "ingress-tls-key", "--data-file", file.to_str().unwrap()]).await;
+        let said = format!("Created version [{n}] of the secret [ingress-tls-key].");
+        assert!(add.ok().stderr.contains(&said), "{}", add.stderr);
+    }
+    let latest = e.gcloud(&["secrets", "versions", "access", "latest", "--secret", "ingress-tls-key"]).await;
+    assert_eq!(latest.ok().stdout, v2);
+    let first = e.gcloud(&["secrets", "versions", "access", "1", "--secret", "ingress-tls-key"]).await;
+    assert_eq!(first.ok().stdout, v1);
+    let d = Env::json(e.gcloud(&["secrets", "describe", "ingress-tls-key", "--format=json"]).await.ok());
+    assert_eq!(d["name"], "projects/469301857210/secrets/ingress-tls-key");
+    assert_eq!(d["replication"], serde_json::json!({"automatic": {}}));
+    assert!(d["createTime"].as_str().is_some_and(|t| t.ends_with('Z')) && d["etag"].is_string(), "{d}");
+    // What gcloud sent: the id in the query, the data with its checksum.
+    let log = e.sim.log();
+    let create =
+        log.iter().find(|l| l.method == "POST" && l.path == "/secretmanager/v1/projects/meshform-demo/secrets");
+    assert!(create.is_some_and(|l| l.query.contains("secretId=ingress-tls-key") && l.status == 200), "{log:?}");
+    let adds = log.iter().filter(|l| l.path.ends_with("/secrets/ingress-tls-key:addVersion") && l.status == 200);
+    assert_eq!(adds.count(), 2);
+
+    let again = e.gcloud(&["secrets", "create", "ingress-tls-key"]).await;
+    assert_eq!(again.code, 1);
+    assert!(again.stderr.contains("ALREADY_EXISTS") && again.stderr.contains("already exists"), "{}", again.stderr);
+    let missing = e.gcloud(&["secrets", "describe", "nope"]).await;
+    assert_eq!(missing.code, 1);
+    assert!(
+        missing.stderr.contains("NOT_FOUND: Secret [projects/469301857210/secrets/nope] not found."),
+        "{}",
+        missing.stderr
+    );
+    let no_data = e.gcloud(&["secrets", "versions", "access", "latest", "--secret", "nope"]).await;
+    assert_eq!(no_data.code, 1);
+    assert!(no_data.stderr.contains("NOT_FOUND") && no_data.stdout.is_empty(), "{}", no_data.stderr);
+    e.gcloud(&["secrets", "delete", "ingress-tls-key", "--quiet"]).await.ok();
+    assert_eq!(e.gcloud(&["secrets", "describe", "ingress-tls-key"]).await.code, 1);
+}
+
+/// Versions of a seeded secret (the world's `[[secrets]]`): listed newest first; `latest` is the
+/// newest whatever its state, so a disabled or destroyed newest version is FAILED_PRECONDITION
+/// while an older one stays readable; a destroyed version cannot be enabled again.
+#[tokio::test(flavor = "multi_thread")]
+async fn secret_versions_of_a_seeded_world_disable_enable_destroy() {
+    let world = meshform_sim::world::World::from_toml(
+        "[[secrets]]\nname = \"api-token\"\nversions = [\"old-token\", \"new-token\"]\n\n[[secrets]]\nname = \"one\"\ndata = \"x\"\n",
+    )
+    .unwrap();
+    let e = Env::start(SimOptions { world, ..SimOptions::default() }).await;
+    let names = e.gcloud(&["secrets", "list", "--format=value(name)"]).await;
+    assert_eq!(names.ok().stdout, "api-token\none\n");
+    let access = |v: &'static str| {
+        let e = &e;
+        async move { e.gcloud(&["secrets", "versions", "access", v, "--secret", "api-token"]).await }
+    };
+    assert_eq!(access("latest").await.ok().stdout, "new-token");
+    let list = Env::json(e.gcloud(&["secrets", "versions", "list", "api-token", "--format=json"]).await.ok());
+    let states: Vec<(&str, &str)> =
+        list.as_array().unwrap().iter().map(|v| (v["name"].as_str().unwrap(), v["state"].as_str().unwrap())).collect();
+    let name = |n: u32| format!("projects/469301857210/secrets/api-token/versions/{n}");
+    assert_eq!(states, [(name(2).as_str(), "ENABLED"), (name(1).as_str(), "ENABLED")]);
+
+    e.gcloud(&["secrets", "versions", "disable", "2", "--secret", "api-token"]).await.ok();
+    let disabled = access("latest").await;
+    assert_eq!(disabled.code, 1);
+    let said = format!("FAILED_PRECONDITION: Secret Version [{}] is in DISABLED state.", name(2));
+    assert!(disabled.stderr.contains(&said), "{}", disabled.stderr);
+    assert_eq!(access("1").await.ok().stdout, "old-token");
+    e.gcloud(&["secrets", "versions", "enable", "2", "--secret", "api-token"]).await.ok();
+    assert_eq!(access("latest").await.ok().stdout, "new-token");
+    e.gcloud(&["secrets", "versions", "destroy", "1", "--secret", "api-token", "--quiet"]).await.ok();
+    let destroyed = access("1").await;
+    assert_eq!(destroyed.code, 1);
+    assert!(destroyed.stderr.contains("is in DESTROYED state."), "{}", destroyed.stderr);
+    let v1 = Env::json(
+        e.gcloud(&["secrets", "versions", "describe", "1", "--secret", "api-token", "--format=json"]).await.ok(),
+    );
+    assert_eq!(v1["state"], "DESTROYED");
+    assert!(v1["destroyTime"].is_string(), "{v1}");
+    assert_eq!(e.gcloud(&["secrets", "versions", "enable", "1", "--secret", "api-token"]).await.code, 1);
+    let unknown = access("3").await;
+    assert!(unknown.code == 1 && unknown.stderr.contains("NOT_FOUND"), "{}", unknown.stderr);
+}

@@ -8,6 +8,7 @@ pub mod fleet_membership;
 pub mod global_address;
 pub mod lookups;
 pub mod neg;
+pub mod secret_version;
 
 use std::sync::Arc;
 
@@ -93,6 +94,7 @@ pub fn all() -> Vec<Arc<dyn GcpType>> {
         Arc::new(cluster::ClusterLookup { name: "gke_cluster" }),
         Arc::new(lookups::Instances),
         Arc::new(lookups::Firewalls),
+        Arc::new(secret_version::SecretVersion),
     ]
 }
 
