@@ -378,12 +378,15 @@ impl Run<'_> {
 
     async fn read(&self, c: &Change) -> Result<(), OpError> {
         let (config, sensitive) = self.s.eval_instance(&c.address, self.values).map_err(|d| self.render(d))?;
-        let (p, _) = self.s.provider_of(&c.address).ok_or_else(|| OpError::engine("no provider"))?;
+        let (p, schema) = self.s.provider_of(&c.address).ok_or_else(|| OpError::engine("no provider"))?;
         let _permit = self.sem.acquire().await.map_err(|e| OpError::engine(e.to_string()))?;
         let obj = read_data(self.s, self.reads, &c.address, &config, &self.ctx(p.as_ref()))
             .await
             .map_err(|e| OpError::provider(format!("cannot read {}", c.address), &e))?;
+        // Sensitive as the plan saw it: by the schema, by what it read, and as the plan marked it.
         let mut sensitive = sensitive;
+        sensitive.extend(schema.attrs.iter().filter(|a| a.sensitive).map(|a| a.name.clone()));
+        sensitive.extend(c.sensitive.iter().cloned());
         sensitive.extend(obj.sensitive);
         self.values.set(c.address.clone(), ObjectValue { attrs: obj.attrs, sensitive: Arc::new(sensitive) });
         Ok(())

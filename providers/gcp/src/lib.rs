@@ -246,10 +246,7 @@ impl Provider for GcpProvider {
 
     async fn read_data(&self, ty: &str, config: &Map, _ctx: &CallContext) -> ProviderResult<Object> {
         let t = self.ty(ty)?;
-        let attrs = t.read_data(&*self.client()?, config).await?;
-        // The schema's sensitive attributes are named in the result too: the engine's apply-time
-        // read of a data source (inputs unknown at plan) marks only what the result names.
-        let sensitive = t.schema().attrs.into_iter().filter(|a| a.sensitive).map(|a| a.name);
-        Ok(Object::from(attrs).sensitive(sensitive))
+        // The engine marks the schema's sensitive attributes (at plan and at apply).
+        t.read_data(&*self.client()?, config).await.map(Object::from)
     }
 }

@@ -45,7 +45,9 @@ fn config(pairs: &[(&str, Value)]) -> Map {
 
 async fn read(p: &GcpProvider, pairs: &[(&str, Value)]) -> Result<Map, meshform_engine::provider::ProviderError> {
     let o = p.read_data("gcp_secret_version", &config(pairs), &CallContext::default()).await?;
-    assert!(o.sensitive.contains("secret_data"), "the read names secret_data sensitive: {:?}", o.sensitive);
+    // The schema marks it; the engine applies the schema's marking at plan and at apply.
+    let schema = p.schemas().into_iter().find(|t| t.name == "gcp_secret_version").expect("registered");
+    assert!(schema.attrs.iter().any(|a| a.name == "secret_data" && a.sensitive), "secret_data is sensitive");
     Ok(o.attrs)
 }
 
