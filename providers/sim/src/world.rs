@@ -28,8 +28,9 @@ pub struct World {
     /// none).
     #[serde(default = "default_buckets")]
     pub buckets: Vec<BucketSpec>,
-    /// Secret Manager secrets (none unless listed).
-    #[serde(default)]
+    /// Secret Manager secrets (a world that names none gets [`DEMO_TLS_SECRET`], the key the
+    /// mci-istio plan's ingress reads; `secrets = []` gives none).
+    #[serde(default = "default_secrets")]
     pub secrets: Vec<SecretSpec>,
 }
 
@@ -145,6 +146,18 @@ fn default_services() -> String {
 fn default_revision() -> String {
     "asm-173-3".into()
 }
+/// The Secret Manager secret every world has unless it lists its own: the ingress TLS key of
+/// `plans/mci-istio.toml` (a stand-in text, not a key).
+pub const DEMO_TLS_SECRET: &str = "ingress-tls-key";
+
+fn default_secrets() -> Vec<SecretSpec> {
+    vec![SecretSpec {
+        name: DEMO_TLS_SECRET.into(),
+        data: Some("-----BEGIN PRIVATE KEY-----\nsimulated ingress key of the demo world\n-----END PRIVATE KEY-----\n".into()),
+        versions: Vec::new(),
+    }]
+}
+
 fn default_buckets() -> Vec<BucketSpec> {
     vec![BucketSpec { name: DEMO_BUCKET.into(), versioning: true, location: default_bucket_location() }]
 }
@@ -195,7 +208,7 @@ impl Default for World {
                 },
             ],
             buckets: default_buckets(),
-            secrets: Vec::new(),
+            secrets: default_secrets(),
         }
     }
 }
