@@ -67,6 +67,10 @@ pub struct PlanArgs {
     /// questions: apply and destroy then need --auto-approve.
     #[arg(long)]
     pub json: bool,
+    /// Show every change on its own (a plan of many changes groups identical ones of a
+    /// block's instances; Markdown also keeps every detail past a comment's size).
+    #[arg(long)]
+    pub verbose: bool,
 }
 
 /// Plan renderings.

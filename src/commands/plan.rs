@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use meshform_engine::apply::{ApplyOptions, ApplyReport, NodeResult, apply};
 use meshform_engine::plan::planner::{PlanOptions, Reads, plan};
-use meshform_engine::plan::render::{Style, render_plan};
+use meshform_engine::plan::render::Style;
 use meshform_engine::plan::{Mode, Plan, json, markdown, saved};
 use meshform_engine::session::Session;
 
@@ -43,10 +43,13 @@ pub(crate) fn plan_events(ev: &Events, plan: &Plan) {
     ev.emit("info", "change_summary", &summary, serde_json::json!({ "changes": plan.summary(), "operation": "plan", "mode": plan.mode }));
 }
 
-pub(crate) fn render(p: &Plan, format: Format, color: bool) -> String {
+/// A plan in `format`; `verbose`: the human plan shows every change, and the Markdown every
+/// detail (not cut to a pull-request comment's limit).
+pub(crate) fn render(p: &Plan, format: Format, color: bool, verbose: bool) -> String {
     match format {
-        Format::Human => render_plan(p, color),
+        Format::Human => meshform_engine::plan::render::render_plan_with(p, color, verbose),
         Format::Json => json::render_json(p),
+        Format::Markdown if verbose => markdown::render_markdown_full(p),
         Format::Markdown => markdown::render_markdown(p),
     }
 }
@@ -92,7 +95,7 @@ pub(crate) async fn cmd_plan(
     };
     match &events {
         Some(ev) => plan_events(ev, &outcome.plan),
-        None => print!("{}", render(&outcome.plan, format, out.color)),
+        None => print!("{}", render(&outcome.plan, format, out.color, p.verbose)),
     }
     if let Some(path) = save {
         let codec = match super::open::codec_of(&s.cfg) {
@@ -151,7 +154,7 @@ pub(crate) async fn cmd_apply(
     };
     match &events {
         Some(ev) => plan_events(ev, &outcome.plan),
-        None => print!("{}", render_plan(&outcome.plan, out.color)),
+        None => print!("{}", meshform_engine::plan::render::render_plan_with(&outcome.plan, out.color, p.verbose)),
     }
     if !outcome.plan.has_changes() {
         // Nothing to change live, but what the refresh saw is recorded (as Terraform's apply does).

@@ -28,7 +28,8 @@ pub(crate) async fn cmd_show(out: &Out, file: &Path, format: Format) -> u8 {
     if saved::is_saved_plan(file) {
         return match load_saved(out, file) {
             Ok(p) => {
-                print!("{}", super::plan::render(&p, format, out.color));
+                // The whole plan: the place a truncated pull-request comment points to.
+                print!("{}", super::plan::render(&p, format, out.color, true));
                 OK
             }
             Err(c) => c,

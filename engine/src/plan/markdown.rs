@@ -7,8 +7,23 @@ use super::render::{attr_lines, headline, summary_line};
 use super::{Action, Change, Drift, Plan};
 use crate::drift::DriftReport;
 
-/// Renders a plan as GitHub-flavoured Markdown.
+/// GitHub's limit on the length of a pull-request comment, in characters.
+pub const COMMENT_LIMIT: usize = 65_536;
+
+/// Renders a plan as GitHub-flavoured Markdown for a pull-request comment: at most
+/// [`COMMENT_LIMIT`] characters, every changed address named (identical changes of a block's
+/// instances grouped), details collapsed and left out past the limit with a note pointing at
+/// the full rendering (`meshform show PLANFILE --format markdown`, [`render_markdown_full`]).
 pub fn render_markdown(p: &Plan) -> String {
+    render_markdown_within(p, Some(COMMENT_LIMIT))
+}
+
+/// Renders a plan as Markdown with every detail, whatever its length.
+pub fn render_markdown_full(p: &Plan) -> String {
+    render_markdown_within(p, None)
+}
+
+fn render_markdown_within(p: &Plan, limit: Option<usize>) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "### meshform plan\n");
     if !p.drift.is_empty() {
@@ -16,12 +31,22 @@ pub fn render_markdown(p: &Plan) -> String {
         drift_list(&p.drift, &mut out);
     }
     findings_list(&p.findings, &mut out);
+    for (from, to) in &p.moves {
+        let _ = writeln!(out, "- `{from}` moves to `{to}` (the object is not touched)");
+    }
+    if !p.moves.is_empty() {
+        out.push('\n');
+    }
     if p.visible_changes().next().is_none() {
-        let _ = writeln!(out, "**No changes.** Live objects match the desired state.");
+        if p.moves.is_empty() {
+            let _ = writeln!(out, "**No changes.** Live objects match the desired state.");
+        } else {
+            let _ = writeln!(out, "**{}**", summary_line(p));
+        }
         return out;
     }
     let _ = writeln!(out, "**{}**\n", summary_line(p));
-    changes(&p.visible_changes().collect::<Vec<_>>(), &mut out);
+    changes(&p.visible_changes().collect::<Vec<_>>(), limit, &mut out);
     out
 }
 
@@ -63,7 +88,7 @@ pub fn render_drift_markdown(r: &DriftReport) -> String {
     }
     if !r.pending.is_empty() {
         let _ = writeln!(out, "#### Desired-state changes not applied yet\n");
-        changes(&r.pending.iter().collect::<Vec<_>>(), &mut out);
+        changes(&r.pending.iter().collect::<Vec<_>>(), Some(COMMENT_LIMIT), &mut out);
     }
     if !failed.is_empty() {
         let _ = writeln!(out, "#### Failed checks\n");
@@ -87,45 +112,103 @@ fn drift_list(drift: &[Drift], out: &mut String) {
     out.push('\n');
 }
 
-/// A summary table, then one collapsible diff per change.
-fn changes(cs: &[&Change], out: &mut String) {
-    let _ = writeln!(out, "| | Object | Action |\n|---|---|---|");
+/// Counts by type and action.
+fn type_table(cs: &[&Change], out: &mut String) {
+    const COLUMNS: [Action; 7] =
+        [Action::Create, Action::Update, Action::Replace, Action::Delete, Action::Adopt, Action::Forget, Action::Read];
+    let mut by_type: std::collections::BTreeMap<&str, [usize; 7]> = std::collections::BTreeMap::new();
     for c in cs {
-        let _ = writeln!(out, "| `{}` | `{}` | {} |", c.action.symbol(), c.address, headline(c).replace('|', "\\|"));
+        if let Some(i) = COLUMNS.iter().position(|a| *a == c.action) {
+            by_type.entry(c.ty.as_str()).or_default()[i] += 1;
+        }
+    }
+    let _ = writeln!(out, "| Type | `+` create | `~` update | `-/+` replace | `-` destroy | `<+` adopt | `.` forget | `<=` read |");
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|");
+    for (ty, n) in by_type {
+        let cells: Vec<String> = n.iter().map(|&x| if x == 0 { String::new() } else { x.to_string() }).collect();
+        let _ = writeln!(out, "| `{ty}` | {} |", cells.join(" | "));
     }
     out.push('\n');
-    for c in cs {
-        let (lines, hidden) = attr_lines(c);
-        let _ = writeln!(out, "<details><summary><code>{} {}</code></summary>\n", c.action.symbol(), c.address);
-        out.push_str("```diff\n");
-        for l in &lines {
-            let sym = match (c.action, l.symbol) {
-                (_, "~") => "!",
-                (_, s) => s,
-            };
-            let forces = if l.forces { "  # forces replacement" } else { "" };
-            if l.text.contains('\n') {
-                let _ = writeln!(out, "{sym} {} ={forces}", l.name);
-                for line in l.text.lines().filter(|x| *x != "<<EOT" && *x != "EOT") {
-                    let _ = writeln!(out, "{line}");
-                }
-            } else {
-                let _ = writeln!(out, "{sym} {} = {}{forces}", l.name, l.text);
-            }
-        }
-        if hidden > 0 {
-            let _ = writeln!(out, "# ({hidden} unchanged attributes hidden)");
-        }
-        if lines.is_empty() && c.action == Action::Delete {
-            let _ = writeln!(out, "- (object)");
-        }
-        for o in &c.object_changes {
-            let sym = if o.action == "delete" { "-" } else { "+" };
-            let why = o.reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default();
-            let _ = writeln!(out, "{sym} {} ({}{why})", o.object, o.action);
-        }
-        out.push_str("```\n\n</details>\n\n");
+}
+
+/// The summary by type, a table naming every change (identical instances grouped), then one
+/// collapsible diff per group, as many as `limit` leaves room for.
+fn changes(cs: &[&Change], limit: Option<usize>, out: &mut String) {
+    type_table(cs, out);
+    let groups = super::group::group(cs);
+    let _ = writeln!(out, "| | Object | Action |\n|---|---|---|");
+    for g in &groups {
+        let first = g.members[0];
+        let what = super::group::without_key(first, &headline(first)).replace('|', "\\|");
+        let object = if g.members.len() == 1 {
+            format!("`{}`", first.address)
+        } else {
+            let keys: Vec<String> = g.keys().iter().map(|k| format!("`{k}`")).collect();
+            format!("`{}[*]` × {}: {}", g.block(), g.members.len(), keys.join(", "))
+        };
+        let _ = writeln!(out, "| `{}` | {object} | {what} |", first.action.symbol());
     }
+    out.push('\n');
+    let note_room = 400;
+    let mut left_out = 0;
+    for g in &groups {
+        let first = g.members[0];
+        let mut d = String::new();
+        let title = if g.members.len() == 1 {
+            format!("{} {}", first.action.symbol(), first.address)
+        } else {
+            format!("{} {}[*] × {}", first.action.symbol(), g.block(), g.members.len())
+        };
+        let _ = writeln!(d, "<details><summary><code>{title}</code></summary>\n");
+        if g.members.len() > 1 {
+            let _ = writeln!(d, "Each of the {} instances, with `${{each.key}}` its key:\n", g.members.len());
+        }
+        d.push_str(&super::group::without_key(first, &diff_block(first)));
+        d.push_str("\n</details>\n\n");
+        match limit {
+            Some(l) if out.len() + d.len() + note_room > l => left_out += 1,
+            _ => out.push_str(&d),
+        }
+    }
+    if left_out > 0 {
+        let _ = writeln!(
+            out,
+            "_{left_out} of {} change details left out to fit a pull-request comment ({} characters). Every change is named above; `meshform show PLANFILE --format markdown` of the saved plan (`meshform plan --out PLANFILE`) prints them all._",
+            groups.len(),
+            COMMENT_LIMIT
+        );
+    }
+}
+
+/// One change's attribute diff as a fenced `diff` block.
+fn diff_block(c: &Change) -> String {
+    let mut out = String::from("```diff\n");
+    let (lines, hidden) = attr_lines(c);
+    for l in &lines {
+        let sym = if l.symbol == "~" { "!" } else { l.symbol };
+        let forces = if l.forces { "  # forces replacement" } else { "" };
+        if l.text.contains('\n') {
+            let _ = writeln!(out, "{sym} {} ={forces}", l.name);
+            for line in l.text.lines().filter(|x| *x != "<<EOT" && *x != "EOT") {
+                let _ = writeln!(out, "{line}");
+            }
+        } else {
+            let _ = writeln!(out, "{sym} {} = {}{forces}", l.name, l.text);
+        }
+    }
+    if hidden > 0 {
+        let _ = writeln!(out, "# ({hidden} unchanged attributes hidden)");
+    }
+    if lines.is_empty() && matches!(c.action, Action::Delete | Action::Forget) {
+        let _ = writeln!(out, "{} (object)", if c.action == Action::Delete { "-" } else { "#" });
+    }
+    for o in &c.object_changes {
+        let sym = if o.action == "delete" { "-" } else { "+" };
+        let why = o.reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default();
+        let _ = writeln!(out, "{sym} {} ({}{why})", o.object, o.action);
+    }
+    out.push_str("```\n");
+    out
 }
 
 fn findings_list(findings: &[crate::provider::Finding], out: &mut String) {

@@ -4,6 +4,7 @@
 //! this model.
 
 pub mod decide;
+pub mod group;
 pub mod json;
 pub mod markdown;
 pub mod planner;

@@ -440,8 +440,40 @@ pub fn summary_line(p: &Plan) -> String {
     format!("Plan: {adopt}{} to add, {} to change, {} to destroy{state_only}.{inside}", s.add, s.change, s.destroy)
 }
 
-/// Renders a whole plan for a terminal or a log.
+/// Past this many changes, a plan groups identical changes of a block's instances (`--verbose`
+/// shows each).
+pub const GROUP_PAST: usize = 20;
+
+/// Renders a whole plan for a terminal or a log, grouping identical instance changes past
+/// [`GROUP_PAST`] changes.
 pub fn render_plan(p: &Plan, color: bool) -> String {
+    render_plan_with(p, color, false)
+}
+
+/// Renders one change per group of identical instance changes (see [`super::group`]).
+fn render_groups(p: &Plan, st: Style, out: &mut String) {
+    let cs: Vec<&Change> = p.visible_changes().collect();
+    for g in super::group::group(&cs) {
+        if g.members.len() == 1 {
+            render_change(g.members[0], st, out);
+            continue;
+        }
+        let first = g.members[0];
+        let sym = format!("{:>3}", first.action.symbol());
+        let title = format!("{}[*] × {}", g.block(), g.members.len());
+        let mut lines = g.body.lines();
+        let head = lines.next().unwrap_or("");
+        let _ = writeln!(out, "{} {}  {}", st.action(first.action, &sym), st.bold(&title), st.dim(head));
+        let keys: Vec<String> = g.keys().iter().map(|k| format!("{k:?}")).collect();
+        let _ = writeln!(out, "      {}", st.dim(&format!("keys: {}", keys.join(", "))));
+        for l in lines {
+            let _ = writeln!(out, "{l}");
+        }
+    }
+}
+
+/// Renders a whole plan; `verbose`: every change on its own, however many.
+pub fn render_plan_with(p: &Plan, color: bool, verbose: bool) -> String {
     let st = Style::new(color);
     let mut out = String::new();
     if !p.drift.is_empty() {
@@ -483,8 +515,12 @@ pub fn render_plan(p: &Plan, color: bool) -> String {
     if !p.moves.is_empty() {
         out.push('\n');
     }
-    for c in p.visible_changes() {
-        render_change(c, st, &mut out);
+    if !verbose && p.visible_changes().count() > GROUP_PAST {
+        render_groups(p, st, &mut out);
+    } else {
+        for c in p.visible_changes() {
+            render_change(c, st, &mut out);
+        }
     }
     let changed_outputs: Vec<_> = p.outputs.iter().filter(|(_, o)| !matches!(o.value, Value::Null)).collect();
     if !changed_outputs.is_empty() && p.has_changes() {
