@@ -240,6 +240,7 @@ async fn showcase_plan() -> meshform_engine::plan::Plan {
     f.test.tamper("keep", "value", meshform_engine::value::Value::Int(7));
     let mut p = f.plan().await;
     p.lineage = "LINEAGE".into();
+    p.timestamp = "TIMESTAMP".into();
     p
 }
 
@@ -255,4 +256,40 @@ async fn plan_renderings() {
     insta::assert_snapshot!("plan_human", human);
     insta::assert_snapshot!("plan_json", json);
     insta::assert_snapshot!("plan_markdown", md);
+}
+
+/// 24 instances of one block (three different changes) and one other object: past 20 changes
+/// the human plan groups them, and the Markdown always does, each group naming its keys.
+#[tokio::test(start_paused = true)]
+async fn grouped_renderings() {
+    let keys: Vec<String> = (1..=24).map(|i| format!("\"c{i:02}\" = \"{}\"", if i <= 20 { "a" } else { "b" })).collect();
+    let toml = format!(
+        r#"
+[variables.fleet]
+default = {{ {} }}
+
+[resources.test_object.member]
+for_each = "${{var.fleet}}"
+name = "member-${{each.key}}"
+value = "${{each.value == \"a\" ? \"same\" : each.key}}"
+tags = {{ cluster = "${{each.key}}" }}
+
+[resources.test_object.alone]
+name = "alone"
+"#,
+        keys.join(", ")
+    );
+    let f = Fixture::new(&toml);
+    let mut p = f.plan().await;
+    p.timestamp = "TIMESTAMP".into();
+    let human = meshform_engine::plan::render::render_plan(&p, false);
+    let verbose = meshform_engine::plan::render::render_plan_with(&p, false, true);
+    let md = meshform_engine::plan::markdown::render_markdown(&p);
+    assert!(human.contains("test_object.member[*] × 20"), "{human}");
+    assert!(!verbose.contains("[*]") && verbose.contains("test_object.member[\"c20\"]"));
+    // The other four differ from the twenty (their value is their key), not from each other.
+    assert!(human.contains("test_object.member[*] × 4"), "{human}");
+    assert!(human.contains("\"c21\", \"c22\", \"c23\", \"c24\""), "{human}");
+    insta::assert_snapshot!("grouped_human", human);
+    insta::assert_snapshot!("grouped_markdown", md);
 }

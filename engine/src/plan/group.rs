@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use super::Change;
 use super::render::{Style, render_change};
+
 use crate::addr::BlockAddr;
 
 /// Instances of one block whose changes are the same but for their keys.
@@ -36,10 +37,8 @@ pub fn keyless_body(c: &Change) -> String {
     let mut text = String::new();
     render_change(c, Style::new(false), &mut text);
     let mut body: String = text.split_once('\n').map_or(String::new(), |(_, rest)| rest.to_string());
-    let head = text.lines().next().unwrap_or("");
     // The headline without the address (its reason may name the key too).
-    let headline = head.split_once("  ").map_or("", |(_, r)| r).to_string();
-    body.insert_str(0, &format!("{headline}\n"));
+    body.insert_str(0, &format!("({})\n", super::render::headline(c)));
     without_key(c, &body)
 }
 
