@@ -188,6 +188,21 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List the resource and data types with their attributes, or print the JSON Schema of a
+    /// desired-state file.
+    #[command(after_help = "Examples:\n  meshform schema                      # every type, one table each\n  meshform schema k8s_manifest\n  meshform schema --json | jq '.[].name'\n  meshform schema --json-schema > meshform.schema.json   # for editors (taplo, Even Better TOML)")]
+    Schema {
+        /// Only this type.
+        #[arg(value_name = "TYPE")]
+        ty: Option<String>,
+        /// As JSON: name, kind, description, import id and attributes of each type.
+        #[arg(long, conflicts_with = "json_schema")]
+        json: bool,
+        /// The JSON Schema of the desired-state TOML (the one checked in as
+        /// engine/schemas/desired-state.schema.json).
+        #[arg(long)]
+        json_schema: bool,
+    },
     /// Print a shell completion script.
     #[command(after_help = "Examples:\n  meshform completions bash > ~/.local/share/bash-completion/completions/meshform\n  meshform completions zsh > \"${fpath[1]}/_meshform\"\n  meshform completions fish > ~/.config/fish/completions/meshform.fish")]
     Completions {

@@ -73,3 +73,77 @@ async fn a_50_cluster_mci_plan_fits_a_pull_request_comment_and_names_every_chang
         assert!(!full.contains("left out to fit"));
     }
 }
+
+fn schema(name: &str) -> jsonschema::Validator {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("engine/schemas").join(name);
+    let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    jsonschema::validator_for(&doc).unwrap()
+}
+
+fn valid(v: &jsonschema::Validator, doc: &serde_json::Value, what: &str) {
+    let errors: Vec<String> = v.iter_errors(doc).map(|e| format!("{e} at {}", e.instance_path())).collect();
+    assert!(errors.is_empty(), "{what} does not match its schema: {errors:#?}\n{doc}");
+}
+
+/// The checked-in JSON Schema of the desired state is what `meshform schema --json-schema`
+/// generates from the registry, and both guides' plans (and every valid test file) satisfy it.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_desired_state_json_schema_is_current_and_the_plans_satisfy_it() {
+    let c = Cloud::default().await;
+    let (rc, generated, err) = mf(&c, &["schema", "--json-schema"]).await;
+    assert_eq!(rc, 0, "{err}");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let checked_in = std::fs::read_to_string(root.join("engine/schemas/desired-state.schema.json")).unwrap();
+    assert_eq!(
+        generated, checked_in,
+        "engine/schemas/desired-state.schema.json is stale: `meshform schema --json-schema > engine/schemas/desired-state.schema.json`"
+    );
+    let v = schema("desired-state.schema.json");
+    let mut files = vec![root.join("plans/asm-multicluster.toml"), root.join("plans/mci-istio.toml")];
+    files.extend(std::fs::read_dir(root.join("testdata/valid")).unwrap().map(|e| e.unwrap().path()));
+    for f in files.iter().filter(|f| f.extension().is_some_and(|e| e == "toml")) {
+        let doc: toml::Value = toml::from_str(&std::fs::read_to_string(f).unwrap()).unwrap();
+        valid(&v, &serde_json::to_value(doc).unwrap(), &f.display().to_string());
+    }
+    // And it rejects what the loader rejects: an unknown attribute.
+    let bad: toml::Value = toml::from_str("[resources.gcp_firewall.x]\nname = \"x\"\nnetwork = \"default\"\nbogus = 1\n").unwrap();
+    assert!(!v.is_valid(&serde_json::to_value(bad).unwrap()));
+    // `schema TYPE` lists a type's attributes and its import id.
+    let (rc, t, _) = mf(&c, &["schema", "k8s_secret"]).await;
+    assert_eq!(rc, 0);
+    assert!(t.contains("import id: CLUSTER/NAMESPACE/NAME") && t.contains("data") && t.contains("sensitive"), "{t}");
+    let (rc, _, err) = mf(&c, &["schema", "gcp_firewal"]).await;
+    assert_eq!(rc, 1);
+    assert!(err.contains("did you mean `gcp_firewall`"), "{err}");
+}
+
+/// A saved plan shown in all three formats; its JSON satisfies the plan schema.
+#[tokio::test(flavor = "multi_thread")]
+async fn show_renders_a_saved_plan_in_every_format() {
+    let w = World::default();
+    let c = Cloud::start(SimOptions { world: w.clone(), ..SimOptions::default() }).await;
+    setup(&c, &w);
+    let (rc, _, err) = mf(&c, &["plan", "plans/asm-multicluster.toml", "-out=p.plan"]).await;
+    assert_eq!(rc, 0, "{err}");
+    let (rc, human, _) = mf(&c, &["show", "p.plan"]).await;
+    assert_eq!(rc, 0);
+    assert!(human.contains("+ gcp_firewall.istio_multicluster_pods") && human.contains("Plan: 13 to add"), "{human}");
+    let (rc, md, _) = mf(&c, &["show", "p.plan", "--format", "markdown"]).await;
+    assert_eq!(rc, 0);
+    assert!(md.starts_with("### meshform plan") && md.contains("| `k8s_manifest` | 6 |"), "{md}");
+    let (rc, json, _) = mf(&c, &["show", "p.plan", "--format", "json"]).await;
+    assert_eq!(rc, 0);
+    let doc: serde_json::Value = serde_json::from_str(&json).unwrap();
+    valid(&schema("plan-v1.schema.json"), &doc, "the plan JSON");
+    assert_eq!(doc["variables"]["project"]["value"], "meshform-demo");
+    assert!(doc["state"]["lineage"].is_null(), "no state yet");
+    let fw = doc["changes"].as_array().unwrap().iter().find(|c| c["type"] == "gcp_firewall").unwrap();
+    assert_eq!(fw["actions"], serde_json::json!(["create"]));
+    assert_eq!(fw["after_unknown_nested"]["self_link"], true);
+    // A manifest is shown once: its source while its objects are known only after apply.
+    assert!(human.contains("+ file_text") && human.contains("+ objects   = (known after apply)"), "{human}");
+    // Not a plan file: an error naming it, nothing on stdout.
+    std::fs::write(c.dir.path().join("junk.plan"), "not a plan").unwrap();
+    let (rc, stdout, err) = mf(&c, &["show", "junk.plan"]).await;
+    assert_eq!(rc, 1, "{stdout}{err}");
+}

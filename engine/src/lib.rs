@@ -21,6 +21,7 @@ pub mod session;
 pub mod state;
 pub mod templatefile;
 pub mod testing;
+pub mod typedoc;
 pub mod value;
 pub mod vars;
 pub mod walk;

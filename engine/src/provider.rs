@@ -164,12 +164,21 @@ pub struct TypeSchema {
     pub attrs: Vec<AttrSchema>,
     /// One line for the docs.
     pub description: String,
+    /// The form of the id `meshform import` and `[[import]]` take (managed types), e.g.
+    /// `NAME` or `CLUSTER/NAMESPACE/NAME`.
+    pub import_id: Option<String>,
 }
 
 impl TypeSchema {
     /// A schema with no attributes yet.
     pub fn new(name: &str, kind: TypeKind, description: &str) -> TypeSchema {
-        TypeSchema { name: name.into(), kind, attrs: Vec::new(), description: description.into() }
+        TypeSchema { name: name.into(), kind, attrs: Vec::new(), description: description.into(), import_id: None }
+    }
+
+    /// Says what an import id of this type looks like.
+    pub fn import_id(mut self, form: &str) -> Self {
+        self.import_id = Some(form.into());
+        self
     }
 
     /// Adds an attribute.

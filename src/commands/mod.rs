@@ -141,6 +141,7 @@ pub async fn run(cli: Cli) -> u8 {
         Command::Show { file, format } => show::cmd_show(&out, &file, format).await,
         Command::Output { file, name, json, raw } => show::cmd_output(&out, &file, name.as_deref(), json, raw).await,
         Command::Version { json } => show::cmd_version(json),
+        Command::Schema { ty, json, json_schema } => show::cmd_schema(&out, ty.as_deref(), json, json_schema),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "meshform", &mut std::io::stdout());

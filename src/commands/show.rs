@@ -163,3 +163,33 @@ pub(crate) fn cmd_version(as_json: bool) -> u8 {
     }
     OK
 }
+
+/// `schema [TYPE] [--json | --json-schema]`.
+pub(crate) fn cmd_schema(out: &Out, ty: Option<&str>, as_json: bool, json_schema: bool) -> u8 {
+    use meshform_engine::typedoc;
+    let r = super::registry();
+    if json_schema {
+        println!("{}", serde_json::to_string_pretty(&typedoc::desired_state_schema(&r)).unwrap_or_default());
+        return OK;
+    }
+    let all = typedoc::types(&r);
+    let chosen: Vec<_> = match ty {
+        None => all,
+        Some(t) => match all.iter().find(|s| s.name == t) {
+            Some(s) => vec![s.clone()],
+            None => {
+                let hint = meshform_engine::config::suggest(t, all.iter().map(|s| s.name.as_str()))
+                    .map(|h| format!(" ({h})"))
+                    .unwrap_or_default();
+                return out.error(&format!("no type `{t}`{hint}; `meshform schema` lists them all"));
+            }
+        },
+    };
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&typedoc::types_json(&chosen)).unwrap_or_default());
+    } else {
+        let texts: Vec<String> = chosen.iter().map(typedoc::render_type).collect();
+        print!("{}", texts.join("\n"));
+    }
+    OK
+}

@@ -199,6 +199,7 @@ impl GcpType for ControlPlaneAccess {
             TypeKind::Managed,
             "Master authorized networks and global access of a GKE cluster.",
         )
+        .import_id("LOCATION/CLUSTER or projects/P/locations/L/clusters/CLUSTER")
         .attr(AttrSchema::new("project", AttrType::String, Presence::OptionalComputed).force_new())
         .attr(AttrSchema::new("location", AttrType::String, Presence::Required).force_new())
         .attr(AttrSchema::new("cluster", AttrType::String, Presence::Required).force_new())

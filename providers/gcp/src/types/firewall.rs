@@ -136,6 +136,7 @@ impl GcpType for Firewall {
     fn schema(&self) -> TypeSchema {
         let list = || AttrType::List(Box::new(AttrType::String));
         TypeSchema::new("gcp_firewall", TypeKind::Managed, "A VPC firewall rule.")
+            .import_id("NAME (of the rule, in the provider's project)")
             .attr(AttrSchema::new("project", AttrType::String, Presence::OptionalComputed).force_new())
             .attr(AttrSchema::new("name", AttrType::String, Presence::Required).force_new())
             .attr(AttrSchema::new("network", AttrType::String, Presence::OptionalComputed).force_new())

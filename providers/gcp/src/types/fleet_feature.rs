@@ -74,6 +74,7 @@ impl GcpType for FleetFeature {
     fn schema(&self) -> TypeSchema {
         let st = |n: &str, pr: Presence| AttrSchema::new(n, AttrType::String, pr);
         TypeSchema::new("gke_fleet_feature", TypeKind::Managed, "A fleet feature such as multiclusteringress.")
+            .import_id("NAME or projects/P/locations/global/features/NAME")
             .attr(st("project", Presence::OptionalComputed).force_new())
             .attr(st("location", Presence::OptionalComputed).force_new())
             .attr(st("name", Presence::Required).force_new().describe("feature id, e.g. multiclusteringress"))

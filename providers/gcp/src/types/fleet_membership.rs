@@ -65,6 +65,7 @@ impl GcpType for FleetMembership {
     fn schema(&self) -> TypeSchema {
         let st = |n: &str, pr: Presence| AttrSchema::new(n, AttrType::String, pr);
         TypeSchema::new("gke_fleet_membership", TypeKind::Managed, "A fleet membership of a GKE cluster.")
+            .import_id("LOCATION/MEMBERSHIP_ID or projects/P/locations/L/memberships/ID")
             .attr(st("project", Presence::OptionalComputed).force_new())
             .attr(st("location", Presence::Required).force_new().describe("the cluster's region"))
             .attr(st("membership_id", Presence::Required).force_new())

@@ -60,6 +60,7 @@ impl GlobalAddress {
 impl GcpType for GlobalAddress {
     fn schema(&self) -> TypeSchema {
         TypeSchema::new("gcp_global_address", TypeKind::Managed, "A global static IP address.")
+            .import_id("NAME")
             .attr(AttrSchema::new("project", AttrType::String, Presence::OptionalComputed).force_new())
             .attr(AttrSchema::new("name", AttrType::String, Presence::Required).force_new())
             .attr(AttrSchema::new("description", AttrType::String, Presence::OptionalComputed).force_new())

@@ -50,6 +50,7 @@ impl GcpType for NetworkEndpointGroup {
     fn schema(&self) -> TypeSchema {
         let s = |n: &str, pr: Presence| AttrSchema::new(n, AttrType::String, pr).force_new();
         TypeSchema::new("gcp_network_endpoint_group", TypeKind::Managed, "A zonal network endpoint group.")
+            .import_id("ZONE/NAME or projects/P/zones/ZONE/networkEndpointGroups/NAME")
             .attr(s("project", Presence::OptionalComputed))
             .attr(s("zone", Presence::Required))
             .attr(s("name", Presence::Required))

@@ -209,6 +209,7 @@ impl KubeType for MeshCa {
     fn schema(&self) -> TypeSchema {
         let st = |n: &str, p: Presence| AttrSchema::new(n, AttrType::String, p);
         TypeSchema::new("mesh_ca", TypeKind::Managed, "Istio plugin CA certificates (cacerts) from one root.")
+            .import_id("CLUSTER (the cluster holding the root)")
             .attr(
                 AttrSchema::new("clusters", AttrType::List(Box::new(AttrType::String)), Presence::Required)
                     .names_cluster(),

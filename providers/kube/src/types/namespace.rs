@@ -75,6 +75,7 @@ impl KubeType for Namespace {
     fn schema(&self) -> TypeSchema {
         let map = || AttrType::Map(Box::new(AttrType::String));
         TypeSchema::new("k8s_namespace", TypeKind::Managed, "A namespace and the labels it must (not) have.")
+            .import_id("CLUSTER/NAME")
             .attr(AttrSchema::new("cluster", AttrType::String, Presence::Required).force_new().names_cluster())
             .attr(AttrSchema::new("name", AttrType::String, Presence::Required).force_new())
             .attr(AttrSchema::new("labels", map(), Presence::Optional))

@@ -180,6 +180,7 @@ impl KubeType for RemoteSecret {
             TypeKind::Managed,
             "An istioctl-compatible remote secret from one cluster into another.",
         )
+        .import_id("SOURCE/TARGET (cluster names)")
         .attr(
             st("source", Presence::Required)
                 .force_new()

@@ -108,6 +108,7 @@ impl KubeType for Secret {
     fn schema(&self) -> TypeSchema {
         let map = || AttrType::Map(Box::new(AttrType::String));
         TypeSchema::new("k8s_secret", TypeKind::Managed, "A Secret; its values are sensitive.")
+            .import_id("CLUSTER/NAMESPACE/NAME")
             .attr(AttrSchema::new("cluster", AttrType::String, Presence::Required).force_new().names_cluster())
             .attr(AttrSchema::new("namespace", AttrType::String, Presence::Required).force_new())
             .attr(AttrSchema::new("name", AttrType::String, Presence::Required).force_new())
