@@ -147,3 +147,226 @@ async fn show_renders_a_saved_plan_in_every_format() {
     let (rc, stdout, err) = mf(&c, &["show", "junk.plan"]).await;
     assert_eq!(rc, 1, "{stdout}{err}");
 }
+
+const DATA: &str = r#"
+[variables.greeting]
+type = "string"
+default = "hello"
+
+[resources.meshform_data.a]
+input = "${var.greeting}"
+
+[outputs.said]
+value = "${meshform_data.a.output}"
+
+[outputs.all]
+value = ["${meshform_data.a.output}", 2]
+"#;
+
+/// `output` (all, one, --json, --raw), `--replace`, `--refresh-only`, `state mv`, single-dash
+/// options and `MESHFORM_VAR_` names in another case, on the built-in type.
+#[tokio::test(flavor = "multi_thread")]
+async fn terraform_habits_on_a_small_state() {
+    let c = Cloud::default().await;
+    c.write(DATA);
+    // Single-dash options, and a variable named in upper case.
+    let o = c.run(env!("CARGO_BIN_EXE_meshform"), &["apply", "main.toml", "-auto-approve", "-parallelism=2"], &[], &[("MESHFORM_VAR_GREETING", "hi".into())]).await;
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let (_, raw, _) = mf(&c, &["output", "main.toml", "said", "-raw"]).await;
+    assert_eq!(raw, "hi", "--raw prints the value alone");
+    let (rc, all, _) = mf(&c, &["output", "main.toml", "--json"]).await;
+    assert_eq!(rc, 0);
+    let all: serde_json::Value = serde_json::from_str(&all).unwrap();
+    assert_eq!(all["all"]["value"], serde_json::json!(["hi", 2]));
+    let (rc, _, err) = mf(&c, &["output", "main.toml", "all", "--raw"]).await;
+    assert_eq!(rc, 1, "a list is not raw: {err}");
+    let (rc, _, err) = mf(&c, &["output", "main.toml", "sad"]).await;
+    assert!(rc == 1 && err.contains("did you mean `said`"), "{err}");
+    // A name that matches nothing is warned about.
+    let o = c.run(env!("CARGO_BIN_EXE_meshform"), &["plan", "main.toml"], &[], &[("MESHFORM_VAR_GREETINGS", "x".into())]).await;
+    assert!(text(&o).contains("MESHFORM_VAR_GREETINGS sets no declared variable"), "{}", text(&o));
+
+    // --replace: a replacement with a new id, nothing else changes.
+    let id = |c: &Cloud| std::fs::read_to_string(c.dir.path().join("main.state.json")).unwrap();
+    let before = id(&c);
+    let (rc, plan, _) = mf(&c, &["plan", "main.toml", "--var", "greeting=hi", "--replace", "meshform_data.a"]).await;
+    assert_eq!(rc, 0);
+    assert!(plan.contains("-/+ meshform_data.a") && plan.contains("asked for with --replace"), "{plan}");
+    let (rc, _, err) = mf(&c, &["apply", "main.toml", "--var", "greeting=hi", "-replace=meshform_data.a", "-auto-approve"]).await;
+    assert_eq!(rc, 0, "{err}");
+    assert_ne!(before, id(&c), "the object was replaced");
+    let (rc, _, err) = mf(&c, &["plan", "main.toml", "--replace", "meshform_data.nope"]).await;
+    assert!(rc == 1 && err.contains("--replace meshform_data.nope: no such object"), "{err}");
+
+    // state mv, then a [[moved]] entry that finds it already moved (nothing to do).
+    let (rc, out, err) = mf(&c, &["state", "mv", "main.toml", "meshform_data.a", "meshform_data.b"]).await;
+    assert_eq!(rc, 0, "{err}");
+    assert!(out.contains("Moved meshform_data.a to meshform_data.b."), "{out}");
+    let (_, list, _) = mf(&c, &["state", "list", "main.toml"]).await;
+    assert_eq!(list.trim(), "meshform_data.b");
+    let (rc, _, err) = mf(&c, &["state", "mv", "main.toml", "meshform_data.a", "meshform_data.c"]).await;
+    assert!(rc == 1 && err.contains("not in state"), "{err}");
+}
+
+/// `[[moved]]`, `[[removed]]` (destroy = false) and `[[import]]`, each planned with its own action
+/// and applied.
+#[tokio::test(flavor = "multi_thread")]
+async fn refactoring_blocks_are_planned_and_applied() {
+    let c = Cloud::default().await;
+    c.write("[resources.meshform_data.old]\ninput = 1\n\n[resources.meshform_data.gone]\ninput = 2\n");
+    assert_eq!(mf(&c, &["apply", "main.toml", "--auto-approve"]).await.0, 0);
+    c.write(
+        "[resources.meshform_data.new]\ninput = 1\n\n[[moved]]\nfrom = \"meshform_data.old\"\nto = \"meshform_data.new\"\n\n[[removed]]\nfrom = \"meshform_data.gone\"\ndestroy = false\n\n[resources.meshform_data.taken]\ninput = \"x\"\n\n[[import]]\nto = \"meshform_data.taken\"\nid = \"existing-1\"\n",
+    );
+    let (rc, plan, err) = mf(&c, &["plan", "main.toml", "--detailed-exitcode"]).await;
+    assert_eq!(rc, 2, "{plan}{err}");
+    assert!(plan.contains("> meshform_data.old  (moves to meshform_data.new"), "{plan}");
+    assert!(plan.contains(". meshform_data.gone  (forget"), "{plan}");
+    assert!(plan.contains("<+ meshform_data.taken  (adopt an existing object: imported by [[import]] from id existing-1)"), "{plan}");
+    assert!(plan.contains("1 to adopt") && plan.contains("1 to move") && plan.contains("1 to forget"), "{plan}");
+    let (rc, json, _) = mf(&c, &["plan", "main.toml", "--format", "json"]).await;
+    assert_eq!(rc, 0);
+    let doc: serde_json::Value = serde_json::from_str(&json).unwrap();
+    valid(&schema("plan-v1.schema.json"), &doc, "the plan JSON");
+    assert_eq!(doc["moves"][0]["to"], "meshform_data.new");
+    let taken = doc["changes"].as_array().unwrap().iter().find(|c| c["address"] == "meshform_data.taken").unwrap();
+    assert_eq!(taken["importing"]["id"], "existing-1");
+    let (rc, out, err) = mf(&c, &["apply", "main.toml", "--auto-approve"]).await;
+    assert_eq!(rc, 0, "{out}{err}");
+    assert!(out.contains("1 adopted") && out.contains("1 forgotten") && out.contains("1 moved"), "{out}");
+    let (_, list, _) = mf(&c, &["state", "list", "main.toml"]).await;
+    assert_eq!(list.lines().collect::<Vec<_>>(), ["meshform_data.new", "meshform_data.taken"]);
+    let (rc, _, _) = mf(&c, &["plan", "main.toml", "--detailed-exitcode"]).await;
+    assert_eq!(rc, 0, "nothing left to do");
+    // A [[moved]] `from` that is still declared is refused at load, at its line.
+    c.write("[resources.meshform_data.new]\ninput = 1\n\n[[moved]]\nfrom = \"meshform_data.new\"\nto = \"meshform_data.new\"\n");
+    let (rc, _, err) = mf(&c, &["plan", "main.toml"]).await;
+    assert!(rc == 1 && err.contains("main.toml:") && err.contains("still declared"), "{err}");
+}
+
+/// `--refresh-only`: what changed out of band is recorded, nothing live is changed.
+#[tokio::test(flavor = "multi_thread")]
+async fn refresh_only_records_drift_and_changes_nothing_live() {
+    let w = World::default();
+    let c = Cloud::start(SimOptions { world: w, ..SimOptions::default() }).await;
+    c.write("[resources.gcp_firewall.fw]\nname = \"fw\"\nnetwork = \"default\"\nsource_ranges = [\"10.0.0.0/8\"]\nallow = [{ protocol = \"tcp\" }]\n");
+    assert_eq!(mf(&c, &["apply", "main.toml", "--auto-approve"]).await.0, 0);
+    c.gcloud(&["compute", "firewall-rules", "update", "fw", "--priority=500"]).await;
+    let (rc, plan, _) = mf(&c, &["plan", "main.toml", "--refresh-only", "--detailed-exitcode"]).await;
+    assert_eq!(rc, 2, "{plan}");
+    assert!(plan.contains("priority = 1000 -> 500") && plan.contains("refresh-only"), "{plan}");
+    let (rc, out, err) = mf(&c, &["apply", "main.toml", "--refresh-only", "--auto-approve"]).await;
+    assert_eq!(rc, 0, "{out}{err}");
+    let live = c.describe(&["compute", "firewall-rules", "describe", "fw"]).await;
+    assert_eq!(live["priority"], 500, "nothing live changed");
+    let state = std::fs::read_to_string(c.dir.path().join("main.state.json")).unwrap();
+    assert!(state.contains("\"priority\": 500"), "the state records what is live");
+    // Now a normal plan wants the desired 1000 back, and drift sees no out-of-band change.
+    let (rc, plan, _) = mf(&c, &["plan", "main.toml", "--detailed-exitcode"]).await;
+    assert!(rc == 2 && plan.contains("priority = 500 -> 1000") && !plan.contains("changed outside"), "{plan}");
+}
+
+/// Completions for the three shells name the commands and options.
+#[tokio::test(flavor = "multi_thread")]
+async fn completions_for_bash_zsh_and_fish() {
+    let c = Cloud::default().await;
+    for shell in ["bash", "zsh", "fish"] {
+        let (rc, out, err) = mf(&c, &["completions", shell]).await;
+        assert_eq!(rc, 0, "{err}");
+        for word in ["apply", "refresh-only", "auto-approve", "state"] {
+            assert!(out.contains(word), "{shell} completions lack {word}");
+        }
+    }
+    let (rc, _, err) = mf(&c, &["completions", "tcsh"]).await;
+    assert_eq!(rc, 2, "{err}");
+    let (rc, v, _) = mf(&c, &["version", "--json"]).await;
+    assert_eq!(rc, 0);
+    let v: serde_json::Value = serde_json::from_str(&v).unwrap();
+    assert_eq!(v["meshform_version"], env!("CARGO_PKG_VERSION"));
+    let (_, help, _) = mf(&c, &["output", "--help"]).await;
+    assert!(help.contains("Examples:"), "{help}");
+}
+
+/// Asked for JSON, a failure still prints JSON on stdout: an error document, or diagnostic
+/// events, each with the file, line and column.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failure_asked_for_json_prints_json() {
+    let c = Cloud::default().await;
+    c.write("[resources.meshform_data.a]\ninputt = 1\n");
+    let (rc, out, _) = mf(&c, &["drift", "main.toml", "--format", "json"]).await;
+    assert_eq!(rc, 1);
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(doc["error"], true);
+    assert_eq!(doc["diagnostics"][0]["range"]["line"], 5, "{doc}");
+    let (rc, out, _) = mf(&c, &["plan", "main.toml", "--json"]).await;
+    assert_eq!(rc, 1);
+    let v = schema("events-v1.schema.json");
+    let events: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    for e in &events {
+        valid(&v, e, "an event");
+    }
+    assert_eq!(events[0]["type"], "version");
+    assert!(events.iter().any(|e| e["type"] == "diagnostic" && e["diagnostic"]["summary"].as_str().unwrap().contains("inputt")), "{out}");
+}
+
+/// Starts meshform with stdout a pipe (no terminal), as a CI runner does.
+fn spawn(c: &Cloud, args: &[&str], extra: &[(&str, &str)]) -> tokio::process::Child {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_meshform"));
+    cmd.args(args).current_dir(c.dir.path()).env_clear().stdin(std::process::Stdio::null());
+    cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null());
+    cmd.envs(c.env.iter().map(|(k, v)| (k.clone(), v.clone()))).envs(extra.iter().copied());
+    cmd.spawn().unwrap()
+}
+
+const TWO_RULES: &str = "[resources.gcp_firewall.a]\nname = \"a\"\nnetwork = \"default\"\nsource_ranges = [\"10.0.0.0/8\"]\nallow = [{ protocol = \"tcp\" }]\n\n[resources.gcp_firewall.b]\nname = \"b-after-${gcp_firewall.a.name}\"\nnetwork = \"default\"\nsource_ranges = [\"10.0.0.0/8\"]\nallow = [{ protocol = \"tcp\" }]\n";
+
+/// Without a terminal, the first operation's line is readable from the pipe while the apply
+/// still runs (the second rule waits for it), and an operation running longer than the
+/// heartbeat interval says so (`MESHFORM_HEARTBEAT_INTERVAL`, 1s here; every request takes
+/// 1.2 s in this simulator).
+#[tokio::test(flavor = "multi_thread")]
+async fn ci_logs_stream_lines_and_heartbeats() {
+    use tokio::io::AsyncBufReadExt;
+    let w = World::default();
+    let c = Cloud::start(SimOptions { world: w, latency: std::time::Duration::from_millis(1200), ..SimOptions::default() }).await;
+    c.write(TWO_RULES);
+    let mut child = spawn(&c, &["apply", "main.toml", "--auto-approve"], &[("MESHFORM_HEARTBEAT_INTERVAL", "1s")]);
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    let mut first_result_while_running = None;
+    while let Some(l) = lines.next_line().await.unwrap() {
+        if first_result_while_running.is_none() && l.contains("gcp_firewall.a: created") {
+            // b depends on a: it has not started, so the process cannot have finished.
+            first_result_while_running = Some(child.try_wait().unwrap().is_none());
+        }
+        seen.push(l);
+    }
+    assert_eq!(child.wait().await.unwrap().code(), Some(0), "{seen:#?}");
+    assert_eq!(first_result_while_running, Some(true), "the first result line came only at exit: {seen:#?}");
+    assert!(seen.iter().any(|l| l.starts_with("gcp_firewall.a: still creating... [") && l.ends_with("s elapsed]")), "{seen:#?}");
+}
+
+/// `apply --json` streams events, each valid against the event schema, in order: the plan's
+/// changes, each operation's start, progress and completion, the summary, the outputs.
+#[tokio::test(flavor = "multi_thread")]
+async fn apply_json_streams_schema_valid_events() {
+    let w = World::default();
+    let c = Cloud::start(SimOptions { world: w, latency: std::time::Duration::from_millis(1200), ..SimOptions::default() }).await;
+    c.write(&format!("{TWO_RULES}\n[outputs.rule]\nvalue = \"${{gcp_firewall.b.name}}\"\n"));
+    let o = c.run(env!("CARGO_BIN_EXE_meshform"), &["apply", "main.toml", "-json", "-auto-approve"], &[], &[("MESHFORM_HEARTBEAT_INTERVAL", "1s".into())]).await;
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let v = schema("events-v1.schema.json");
+    let events: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).expect("one JSON object per line")).collect();
+    for e in &events {
+        valid(&v, e, "an event");
+    }
+    let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    let at = |k: &str| kinds.iter().position(|x| *x == k).unwrap_or_else(|| panic!("no {k} in {kinds:?}"));
+    assert_eq!(kinds[0], "version");
+    assert!(at("planned_change") < at("apply_start") && at("apply_start") < at("apply_progress"));
+    assert!(at("apply_progress") < at("apply_complete") && kinds.iter().rposition(|x| *x == "apply_complete").unwrap() < kinds.iter().rposition(|x| *x == "change_summary").unwrap());
+    assert_eq!(events.last().unwrap()["outputs"]["rule"]["value"], "b-after-a");
+    let (rc, _, err) = mf(&c, &["destroy", "main.toml", "--json"]).await;
+    assert!(rc == 1 && err.contains("--auto-approve"), "{err}");
+}
