@@ -370,3 +370,43 @@ async fn apply_json_streams_schema_valid_events() {
     let (rc, _, err) = mf(&c, &["destroy", "main.toml", "--json"]).await;
     assert!(rc == 1 && err.contains("--auto-approve"), "{err}");
 }
+
+/// In a terminal (tmux, stdout and stderr on one screen), an apply's result lines print above a
+/// bar that is redrawn and cleared: nothing of the bar is left in the scrollback.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_terminal_keeps_no_stale_bar_lines() {
+    let tmux = meshform_sim::tools::need("tmux");
+    let w = World::default();
+    let c = Cloud::start(SimOptions { world: w, latency: std::time::Duration::from_millis(300), ..SimOptions::default() }).await;
+    c.write(TWO_RULES);
+    let socket = format!("meshform-test-{}", std::process::id());
+    let mut script = String::from("unset CI NO_COLOR\n");
+    for (k, v) in c.env.iter().filter(|(k, _)| k != "NO_COLOR") {
+        script.push_str(&format!("export {k}='{}'\n", v.replace('\'', "'\\''")));
+    }
+    script.push_str(&format!(
+        "cd '{}' && '{}' apply main.toml --auto-approve --no-color; echo \"exit=$?\"; '{}' -L {socket} wait-for -S applied; sleep 60\n",
+        c.dir.path().display(),
+        env!("CARGO_BIN_EXE_meshform"),
+        tmux.display()
+    ));
+    std::fs::write(c.dir.path().join("run.sh"), script).unwrap();
+    let run = |args: Vec<String>| {
+        let tmux = tmux.clone();
+        async move { tokio::process::Command::new(tmux).args(args).output().await.unwrap() }
+    };
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let script = c.dir.path().join("run.sh").display().to_string();
+    let o = run(s(&["-L", &socket, "-f", "/dev/null", "new-session", "-d", "-x", "100", "-y", "30", "sh", &script])).await;
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Wait until the script signals the apply ended (no polling, no sleep).
+    run(s(&["-L", &socket, "wait-for", "applied"])).await;
+    let shot = run(s(&["-L", &socket, "capture-pane", "-p", "-S", "-", "-E", "-"])).await;
+    run(s(&["-L", &socket, "kill-server"])).await;
+    let screen = String::from_utf8_lossy(&shot.stdout).into_owned();
+    assert!(screen.contains("exit=0") && screen.contains("Apply complete"), "{screen}");
+    assert!(screen.contains("gcp_firewall.a: created") && screen.contains("gcp_firewall.b: created"), "{screen}");
+    for stale in ["[====", "] 0/2", "] 1/2", "] 2/2", "applying"] {
+        assert!(!screen.contains(stale), "a bar line is left on the screen ({stale:?}):\n{screen}");
+    }
+}
