@@ -410,3 +410,33 @@ async fn a_terminal_keeps_no_stale_bar_lines() {
         assert!(!screen.contains(stale), "a bar line is left on the screen ({stale:?}):\n{screen}");
     }
 }
+
+/// Errors that help: an endpoint that refuses is named as such, with its setting and the
+/// attempts, in seconds (not retried for a minute); missing credentials list the ways to give
+/// them, once for all clusters.
+#[tokio::test(flavor = "multi_thread")]
+async fn errors_name_the_cause_and_the_way_out() {
+    let w = World::default();
+    let c = Cloud::start(SimOptions { world: w.clone(), ..SimOptions::default() }).await;
+    setup(&c, &w);
+    let o = c.run(env!("CARGO_BIN_EXE_meshform"), &["plan", "plans/asm-multicluster.toml"], &[], &[("MESHFORM_GCP_ENDPOINT", "http://127.0.0.1:1".into())]).await;
+    let t = text(&o);
+    assert_eq!(code(&o), 1, "{t}");
+    assert!(t.contains("connection refused") && t.contains("3 attempts") && t.contains("MESHFORM_GCP_ENDPOINT"), "{t}");
+    assert!(t.contains("cannot look up clusters `cluster-1`, `cluster-2`"), "one error for both clusters: {t}");
+    let missing = c.dir.path().join("no-such-key.json").display().to_string();
+    let o = c
+        .run(
+            env!("CARGO_BIN_EXE_meshform"),
+            &["plan", "plans/asm-multicluster.toml"],
+            &["MESHFORM_GCP_ACCESS_TOKEN", "CLOUDSDK_AUTH_ACCESS_TOKEN"],
+            &[("GOOGLE_APPLICATION_CREDENTIALS", missing)],
+        )
+        .await;
+    let t = text(&o);
+    assert_eq!(code(&o), 1, "{t}");
+    for way in ["MESHFORM_GCP_ACCESS_TOKEN", "GOOGLE_APPLICATION_CREDENTIALS", "gcloud auth application-default login", "metadata server"] {
+        assert!(t.contains(way), "the error names {way}: {t}");
+    }
+    assert_eq!(t.matches("no Google credentials found").count(), 1, "once, not per cluster: {t}");
+}

@@ -398,7 +398,7 @@ impl Session {
             }
         }
         if diags.has_errors() {
-            return Err(diags);
+            return Err(collapse_same(diags));
         }
         self.set_clusters(values, &out);
         Ok(Arc::new(out))
@@ -452,4 +452,37 @@ impl Objects for Values {
     fn cluster_names(&self) -> Vec<String> {
         self.clusters.clone()
     }
+}
+
+/// Cluster lookups that failed the same way (no credentials, an endpoint that refuses) are one
+/// diagnostic naming every cluster, not one per cluster.
+fn collapse_same(diags: Diagnostics) -> Diagnostics {
+    let mut out: Vec<Diagnostic> = Vec::new();
+    let mut names: Vec<Vec<String>> = Vec::new();
+    // Compared without the cluster's own name and without URLs (which name it and its location).
+    let mut keys: Vec<Option<String>> = Vec::new();
+    for d in diags.0 {
+        let name = d.summary.strip_prefix("cannot look up cluster ").map(str::to_string);
+        let key = name.as_ref().zip(d.label.as_ref()).map(|(n, l)| {
+            let l = l.replace(n.trim_matches('`'), "\u{0}");
+            l.split(' ').filter(|w| !w.starts_with("http")).collect::<Vec<_>>().join(" ")
+        });
+        let same = (0..out.len()).find(|&i| key.is_some() && keys[i] == key && out[i].span == d.span);
+        if same.is_none() {
+            keys.push(key);
+        }
+        match (same, name) {
+            (Some(i), Some(n)) => names[i].push(n),
+            (_, n) => {
+                names.push(n.into_iter().collect());
+                out.push(d);
+            }
+        }
+    }
+    for (d, n) in out.iter_mut().zip(&names) {
+        if n.len() > 1 {
+            d.summary = format!("cannot look up clusters {}", n.join(", "));
+        }
+    }
+    Diagnostics(out)
 }

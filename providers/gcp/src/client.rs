@@ -235,13 +235,15 @@ impl Client {
                     let err = api_error(status, &text, &method, &url);
                     (if status == 429 || status >= 500 { Some(retry_after) } else { None }, err)
                 }
-                Err(e) => (
-                    Some(None),
-                    ProviderError::new(
-                        ErrorKind::Transient,
-                        format!("{method} {}: {}", strip_query(&url), redact_error(&e)),
-                    ),
-                ),
+                Err(e) => {
+                    let (err, hard) = transport_error(&e, &method, &url);
+                    // A refused connection, a name that does not resolve or a failed TLS
+                    // handshake is tried three times, not the full count: it rarely heals.
+                    if hard && attempt >= HARD_FAILURE_ATTEMPTS {
+                        return Err(ProviderError { message: format!("{} ({attempt} attempts)", err.message), ..err });
+                    }
+                    (Some(None), err)
+                }
             };
             match retry {
                 Some(after) if attempt < self.settings.max_attempts => {
@@ -250,7 +252,8 @@ impl Client {
                 // Out of attempts: pass the server's advice on, so the engine may try a
                 // read-only call once more after it.
                 Some(Some(after)) => return Err(err.retry_after(after)),
-                _ => return Err(err),
+                Some(None) => return Err(ProviderError { message: format!("{} ({attempt} attempts)", err.message), ..err }),
+                None => return Err(err),
             }
         }
     }
@@ -509,6 +512,46 @@ pub(crate) fn backoff(attempt: u32) -> Duration {
 fn strip_query(url: &str) -> &str {
     url.split('?').next().unwrap_or(url)
 }
+
+/// A request that got no response, named for what went wrong (connection refused, the name not
+/// resolving, TLS, a timeout) with the endpoint and where its setting comes from.
+fn transport_error(e: &reqwest::Error, method: &Method, url: &str) -> (ProviderError, bool) {
+    let mut chain = String::new();
+    let mut src: Option<&dyn std::error::Error> = Some(e);
+    while let Some(x) = src {
+        chain.push_str(&x.to_string().to_lowercase());
+        chain.push(' ');
+        src = x.source();
+    }
+    let hard = ["connection refused", "dns", "lookup", "resolve", "certificate", "tls", "handshake"]
+        .iter()
+        .any(|w| chain.contains(w));
+    let what = if chain.contains("connection refused") {
+        "connection refused"
+    } else if chain.contains("dns") || chain.contains("lookup") || chain.contains("resolve") {
+        "the host name does not resolve (DNS)"
+    } else if chain.contains("certificate") || chain.contains("tls") || chain.contains("handshake") {
+        "TLS failed (certificate or handshake)"
+    } else if e.is_timeout() || chain.contains("timed out") {
+        "timed out"
+    } else if chain.contains("reset") || chain.contains("closed") {
+        "the connection was closed"
+    } else {
+        "no response"
+    };
+    let host = url.split("://").nth(1).and_then(|r| r.split('/').next()).unwrap_or(url);
+    let origin = if host.ends_with("googleapis.com") {
+        "Google's default endpoint".to_string()
+    } else {
+        "an endpoint override (MESHFORM_GCP_ENDPOINT, MESHFORM_GCP_<API>_ENDPOINT or `[providers.gcp]`; unset them for Google's)".to_string()
+    };
+    // A hard failure is not the engine's to retry again (it is no temporary condition).
+    let kind = if hard { ErrorKind::Other } else { ErrorKind::Transient };
+    (ProviderError::new(kind, format!("cannot reach {host} ({what}) for {method} {}; {host} is {origin}", strip_query(url))), hard)
+}
+
+/// How many times a hard transport failure (see [`transport_error`]) is tried.
+const HARD_FAILURE_ATTEMPTS: u32 = 3;
 
 pub(crate) fn redact_error(e: &reqwest::Error) -> String {
     // reqwest errors name the URL; strip its query (never a token, but keep messages short).

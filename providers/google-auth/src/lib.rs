@@ -40,7 +40,7 @@ impl fmt::Display for AuthError {
         match self {
             AuthError::NoCredentials(e) => write!(
                 f,
-                "no Google credentials (set MESHFORM_GCP_ACCESS_TOKEN, GOOGLE_APPLICATION_CREDENTIALS, or run `gcloud auth application-default login`): {e}"
+                "no Google credentials found ({e}). Give meshform one of: an access token in MESHFORM_GCP_ACCESS_TOKEN (e.g. `export MESHFORM_GCP_ACCESS_TOKEN=$(gcloud auth print-access-token)`); a service-account key file named by GOOGLE_APPLICATION_CREDENTIALS; Application Default Credentials from `gcloud auth application-default login`; or run where the metadata server answers (Compute Engine, GKE, Cloud Build, Cloud Run)"
             ),
             AuthError::Token(e) => write!(f, "cannot get a Google access token: {e}"),
         }
