@@ -160,7 +160,9 @@ pub enum Command {
         json: bool,
     },
     /// Show a saved plan, or the state of a desired-state file.
-    #[command(after_help = "Examples:\n  meshform plan mesh.toml --out mesh.plan && meshform show mesh.plan --format markdown\n  meshform show mesh.toml            # what the state records\n  meshform show mesh.plan --format json | jq '.changes[].address'")]
+    #[command(
+        after_help = "Examples:\n  meshform plan mesh.toml --out mesh.plan && meshform show mesh.plan --format markdown\n  meshform show mesh.toml            # what the state records\n  meshform show mesh.plan --format json | jq '.changes[].address'"
+    )]
     Show {
         /// A plan saved with `plan --out`, or a desired-state file (its state is shown).
         file: PathBuf,
@@ -169,7 +171,9 @@ pub enum Command {
         format: Format,
     },
     /// Print the outputs recorded by the last apply.
-    #[command(after_help = "Examples:\n  meshform output mesh.toml\n  meshform output mesh.toml ingress_ip --raw\n  meshform output mesh.toml --json")]
+    #[command(
+        after_help = "Examples:\n  meshform output mesh.toml\n  meshform output mesh.toml ingress_ip --raw\n  meshform output mesh.toml --json"
+    )]
     Output {
         /// The desired-state file.
         file: PathBuf,
@@ -190,7 +194,9 @@ pub enum Command {
     },
     /// List the resource and data types with their attributes, or print the JSON Schema of a
     /// desired-state file.
-    #[command(after_help = "Examples:\n  meshform schema                      # every type, one table each\n  meshform schema k8s_manifest\n  meshform schema --json | jq '.[].name'\n  meshform schema --json-schema > meshform.schema.json   # for editors (taplo, Even Better TOML)")]
+    #[command(
+        after_help = "Examples:\n  meshform schema                      # every type, one table each\n  meshform schema k8s_manifest\n  meshform schema --json | jq '.[].name'\n  meshform schema --json-schema > meshform.schema.json   # for editors (taplo, Even Better TOML)"
+    )]
     Schema {
         /// Only this type.
         #[arg(value_name = "TYPE")]
@@ -204,7 +210,9 @@ pub enum Command {
         json_schema: bool,
     },
     /// Print a shell completion script.
-    #[command(after_help = "Examples:\n  meshform completions bash > ~/.local/share/bash-completion/completions/meshform\n  meshform completions zsh > \"${fpath[1]}/_meshform\"\n  meshform completions fish > ~/.config/fish/completions/meshform.fish")]
+    #[command(
+        after_help = "Examples:\n  meshform completions bash > ~/.local/share/bash-completion/completions/meshform\n  meshform completions zsh > \"${fpath[1]}/_meshform\"\n  meshform completions fish > ~/.config/fish/completions/meshform.fish"
+    )]
     Completions {
         /// The shell.
         shell: clap_complete::Shell,
@@ -280,7 +288,9 @@ fn parse_lock_timeout(s: &str) -> Result<std::time::Duration, String> {
 #[derive(Subcommand, Debug)]
 pub enum StateCommand {
     /// Move a record to another address (a rename; a block address moves every instance).
-    #[command(after_help = "Examples:\n  meshform state mv mesh.toml gcp_firewall.pods gcp_firewall.mesh_pods\n  meshform state mv mesh.toml 'k8s_namespace.sample[\"cluster-1\"]' 'k8s_namespace.sample[\"prod-us\"]'\n\nA [[moved]] table in the desired state does the same through a reviewed plan.")]
+    #[command(
+        after_help = "Examples:\n  meshform state mv mesh.toml gcp_firewall.pods gcp_firewall.mesh_pods\n  meshform state mv mesh.toml 'k8s_namespace.sample[\"cluster-1\"]' 'k8s_namespace.sample[\"prod-us\"]'\n\nA [[moved]] table in the desired state does the same through a reviewed plan."
+    )]
     Mv {
         /// The desired-state file.
         file: PathBuf,

@@ -110,8 +110,17 @@ pub struct ApplyProgress {
 
 impl ApplyProgress {
     /// Progress over `total` operations of an apply (or a destroy).
-    pub fn new(total: u64, color: bool, destroy: bool, events: Option<std::sync::Arc<crate::events::Events>>) -> ApplyProgress {
-        let bar = if events.is_some() { ProgressBar::hidden() } else { progress(total, if destroy { "destroying" } else { "applying" }) };
+    pub fn new(
+        total: u64,
+        color: bool,
+        destroy: bool,
+        events: Option<std::sync::Arc<crate::events::Events>>,
+    ) -> ApplyProgress {
+        let bar = if events.is_some() {
+            ProgressBar::hidden()
+        } else {
+            progress(total, if destroy { "destroying" } else { "applying" })
+        };
         ApplyProgress { bar, color, events, running: Mutex::new(BTreeMap::new()) }
     }
 
@@ -196,10 +205,18 @@ impl ApplyProgress {
 
 impl Observer for ApplyProgress {
     fn started(&self, c: &Change) {
-        self.running.lock().unwrap_or_else(|e| e.into_inner()).insert(c.address.to_string(), (c.action, Instant::now()));
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(c.address.to_string(), (c.action, Instant::now()));
         if let Some(ev) = &self.events {
             let text = format!("{}: {}...", c.address, doing(c.action));
-            ev.emit("info", "apply_start", &text, serde_json::json!({ "hook": { "address": c.address.to_string(), "action": c.action } }));
+            ev.emit(
+                "info",
+                "apply_start",
+                &text,
+                serde_json::json!({ "hook": { "address": c.address.to_string(), "action": c.action } }),
+            );
         }
         self.waiting_message();
     }
@@ -225,12 +242,18 @@ impl Observer for ApplyProgress {
                 let id_text = shown_id.map(|i| format!(" [id={i}]")).unwrap_or_default();
                 let plain = format!("{}: {verb}{id_text} ({secs:.1}s)", c.address);
                 let ev = serde_json::json!({ "hook": { "address": c.address.to_string(), "action": c.action, "id": shown_id, "elapsed_seconds": secs } });
-                (format!("{} {}: {verb}{id_text} ({secs:.1}s)", st.action(c.action, c.action.symbol()), c.address), Some(("apply_complete", plain, ev, "info")))
+                (
+                    format!("{} {}: {verb}{id_text} ({secs:.1}s)", st.action(c.action, c.action.symbol()), c.address),
+                    Some(("apply_complete", plain, ev, "info")),
+                )
             }
             NodeResult::Failed(m) => {
                 let plain = format!("{}: {} failed: {m}", c.address, c.action.verb());
                 let ev = serde_json::json!({ "hook": { "address": c.address.to_string(), "action": c.action, "error": m.to_string(), "hint": m.hint, "elapsed_seconds": secs } });
-                (format!("{} {}: {} failed: {m}", st.red("!"), c.address, c.action.verb()), Some(("apply_errored", plain, ev, "error")))
+                (
+                    format!("{} {}: {} failed: {m}", st.red("!"), c.address, c.action.verb()),
+                    Some(("apply_errored", plain, ev, "error")),
+                )
             }
             NodeResult::Cancelled | NodeResult::Skipped { .. } => return,
         };

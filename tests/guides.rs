@@ -240,7 +240,12 @@ async fn tls_key_stays_secret(c: &Cloud, w: &World, plan: &str, apply_log: &str)
     let key = w.secrets.iter().find(|s| s.name == "ingress-tls-key").and_then(|s| s.data.clone()).unwrap();
     let judged = c.gcloud(&["secrets", "versions", "access", "latest", "--secret", "ingress-tls-key"]).await;
     assert_eq!(String::from_utf8_lossy(&judged.stdout), key, "gcloud reads the seeded key");
-    let b64 = kubectl_out(c, 0, &["get", "secret", "istio-ingress-tls", "-n", "istio-system", "-o", "jsonpath={.data.tls\\.key}"]).await;
+    let b64 = kubectl_out(
+        c,
+        0,
+        &["get", "secret", "istio-ingress-tls", "-n", "istio-system", "-o", "jsonpath={.data.tls\\.key}"],
+    )
+    .await;
     use base64::Engine as _;
     let got = base64::engine::general_purpose::STANDARD.decode(b64.trim()).unwrap();
     assert_eq!(String::from_utf8_lossy(&got), key, "the key reached the cluster's Secret");
@@ -248,7 +253,8 @@ async fn tls_key_stays_secret(c: &Cloud, w: &World, plan: &str, apply_log: &str)
     assert!(key.contains(body));
     assert!(apply_log.contains("data") && apply_log.contains("(sensitive)"), "{apply_log}");
     assert!(!apply_log.contains(body), "the apply's log holds the key");
-    let mut seen = vec![("state".to_string(), std::fs::read_to_string(c.dir.path().join("plans/mci-istio.state.json")).unwrap())];
+    let mut seen =
+        vec![("state".to_string(), std::fs::read_to_string(c.dir.path().join("plans/mci-istio.state.json")).unwrap())];
     for f in ["human", "json", "markdown"] {
         let (rc, t) = mf(c, &["plan", plan, "--destroy", "--format", f]).await;
         assert_eq!(rc, 0, "{t}");
@@ -260,7 +266,10 @@ async fn tls_key_stays_secret(c: &Cloud, w: &World, plan: &str, apply_log: &str)
     let (rc, t) = mf(c, &["plan", plan, "--json"]).await;
     assert_eq!(rc, 0, "{t}");
     seen.push(("plan --json".into(), t));
-    seen.push(("saved plan".into(), String::from_utf8_lossy(&std::fs::read(c.dir.path().join("again.plan")).unwrap()).into()));
+    seen.push((
+        "saved plan".into(),
+        String::from_utf8_lossy(&std::fs::read(c.dir.path().join("again.plan")).unwrap()).into(),
+    ));
     for (what, text) in seen {
         assert!(!text.contains(body), "the {what} holds the key in plaintext");
     }

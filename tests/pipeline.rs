@@ -48,7 +48,22 @@ async fn a_50_cluster_mci_plan_fits_a_pull_request_comment_and_names_every_chang
     let c = Cloud::start(SimOptions { world: w.clone(), ..SimOptions::default() }).await;
     setup(&c, &w);
     let plan = "plans/mci-istio.toml";
-    let (rc, md, err) = mf(&c, &["plan", plan, "--var-file", "clusters.toml", "--var", "config_cluster=c001", "--format", "markdown", "--out", "p.plan"]).await;
+    let (rc, md, err) = mf(
+        &c,
+        &[
+            "plan",
+            plan,
+            "--var-file",
+            "clusters.toml",
+            "--var",
+            "config_cluster=c001",
+            "--format",
+            "markdown",
+            "--out",
+            "p.plan",
+        ],
+    )
+    .await;
     assert_eq!(rc, 0, "{err}");
     if let Ok(p) = std::env::var("MESHFORM_TEST_KEEP_MARKDOWN") {
         std::fs::write(p, &md).unwrap();
@@ -106,7 +121,8 @@ async fn the_desired_state_json_schema_is_current_and_the_plans_satisfy_it() {
         valid(&v, &serde_json::to_value(doc).unwrap(), &f.display().to_string());
     }
     // And it rejects what the loader rejects: an unknown attribute.
-    let bad: toml::Value = toml::from_str("[resources.gcp_firewall.x]\nname = \"x\"\nnetwork = \"default\"\nbogus = 1\n").unwrap();
+    let bad: toml::Value =
+        toml::from_str("[resources.gcp_firewall.x]\nname = \"x\"\nnetwork = \"default\"\nbogus = 1\n").unwrap();
     assert!(!v.is_valid(&serde_json::to_value(bad).unwrap()));
     // `schema TYPE` lists a type's attributes and its import id.
     let (rc, t, _) = mf(&c, &["schema", "k8s_secret"]).await;
@@ -170,7 +186,14 @@ async fn terraform_habits_on_a_small_state() {
     let c = Cloud::default().await;
     c.write(DATA);
     // Single-dash options, and a variable named in upper case.
-    let o = c.run(env!("CARGO_BIN_EXE_meshform"), &["apply", "main.toml", "-auto-approve", "-parallelism=2"], &[], &[("MESHFORM_VAR_GREETING", "hi".into())]).await;
+    let o = c
+        .run(
+            env!("CARGO_BIN_EXE_meshform"),
+            &["apply", "main.toml", "-auto-approve", "-parallelism=2"],
+            &[],
+            &[("MESHFORM_VAR_GREETING", "hi".into())],
+        )
+        .await;
     assert_eq!(code(&o), 0, "{}", text(&o));
     let (_, raw, _) = mf(&c, &["output", "main.toml", "said", "-raw"]).await;
     assert_eq!(raw, "hi", "--raw prints the value alone");
@@ -183,7 +206,9 @@ async fn terraform_habits_on_a_small_state() {
     let (rc, _, err) = mf(&c, &["output", "main.toml", "sad"]).await;
     assert!(rc == 1 && err.contains("did you mean `said`"), "{err}");
     // A name that matches nothing is warned about.
-    let o = c.run(env!("CARGO_BIN_EXE_meshform"), &["plan", "main.toml"], &[], &[("MESHFORM_VAR_GREETINGS", "x".into())]).await;
+    let o = c
+        .run(env!("CARGO_BIN_EXE_meshform"), &["plan", "main.toml"], &[], &[("MESHFORM_VAR_GREETINGS", "x".into())])
+        .await;
     assert!(text(&o).contains("MESHFORM_VAR_GREETINGS sets no declared variable"), "{}", text(&o));
 
     // --replace: a replacement with a new id, nothing else changes.
@@ -192,7 +217,8 @@ async fn terraform_habits_on_a_small_state() {
     let (rc, plan, _) = mf(&c, &["plan", "main.toml", "--var", "greeting=hi", "--replace", "meshform_data.a"]).await;
     assert_eq!(rc, 0);
     assert!(plan.contains("-/+ meshform_data.a") && plan.contains("asked for with --replace"), "{plan}");
-    let (rc, _, err) = mf(&c, &["apply", "main.toml", "--var", "greeting=hi", "-replace=meshform_data.a", "-auto-approve"]).await;
+    let (rc, _, err) =
+        mf(&c, &["apply", "main.toml", "--var", "greeting=hi", "-replace=meshform_data.a", "-auto-approve"]).await;
     assert_eq!(rc, 0, "{err}");
     assert_ne!(before, id(&c), "the object was replaced");
     let (rc, _, err) = mf(&c, &["plan", "main.toml", "--replace", "meshform_data.nope"]).await;
@@ -222,7 +248,10 @@ async fn refactoring_blocks_are_planned_and_applied() {
     assert_eq!(rc, 2, "{plan}{err}");
     assert!(plan.contains("> meshform_data.old  (moves to meshform_data.new"), "{plan}");
     assert!(plan.contains(". meshform_data.gone  (forget"), "{plan}");
-    assert!(plan.contains("<+ meshform_data.taken  (adopt an existing object: imported by [[import]] from id existing-1)"), "{plan}");
+    assert!(
+        plan.contains("<+ meshform_data.taken  (adopt an existing object: imported by [[import]] from id existing-1)"),
+        "{plan}"
+    );
     assert!(plan.contains("1 to adopt") && plan.contains("1 to move") && plan.contains("1 to forget"), "{plan}");
     let (rc, json, _) = mf(&c, &["plan", "main.toml", "--format", "json"]).await;
     assert_eq!(rc, 0);
@@ -306,7 +335,12 @@ async fn a_failure_asked_for_json_prints_json() {
         valid(&v, e, "an event");
     }
     assert_eq!(events[0]["type"], "version");
-    assert!(events.iter().any(|e| e["type"] == "diagnostic" && e["diagnostic"]["summary"].as_str().unwrap().contains("inputt")), "{out}");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["type"] == "diagnostic" && e["diagnostic"]["summary"].as_str().unwrap().contains("inputt")),
+        "{out}"
+    );
 }
 
 /// Starts meshform with stdout a pipe (no terminal), as a CI runner does.
@@ -328,7 +362,9 @@ const TWO_RULES: &str = "[resources.gcp_firewall.a]\nname = \"a\"\nnetwork = \"d
 async fn ci_logs_stream_lines_and_heartbeats() {
     use tokio::io::AsyncBufReadExt;
     let w = World::default();
-    let c = Cloud::start(SimOptions { world: w, latency: std::time::Duration::from_millis(1200), ..SimOptions::default() }).await;
+    let c =
+        Cloud::start(SimOptions { world: w, latency: std::time::Duration::from_millis(1200), ..SimOptions::default() })
+            .await;
     c.write(TWO_RULES);
     let mut child = spawn(&c, &["apply", "main.toml", "--auto-approve"], &[("MESHFORM_HEARTBEAT_INTERVAL", "1s")]);
     let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
@@ -343,7 +379,10 @@ async fn ci_logs_stream_lines_and_heartbeats() {
     }
     assert_eq!(child.wait().await.unwrap().code(), Some(0), "{seen:#?}");
     assert_eq!(first_result_while_running, Some(true), "the first result line came only at exit: {seen:#?}");
-    assert!(seen.iter().any(|l| l.starts_with("gcp_firewall.a: still creating... [") && l.ends_with("s elapsed]")), "{seen:#?}");
+    assert!(
+        seen.iter().any(|l| l.starts_with("gcp_firewall.a: still creating... [") && l.ends_with("s elapsed]")),
+        "{seen:#?}"
+    );
 }
 
 /// `apply --json` streams events, each valid against the event schema, in order: the plan's
@@ -351,13 +390,23 @@ async fn ci_logs_stream_lines_and_heartbeats() {
 #[tokio::test(flavor = "multi_thread")]
 async fn apply_json_streams_schema_valid_events() {
     let w = World::default();
-    let c = Cloud::start(SimOptions { world: w, latency: std::time::Duration::from_millis(1200), ..SimOptions::default() }).await;
+    let c =
+        Cloud::start(SimOptions { world: w, latency: std::time::Duration::from_millis(1200), ..SimOptions::default() })
+            .await;
     c.write(&format!("{TWO_RULES}\n[outputs.rule]\nvalue = \"${{gcp_firewall.b.name}}\"\n"));
-    let o = c.run(env!("CARGO_BIN_EXE_meshform"), &["apply", "main.toml", "-json", "-auto-approve"], &[], &[("MESHFORM_HEARTBEAT_INTERVAL", "1s".into())]).await;
+    let o = c
+        .run(
+            env!("CARGO_BIN_EXE_meshform"),
+            &["apply", "main.toml", "-json", "-auto-approve"],
+            &[],
+            &[("MESHFORM_HEARTBEAT_INTERVAL", "1s".into())],
+        )
+        .await;
     assert_eq!(code(&o), 0, "{}", text(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     let v = schema("events-v1.schema.json");
-    let events: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).expect("one JSON object per line")).collect();
+    let events: Vec<serde_json::Value> =
+        out.lines().map(|l| serde_json::from_str(l).expect("one JSON object per line")).collect();
     for e in &events {
         valid(&v, e, "an event");
     }
@@ -365,7 +414,11 @@ async fn apply_json_streams_schema_valid_events() {
     let at = |k: &str| kinds.iter().position(|x| *x == k).unwrap_or_else(|| panic!("no {k} in {kinds:?}"));
     assert_eq!(kinds[0], "version");
     assert!(at("planned_change") < at("apply_start") && at("apply_start") < at("apply_progress"));
-    assert!(at("apply_progress") < at("apply_complete") && kinds.iter().rposition(|x| *x == "apply_complete").unwrap() < kinds.iter().rposition(|x| *x == "change_summary").unwrap());
+    assert!(
+        at("apply_progress") < at("apply_complete")
+            && kinds.iter().rposition(|x| *x == "apply_complete").unwrap()
+                < kinds.iter().rposition(|x| *x == "change_summary").unwrap()
+    );
     assert_eq!(events.last().unwrap()["outputs"]["rule"]["value"], "b-after-a");
     let (rc, _, err) = mf(&c, &["destroy", "main.toml", "--json"]).await;
     assert!(rc == 1 && err.contains("--auto-approve"), "{err}");
@@ -377,7 +430,9 @@ async fn apply_json_streams_schema_valid_events() {
 async fn a_terminal_keeps_no_stale_bar_lines() {
     let tmux = meshform_sim::tools::need("tmux");
     let w = World::default();
-    let c = Cloud::start(SimOptions { world: w, latency: std::time::Duration::from_millis(300), ..SimOptions::default() }).await;
+    let c =
+        Cloud::start(SimOptions { world: w, latency: std::time::Duration::from_millis(300), ..SimOptions::default() })
+            .await;
     c.write(TWO_RULES);
     let socket = format!("meshform-test-{}", std::process::id());
     let mut script = String::from("unset CI NO_COLOR\n");
@@ -397,7 +452,8 @@ async fn a_terminal_keeps_no_stale_bar_lines() {
     };
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
     let script = c.dir.path().join("run.sh").display().to_string();
-    let o = run(s(&["-L", &socket, "-f", "/dev/null", "new-session", "-d", "-x", "100", "-y", "30", "sh", &script])).await;
+    let o =
+        run(s(&["-L", &socket, "-f", "/dev/null", "new-session", "-d", "-x", "100", "-y", "30", "sh", &script])).await;
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     // Wait until the script signals the apply ended (no polling, no sleep).
     run(s(&["-L", &socket, "wait-for", "applied"])).await;
@@ -419,7 +475,14 @@ async fn errors_name_the_cause_and_the_way_out() {
     let w = World::default();
     let c = Cloud::start(SimOptions { world: w.clone(), ..SimOptions::default() }).await;
     setup(&c, &w);
-    let o = c.run(env!("CARGO_BIN_EXE_meshform"), &["plan", "plans/asm-multicluster.toml"], &[], &[("MESHFORM_GCP_ENDPOINT", "http://127.0.0.1:1".into())]).await;
+    let o = c
+        .run(
+            env!("CARGO_BIN_EXE_meshform"),
+            &["plan", "plans/asm-multicluster.toml"],
+            &[],
+            &[("MESHFORM_GCP_ENDPOINT", "http://127.0.0.1:1".into())],
+        )
+        .await;
     let t = text(&o);
     assert_eq!(code(&o), 1, "{t}");
     assert!(t.contains("connection refused") && t.contains("3 attempts") && t.contains("MESHFORM_GCP_ENDPOINT"), "{t}");
@@ -435,7 +498,12 @@ async fn errors_name_the_cause_and_the_way_out() {
         .await;
     let t = text(&o);
     assert_eq!(code(&o), 1, "{t}");
-    for way in ["MESHFORM_GCP_ACCESS_TOKEN", "GOOGLE_APPLICATION_CREDENTIALS", "gcloud auth application-default login", "metadata server"] {
+    for way in [
+        "MESHFORM_GCP_ACCESS_TOKEN",
+        "GOOGLE_APPLICATION_CREDENTIALS",
+        "gcloud auth application-default login",
+        "metadata server",
+    ] {
         assert!(t.contains(way), "the error names {way}: {t}");
     }
     assert_eq!(t.matches("no Google credentials found").count(), 1, "once, not per cluster: {t}");

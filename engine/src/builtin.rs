@@ -24,7 +24,7 @@ impl Provider for Builtin {
     fn schemas(&self) -> Vec<TypeSchema> {
         vec![
             TypeSchema::new("meshform_data", TypeKind::Managed, "A value kept in state; input is copied to output.")
-            .import_id("any text (becomes its id)")
+                .import_id("any text (becomes its id)")
                 .attr(
                     AttrSchema::new("input", AttrType::Any, Presence::Optional)
                         .describe("Any value; copied to `output`."),

@@ -44,7 +44,8 @@ pub async fn detect_drift(
     targets: &[Addr],
     parallelism: usize,
 ) -> Result<DriftReport, Diagnostics> {
-    let opts = PlanOptions { mode: Mode::Normal, targets: targets.to_vec(), refresh: true, parallelism, replace: Vec::new() };
+    let opts =
+        PlanOptions { mode: Mode::Normal, targets: targets.to_vec(), refresh: true, parallelism, replace: Vec::new() };
     let refreshed = plan(s, state, &opts).await?;
     // The desired state against the recorded objects, with the clusters and data sources the
     // refresh read (read once per run).

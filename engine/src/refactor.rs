@@ -89,8 +89,11 @@ pub fn check(s: &Session) -> Diagnostics {
         if declared_instance(&m.from) || (m.from.key.is_none() && declared_block(&m.from) && m.from.block != m.to.block)
         {
             diags.push(
-                Diagnostic::error(format!("[[moved]] `from` = {} is still declared in the desired state", m.from), m.span)
-                    .label("an object moves away from an address the desired state no longer has"),
+                Diagnostic::error(
+                    format!("[[moved]] `from` = {} is still declared in the desired state", m.from),
+                    m.span,
+                )
+                .label("an object moves away from an address the desired state no longer has"),
             );
         }
     }
@@ -98,8 +101,11 @@ pub fn check(s: &Session) -> Diagnostics {
         let still = if r.from.key.is_some() { declared_instance(&r.from) } else { declared_block(&r.from) };
         if still {
             diags.push(
-                Diagnostic::error(format!("[[removed]] `from` = {} is still declared in the desired state", r.from), r.span)
-                    .label("remove the block as well, or drop this entry"),
+                Diagnostic::error(
+                    format!("[[removed]] `from` = {} is still declared in the desired state", r.from),
+                    r.span,
+                )
+                .label("remove the block as well, or drop this entry"),
             );
         }
     }
@@ -107,12 +113,17 @@ pub fn check(s: &Session) -> Diagnostics {
     for i in &s.cfg.imports {
         if !declared_instance(&i.to) {
             diags.push(
-                Diagnostic::error(format!("[[import]] `to` = {} is not a resource instance of the desired state", i.to), i.span)
-                    .label("declare it first: the import takes the object in under it"),
+                Diagnostic::error(
+                    format!("[[import]] `to` = {} is not a resource instance of the desired state", i.to),
+                    i.span,
+                )
+                .label("declare it first: the import takes the object in under it"),
             );
         }
         if !seen.insert(i.to.clone()) {
-            diags.push(Diagnostic::error(format!("{} is imported twice", i.to), i.span).label("a second [[import]] of it"));
+            diags.push(
+                Diagnostic::error(format!("{} is imported twice", i.to), i.span).label("a second [[import]] of it"),
+            );
         }
     }
     diags

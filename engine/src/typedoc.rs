@@ -119,16 +119,16 @@ fn attr_schema(a: &AttrSchema) -> J {
 
 /// The body of a block of type `t` with the meta-arguments `meta`.
 fn block_schema(t: &TypeSchema, meta: &[&str]) -> J {
-    let mut props: JMap<String, J> = t
-        .attrs
-        .iter()
-        .filter(|a| a.presence != Presence::Computed)
-        .map(|a| (a.name.clone(), attr_schema(a)))
-        .collect();
+    let mut props: JMap<String, J> =
+        t.attrs.iter().filter(|a| a.presence != Presence::Computed).map(|a| (a.name.clone(), attr_schema(a))).collect();
     for m in meta {
         let s = match *m {
-            "for_each" => json!({ "description": "one instance per key of this map or set (`each.key`, `each.value`)" }),
-            "depends_on" => json!({ "type": "array", "items": { "type": "string" }, "description": "addresses (or `'${ADDRESS[EXPR]}'`) this block waits for" }),
+            "for_each" => {
+                json!({ "description": "one instance per key of this map or set (`each.key`, `each.value`)" })
+            }
+            "depends_on" => {
+                json!({ "type": "array", "items": { "type": "string" }, "description": "addresses (or `'${ADDRESS[EXPR]}'`) this block waits for" })
+            }
             "lifecycle" => json!({ "type": "object", "additionalProperties": false, "properties": {
                 "prevent_destroy": { "type": "boolean" }, "create_before_destroy": { "type": "boolean" },
                 "ignore_changes": { "type": "array", "items": { "type": "string" } } } }),
@@ -137,7 +137,8 @@ fn block_schema(t: &TypeSchema, meta: &[&str]) -> J {
         };
         props.insert((*m).to_string(), s);
     }
-    let required: Vec<&str> = t.attrs.iter().filter(|a| a.presence == Presence::Required).map(|a| a.name.as_str()).collect();
+    let required: Vec<&str> =
+        t.attrs.iter().filter(|a| a.presence == Presence::Required).map(|a| a.name.as_str()).collect();
     json!({ "type": "object", "description": t.description, "properties": props, "required": required, "additionalProperties": false })
 }
 
@@ -153,7 +154,10 @@ pub fn desired_state_schema(r: &Registry) -> J {
     for t in &types {
         match t.kind {
             TypeKind::Managed => {
-                defs.insert(format!("resource.{}", t.name), block_schema(t, &["for_each", "depends_on", "lifecycle", "timeouts"]));
+                defs.insert(
+                    format!("resource.{}", t.name),
+                    block_schema(t, &["for_each", "depends_on", "lifecycle", "timeouts"]),
+                );
                 resources.insert(t.name.clone(), named_blocks(&format!("resource.{}", t.name)));
             }
             TypeKind::Data if t.name == CLUSTER_TYPE => {
@@ -166,9 +170,7 @@ pub fn desired_state_schema(r: &Registry) -> J {
         }
     }
     let strings = json!({ "type": "string" });
-    let entries = |props: J, required: &[&str]| {
-        json!({ "type": "array", "items": { "type": "object", "properties": props, "required": required, "additionalProperties": false } })
-    };
+    let entries = |props: J, required: &[&str]| json!({ "type": "array", "items": { "type": "object", "properties": props, "required": required, "additionalProperties": false } });
     json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": "https://meshform.dev/schemas/desired-state.schema.json",

@@ -262,7 +262,8 @@ async fn plan_renderings() {
 /// the human plan groups them, and the Markdown always does, each group naming its keys.
 #[tokio::test(start_paused = true)]
 async fn grouped_renderings() {
-    let keys: Vec<String> = (1..=24).map(|i| format!("\"c{i:02}\" = \"{}\"", if i <= 20 { "a" } else { "b" })).collect();
+    let keys: Vec<String> =
+        (1..=24).map(|i| format!("\"c{i:02}\" = \"{}\"", if i <= 20 { "a" } else { "b" })).collect();
     let toml = format!(
         r#"
 [variables.fleet]

@@ -8,16 +8,22 @@ use meshform_engine::plan::render::Style;
 use meshform_engine::plan::{Mode, Plan, json, markdown, saved};
 use meshform_engine::session::Session;
 
+use super::JsonErrors;
 use super::open::{Opened, open, read};
 use super::{Out, load, load_targeted};
-use super::JsonErrors;
 use crate::events::Events;
 use crate::exit::{CHANGES, ERROR, INTERRUPTED, OK};
 use crate::{Format, PlanArgs, VarArgs, ui};
 
 /// The plan options of `p` for `mode`, the `--replace` addresses checked against the desired
 /// state.
-fn plan_options(out: &Out, s: &Session, p: &PlanArgs, mode: Mode, targets: Vec<meshform_engine::addr::Addr>) -> Result<PlanOptions, u8> {
+fn plan_options(
+    out: &Out,
+    s: &Session,
+    p: &PlanArgs,
+    mode: Mode,
+    targets: Vec<meshform_engine::addr::Addr>,
+) -> Result<PlanOptions, u8> {
     let replace = super::parse_addresses(out, s, &p.replace, "--replace")?;
     let mode = if p.refresh_only { Mode::RefreshOnly } else { mode };
     if p.refresh_only && !p.refresh {
@@ -40,7 +46,12 @@ pub(crate) fn plan_events(ev: &Events, plan: &Plan) {
         ev.emit("info", "planned_change", &msg, serde_json::json!({ "change": json::change_json(c) }));
     }
     let summary = meshform_engine::plan::render::summary_line(plan);
-    ev.emit("info", "change_summary", &summary, serde_json::json!({ "changes": plan.summary(), "operation": "plan", "mode": plan.mode }));
+    ev.emit(
+        "info",
+        "change_summary",
+        &summary,
+        serde_json::json!({ "changes": plan.summary(), "operation": "plan", "mode": plan.mode }),
+    );
 }
 
 /// A plan in `format`; `verbose`: the human plan shows every change, and the Markdown every
@@ -268,7 +279,8 @@ fn summarize_events(ev: &Events, plan: &Plan, r: &ApplyReport) -> u8 {
 /// Added, changed, destroyed, adopted and forgotten by an apply.
 fn counts(plan: &Plan, r: &ApplyReport) -> (usize, usize, usize, usize, usize) {
     use meshform_engine::plan::Action as A;
-    let done = |a: A| r.results.iter().filter(|(_, act, res)| *act == a && matches!(res, NodeResult::Done { .. })).count();
+    let done =
+        |a: A| r.results.iter().filter(|(_, act, res)| *act == a && matches!(res, NodeResult::Done { .. })).count();
     // A delete that keeps the object (an adopted namespace) is a release, not a destruction.
     let released = r
         .results
@@ -279,7 +291,13 @@ fn counts(plan: &Plan, r: &ApplyReport) -> (usize, usize, usize, usize, usize) {
                 && plan.changes.iter().any(|c| c.address == *a && c.delete_effect.is_some())
         })
         .count();
-    (done(A::Create) + done(A::Replace), done(A::Update), done(A::Delete) + done(A::Replace) - released, done(A::Adopt), done(A::Forget))
+    (
+        done(A::Create) + done(A::Replace),
+        done(A::Update),
+        done(A::Delete) + done(A::Replace) - released,
+        done(A::Adopt),
+        done(A::Forget),
+    )
 }
 
 fn summarize(out: &Out, plan: &Plan, r: &ApplyReport) -> u8 {

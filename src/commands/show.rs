@@ -115,11 +115,17 @@ pub(crate) async fn cmd_output(out: &Out, file: &Path, name: Option<&str>, as_js
     };
     let Some(v) = outputs.get(name) else {
         let names: Vec<&str> = outputs.keys().map(String::as_str).collect();
-        let hint = meshform_engine::config::suggest(name, names.iter().copied()).map(|h| format!(" ({h})")).unwrap_or_default();
-        return out.error(&format!("no output `{name}` in the state{hint}; recorded: {}", if names.is_empty() { "none".to_string() } else { names.join(", ") }));
+        let hint = meshform_engine::config::suggest(name, names.iter().copied())
+            .map(|h| format!(" ({h})"))
+            .unwrap_or_default();
+        return out.error(&format!(
+            "no output `{name}` in the state{hint}; recorded: {}",
+            if names.is_empty() { "none".to_string() } else { names.join(", ") }
+        ));
     };
     if matches!(v, Value::Redacted(_)) {
-        return out.error(&format!("output `{name}` is sensitive: the state keeps only its salted hash, never the value"));
+        return out
+            .error(&format!("output `{name}` is sensitive: the state keeps only its salted hash, never the value"));
     }
     if raw {
         return match v {
@@ -132,7 +138,10 @@ pub(crate) async fn cmd_output(out: &Out, file: &Path, name: Option<&str>, as_js
                 OK
             }
             _ => {
-                eprintln!("error: output `{name}` is a {}; --raw prints only strings, numbers and bools (use --json)", v.type_name());
+                eprintln!(
+                    "error: output `{name}` is a {}; --raw prints only strings, numbers and bools (use --json)",
+                    v.type_name()
+                );
                 ERROR
             }
         };
@@ -159,7 +168,12 @@ pub(crate) fn cmd_version(as_json: bool) -> u8 {
         println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
     } else {
         println!("meshform {v}");
-        println!("plan JSON format {}, event stream format {}, state format {}", meshform_engine::plan::json::JSON_FORMAT_VERSION, crate::events::FORMAT_VERSION, meshform_engine::state::FORMAT_VERSION);
+        println!(
+            "plan JSON format {}, event stream format {}, state format {}",
+            meshform_engine::plan::json::JSON_FORMAT_VERSION,
+            crate::events::FORMAT_VERSION,
+            meshform_engine::state::FORMAT_VERSION
+        );
     }
     OK
 }

@@ -14,8 +14,19 @@ use crate::provider::Registry;
 use crate::value::Value;
 
 /// The top-level tables a desired-state file may have.
-const TOP_LEVEL: [&str; 11] =
-    ["state", "variables", "providers", "clusters", "resources", "data", "outputs", "checks", "moved", "removed", "import"];
+const TOP_LEVEL: [&str; 11] = [
+    "state",
+    "variables",
+    "providers",
+    "clusters",
+    "resources",
+    "data",
+    "outputs",
+    "checks",
+    "moved",
+    "removed",
+    "import",
+];
 
 /// Reads and parses a desired-state file, checking it against the registry's schemas.
 /// Fails on the first kind of problem it finds; [`parse`] gives more.

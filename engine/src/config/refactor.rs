@@ -88,7 +88,8 @@ impl Parse<'_> {
     }
 
     fn missing(&mut self, what: &str, key: &str, span: Span) {
-        self.diags.push(Diagnostic::error(format!("`[[{what}]]` has no `{key}`"), span).label(format!("add `{key} = ...`")));
+        self.diags
+            .push(Diagnostic::error(format!("`[[{what}]]` has no `{key}`"), span).label(format!("add `{key} = ...`")));
     }
 
     /// `[[moved]]`: `from` and `to`.

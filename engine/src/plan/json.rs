@@ -32,7 +32,9 @@ fn object(c: &Change, m: Option<&crate::value::Map>, unknown: &mut Vec<String>) 
 fn unknown_tree(v: &Value) -> Option<J> {
     match v {
         Value::Unknown => Some(J::Bool(true)),
-        Value::List(l) if v.has_unknown() => Some(J::Array(l.iter().map(|x| unknown_tree(x).unwrap_or(J::Bool(false))).collect())),
+        Value::List(l) if v.has_unknown() => {
+            Some(J::Array(l.iter().map(|x| unknown_tree(x).unwrap_or(J::Bool(false))).collect()))
+        }
         Value::Map(m) if v.has_unknown() => {
             Some(J::Object(m.iter().filter_map(|(k, x)| unknown_tree(x).map(|t| (k.clone(), t))).collect()))
         }
@@ -168,8 +170,7 @@ pub fn render_json(p: &Plan) -> String {
             (k.clone(), json!({ "value": value, "sensitive": sensitive }))
         })
         .collect();
-    let moves: Vec<J> =
-        p.moves.iter().map(|(f, t)| json!({ "from": f.to_string(), "to": t.to_string() })).collect();
+    let moves: Vec<J> = p.moves.iter().map(|(f, t)| json!({ "from": f.to_string(), "to": t.to_string() })).collect();
     let doc = json!({
         "format_version": JSON_FORMAT_VERSION,
         "meshform_version": env!("CARGO_PKG_VERSION"),

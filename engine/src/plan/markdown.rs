@@ -122,7 +122,10 @@ fn type_table(cs: &[&Change], out: &mut String) {
             by_type.entry(c.ty.as_str()).or_default()[i] += 1;
         }
     }
-    let _ = writeln!(out, "| Type | `+` create | `~` update | `-/+` replace | `-` destroy | `<+` adopt | `.` forget | `<=` read |");
+    let _ = writeln!(
+        out,
+        "| Type | `+` create | `~` update | `-/+` replace | `-` destroy | `<+` adopt | `.` forget | `<=` read |"
+    );
     let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|");
     for (ty, n) in by_type {
         let cells: Vec<String> = n.iter().map(|&x| if x == 0 { String::new() } else { x.to_string() }).collect();

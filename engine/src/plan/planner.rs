@@ -153,17 +153,7 @@ pub async fn plan_reusing(
                 replace: &opts.replace,
             };
             plan_instances(&ctx, &selected, &mut changes, &mut diags).await;
-            let targeted = |a: &Addr| opts.targets.is_empty() || opts.targets.iter().any(|t| matches_target(t, a));
-            for (addr, r) in &state.objects {
-                if s.graph.index.contains_key(addr) || !targeted(addr) {
-                    continue;
-                }
-                changes.push(match crate::refactor::removal(s, addr) {
-                    Some(false) => forget_change(s, &live, &live_sensitive, r),
-                    Some(true) => delete_change(s, &live, &live_sensitive, r, Some("removed by [[removed]]")),
-                    None => delete_change(s, &live, &live_sensitive, r, Some("not in the desired state")),
-                });
-            }
+            changes.extend(undeclared_changes(&ctx, &opts.targets));
             for (from, to) in &moves {
                 if let Some(c) = changes.iter_mut().find(|c| &c.address == to) {
                     c.moved_from = Some(from.clone());
@@ -194,6 +184,21 @@ pub async fn plan_reusing(
         timestamp: crate::clock::now_rfc3339(),
     };
     Ok(PlanOutcome { plan, live, values, reads })
+}
+
+/// What happens to the recorded objects the desired state no longer declares (of the targets):
+/// deleted, or forgotten by a `[[removed]]` entry with `destroy = false`.
+fn undeclared_changes(ctx: &Planning<'_>, targets: &[Addr]) -> Vec<Change> {
+    let (s, live, sensitive) = (ctx.s, ctx.live, ctx.live_sensitive);
+    let targeted = |a: &Addr| targets.is_empty() || targets.iter().any(|t| matches_target(t, a));
+    let undeclared = ctx.state.objects.iter().filter(|(a, _)| !s.graph.index.contains_key(*a) && targeted(a));
+    undeclared
+        .map(|(addr, r)| match crate::refactor::removal(s, addr) {
+            Some(false) => forget_change(s, live, sensitive, r),
+            Some(true) => delete_change(s, live, sensitive, r, Some("removed by [[removed]]")),
+            None => delete_change(s, live, sensitive, r, Some("not in the desired state")),
+        })
+        .collect()
 }
 
 /// The deletion of a recorded object.
@@ -263,7 +268,11 @@ fn refresh_only_changes(
         sensitive.extend(live_sensitive.get(addr).into_iter().flatten().cloned());
         let (action, reason, before) = match l {
             Some(l) => (Action::NoOp, None, l.clone()),
-            None => (Action::Forget, Some("deleted outside meshform: its record is removed".to_string()), r.attributes.clone()),
+            None => (
+                Action::Forget,
+                Some("deleted outside meshform: its record is removed".to_string()),
+                r.attributes.clone(),
+            ),
         };
         out.push(Change {
             address: addr.clone(),

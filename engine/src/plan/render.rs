@@ -212,10 +212,10 @@ pub fn attr_lines(c: &Change) -> (Vec<AttrLine>, usize) {
 fn shown_elsewhere(c: &Change, name: &str) -> bool {
     let Some(other) = c.shown_by.get(name) else { return false };
     let known = |m: Option<&crate::value::Map>| {
-        m.and_then(|m| m.get(other))
-            .is_some_and(|v| !v.has_unknown() && !matches!(v, Value::Null | Value::Redacted(_)))
+        m.and_then(|m| m.get(other)).is_some_and(|v| !v.has_unknown() && !matches!(v, Value::Null | Value::Redacted(_)))
     };
-    !c.sensitive.contains(other) && (if c.action == Action::Delete { known(c.before.as_ref()) } else { known(c.after.as_ref()) })
+    !c.sensitive.contains(other)
+        && (if c.action == Action::Delete { known(c.before.as_ref()) } else { known(c.after.as_ref()) })
 }
 
 fn add_prefix(text: &str, prefix: &str) -> String {
@@ -510,7 +510,13 @@ pub fn render_plan_with(p: &Plan, color: bool, verbose: bool) -> String {
         st.cyan(">")
     );
     for (from, to) in &p.moves {
-        let _ = writeln!(out, "{} {}  {}", st.cyan("  >"), st.bold(&from.to_string()), st.dim(&format!("(moves to {to}; the object is not touched)")));
+        let _ = writeln!(
+            out,
+            "{} {}  {}",
+            st.cyan("  >"),
+            st.bold(&from.to_string()),
+            st.dim(&format!("(moves to {to}; the object is not touched)"))
+        );
     }
     if !p.moves.is_empty() {
         out.push('\n');

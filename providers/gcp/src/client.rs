@@ -252,7 +252,9 @@ impl Client {
                 // Out of attempts: pass the server's advice on, so the engine may try a
                 // read-only call once more after it.
                 Some(Some(after)) => return Err(err.retry_after(after)),
-                Some(None) => return Err(ProviderError { message: format!("{} ({attempt} attempts)", err.message), ..err }),
+                Some(None) => {
+                    return Err(ProviderError { message: format!("{} ({attempt} attempts)", err.message), ..err });
+                }
                 None => return Err(err),
             }
         }
@@ -547,7 +549,13 @@ fn transport_error(e: &reqwest::Error, method: &Method, url: &str) -> (ProviderE
     };
     // A hard failure is not the engine's to retry again (it is no temporary condition).
     let kind = if hard { ErrorKind::Other } else { ErrorKind::Transient };
-    (ProviderError::new(kind, format!("cannot reach {host} ({what}) for {method} {}; {host} is {origin}", strip_query(url))), hard)
+    (
+        ProviderError::new(
+            kind,
+            format!("cannot reach {host} ({what}) for {method} {}; {host} is {origin}", strip_query(url)),
+        ),
+        hard,
+    )
 }
 
 /// How many times a hard transport failure (see [`transport_error`]) is tried.

@@ -153,7 +153,9 @@ pub const DEMO_TLS_SECRET: &str = "ingress-tls-key";
 fn default_secrets() -> Vec<SecretSpec> {
     vec![SecretSpec {
         name: DEMO_TLS_SECRET.into(),
-        data: Some("-----BEGIN PRIVATE KEY-----\nsimulated ingress key of the demo world\n-----END PRIVATE KEY-----\n".into()),
+        data: Some(
+            "-----BEGIN PRIVATE KEY-----\nsimulated ingress key of the demo world\n-----END PRIVATE KEY-----\n".into(),
+        ),
         versions: Vec::new(),
     }]
 }
