@@ -88,6 +88,9 @@ pub enum Format {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Check a desired-state file without touching anything live.
+    #[command(
+        after_help = "Examples:\n  meshform validate plans/asm-multicluster.toml\n  meshform validate mesh.toml --var-file prod.toml"
+    )]
     Validate {
         /// The desired-state file.
         file: PathBuf,
@@ -95,6 +98,9 @@ pub enum Command {
         vars: VarArgs,
     },
     /// Show what apply would change.
+    #[command(
+        after_help = "Examples:\n  meshform plan mesh.toml\n  meshform plan mesh.toml -out=mesh.plan --format markdown > plan.md   # for a pull request\n  meshform plan mesh.toml --detailed-exitcode   # exit 2 when there are changes\n  meshform plan mesh.toml --replace 'mesh_ca.root' --target 'k8s_namespace.sample[\"cluster-1\"]'\n  meshform plan mesh.toml --refresh-only        # what changed outside meshform, to record"
+    )]
     Plan {
         /// The desired-state file.
         file: PathBuf,
@@ -116,6 +122,9 @@ pub enum Command {
         destroy: bool,
     },
     /// Make live objects match the desired state (or run a saved plan exactly).
+    #[command(
+        after_help = "Examples:\n  meshform apply mesh.toml\n  meshform apply mesh.toml -auto-approve --json   # a pipeline: events, one JSON object per line\n  meshform apply mesh.plan --lock-timeout 10m      # a saved plan, after review"
+    )]
     Apply {
         /// A desired-state file, or a plan saved with `plan --out`.
         file: PathBuf,
@@ -128,6 +137,9 @@ pub enum Command {
         auto_approve: bool,
     },
     /// Destroy everything meshform manages for this file (or the targets and their dependents).
+    #[command(
+        after_help = "Examples:\n  meshform destroy mesh.toml\n  meshform destroy mesh.toml --target k8s_namespace.sample --auto-approve"
+    )]
     Destroy {
         /// The desired-state file.
         file: PathBuf,
@@ -140,6 +152,9 @@ pub enum Command {
         auto_approve: bool,
     },
     /// Report what changed outside meshform; exit 2 when anything differs.
+    #[command(
+        after_help = "Examples:\n  meshform drift mesh.toml                     # exit 0: nothing differs, 2: drift, 1: error\n  meshform drift mesh.toml --format json > drift.json || notify-oncall drift.json\n  meshform drift mesh.toml --format markdown"
+    )]
     Drift {
         /// The desired-state file.
         file: PathBuf,
@@ -187,6 +202,7 @@ pub enum Command {
         raw: bool,
     },
     /// Print meshform's version (and the formats it reads and writes).
+    #[command(after_help = "Examples:\n  meshform version\n  meshform version --json")]
     Version {
         /// As JSON.
         #[arg(long)]
@@ -218,6 +234,7 @@ pub enum Command {
         shell: clap_complete::Shell,
     },
     /// Print the dependency graph in Graphviz DOT.
+    #[command(after_help = "Examples:\n  meshform graph mesh.toml | dot -Tsvg > graph.svg")]
     Graph {
         /// The desired-state file.
         file: PathBuf,
@@ -225,6 +242,9 @@ pub enum Command {
         vars: VarArgs,
     },
     /// Adopt an existing object into state.
+    #[command(
+        after_help = "Examples:\n  meshform import mesh.toml gcp_firewall.pods istio-multicluster-pods\n  meshform import mesh.toml 'k8s_namespace.sample[\"cluster-1\"]' cluster-1/sample\n\nThe import id of each type: `meshform schema TYPE`. An [[import]] table does the same through a reviewed plan."
+    )]
     Import {
         /// The desired-state file.
         file: PathBuf,
@@ -242,8 +262,12 @@ pub enum Command {
     #[command(subcommand)]
     Workspace(WorkspaceCommand),
     /// The whole job against an in-process simulator, narrated (validate, plan, apply, drift, repair, destroy).
+    #[command(after_help = "Examples:\n  meshform demo\n  NO_COLOR=1 meshform demo > demo.log")]
     Demo,
     /// Run the simulator of Google Cloud (and the clusters' API servers) in the foreground.
+    #[command(
+        after_help = "Examples:\n  meshform sim --dir .meshform-sim > sim.log 2>&1 &\n  until grep -q ready sim.log; do sleep 0.2; done; source .meshform-sim/env.sh\n  meshform sim --world testdata/worlds/three-clusters.toml --latency 50 --fault-rate 0.05"
+    )]
     Sim {
         /// Where to write env.sh, kubeconfig and world.json.
         #[arg(long, default_value = ".meshform-sim")]
@@ -270,6 +294,9 @@ pub enum Command {
         lro_seconds: f64,
     },
     /// Remove a state lock left by a run that did not finish.
+    #[command(
+        after_help = "Examples:\n  meshform force-unlock 6f1c0f6e-... mesh.toml   # the id the lock error printed"
+    )]
     ForceUnlock {
         /// The lock id, as printed in the lock error.
         lock_id: String,
@@ -300,11 +327,13 @@ pub enum StateCommand {
         to: String,
     },
     /// List the addresses in state.
+    #[command(after_help = "Examples:\n  meshform state list mesh.toml")]
     List {
         /// The desired-state file.
         file: PathBuf,
     },
     /// Show one object (sensitive values hidden).
+    #[command(after_help = "Examples:\n  meshform state show mesh.toml gcp_firewall.pods")]
     Show {
         /// The desired-state file.
         file: PathBuf,
@@ -312,6 +341,7 @@ pub enum StateCommand {
         address: String,
     },
     /// Forget an object without deleting it.
+    #[command(after_help = "Examples:\n  meshform state rm mesh.toml 'k8s_namespace.sample[\"cluster-1\"]'")]
     Rm {
         /// The desired-state file.
         file: PathBuf,
@@ -319,11 +349,13 @@ pub enum StateCommand {
         address: String,
     },
     /// Print the state as JSON (sensitive values stay salted hashes).
+    #[command(after_help = "Examples:\n  meshform state pull mesh.toml > backup.json")]
     Pull {
         /// The desired-state file.
         file: PathBuf,
     },
     /// Replace the stored state with a state file (lineage and serial checked).
+    #[command(after_help = "Examples:\n  meshform state push mesh.toml backup.json")]
     Push {
         /// The desired-state file.
         file: PathBuf,
@@ -334,11 +366,13 @@ pub enum StateCommand {
         force: bool,
     },
     /// List the earlier versions the backend keeps.
+    #[command(after_help = "Examples:\n  meshform state history mesh.toml")]
     History {
         /// The desired-state file.
         file: PathBuf,
     },
     /// Restore an earlier version (as `state history` lists it) as the next serial.
+    #[command(after_help = "Examples:\n  meshform state rollback mesh.toml 1733140000123456")]
     Rollback {
         /// The desired-state file.
         file: PathBuf,
@@ -347,6 +381,7 @@ pub enum StateCommand {
         revision: String,
     },
     /// Copy the state to the backend another file's `[state]` describes, lineage and serial kept.
+    #[command(after_help = "Examples:\n  meshform state migrate mesh.toml --to gcs-state.toml")]
     Migrate {
         /// The desired-state file whose state is copied.
         file: PathBuf,
@@ -359,6 +394,9 @@ pub enum StateCommand {
 #[derive(Subcommand, Debug)]
 pub enum WorkspaceCommand {
     /// List the states kept beside this one (the default first).
+    #[command(
+        after_help = "Examples:\n  meshform workspace list mesh.toml\n  meshform plan mesh.toml --workspace staging"
+    )]
     List {
         /// The desired-state file.
         file: PathBuf,

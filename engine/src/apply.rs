@@ -337,12 +337,28 @@ impl Run<'_> {
                             .and_then(|v| v.attrs.get("id").and_then(Value::to_interpolated)),
                     },
                     Err(NodeError::Cancelled) => NodeResult::Cancelled,
-                    Err(NodeError::Op(e)) => NodeResult::Failed(e.clone()),
+                    Err(NodeError::Op(e)) => NodeResult::Failed(self.with_import_command(c, e.clone())),
                 };
                 self.observer.finished(c, &r, started.elapsed());
-                result
+                match (result, &r) {
+                    (Err(NodeError::Op(_)), NodeResult::Failed(e)) => Err(NodeError::Op(e.clone())),
+                    (result, _) => result,
+                }
             }
         }
+    }
+
+    /// An error's import advice as a command to paste: this desired-state file and address
+    /// (and the id, when the provider named it).
+    fn with_import_command(&self, c: &Change, mut e: OpError) -> OpError {
+        let cmd = format!("meshform import {} '{}'", self.s.cfg.path.display(), c.address);
+        let fill = |t: &str| {
+            t.replace("meshform import FILE ADDRESS", &cmd)
+                .replace("`meshform import`", &format!("`{cmd} ID` (the id's form: `meshform schema {}`)", c.ty))
+        };
+        e.message = fill(&e.message);
+        e.hint = e.hint.as_deref().map(fill);
+        e
     }
 
     async fn no_op(&self, c: &Change) -> Result<(), OpError> {

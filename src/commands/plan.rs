@@ -349,7 +349,10 @@ fn summarize(out: &Out, plan: &Plan, r: &ApplyReport) -> u8 {
     } else {
         for (a, _, res) in &failed {
             if let NodeResult::Failed(e) = res {
-                eprintln!("{} {a}: {e}", st.red("error:"));
+                match e.message.contains(&a.to_string()) {
+                    true => eprintln!("{} {e}", st.red("error:")),
+                    false => eprintln!("{} {a}: {e}", st.red("error:")),
+                }
                 if let Some(h) = &e.hint {
                     eprintln!("  hint: {h}");
                 }

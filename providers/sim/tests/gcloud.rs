@@ -345,35 +345,35 @@ async fn service_account_key_with_simulator_token_uri() {
 #[tokio::test(flavor = "multi_thread")]
 async fn secrets_create_add_access_describe_delete() {
     let e = Env::default().await;
-    let created = e.gcloud(&["secrets", "create", "ingress-tls-key"]).await;
-    assert!(created.ok().stderr.contains("Created secret [ingress-tls-key]."), "{}", created.stderr);
+    let created = e.gcloud(&["secrets", "create", "pipeline-token"]).await;
+    assert!(created.ok().stderr.contains("Created secret [pipeline-token]."), "{}", created.stderr);
     // PEM text with a trailing newline and a non-ASCII character: printed byte for byte.
     let (v1, v2) = ("first\n", "-----BEGIN PRIVATE KEY-----\nMIIEvQ+/é==\n-----END PRIVATE KEY-----\n");
     for (n, data) in [(1, v1), (2, v2)] {
         let file = e.dir.path().join(format!("v{n}.pem"));
         std::fs::write(&file, data).unwrap();
         let add =
-            e.gcloud(&["secrets", "versions", "add", "ingress-tls-key", "--data-file", file.to_str().unwrap()]).await;
-        let said = format!("Created version [{n}] of the secret [ingress-tls-key].");
+            e.gcloud(&["secrets", "versions", "add", "pipeline-token", "--data-file", file.to_str().unwrap()]).await;
+        let said = format!("Created version [{n}] of the secret [pipeline-token].");
         assert!(add.ok().stderr.contains(&said), "{}", add.stderr);
     }
-    let latest = e.gcloud(&["secrets", "versions", "access", "latest", "--secret", "ingress-tls-key"]).await;
+    let latest = e.gcloud(&["secrets", "versions", "access", "latest", "--secret", "pipeline-token"]).await;
     assert_eq!(latest.ok().stdout, v2);
-    let first = e.gcloud(&["secrets", "versions", "access", "1", "--secret", "ingress-tls-key"]).await;
+    let first = e.gcloud(&["secrets", "versions", "access", "1", "--secret", "pipeline-token"]).await;
     assert_eq!(first.ok().stdout, v1);
-    let d = Env::json(e.gcloud(&["secrets", "describe", "ingress-tls-key", "--format=json"]).await.ok());
-    assert_eq!(d["name"], "projects/469301857210/secrets/ingress-tls-key");
+    let d = Env::json(e.gcloud(&["secrets", "describe", "pipeline-token", "--format=json"]).await.ok());
+    assert_eq!(d["name"], "projects/469301857210/secrets/pipeline-token");
     assert_eq!(d["replication"], serde_json::json!({"automatic": {}}));
     assert!(d["createTime"].as_str().is_some_and(|t| t.ends_with('Z')) && d["etag"].is_string(), "{d}");
     // What gcloud sent: the id in the query, the data with its checksum.
     let log = e.sim.log();
     let create =
         log.iter().find(|l| l.method == "POST" && l.path == "/secretmanager/v1/projects/meshform-demo/secrets");
-    assert!(create.is_some_and(|l| l.query.contains("secretId=ingress-tls-key") && l.status == 200), "{log:?}");
-    let adds = log.iter().filter(|l| l.path.ends_with("/secrets/ingress-tls-key:addVersion") && l.status == 200);
+    assert!(create.is_some_and(|l| l.query.contains("secretId=pipeline-token") && l.status == 200), "{log:?}");
+    let adds = log.iter().filter(|l| l.path.ends_with("/secrets/pipeline-token:addVersion") && l.status == 200);
     assert_eq!(adds.count(), 2);
 
-    let again = e.gcloud(&["secrets", "create", "ingress-tls-key"]).await;
+    let again = e.gcloud(&["secrets", "create", "pipeline-token"]).await;
     assert_eq!(again.code, 1);
     assert!(again.stderr.contains("ALREADY_EXISTS") && again.stderr.contains("already exists"), "{}", again.stderr);
     let missing = e.gcloud(&["secrets", "describe", "nope"]).await;
@@ -386,8 +386,8 @@ async fn secrets_create_add_access_describe_delete() {
     let no_data = e.gcloud(&["secrets", "versions", "access", "latest", "--secret", "nope"]).await;
     assert_eq!(no_data.code, 1);
     assert!(no_data.stderr.contains("NOT_FOUND") && no_data.stdout.is_empty(), "{}", no_data.stderr);
-    e.gcloud(&["secrets", "delete", "ingress-tls-key", "--quiet"]).await.ok();
-    assert_eq!(e.gcloud(&["secrets", "describe", "ingress-tls-key"]).await.code, 1);
+    e.gcloud(&["secrets", "delete", "pipeline-token", "--quiet"]).await.ok();
+    assert_eq!(e.gcloud(&["secrets", "describe", "pipeline-token"]).await.code, 1);
 }
 
 /// Versions of a seeded secret (the world's `[[secrets]]`): listed newest first; `latest` is the
