@@ -352,12 +352,9 @@ impl Run<'_> {
     /// (and the id, when the provider named it).
     fn with_import_command(&self, c: &Change, mut e: OpError) -> OpError {
         let cmd = format!("meshform import {} '{}'", self.s.cfg.path.display(), c.address);
-        let fill = |t: &str| {
-            t.replace("meshform import FILE ADDRESS", &cmd)
-                .replace("`meshform import`", &format!("`{cmd} ID` (the id's form: `meshform schema {}`)", c.ty))
-        };
-        e.message = fill(&e.message);
-        e.hint = e.hint.as_deref().map(fill);
+        let generic = format!("`{cmd} ID` (the id's form: `meshform schema {}`)", c.ty);
+        e.message = fill_import(&e.message, &cmd, &generic);
+        e.hint = e.hint.as_deref().map(|h| fill_import(h, &cmd, &generic));
         e
     }
 
@@ -778,6 +775,11 @@ pub fn record_refreshed(plan: &Plan, state: &mut State) -> usize {
         }
     }
     n
+}
+
+/// `text` with the placeholder import commands providers write replaced by `cmd`.
+fn fill_import(text: &str, cmd: &str, generic: &str) -> String {
+    text.replace("meshform import FILE ADDRESS", cmd).replace("`meshform import`", generic)
 }
 
 /// A provider call under the resource's timeout for the operation, when it has one.
