@@ -450,21 +450,30 @@ const SINGLE_DASH_LONG: &[&str] = &[
     "raw",
 ];
 
+/// Options of [`SINGLE_DASH_LONG`] that take a value (`-var x`: `x` is that value).
+const TAKES_VALUE: &[&str] =
+    &["out", "var", "var-file", "target", "parallelism", "replace", "lock-timeout", "format", "workspace"];
+
 /// The arguments with Terraform's single-dash long options rewritten to two dashes. Only whole
-/// option names in [`SINGLE_DASH_LONG`] are rewritten (`-var=x`, `-var x`), never a value that
-/// follows an option, nor anything after `--`.
+/// option names in [`SINGLE_DASH_LONG`] are rewritten (`-var=x`, `-var x`), never the value of
+/// an option given as the next argument (`--var -raw` keeps `-raw`), nor anything after `--`.
 fn terraform_style(args: impl Iterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
     let mut out = Vec::new();
     let mut rest_are_values = false;
+    let mut next_is_value = false;
     for a in args {
+        let was_value = std::mem::take(&mut next_is_value);
         let rewritten = match a.to_str() {
+            Some(_) if was_value || rest_are_values => None,
             Some("--") => {
                 rest_are_values = true;
                 None
             }
-            Some(s) if !rest_are_values && s.starts_with('-') && !s.starts_with("--") => {
-                let name = s[1..].split('=').next().unwrap_or("");
-                SINGLE_DASH_LONG.contains(&name).then(|| std::ffi::OsString::from(format!("-{s}")))
+            Some(s) if s.starts_with('-') => {
+                let name = s.trim_start_matches('-');
+                next_is_value = !name.contains('=') && TAKES_VALUE.contains(&name);
+                let single = !s.starts_with("--") && SINGLE_DASH_LONG.contains(&name.split('=').next().unwrap_or(""));
+                single.then(|| std::ffi::OsString::from(format!("-{s}")))
             }
             _ => None,
         };
@@ -496,4 +505,29 @@ fn main() -> ExitCode {
         code
     });
     ExitCode::from(signals::exit_code(code))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::terraform_style;
+
+    fn rewrite(args: &[&str]) -> Vec<String> {
+        terraform_style(args.iter().map(std::ffi::OsString::from))
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn single_dash_options_are_rewritten_but_never_a_value() {
+        assert_eq!(
+            rewrite(&["meshform", "apply", "x.toml", "-auto-approve", "-out=p", "-var", "-raw", "-replace", "a.b"]),
+            ["meshform", "apply", "x.toml", "--auto-approve", "--out=p", "--var", "-raw", "--replace", "a.b"]
+        );
+        assert_eq!(
+            rewrite(&["meshform", "-var=-raw", "-raw", "--", "-raw"]),
+            ["meshform", "--var=-raw", "--raw", "--", "-raw"]
+        );
+        assert_eq!(rewrite(&["meshform", "--target", "-out", "-x"]), ["meshform", "--target", "-out", "-x"]);
+    }
 }

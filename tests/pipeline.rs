@@ -223,6 +223,31 @@ async fn terraform_habits_on_a_small_state() {
     assert_ne!(before, id(&c), "the object was replaced");
     let (rc, _, err) = mf(&c, &["plan", "main.toml", "--replace", "meshform_data.nope"]).await;
     assert!(rc == 1 && err.contains("--replace meshform_data.nope: no such object"), "{err}");
+    // A --replace the plan cannot honour is an error naming why, never silently dropped.
+    c.write(&format!("{DATA}\n[resources.meshform_data.fresh]\ninput = 1\n"));
+    let replace = |extra: &'static [&'static str]| {
+        let mut a = vec!["plan", "main.toml", "--var", "greeting=hi"];
+        a.extend_from_slice(extra);
+        a
+    };
+    for (args, why) in [
+        (
+            replace(&["--replace", "meshform_data.fresh"]),
+            "--replace meshform_data.fresh: cannot replace it: it does not exist yet",
+        ),
+        (
+            replace(&["--target", "meshform_data.fresh", "--replace", "meshform_data.a"]),
+            "--replace meshform_data.a: cannot replace it: it is outside the --target selection",
+        ),
+        (
+            replace(&["--destroy", "--replace", "meshform_data.a"]),
+            "cannot --replace anything: drop --replace or --destroy",
+        ),
+    ] {
+        let (rc, out, err) = mf(&c, &args).await;
+        assert!(rc == 1 && err.contains(why), "{args:?}: {out}{err}");
+    }
+    c.write(DATA);
 
     // state mv, then a [[moved]] entry that finds it already moved (nothing to do).
     let (rc, out, err) = mf(&c, &["state", "mv", "main.toml", "meshform_data.a", "meshform_data.b"]).await;
@@ -253,6 +278,8 @@ async fn refactoring_blocks_are_planned_and_applied() {
         "{plan}"
     );
     assert!(plan.contains("1 to adopt") && plan.contains("1 to move") && plan.contains("1 to forget"), "{plan}");
+    let (rc, _, err) = mf(&c, &["plan", "main.toml", "--replace", "meshform_data.taken"]).await;
+    assert!(rc == 1 && err.contains("this plan imports it ([[import]])"), "{err}");
     let (rc, json, _) = mf(&c, &["plan", "main.toml", "--format", "json"]).await;
     assert_eq!(rc, 0);
     let doc: serde_json::Value = serde_json::from_str(&json).unwrap();
@@ -284,6 +311,10 @@ async fn refresh_only_records_drift_and_changes_nothing_live() {
     let (rc, plan, _) = mf(&c, &["plan", "main.toml", "--refresh-only", "--detailed-exitcode"]).await;
     assert_eq!(rc, 2, "{plan}");
     assert!(plan.contains("priority = 1000 -> 500") && plan.contains("refresh-only"), "{plan}");
+    let (rc, md, _) =
+        mf(&c, &["plan", "main.toml", "--refresh-only", "--format", "markdown", "--detailed-exitcode"]).await;
+    assert_eq!(rc, 2, "{md}");
+    assert!(!md.contains("No changes") && md.contains("refresh-only plan") && md.contains("`priority`"), "{md}");
     let (rc, out, err) = mf(&c, &["apply", "main.toml", "--refresh-only", "--auto-approve"]).await;
     assert_eq!(rc, 0, "{out}{err}");
     let live = c.describe(&["compute", "firewall-rules", "describe", "fw"]).await;

@@ -294,3 +294,39 @@ name = "alone"
     insta::assert_snapshot!("grouped_human", human);
     insta::assert_snapshot!("grouped_markdown", md);
 }
+
+/// A fleet's plan whose table of changes alone would pass GitHub's comment limit: key lists are
+/// shortened first (one group of 5,000 instances), and past that rows are left out, each time
+/// with a note; the comment always fits.
+#[tokio::test(start_paused = true)]
+async fn a_markdown_table_too_long_for_a_comment_is_shortened_with_a_note() {
+    use meshform_engine::plan::markdown::{COMMENT_LIMIT, render_markdown, render_markdown_full};
+    let fleet = |value: &str| {
+        format!(
+            r#"
+[variables.fleet]
+default = {{ {} }}
+
+[resources.test_object.member]
+for_each = "${{var.fleet}}"
+name = "member-${{each.key}}"
+value = "{value}"
+"#,
+            (0..5000).map(|i| format!("\"cluster-{i:04}\" = \"v{}\"", i * 7)).collect::<Vec<_>>().join(", ")
+        )
+    };
+    // Identical but for the key: one group, its 5,000 keys too long to list.
+    let p = Fixture::new(&fleet("${each.key}")).plan().await;
+    let (md, full) = (render_markdown(&p), render_markdown_full(&p));
+    assert!(full.len() > COMMENT_LIMIT && full.contains("`cluster-4999`"), "{}", full.len());
+    assert!(md.len() <= COMMENT_LIMIT, "{}", md.len());
+    assert!(md.contains("`test_object.member[*]` × 5000: `cluster-0000`"), "{md}");
+    assert!(md.contains("more |") && md.contains("Key lists shortened"), "{md}");
+    // 5,000 different changes: rows past the limit are left out, and counted.
+    let p = Fixture::new(&fleet("${each.value}")).plan().await;
+    let md = render_markdown(&p);
+    assert!(md.len() <= COMMENT_LIMIT, "{}", md.len());
+    let shown = md.lines().filter(|l| l.starts_with("| `+` |")).count();
+    let note = format!("_{} more group(s) of changes left out", 5000 - shown);
+    assert!(shown > 100 && md.contains(&note), "{shown} rows shown:\n{}", &md[md.len() - 600..]);
+}

@@ -29,6 +29,10 @@ fn plan_options(
     if p.refresh_only && !p.refresh {
         return Err(out.error("--refresh-only needs the refresh: drop --refresh=false"));
     }
+    if mode == Mode::Destroy && !replace.is_empty() {
+        return Err(out
+            .error("a destroy plan deletes everything, so it cannot --replace anything: drop --replace or --destroy"));
+    }
     if p.refresh_only && !replace.is_empty() {
         return Err(out.error("--refresh-only changes nothing live, so it cannot --replace anything"));
     }

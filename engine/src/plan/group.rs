@@ -42,19 +42,49 @@ pub fn keyless_body(c: &Change) -> String {
     without_key(c, &body)
 }
 
-/// `text` with the key of `c` (and each comma-separated part of it) replaced by placeholders.
+/// `text` with the key of `c` (and each comma-separated part of it) replaced by placeholders,
+/// in one pass (a placeholder is never rewritten) and only where an occurrence stands alone: not
+/// inside a longer word or number (`cluster-1` in `cluster-10`; a numeric key in an address or
+/// CIDR), though `-`, `_`, `.` and quotes around it are boundaries (`cluster-1-eastwest`).
 pub fn without_key(c: &Change, text: &str) -> String {
-    let mut body = text.to_string();
-    if let Some(key) = c.address.key.as_deref().filter(|k| !k.is_empty()) {
-        body = body.replace(key, "${each.key}");
-        let parts: Vec<&str> = key.split(',').collect();
-        if parts.len() > 1 {
-            for (i, p) in parts.iter().enumerate().filter(|(_, p)| !p.is_empty()) {
-                body = body.replace(p, &format!("${{split(\",\", each.key)[{i}]}}"));
+    let Some(key) = c.address.key.as_deref().filter(|k| !k.is_empty()) else {
+        return text.to_string();
+    };
+    // The whole key first, then its parts, longest first.
+    let mut needles: Vec<(&str, String)> = vec![(key, "${each.key}".to_string())];
+    let parts: Vec<&str> = key.split(',').collect();
+    if parts.len() > 1 {
+        let mut ps: Vec<(usize, &str)> = parts.iter().copied().enumerate().filter(|(_, p)| !p.is_empty()).collect();
+        ps.sort_by_key(|(_, p)| std::cmp::Reverse(p.len()));
+        needles.extend(ps.into_iter().map(|(i, p)| (p, format!("${{split(\",\", each.key)[{i}]}}"))));
+    }
+    let word = |ch: Option<char>| ch.is_some_and(char::is_alphanumeric);
+    // A number (`0` of a `pairs()` key `1,0`) inside an address or a CIDR is not the key.
+    let number = |ch: Option<char>| ch.is_some_and(|c| c.is_alphanumeric() || matches!(c, '.' | '/' | ':'));
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    'scan: while i < text.len() {
+        let rest = &text[i..];
+        let before = text[..i].chars().next_back();
+        for (needle, placeholder) in &needles {
+            if let Some(tail) = rest.strip_prefix(needle) {
+                let after = tail.chars().next();
+                let numeric = needle.chars().all(|c| c.is_ascii_digit());
+                let edge_ok = |inner: Option<char>, outer: Option<char>| {
+                    !(word(inner) && if numeric { number(outer) } else { word(outer) })
+                };
+                if edge_ok(needle.chars().next(), before) && edge_ok(needle.chars().next_back(), after) {
+                    out.push_str(placeholder);
+                    i += needle.len();
+                    continue 'scan;
+                }
             }
         }
+        let ch = rest.chars().next().unwrap_or_default();
+        out.push(ch);
+        i += ch.len_utf8();
     }
-    body
+    out
 }
 
 /// `changes` (in address order) grouped: consecutive instances of one block with the same
@@ -92,4 +122,42 @@ pub fn key_list(keys: &[String], max_chars: usize) -> String {
         out.push_str(&next);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_key;
+    use crate::plan::Change;
+
+    fn change(address: &str) -> Change {
+        serde_json::from_value(serde_json::json!({
+            "address": address, "type": "t", "action": "create", "before": null, "after": null,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn keys_are_replaced_once_and_only_where_they_stand_alone() {
+        let c = change(r#"t.x["cluster-1"]"#);
+        assert_eq!(
+            without_key(&c, r#"name = "cluster-1-eastwest", peer = "cluster-10", at = t.x["cluster-1"]"#),
+            r#"name = "${each.key}-eastwest", peer = "cluster-10", at = t.x["${each.key}"]"#
+        );
+    }
+
+    // Parts of a `pairs()` key must not be replaced inside the placeholders already written,
+    // nor inside numbers and words.
+    #[test]
+    fn parts_of_a_pairs_key_never_rewrite_a_placeholder() {
+        let c = change(r#"t.x["1,0"]"#);
+        assert_eq!(
+            without_key(&c, r#"key "1,0", from 1 to 0, cidr 10.0.0.1/16, 1st"#),
+            r#"key "${each.key}", from ${split(",", each.key)[0]} to ${split(",", each.key)[1]}, cidr 10.0.0.1/16, 1st"#
+        );
+        let c = change(r#"t.x["a,b"]"#);
+        assert_eq!(
+            without_key(&c, "a and b, a-b, abba"),
+            r#"${split(",", each.key)[0]} and ${split(",", each.key)[1]}, ${split(",", each.key)[0]}-${split(",", each.key)[1]}, abba"#
+        );
+    }
 }

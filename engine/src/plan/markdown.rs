@@ -28,7 +28,27 @@ fn render_markdown_within(p: &Plan, limit: Option<usize>) -> String {
     let _ = writeln!(out, "### meshform plan\n");
     if !p.drift.is_empty() {
         let _ = writeln!(out, "**{} object(s) changed outside meshform since the last apply:**\n", p.drift.len());
-        drift_list(&p.drift, &mut out);
+        let mut list = String::new();
+        drift_list(&p.drift, &mut list);
+        // A fleet's drift takes at most a quarter of the comment.
+        match limit.map(|l| l / 4).filter(|room| list.len() > *room) {
+            Some(room) => {
+                let mut shown = 0;
+                for line in list.lines().take_while(|l| !l.is_empty()) {
+                    if out.len() + line.len() > room {
+                        break;
+                    }
+                    let _ = writeln!(out, "{line}");
+                    shown += 1;
+                }
+                let _ = writeln!(
+                    out,
+                    "- _and {} more; `meshform show PLANFILE --format markdown` lists them all_\n",
+                    p.drift.len() - shown
+                );
+            }
+            None => out.push_str(&list),
+        }
     }
     findings_list(&p.findings, &mut out);
     for (from, to) in &p.moves {
@@ -36,6 +56,18 @@ fn render_markdown_within(p: &Plan, limit: Option<usize>) -> String {
     }
     if !p.moves.is_empty() {
         out.push('\n');
+    }
+    if p.mode == super::Mode::RefreshOnly {
+        if p.drift.is_empty() {
+            let _ = writeln!(out, "**No changes.** The state matches what is live.");
+        } else {
+            let _ = writeln!(
+                out,
+                "This is a refresh-only plan: applying it records the changes above in state and changes nothing live.\n\n**{}**",
+                summary_line(p)
+            );
+        }
+        return out;
     }
     if p.visible_changes().next().is_none() {
         if p.moves.is_empty() {
@@ -139,20 +171,45 @@ fn type_table(cs: &[&Change], out: &mut String) {
 fn changes(cs: &[&Change], limit: Option<usize>, out: &mut String) {
     type_table(cs, out);
     let groups = super::group::group(cs);
-    let _ = writeln!(out, "| | Object | Action |\n|---|---|---|");
-    for g in &groups {
-        let first = g.members[0];
-        let what = super::group::without_key(first, &headline(first)).replace('|', "\\|");
-        let object = if g.members.len() == 1 {
-            format!("`{}`", first.address)
-        } else {
-            let keys: Vec<String> = g.keys().iter().map(|k| format!("`{k}`")).collect();
-            format!("`{}[*]` × {}: {}", g.block(), g.members.len(), keys.join(", "))
-        };
-        let _ = writeln!(out, "| `{}` | {object} | {what} |", first.action.symbol());
-    }
-    out.push('\n');
+    // The table names every change; when it alone would not fit, key lists are shortened
+    // ("and N more") and, past that, rows are left out, each time with a note saying so.
     let note_room = 400;
+    let fits = |table: &str, out: &str| limit.is_none_or(|l| out.len() + table.len() + note_room <= l);
+    let mut table = object_table(&groups, None);
+    let mut shortened = false;
+    for max in [400, 160, 60, 0] {
+        if fits(&table, out) {
+            break;
+        }
+        table = object_table(&groups, Some(max));
+        shortened = true;
+    }
+    let mut rows_left_out = 0;
+    if !fits(&table, out) {
+        let room = limit.unwrap_or(usize::MAX).saturating_sub(out.len() + 2 * note_room);
+        let mut kept = String::new();
+        for (i, line) in table.lines().enumerate() {
+            if kept.len() + line.len() + 1 > room && i > 1 {
+                rows_left_out = table.lines().count().saturating_sub(i + 1);
+                break;
+            }
+            kept.push_str(line);
+            kept.push('\n');
+        }
+        table = kept + "\n";
+    }
+    out.push_str(&table);
+    if rows_left_out > 0 {
+        let _ = writeln!(
+            out,
+            "_{rows_left_out} more group(s) of changes left out to fit a pull-request comment; `meshform show PLANFILE --format markdown` prints them all._\n"
+        );
+    } else if shortened {
+        let _ = writeln!(
+            out,
+            "_Key lists shortened to fit a pull-request comment; `meshform show PLANFILE --format markdown` names every instance._\n"
+        );
+    }
     let mut left_out = 0;
     for g in &groups {
         let first = g.members[0];
@@ -181,6 +238,28 @@ fn changes(cs: &[&Change], limit: Option<usize>, out: &mut String) {
             COMMENT_LIMIT
         );
     }
+}
+
+/// The table naming every group of changes; `max_keys`: the length key lists are shortened to.
+fn object_table(groups: &[super::group::Group], max_keys: Option<usize>) -> String {
+    let mut out = String::from("| | Object | Action |\n|---|---|---|\n");
+    for g in groups {
+        let first = g.members[0];
+        let what = super::group::without_key(first, &headline(first)).replace('|', "\\|");
+        let object = if g.members.len() == 1 {
+            format!("`{}`", first.address)
+        } else {
+            let keys: Vec<String> = g.keys().iter().map(|k| format!("`{k}`")).collect();
+            let keys = match max_keys {
+                Some(max) => super::group::key_list(&keys, max),
+                None => keys.join(", "),
+            };
+            format!("`{}[*]` × {}: {keys}", g.block(), g.members.len())
+        };
+        let _ = writeln!(out, "| `{}` | {object} | {what} |", first.action.symbol());
+    }
+    out.push('\n');
+    out
 }
 
 /// One change's attribute diff as a fenced `diff` block.

@@ -154,6 +154,9 @@ pub async fn plan_reusing(
             };
             plan_instances(&ctx, &selected, &mut changes, &mut diags).await;
             changes.extend(undeclared_changes(&ctx, &opts.targets));
+            if !diags.has_errors() {
+                unmet_replacements(s, state, &opts.replace, &selected, &changes, &mut diags);
+            }
             for (from, to) in &moves {
                 if let Some(c) = changes.iter_mut().find(|c| &c.address == to) {
                     c.moved_from = Some(from.clone());
@@ -184,6 +187,43 @@ pub async fn plan_reusing(
         timestamp: crate::clock::now_rfc3339(),
     };
     Ok(PlanOutcome { plan, live, values, reads })
+}
+
+/// An error for each `--replace` address that no planned replacement answers, naming why: a
+/// silently ignored `--replace` would make the plan lie about what the user asked for.
+fn unmet_replacements(
+    s: &Session,
+    state: &State,
+    replace: &[Addr],
+    selected: &[bool],
+    changes: &[Change],
+    diags: &mut Diagnostics,
+) {
+    for t in replace {
+        let hit = |c: &&Change| matches_target(t, &c.address);
+        if changes.iter().filter(hit).any(|c| c.action == Action::Replace) {
+            continue;
+        }
+        let why = if !s.graph.instances.iter().enumerate().any(|(i, inst)| selected[i] && matches_target(t, &inst.addr))
+        {
+            "it is outside the --target selection".to_string()
+        } else if let Some(c) = changes.iter().find(hit) {
+            match c.action {
+                Action::Create => "it does not exist yet: this plan creates it".to_string(),
+                Action::Adopt if c.import_id.is_some() => {
+                    "this plan imports it ([[import]]): replace it in a later plan, once it is in state".to_string()
+                }
+                Action::Adopt => "this plan adopts the existing object: replace it in a later plan".to_string(),
+                Action::Delete => "this plan deletes it".to_string(),
+                a => format!("this plan would {} it", a.verb()),
+            }
+        } else if !state.objects.keys().any(|a| matches_target(t, a)) {
+            "it is not in state yet".to_string()
+        } else {
+            "no change of it is planned".to_string()
+        };
+        diags.push(Diagnostic::global(format!("--replace {t}: cannot replace it: {why}")));
+    }
 }
 
 /// What happens to the recorded objects the desired state no longer declares (of the targets):

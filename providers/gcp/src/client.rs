@@ -518,29 +518,47 @@ fn strip_query(url: &str) -> &str {
 /// A request that got no response, named for what went wrong (connection refused, the name not
 /// resolving, TLS, a timeout) with the endpoint and where its setting comes from.
 fn transport_error(e: &reqwest::Error, method: &Method, url: &str) -> (ProviderError, bool) {
+    // Classify by the causes only: reqwest's own message names the URL, and a URL such as
+    // `.../secrets/ingress-tls-key` must not read as a TLS failure.
     let mut chain = String::new();
-    let mut src: Option<&dyn std::error::Error> = Some(e);
+    let (mut refused, mut tls) = (false, false);
+    let mut src: Option<&dyn std::error::Error> = std::error::Error::source(e);
     while let Some(x) = src {
+        // rustls reports through (possibly nested) I/O errors.
+        let mut inner: Option<&(dyn std::error::Error + 'static)> = Some(x);
+        while let Some(i) = inner {
+            tls |= i.is::<rustls::Error>();
+            inner = match i.downcast_ref::<std::io::Error>() {
+                Some(io) => {
+                    refused |= io.kind() == std::io::ErrorKind::ConnectionRefused;
+                    io.get_ref().map(|r| r as &(dyn std::error::Error + 'static))
+                }
+                None => None,
+            };
+        }
         chain.push_str(&x.to_string().to_lowercase());
         chain.push(' ');
         src = x.source();
     }
-    let hard = ["connection refused", "dns", "lookup", "resolve", "certificate", "tls", "handshake"]
-        .iter()
-        .any(|w| chain.contains(w));
-    let what = if chain.contains("connection refused") {
+    refused |= chain.contains("connection refused");
+    let dns = chain.contains("dns error") || chain.contains("failed to lookup address");
+    tls |= ["invalid peer certificate", "tls handshake", "received fatal alert"].iter().any(|w| chain.contains(w));
+    let what = if e.is_timeout() {
+        "timed out"
+    } else if refused {
         "connection refused"
-    } else if chain.contains("dns") || chain.contains("lookup") || chain.contains("resolve") {
+    } else if dns {
         "the host name does not resolve (DNS)"
-    } else if chain.contains("certificate") || chain.contains("tls") || chain.contains("handshake") {
+    } else if tls {
         "TLS failed (certificate or handshake)"
-    } else if e.is_timeout() || chain.contains("timed out") {
+    } else if chain.contains("timed out") {
         "timed out"
     } else if chain.contains("reset") || chain.contains("closed") {
         "the connection was closed"
     } else {
         "no response"
     };
+    let hard = !e.is_timeout() && (refused || dns || tls);
     let host = url.split("://").nth(1).and_then(|r| r.split('/').next()).unwrap_or(url);
     let origin = if host.ends_with("googleapis.com") {
         "Google's default endpoint".to_string()
@@ -587,7 +605,59 @@ fn api_error(status: u16, body: &str, method: &Method, url: &str) -> ProviderErr
 
 #[cfg(test)]
 mod tests {
-    use super::backoff;
+    use super::{backoff, transport_error};
+    use reqwest::Method;
+
+    async fn failure(url: &str) -> reqwest::Error {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder().build().unwrap();
+        client.get(url).send().await.expect_err("the request must fail")
+    }
+
+    // A URL naming a TLS key (or DNS, a lookup, a handshake) says nothing about the failure:
+    // only the causes classify it.
+    #[tokio::test]
+    async fn a_refused_connection_is_named_so_whatever_the_url_says() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let url = format!("http://127.0.0.1:{port}/v1/projects/p/secrets/ingress-tls-key/versions/dns-lookup");
+        let (err, hard) = transport_error(&failure(&url).await, &Method::GET, &url);
+        assert!(err.message.contains("(connection refused)"), "{}", err.message);
+        assert!(hard);
+    }
+
+    #[tokio::test]
+    async fn a_server_closing_the_connection_is_not_a_tls_failure() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let (sock, _) = listener.accept().await.unwrap();
+            drop(sock);
+        });
+        let url = format!("http://127.0.0.1:{port}/v1/secrets/tls-certificate");
+        let (err, hard) = transport_error(&failure(&url).await, &Method::GET, &url);
+        server.await.unwrap();
+        assert!(!err.message.contains("TLS"), "{}", err.message);
+        assert!(!hard, "a dropped connection is worth the full retries: {}", err.message);
+    }
+
+    #[tokio::test]
+    async fn https_to_a_plain_http_server_is_a_tls_failure() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 512];
+            let _ = sock.read(&mut buf).await;
+            let _ = sock.write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n").await;
+        });
+        let url = format!("https://127.0.0.1:{port}/v1/projects/p/clusters");
+        let e = failure(&url).await;
+        let (err, hard) = transport_error(&e, &Method::GET, &url);
+        server.await.unwrap();
+        assert!(err.message.contains("(TLS failed"), "{}", err.message);
+        assert!(hard);
+    }
 
     #[test]
     fn backoff_grows_and_spreads_concurrent_retries() {
