@@ -21,6 +21,8 @@ pub enum Api {
     Container,
     /// gkehub v1.
     Hub,
+    /// gkehub v2 (membership features): the v1 base with `v2` for its last segment.
+    HubV2,
     /// Secret Manager v1.
     SecretManager,
 }
@@ -62,12 +64,16 @@ impl Endpoints {
     }
 
     /// The base of an API.
-    pub fn of(&self, api: Api) -> &str {
+    pub fn of(&self, api: Api) -> std::borrow::Cow<'_, str> {
         match api {
-            Api::Compute => &self.compute,
-            Api::Container => &self.container,
-            Api::Hub => &self.hub,
-            Api::SecretManager => &self.secretmanager,
+            Api::Compute => self.compute.as_str().into(),
+            Api::Container => self.container.as_str().into(),
+            Api::Hub => self.hub.as_str().into(),
+            Api::HubV2 => match self.hub.strip_suffix("/v1") {
+                Some(base) => format!("{base}/v2").into(),
+                None => format!("{}/../v2", self.hub).into(),
+            },
+            Api::SecretManager => self.secretmanager.as_str().into(),
         }
     }
 }
@@ -287,7 +293,7 @@ impl Client {
         let mut token: Option<String> = None;
         loop {
             let mut q: Vec<(&str, String)> = match api {
-                Api::Hub => vec![("pageSize", "100".into())],
+                Api::Hub | Api::HubV2 => vec![("pageSize", "100".into())],
                 _ => vec![("maxResults", "500".into())],
             };
             if let Some(f) = filter {
@@ -469,6 +475,17 @@ impl Client {
 
     /// Waits for a google.longrunning operation; returns its `response`.
     pub async fn wait_lro(&self, op: Value) -> ProviderResult<Value> {
+        self.wait_lro_on(Api::Hub, op).await
+    }
+
+    /// How long one operation of the resource being changed may take: its `timeouts` entry
+    /// when it has one, else the provider's setting.
+    pub fn operation_limit(&self) -> Duration {
+        OPERATION_TIMEOUT.try_with(|t| *t).ok().flatten().unwrap_or(self.settings.operation_timeout)
+    }
+
+    /// Waits for a google.longrunning operation of `api` (gkehub v1 or v2); returns its `response`.
+    pub async fn wait_lro_on(&self, api: Api, op: Value) -> ProviderResult<Value> {
         let started = Instant::now();
         let mut op = op;
         let mut n = 0;
@@ -477,7 +494,7 @@ impl Client {
             tokio::time::sleep(poll_delay(n)).await;
             n += 1;
             let name = op["name"].as_str().unwrap_or_default().to_string();
-            op = self.get(Api::Hub, &name).await?;
+            op = self.get(api, &name).await?;
         }
         if let Some(m) = op["error"]["message"].as_str() {
             return Err(ProviderError::new(ErrorKind::Invalid, format!("operation failed: {m}")));
@@ -486,8 +503,7 @@ impl Client {
     }
 
     fn check_timeout(&self, started: Instant, op: &Value) -> ProviderResult<()> {
-        // The resource's own `timeouts` entry when it has one, else the provider's setting.
-        let limit = OPERATION_TIMEOUT.try_with(|t| *t).ok().flatten().unwrap_or(self.settings.operation_timeout);
+        let limit = self.operation_limit();
         if started.elapsed() > limit {
             return Err(ProviderError::new(
                 ErrorKind::Transient,

@@ -273,31 +273,53 @@ fn feature_not_found(p: &str, l: &str, id: &str) -> ApiError {
     ApiError::not_found(R, format!("Resource 'projects/{p}/locations/{l}/features/{id}' was not found"))
 }
 
-/// A feature as read: its state turns OK after the configured number of reads.
-fn read_feature(st: &mut Store, key: &str) -> Option<Value> {
+/// A feature as read: its state turns OK after the configured number of reads; its membership
+/// features (gkehub v2) are read too, and their controller advanced (GKE's mesh controller
+/// installs what an ACTIVE one brings, through `Shared::on_mesh_active`).
+fn read_feature(s: &Shared, st: &mut Store, key: &str) -> Option<Value> {
+    let suffix = format!("/{}", key.rsplit('/').next().unwrap_or_default());
+    let members: Vec<String> = st.membership_features.keys().filter(|k| k.ends_with(&suffix)).cloned().collect();
+    for k in members {
+        if let Some((_, true)) = st.observe_membership_feature(&k)
+            && let Some(hook) = s.on_mesh_active.get()
+        {
+            let mut parts = k.split('/');
+            hook(st, parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+        }
+    }
     let pending = st.feature_pending.get(key).copied().unwrap_or(0);
     if pending > 0 {
         st.feature_pending.insert(key.to_string(), pending - 1);
     }
+    let feature = key.rsplit('/').next().unwrap_or_default().to_string();
+    let (specs, states) = st.v1_membership_maps(&feature);
     let f = st.features.get_mut(key)?;
     if pending <= 1 {
         f["state"] = json!({"state": {"code": "OK", "description": "Ready to use", "updateTime": now()}});
         f["resourceState"] = json!({"state": "ACTIVE"});
     }
-    Some(f.clone())
+    let mut out = f.clone();
+    // Membership features (gkehub v2) show in the v1 feature's maps, keyed by project number.
+    if !specs.is_empty() {
+        out["membershipSpecs"] = Value::Object(specs);
+        let mut all = out["membershipStates"].as_object().cloned().unwrap_or_default();
+        all.extend(states);
+        out["membershipStates"] = Value::Object(all);
+    }
+    Some(out)
 }
 
 async fn list_features(State(s): S, Path((p, l)): Path<(String, String)>, Query(q): Q) -> ApiResult<Json<Value>> {
     let mut st = project(&s, &p)?;
     let keys: Vec<String> =
         st.features.keys().filter(|k| l == "-" || k.starts_with(&format!("{l}/"))).cloned().collect();
-    let items: Vec<Value> = keys.iter().filter_map(|k| read_feature(&mut st, k)).collect();
+    let items: Vec<Value> = keys.iter().filter_map(|k| read_feature(&s, &mut st, k)).collect();
     hub_page(items, &q).map(Json)
 }
 
 async fn get_feature(State(s): S, Path((p, l, id)): Path<(String, String, String)>) -> ApiResult<Json<Value>> {
     let mut st = project(&s, &p)?;
-    read_feature(&mut st, &format!("{l}/{id}")).map(Json).ok_or_else(|| feature_not_found(&p, &l, &id))
+    read_feature(&s, &mut st, &format!("{l}/{id}")).map(Json).ok_or_else(|| feature_not_found(&p, &l, &id))
 }
 
 /// Checks a multiclusteringress config membership: a full name of an existing membership.

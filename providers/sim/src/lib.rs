@@ -21,6 +21,7 @@ pub mod hub;
 pub mod kube;
 pub mod secrets;
 pub mod server;
+pub mod servicemesh;
 pub mod state;
 pub mod storage;
 pub mod store;
@@ -43,6 +44,7 @@ mod layering {
         &["store"],
         &["state"],
         &["compute", "container", "hub", "storage", "secrets", "kube"],
+        &["servicemesh"],
         &["server"],
         &["files"],
     ];

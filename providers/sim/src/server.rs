@@ -98,6 +98,7 @@ impl Sim {
         }
         let mut store = Store::seed(&opts.world, clusters.clone(), opts.lro_polls);
         store.lro_time = opts.clock.lro_time();
+        store.controller_polls = opts.controller_polls;
         let shared = Arc::new(Shared {
             store: Mutex::new(store),
             tokens,
@@ -106,7 +107,12 @@ impl Sim {
             faults: Faults::new(opts.fault_rate, opts.seed, "gcp"),
             opts: opts.clone(),
             router: OnceLock::new(),
+            on_mesh_active: OnceLock::new(),
         });
+        let clusters_for_mesh = Arc::new(kube.clone());
+        let _ = shared.on_mesh_active.set(Box::new(move |st, l, m| {
+            crate::servicemesh::install(&clusters_for_mesh, st, l, m);
+        }));
         let router = app(shared.clone(), kube.clone());
         let _ = shared.router.set(router.clone());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -166,6 +172,7 @@ fn app(shared: Arc<Shared>, kube: Vec<Arc<crate::kube::KubeServer>>) -> Router {
         .merge(crate::compute::routes())
         .merge(crate::container::routes())
         .merge(crate::hub::routes())
+        .merge(crate::servicemesh::routes(shared.clone(), clusters.clone()))
         .merge(crate::storage::routes())
         .merge(crate::secrets::routes())
         .route("/token", post(token))

@@ -27,6 +27,9 @@ pub struct SimOptions {
     pub fault_rate: f64,
     /// Polls an operation takes to finish (0: done at once).
     pub lro_polls: u32,
+    /// Reads of a controller-driven status (a fleet membership's service mesh) that still report
+    /// it in progress before it turns ACTIVE / healthy.
+    pub controller_polls: u32,
     /// Seed of the fault draws.
     pub seed: u64,
     /// Seconds an injected 429 (and a cluster's injected 503) asks the client to wait, in its
@@ -45,6 +48,7 @@ impl Default for SimOptions {
             latency: Duration::ZERO,
             fault_rate: 0.0,
             lro_polls: 1,
+            controller_polls: 2,
             seed: 1,
             retry_after_secs: 1,
             clock: SimClock::Pinned,
@@ -128,4 +132,8 @@ pub struct Shared {
     pub faults: Faults,
     /// The API router itself (the batch endpoint dispatches its parts through it).
     pub router: OnceLock<Router>,
+    /// What GKE's mesh controller does in a membership's cluster when its managed control
+    /// plane is ACTIVE (`location`, `membership`); set by the server, which has the clusters.
+    #[allow(clippy::type_complexity)]
+    pub on_mesh_active: OnceLock<Box<dyn Fn(&Store, &str, &str) + Send + Sync>>,
 }

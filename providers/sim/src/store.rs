@@ -89,6 +89,14 @@ pub struct Store {
     pub features: BTreeMap<String, Value>,
     /// Feature GETs left before a new feature reports state OK.
     pub feature_pending: BTreeMap<String, u32>,
+    /// gkehub v2: `location/membership/feature` → membership feature (see `servicemesh`).
+    pub membership_features: BTreeMap<String, MembershipFeature>,
+    /// Reads of a membership feature that still report PROVISIONING (the mesh controller's
+    /// delay, counted in reads so that tests are decided by requests alone).
+    pub controller_polls: u32,
+    /// A membership's control-plane state forced by a test (`membership id` →
+    /// `controlPlaneManagement`, e.g. STALLED with Google's details): the controller stops there.
+    pub mesh_stalls: BTreeMap<String, Value>,
     /// Operations by their short (compute, container) or full (hub) name.
     pub ops: BTreeMap<String, Op>,
     /// Access details of every cluster, by `location/name`.
@@ -105,6 +113,22 @@ pub struct Store {
     /// Secret Manager: secret id → the secret and its versions.
     pub secrets: BTreeMap<String, SecretEntry>,
     next_id: u64,
+}
+
+/// Whether a membership feature's spec asks for the managed control plane.
+pub fn mesh_automatic(spec: &Value) -> bool {
+    let sm = &spec["servicemesh"];
+    sm["management"] == "MANAGEMENT_AUTOMATIC" || sm["controlPlane"] == "AUTOMATIC"
+}
+
+/// A gkehub v2 MembershipFeature as stored: the resource (names with the project number), and
+/// reads left before its controller reports it ACTIVE.
+#[derive(Clone, Debug)]
+pub struct MembershipFeature {
+    /// The `MembershipFeature` resource.
+    pub resource: Value,
+    /// Reads left in PROVISIONING.
+    pub reads_left: u32,
 }
 
 /// A Secret Manager secret: the resource as the API returns it, and its versions in order of
@@ -128,6 +152,84 @@ pub struct VersionEntry {
 }
 
 impl Store {
+    /// The v1 feature's `membershipSpecs` and `membershipStates` of `feature`, as the v2
+    /// membership features make them (keys with the project number; specs under `mesh`).
+    pub fn v1_membership_maps(
+        &self,
+        feature: &str,
+    ) -> (serde_json::Map<String, Value>, serde_json::Map<String, Value>) {
+        let (mut specs, mut states) = (serde_json::Map::new(), serde_json::Map::new());
+        for (k, f) in &self.membership_features {
+            let parts: Vec<&str> = k.split('/').collect();
+            if parts.get(2) != Some(&feature) {
+                continue;
+            }
+            let key = format!("projects/{}/locations/{}/memberships/{}", self.project_number, parts[0], parts[1]);
+            specs.insert(key.clone(), json!({"mesh": f.resource["spec"]["servicemesh"].clone()}));
+            if let Some(s) = f.resource.get("state") {
+                states.insert(key, json!({"servicemesh": s["servicemesh"].clone(), "state": s["state"].clone()}));
+            }
+        }
+        (specs, states)
+    }
+
+    /// Stores a membership feature with `spec` (gkehub v2), its controller starting over.
+    pub fn put_membership_feature(&mut self, key: &str, name: &str, spec: Value, labels: Option<Value>) -> Value {
+        let prior = self.membership_features.get(key).map(|f| f.resource.clone());
+        let created = prior.as_ref().and_then(|r| r["createTime"].as_str().map(String::from)).unwrap_or_else(now);
+        let labels = labels.or_else(|| prior.as_ref().map(|r| r["labels"].clone())).unwrap_or_else(|| json!({}));
+        let resource = json!({
+            "name": name, "spec": spec, "labels": labels, "createTime": created, "updateTime": now(),
+            "lifecycleState": {"state": "ACTIVE"},
+        });
+        let reads_left = if mesh_automatic(&resource["spec"]) { self.controller_polls } else { 0 };
+        self.membership_features.insert(key.to_string(), MembershipFeature { resource: resource.clone(), reads_left });
+        resource
+    }
+
+    /// A membership feature as a read sees it: GKE's mesh controller advanced by the read
+    /// (PROVISIONING for `controller_polls` reads, then ACTIVE; DISABLED when management is
+    /// manual; a state of `mesh_stalls` when a test forces one). Also whether it is ACTIVE.
+    pub fn observe_membership_feature(&mut self, key: &str) -> Option<(Value, bool)> {
+        let membership_id = key.split('/').nth(1).unwrap_or_default().to_string();
+        let stall = self.mesh_stalls.get(&membership_id).cloned();
+        let f = self.membership_features.get_mut(key)?;
+        let provisioning = f.reads_left > 0;
+        if stall.is_none() && provisioning {
+            f.reads_left -= 1;
+        }
+        let revision = "asm-managed";
+        let control = match (&stall, mesh_automatic(&f.resource["spec"])) {
+            (Some(forced), _) => forced.clone(),
+            (None, false) => {
+                json!({"state": "DISABLED", "details": [{"code": "DISABLED", "details": "Control plane management is not enabled."}]})
+            }
+            (None, true) if provisioning => json!({
+                "state": "PROVISIONING", "implementation": "TRAFFIC_DIRECTOR",
+                "details": [{"code": "PROVISIONING", "details": "Service is provisioning."}]}),
+            (None, true) => json!({
+                "state": "ACTIVE", "implementation": "TRAFFIC_DIRECTOR",
+                "details": [{"code": "REVISION_READY", "details": format!("Ready: {revision}")}]}),
+        };
+        let active = control["state"] == "ACTIVE";
+        let code = match control["state"].as_str() {
+            Some("ACTIVE" | "DISABLED") => "OK",
+            Some("PROVISIONING") => "WARNING",
+            _ => "ERROR",
+        };
+        let description = control["details"][0]["details"].as_str().unwrap_or("").to_string();
+        let data = if active {
+            json!({"state": "ACTIVE", "details": [{"code": "OK", "details": "Service is running."}]})
+        } else {
+            json!({"state": "DISABLED"})
+        };
+        f.resource["state"] = json!({
+            "servicemesh": {"controlPlaneManagement": control, "dataPlaneManagement": data},
+            "state": {"code": code, "description": description, "updateTime": now()},
+        });
+        Some((f.resource.clone(), active))
+    }
+
     /// Seeds the store from a world; `access` gives each cluster's endpoints and CA.
     pub fn seed(world: &World, access: Vec<ClusterAccess>, lro_polls: u32) -> Store {
         let mut s = Store {
@@ -146,6 +248,9 @@ impl Store {
             ops: BTreeMap::new(),
             access: access.into_iter().map(|a| (format!("{}/{}", a.location, a.name), a)).collect(),
             lro_polls,
+            membership_features: BTreeMap::new(),
+            controller_polls: 2,
+            mesh_stalls: BTreeMap::new(),
             lro_time: None,
             storage: Buckets::seed(&world.buckets, &crate::support::now_rfc3339_millis()),
             secrets: BTreeMap::new(),

@@ -126,7 +126,8 @@ pub struct ClusterSpec {
     /// Control-plane global access at the start.
     #[serde(default)]
     pub global_access: bool,
-    /// The istiod revision label of the pre-installed control plane.
+    /// The istiod revision label of the pre-installed control plane; empty: none is installed
+    /// (the fleet's managed mesh installs `asm-managed`).
     #[serde(default = "default_revision")]
     pub istio_revision: String,
 }

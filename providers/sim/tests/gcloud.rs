@@ -434,3 +434,100 @@ async fn secret_versions_of_a_seeded_world_disable_enable_destroy() {
     let unknown = access("3").await;
     assert!(unknown.code == 1 && unknown.stderr.contains("NOT_FOUND"), "{}", unknown.stderr);
 }
+
+/// The managed Cloud Service Mesh as gcloud 528 drives it (`fleet mesh enable`, `mesh update
+/// --management automatic` through gkehub v2, `mesh describe`): the membership's control plane
+/// goes PROVISIONING → ACTIVE after the configured reads, and its cluster then has the managed
+/// control plane, which kubectl sees.
+#[tokio::test(flavor = "multi_thread")]
+async fn fleet_mesh_enable_update_describe() {
+    let e = Env::start(SimOptions { controller_polls: 2, ..SimOptions::default() }).await;
+    for (c, at) in [("cluster-1", "us-central1-a"), ("cluster-2", "europe-west1-b")] {
+        let gke = format!("{at}/{c}");
+        e.gcloud(&[
+            "container",
+            "fleet",
+            "memberships",
+            "register",
+            c,
+            "--gke-cluster",
+            &gke,
+            "--enable-workload-identity",
+        ])
+        .await
+        .ok();
+    }
+    // Before the fleet has the feature, a membership's spec is refused.
+    let early = e
+        .gcloud(&[
+            "container",
+            "fleet",
+            "mesh",
+            "update",
+            "--management",
+            "automatic",
+            "--memberships",
+            "cluster-1",
+            "--location",
+            "us-central1",
+        ])
+        .await;
+    assert!(early.code != 0 && early.stderr.contains("FAILED_PRECONDITION"), "{}", early.stderr);
+    e.gcloud(&["container", "fleet", "mesh", "enable"]).await.ok();
+    e.gcloud(&[
+        "container",
+        "fleet",
+        "mesh",
+        "update",
+        "--management",
+        "automatic",
+        "--memberships",
+        "cluster-1",
+        "--location",
+        "us-central1",
+    ])
+    .await
+    .ok();
+    let key = |m: &str, l: &str| format!("projects/{}/locations/{l}/memberships/{m}", e.sim.world.project_number);
+    let c1 = key("cluster-1", "us-central1");
+    // gcloud's own read after the update was the first; one more read still provisions.
+    let f = Env::json(e.gcloud(&["container", "fleet", "mesh", "describe", "--format=json"]).await.ok());
+    assert_eq!(f["membershipSpecs"][&c1]["mesh"]["management"], "MANAGEMENT_AUTOMATIC", "{f}");
+    assert_eq!(f["membershipStates"][&c1]["servicemesh"]["controlPlaneManagement"]["state"], "PROVISIONING", "{f}");
+    let none = e.kubectl(0, &["get", "controlplanerevisions", "-n", "istio-system"]).await;
+    assert_ne!(none.code, 0, "no managed control plane yet: {}", none.stdout);
+    let f = Env::json(e.gcloud(&["container", "fleet", "mesh", "describe", "--format=json"]).await.ok());
+    let cp = &f["membershipStates"][&c1]["servicemesh"]["controlPlaneManagement"];
+    assert_eq!(cp["state"], "ACTIVE", "{f}");
+    assert_eq!(cp["implementation"], "TRAFFIC_DIRECTOR");
+    assert_eq!(cp["details"][0]["code"], "REVISION_READY");
+    assert!(f["membershipSpecs"].get(key("cluster-2", "europe-west1")).is_none(), "only cluster-1 was updated");
+    // The cluster now runs the managed control plane.
+    let cpr = e.kubectl(0, &["get", "controlplanerevision", "asm-managed", "-n", "istio-system", "-o", "json"]).await;
+    let cpr: serde_json::Value = serde_json::from_str(&cpr.ok().stdout).unwrap();
+    let reconciled =
+        cpr["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Reconciled").unwrap();
+    assert_eq!(reconciled["status"], "True");
+    let rev =
+        e.kubectl(0, &["get", "services", "-n", "istio-system", "-l", "istio.io/rev=asm-managed", "-o", "name"]).await;
+    assert_eq!(rev.ok().stdout.trim(), "service/istiod-asm-managed");
+    // Manual management takes the managed control plane away again.
+    e.gcloud(&[
+        "container",
+        "fleet",
+        "mesh",
+        "update",
+        "--management",
+        "manual",
+        "--memberships",
+        "cluster-1",
+        "--location",
+        "us-central1",
+    ])
+    .await
+    .ok();
+    let f = Env::json(e.gcloud(&["container", "fleet", "mesh", "describe", "--format=json"]).await.ok());
+    assert_eq!(f["membershipStates"][&c1]["servicemesh"]["controlPlaneManagement"]["state"], "DISABLED", "{f}");
+    let gone = e.kubectl(0, &["get", "controlplanerevision", "asm-managed", "-n", "istio-system"]).await;
+    assert_ne!(gone.code, 0, "{}", gone.stdout);
+}

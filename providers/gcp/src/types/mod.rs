@@ -7,6 +7,7 @@ pub mod fleet_feature;
 pub mod fleet_membership;
 pub mod global_address;
 pub mod lookups;
+pub mod membership_feature;
 pub mod neg;
 pub mod secret_version;
 
@@ -90,6 +91,7 @@ pub fn all() -> Vec<Arc<dyn GcpType>> {
         Arc::new(control_plane_access::ControlPlaneAccess),
         Arc::new(fleet_membership::FleetMembership),
         Arc::new(fleet_feature::FleetFeature),
+        Arc::new(membership_feature::MembershipFeature),
         Arc::new(cluster::ClusterLookup { name: "cluster" }),
         Arc::new(cluster::ClusterLookup { name: "gke_cluster" }),
         Arc::new(lookups::Instances),

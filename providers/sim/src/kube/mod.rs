@@ -96,6 +96,11 @@ impl KubeServer {
             "serviceaccounts",
             json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "istio-reader-service-account", "namespace": "istio-system", "labels": {"app": "istio-reader", "release": "istio"}}}),
         );
+        // A cluster without a pre-installed control plane (`istio_revision = ""`) gets one only
+        // when something installs it (the fleet's managed mesh, an Istio operator).
+        if spec.istio_revision.is_empty() {
+            return;
+        }
         put(
             &mut inner,
             "",
@@ -114,6 +119,53 @@ impl KubeServer {
                 "spec": {"containers": [{"name": "discovery", "image": "gcr.io/gke-release/asm/pilot:1.17.3-asm.3"}], "nodeName": format!("gke-{}-default-pool-{i}", spec.name)},
                 "status": {"phase": "Running", "podIP": format!("10.0.{i}.5"), "containerStatuses": [{"name": "discovery", "ready": true, "restartCount": 0}]}}),
             );
+        }
+    }
+
+    /// What a controller outside the cluster (GKE's mesh controller) installs: `obj` of the kind
+    /// `group`/`plural` created, or replaced when it exists (a CRD object makes its kind served).
+    /// Errors (an unknown kind, a missing namespace) are returned as messages.
+    pub fn controller_put(&self, group: &str, plural: &str, obj: Value, manager: &str) -> Result<(), String> {
+        let mut inner = self.lock();
+        if group == "apiextensions.k8s.io" && plural == "customresourcedefinitions" {
+            let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
+            let exists = inner.objects.keys().any(|k| k.1 == plural && k.3 == name);
+            return if exists {
+                Ok(())
+            } else {
+                objects::create_crd(self, &mut inner, obj).map(|_| ()).map_err(|e| e.message)
+            };
+        }
+        let def = inner
+            .defs
+            .iter()
+            .find(|d| d.group == group && d.plural == plural)
+            .cloned()
+            .ok_or_else(|| format!("{plural}.{group} is not served"))?;
+        let ns = obj["metadata"]["namespace"].as_str().unwrap_or("").to_string();
+        let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
+        if !inner.objects.contains_key(&state::key_of(&def, &ns, &name)) {
+            return objects::create_object(self, &mut inner, &def, obj, manager, false)
+                .map(|_| ())
+                .map_err(|e| e.message);
+        }
+        drop(inner);
+        let version = def.versions[0].clone();
+        objects::update(self, &def, &version, &ns, &name, None, false, manager, |old| {
+            let mut new = obj.clone();
+            new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"].clone();
+            Ok(new)
+        })
+        .map(|_| ())
+        .map_err(|e| e.message)
+    }
+
+    /// Deletes what [`KubeServer::controller_put`] installed; absent objects are no error.
+    pub fn controller_delete(self: &Arc<Self>, group: &str, plural: &str, ns: &str, name: &str) {
+        let def = self.lock().defs.iter().find(|d| d.group == group && d.plural == plural).cloned();
+        if let Some(def) = def {
+            let version = def.versions[0].clone();
+            let _ = objects::delete(self, &def, &version, ns, name, b"", false);
         }
     }
 

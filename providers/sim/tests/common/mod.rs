@@ -73,3 +73,23 @@ impl Env {
         serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", out.stdout))
     }
 }
+
+impl Env {
+    /// Runs kubectl against cluster `i` through the kubeconfig the simulator wrote.
+    pub async fn kubectl(&self, i: usize, args: &[&str]) -> Out {
+        let c = &self.sim.clusters[i];
+        let ctx = files::context_name(&self.sim.world.project, &c.location, &c.name);
+        let mut cmd = tokio::process::Command::new(meshform_sim::tools::need("kubectl"));
+        cmd.arg("--context").arg(ctx).args(args).env_clear();
+        for (k, v) in &self.vars {
+            cmd.env(k, v);
+        }
+        cmd.env("KUBECONFIG", self.dir.path().join("kubeconfig"));
+        let o = cmd.output().await.expect("kubectl runs");
+        Out {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
