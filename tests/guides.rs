@@ -234,6 +234,80 @@ async fn asm_guide_for_three_clusters() {
     asm_guide(3).await;
 }
 
+/// The ASM guide with the managed Cloud Service Mesh (`managed_mesh = true`) on 3 clusters that
+/// have no control plane installed: the fleet's servicemesh feature and one membership feature
+/// per cluster, apply waiting until each control plane is ACTIVE; the sample namespace gets the
+/// live revision; a control plane that stalls later is drift, and apply then fails with Google's
+/// details; destroy takes the managed control plane away and leaves no membership.
+#[tokio::test(flavor = "multi_thread")]
+async fn managed_mesh_on_three_clusters_reaches_active() {
+    let mut w = world(3);
+    for cl in &mut w.clusters {
+        cl.istio_revision.clear();
+    }
+    let n = w.clusters.len();
+    let c = Cloud::start(SimOptions { world: w.clone(), controller_polls: 3, ..SimOptions::default() }).await;
+    setup(&c, &w);
+    let plan = "plans/asm-multicluster.toml";
+    let managed = ["--var", "managed_mesh=true"];
+    let with = |cmd: &'static str, extra: &[&'static str]| {
+        let mut a = vec![cmd, plan];
+        a.extend_from_slice(&managed);
+        a.extend_from_slice(extra);
+        a
+    };
+    let (rc, t) = mf(&c, &with("plan", &[])).await;
+    assert_eq!(rc, 0, "{t}");
+    assert_eq!(t.matches("+ gke_fleet_membership_feature.mesh[").count(), n, "{t}");
+    assert!(t.contains("+ gke_fleet_feature.servicemesh[\"servicemesh\"]"), "{t}");
+    let (rc, t) = mf(&c, &with("apply", &["--auto-approve"])).await;
+    assert_eq!(rc, 0, "{t}");
+    assert_eq!(t.matches("ok   remote secret authenticates").count(), n * (n - 1), "{t}");
+    let (rc, t) = mf(&c, &with("plan", &["--detailed-exitcode"])).await;
+    assert_eq!(rc, 0, "second plan not empty:\n{t}");
+
+    let f = c.describe(&["container", "fleet", "mesh", "describe"]).await;
+    for (i, cl) in w.clusters.iter().enumerate() {
+        let region = meshform_sim::world::region_of(&cl.location);
+        let key = format!("projects/{}/locations/{region}/memberships/{}", w.project_number, cl.name);
+        let cp = &f["membershipStates"][&key]["servicemesh"]["controlPlaneManagement"];
+        assert_eq!(cp["state"], "ACTIVE", "{key}: {f}");
+        let labels = kubectl_out(&c, i, &["get", "ns", "sample", "-o", "jsonpath={.metadata.labels}"]).await;
+        assert!(labels.contains("\"istio.io/rev\":\"asm-managed\""), "{}: {labels}", cl.name);
+        let cpr = kubectl_out(&c, i, &["get", "controlplanerevisions", "-n", "istio-system", "-o", "name"]).await;
+        assert!(cpr.contains("asm-managed"), "{}: {cpr}", cl.name);
+    }
+    let (rc, t) = mf(&c, &with("drift", &[])).await;
+    assert_eq!(rc, 0, "{t}");
+
+    // cluster-2's control plane stalls: drift names it, apply fails with Google's details.
+    let stalled = w.clusters[1].name.clone();
+    c.sim.shared.store.lock().unwrap().mesh_stalls.insert(
+        stalled.clone(),
+        serde_json::json!({"state": "STALLED", "details": [{"code": "MESH_IAM_PERMISSION_DENIED", "details": "the mesh service agent lacks roles/anthosservicemesh.serviceAgent"}]}),
+    );
+    let (rc, t) = mf(&c, &with("drift", &[])).await;
+    assert_eq!(rc, 2, "{t}");
+    assert!(t.contains(&format!("gke_fleet_membership_feature.mesh[\"{stalled}\"]")) && t.contains("STALLED"), "{t}");
+    let (rc, t) = mf(&c, &with("apply", &["--auto-approve"])).await;
+    assert_eq!(rc, 1, "{t}");
+    assert!(t.contains("is STALLED: MESH_IAM_PERMISSION_DENIED: the mesh service agent lacks"), "{t}");
+    c.sim.shared.store.lock().unwrap().mesh_stalls.clear();
+    let (rc, t) = mf(&c, &with("apply", &["--auto-approve"])).await;
+    assert_eq!(rc, 0, "{t}");
+    let (rc, t) = mf(&c, &with("drift", &[])).await;
+    assert_eq!(rc, 0, "{t}");
+
+    let (rc, t) = mf(&c, &with("destroy", &["--auto-approve"])).await;
+    assert_eq!(rc, 0, "{t}");
+    for i in 0..n {
+        let cpr = ["controlplanerevision", "asm-managed", "-n", "istio-system"];
+        assert!(!c.exists(i, &cpr).await, "the managed control plane is gone from cluster {i}");
+    }
+    let members = c.gcloud(&["container", "fleet", "memberships", "list", "--format=value(name)"]).await;
+    assert_eq!(String::from_utf8_lossy(&members.stdout).trim(), "", "no membership is left");
+}
+
 /// The ingress's TLS key comes from Secret Manager (the data source, no variable): it reaches the
 /// cluster's Secret, and is in no plan (of any format), log or state in plaintext.
 async fn tls_key_stays_secret(c: &Cloud, w: &World, plan: &str, apply_log: &str) {

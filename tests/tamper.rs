@@ -59,6 +59,14 @@ gke_cluster = "europe-west1-b/cluster-2"
 name = "multiclusteringress"
 config_membership = "${gke_fleet_membership.m1.name}"
 
+[resources.gke_fleet_feature.mesh]
+name = "servicemesh"
+
+[resources.gke_fleet_membership_feature.m1]
+membership = "${gke_fleet_membership.m1.name}"
+management = "MANAGEMENT_AUTOMATIC"
+depends_on = ["gke_fleet_feature.mesh"]
+
 [resources.k8s_namespace.ns]
 cluster = "cluster-1"
 name = "tamper"
@@ -344,6 +352,27 @@ fn rows() -> Vec<Row> {
                     "--format=value(spec.multiclusteringress.configMembership)",
                 ],
                 Has::Text("locations/us-central1/memberships/cluster-1"),
+            ),
+        },
+        Row {
+            ty: "gke_fleet_membership_feature",
+            addr: "gke_fleet_membership_feature.m1",
+            attr: Some("management"),
+            tamper: T::Gcloud(&[
+                "container",
+                "fleet",
+                "mesh",
+                "update",
+                "--management",
+                "manual",
+                "--memberships",
+                "cluster-1",
+                "--location",
+                "us-central1",
+            ]),
+            check: C::Gcloud(
+                &["container", "fleet", "mesh", "describe", "--format=json"],
+                Has::Text("MANAGEMENT_AUTOMATIC"),
             ),
         },
         Row {

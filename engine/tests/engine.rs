@@ -614,3 +614,38 @@ impl meshform_engine::apply::Observer for CancelAfterFirst {
         self.0.store(true, Ordering::SeqCst);
     }
 }
+
+/// A data source whose `depends_on` changes in this plan is read at apply, after it (so it sees
+/// what apply made, as the managed mesh's ControlPlaneRevision must be); once nothing it depends
+/// on changes, it is read at plan again.
+#[tokio::test(start_paused = true)]
+async fn a_data_source_waits_for_what_it_depends_on_to_change() {
+    let f = Fixture::new(
+        r#"
+[resources.test_object.first]
+name = "first"
+
+[data.test_lookup.after]
+input = "constant"
+depends_on = ["test_object.first"]
+
+[resources.test_object.user]
+name = "user"
+value = "${data.test_lookup.after.output}"
+"#,
+    );
+    let p = f.plan().await;
+    let read = p.changes.iter().find(|c| c.address.to_string() == "data.test_lookup.after").unwrap();
+    assert_eq!(read.action, meshform_engine::plan::Action::Read, "{read:?}");
+    assert_eq!(read.reason.as_deref(), Some("what it depends on changes first"));
+    let user = p.changes.iter().find(|c| c.address.to_string() == "test_object.user").unwrap();
+    assert!(user.after.as_ref().unwrap()["value"].has_unknown(), "known only after apply: {user:?}");
+    let ops = f.test.ops();
+    assert!(!ops.iter().any(|(op, _)| op == "read_data"), "not read at plan: {ops:?}");
+    assert!(f.apply().await.success());
+    assert!(f.test.live_by_name("user").unwrap()["value"].as_str().unwrap().contains("constant"));
+    let p = f.plan().await;
+    let read = p.changes.iter().find(|c| c.address.to_string() == "data.test_lookup.after").unwrap();
+    assert_eq!(read.action, meshform_engine::plan::Action::NoOp, "read at plan when nothing it depends on changes");
+    assert!(!p.has_changes());
+}

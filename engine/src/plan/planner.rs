@@ -622,7 +622,17 @@ async fn plan_instances(ctx: &Planning<'_>, selected: &[bool], changes: &mut Vec
         async move {
             let r = match inst.addr.block.mode {
                 AddrMode::Cluster => Ok(None), // read before the walk
-                AddrMode::Data => plan_data(ctx, inst).await.map(Some),
+                AddrMode::Data => {
+                    // Planned before it (the walk's order): does a dependency change?
+                    let pending = inst.deps.iter().any(|&d| {
+                        let dep = &s.graph.instances[d].addr;
+                        out.lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .iter()
+                            .any(|c| &c.address == dep && c.action != Action::NoOp)
+                    });
+                    plan_data(ctx, inst, pending).await.map(Some)
+                }
                 AddrMode::Managed => plan_managed(ctx, inst).await.map(Some),
             };
             match r {
@@ -665,17 +675,24 @@ fn bare_change(inst: &crate::graph::Instance, s: &Session, action: Action) -> Ch
     }
 }
 
-/// A data source: read now when its inputs are known (kept as a no-op change so apply sees its
-/// value), else a read at apply.
-async fn plan_data(ctx: &Planning<'_>, inst: &crate::graph::Instance) -> Result<Change, Diagnostics> {
+/// A data source: read now when its inputs are known and nothing it depends on changes (kept as
+/// a no-op change so apply sees its value), else a read at apply, after what it depends on (so
+/// it reads what apply made, as `depends_on` promises).
+async fn plan_data(
+    ctx: &Planning<'_>,
+    inst: &crate::graph::Instance,
+    dep_changes: bool,
+) -> Result<Change, Diagnostics> {
     let (s, addr) = (ctx.s, &inst.addr);
     let (config, sensitive) = s.eval_instance(addr, ctx.values)?;
     let (Some((p, schema)), Some(block)) = (s.provider_of(addr), s.graph.block_of(&s.cfg, addr)) else {
         return Err(Diagnostic::global(format!("{addr}: no provider for its type")).into());
     };
-    if config.values().any(Value::has_unknown) {
+    if config.values().any(Value::has_unknown) || dep_changes {
+        let why =
+            if dep_changes { "what it depends on changes first" } else { "its inputs are known only after apply" };
         return Ok(Change {
-            reason: Some("its inputs are known only after apply".into()),
+            reason: Some(why.into()),
             after: Some(propose(schema, None, &config).attrs),
             sensitive,
             ..bare_change(inst, s, Action::Read)
