@@ -810,3 +810,67 @@ async fn a_renamed_manifest_object_is_planned_as_delete_and_create_and_adoption_
     assert!(code(&o) == 0 && text(&o).contains("released"), "{}", text(&o));
     assert!(c.exists(0, &["namespace", "istio-system"]).await, "an adopted namespace is kept");
 }
+
+/// Health gates: apply waits until a Deployment is Available (the plan says so in `waits`); a
+/// rollout that cannot progress fails the apply with a clear message naming the object; once
+/// applied, an object that becomes unhealthy is a finding of drift (exit 2); `wait_for = false`
+/// opts out.
+#[tokio::test(flavor = "multi_thread")]
+async fn deployments_are_waited_on_until_available_and_unhealthy_ones_are_findings() {
+    let c = Cloud::default().await;
+    let deployment = |name: &str, wait: &str| {
+        format!(
+            r#"
+[resources.k8s_manifest.{name}]
+cluster = "cluster-1"
+{wait}
+yaml = """
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {name}
+  namespace: default
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {{ app: {name} }}
+  template:
+    metadata:
+      labels: {{ app: {name} }}
+    spec:
+      containers:
+      - name: app
+        image: registry.example/{name}:1
+"""
+timeouts = {{ create = "3s", update = "3s" }}
+"#
+        )
+    };
+    let base = "[clusters.cluster-1]\nlocation = \"us-central1-a\"\n";
+    c.write(&format!("{base}{}", deployment("web", "")));
+    let (rc, plan) = c.plan().await;
+    assert_eq!(rc, 2, "{plan}");
+    assert!(plan.contains("+ waits   = [\"Deployment default/web: Available\"]"), "the plan shows the wait:\n{plan}");
+    c.apply().await;
+    c.assert_no_changes().await;
+
+    // A rollout that never progresses: the apply fails, naming the object and why.
+    c.sim.kube[0].stall_rollout("default", "stuck", true);
+    c.write(&format!("{base}{}{}", deployment("web", ""), deployment("stuck", "")));
+    let o = c.mf(&["apply", "main.toml", "--auto-approve"]).await;
+    assert_eq!(code(&o), 1, "{}", text(&o));
+    assert!(text(&o).contains("will not become Available: its rollout is not progressing: ReplicaSet"), "{}", text(&o));
+    // Opting out: the same stalled Deployment applies, and drift reports it unhealthy.
+    c.write(&format!("{base}{}{}", deployment("web", ""), deployment("stuck", "wait_for = false")));
+    let o = c.mf(&["apply", "main.toml", "--auto-approve"]).await;
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let o = c.mf(&["drift", "main.toml"]).await;
+    assert_eq!(code(&o), 0, "opted out, so no finding: {}", text(&o));
+
+    // web stops being available (its rollout stalls on the next change of its pods).
+    c.sim.kube[0].stall_rollout("default", "web", true);
+    c.kubectl(0, &["set", "image", "deployment/web", "-n", "default", "app=registry.example/web:2"]).await;
+    let o = c.mf(&["drift", "main.toml"]).await;
+    assert_eq!(code(&o), 2, "{}", text(&o));
+    assert!(text(&o).contains("Deployment default/web is not Available"), "{}", text(&o));
+}

@@ -70,6 +70,8 @@ pub struct Kube {
     pub dir: PathBuf,
     /// The resource's `create_before_destroy` (see `CallContext`).
     pub create_before_destroy: bool,
+    /// The resource's `timeouts` entry for the operation under way (see `CallContext`).
+    pub timeout: Option<Duration>,
 }
 
 impl Connections {
@@ -116,6 +118,7 @@ impl Connections {
             clusters: ctx.clusters.clone(),
             dir: ctx.dir.clone(),
             create_before_destroy: ctx.create_before_destroy,
+            timeout: ctx.timeout,
         }
     }
 }

@@ -12,6 +12,7 @@
 //! it holds, and each cluster's API server has its own request budget.
 
 pub mod conn;
+pub mod health;
 pub mod objects;
 pub mod snapshot;
 pub mod state;
@@ -173,7 +174,10 @@ impl Provider for KubeProvider {
     }
 
     async fn findings(&self, objects: &[(String, Map)], ctx: &CallContext) -> ProviderResult<Vec<Finding>> {
-        types::remote_secret::unmanaged(&self.conns()?.with(ctx), objects).await
+        let k = self.conns()?.with(ctx);
+        let mut found = types::remote_secret::unmanaged(&k, objects).await?;
+        found.extend(types::manifest::unhealthy(&k, objects).await?);
+        Ok(found)
     }
 
     fn describe_delete(&self, ty: &str, prior: &Map) -> Option<String> {

@@ -503,14 +503,7 @@ async fn fleet_mesh_enable_update_describe() {
     assert_eq!(cp["details"][0]["code"], "REVISION_READY");
     assert!(f["membershipSpecs"].get(key("cluster-2", "europe-west1")).is_none(), "only cluster-1 was updated");
     // The cluster now runs the managed control plane.
-    let cpr = e.kubectl(0, &["get", "controlplanerevision", "asm-managed", "-n", "istio-system", "-o", "json"]).await;
-    let cpr: serde_json::Value = serde_json::from_str(&cpr.ok().stdout).unwrap();
-    let reconciled =
-        cpr["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Reconciled").unwrap();
-    assert_eq!(reconciled["status"], "True");
-    let rev =
-        e.kubectl(0, &["get", "services", "-n", "istio-system", "-l", "istio.io/rev=asm-managed", "-o", "name"]).await;
-    assert_eq!(rev.ok().stdout.trim(), "service/istiod-asm-managed");
+    assert_runs_the_managed_control_plane(&e, 0).await;
     // Manual management takes the managed control plane away again.
     e.gcloud(&[
         "container",
@@ -530,4 +523,17 @@ async fn fleet_mesh_enable_update_describe() {
     assert_eq!(f["membershipStates"][&c1]["servicemesh"]["controlPlaneManagement"]["state"], "DISABLED", "{f}");
     let gone = e.kubectl(0, &["get", "controlplanerevision", "asm-managed", "-n", "istio-system"]).await;
     assert_ne!(gone.code, 0, "{}", gone.stdout);
+}
+
+/// Cluster `i` has the managed control plane: the Reconciled `asm-managed` ControlPlaneRevision
+/// and the Service of its revision, as kubectl sees them.
+async fn assert_runs_the_managed_control_plane(e: &Env, i: usize) {
+    let cpr = e.kubectl(i, &["get", "controlplanerevision", "asm-managed", "-n", "istio-system", "-o", "json"]).await;
+    let cpr: serde_json::Value = serde_json::from_str(&cpr.ok().stdout).unwrap();
+    let reconciled =
+        cpr["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Reconciled").unwrap();
+    assert_eq!(reconciled["status"], "True");
+    let rev =
+        e.kubectl(i, &["get", "services", "-n", "istio-system", "-l", "istio.io/rev=asm-managed", "-o", "name"]).await;
+    assert_eq!(rev.ok().stdout.trim(), "service/istiod-asm-managed");
 }

@@ -210,6 +210,27 @@ fn record_outline(m: &mut Map, docs: &[J]) {
     }
 }
 
+/// Records the health gates apply waits on (`waits`: "Deployment sample/helloworld-v1:
+/// Available"), so that the plan shows them; none with `wait_for` set.
+fn record_waits(m: &mut Map, docs: &[J]) {
+    let waits: Vec<Value> = match m.get("wait_for") {
+        Some(Value::Map(_) | Value::Bool(false)) => Vec::new(),
+        _ => docs
+            .iter()
+            .filter_map(|d| {
+                let gate = crate::health::gate_of(d)?;
+                let r = ref_of(d).ok()?;
+                Some(Value::str(format!("{r}: {}", gate.what)))
+            })
+            .collect(),
+    };
+    if waits.is_empty() {
+        m.remove("waits");
+    } else {
+        m.insert("waits".into(), Value::List(waits));
+    }
+}
+
 fn has_secret(docs: &[J]) -> bool {
     docs.iter().any(|d| d["kind"] == "Secret")
 }
@@ -278,8 +299,15 @@ impl Manifest {
         let mut out = Vec::new();
         for d in &docs {
             let live = objects::apply(k, &cluster, d, force, false).await?;
-            if let Some(Value::Map(w)) = planned.get("wait_for") {
-                self.wait_for(k, &cluster, d, w).await?;
+            match planned.get("wait_for") {
+                Some(Value::Map(w)) => self.wait_for(k, &cluster, d, w).await?,
+                Some(Value::Bool(false)) => {}
+                _ => {
+                    if let Some(gate) = crate::health::gate_of(d) {
+                        let timeout = k.timeout.unwrap_or(k.conns.settings.wait_timeout);
+                        crate::health::wait(k, &cluster, &ref_of(d)?, gate, timeout).await?;
+                    }
+                }
             }
             out.push(clean(project(&live, d)));
         }
@@ -317,7 +345,12 @@ impl KubeType for Manifest {
             )
             .attr(AttrSchema::new("selector", AttrType::String, Presence::Optional))
             .attr(AttrSchema::new("force", AttrType::Bool, Presence::Optional))
-            .attr(AttrSchema::new("wait_for", AttrType::Any, Presence::Optional))
+            .attr(AttrSchema::new("wait_for", AttrType::Any, Presence::Optional).describe(
+                "a table { condition | field [+ value], timeout_seconds } to wait for after each apply; false: not even the kind's health gate",
+            ))
+            .attr(AttrSchema::new("waits", AttrType::List(Box::new(AttrType::String)), Presence::Computed).describe(
+                "the health gates apply waits on after a create or update (a Deployment Available, a CRD Established, a ControlPlaneRevision Reconciled)",
+            ))
             .attr(AttrSchema::new("objects", AttrType::Any, Presence::Computed))
             .attr(AttrSchema::new("applied", AttrType::Any, Presence::Computed).describe(
                 "For Secrets: the outline (field names) of what was applied, since `objects` is stored as a hash.",
@@ -358,12 +391,16 @@ impl KubeType for Manifest {
             p.sensitive.extend(self.sensitive_in(&p.attrs));
             p.attrs.insert("objects".into(), Value::Unknown);
             p.attrs.insert("applied".into(), Value::Unknown);
+            if !matches!(p.attrs.get("wait_for"), Some(Value::Map(_) | Value::Bool(false))) {
+                p.attrs.insert("waits".into(), Value::Unknown);
+            }
             return Ok(p);
         };
         if has_secret(&docs) {
             p.sensitive.extend(["manifest".to_string(), "yaml".into(), "file_text".into(), "objects".into()]);
         }
         record_outline(&mut p.attrs, &docs);
+        record_waits(&mut p.attrs, &docs);
         if let Some(prior) = prior {
             p.object_changes = identity_changes(&objects_of(prior), &docs, k.create_before_destroy);
         }
@@ -495,6 +532,27 @@ fn identity_changes(before: &[J], after: &[J], create_first: bool) -> Vec<meshfo
         out.push(ObjectChange { action: "create".into(), object: n.to_string(), reason: None });
     }
     out
+}
+
+/// Findings of `drift` and `plan`: objects of the manifests in state that have a health gate
+/// (and did not opt out) and are present but not healthy now: a Deployment whose pods stopped
+/// being available, a control plane revision that stalled.
+pub async fn unhealthy(k: &Kube, objects: &[(String, Map)]) -> ProviderResult<Vec<meshform_engine::provider::Finding>> {
+    let mut out = Vec::new();
+    for (_, m) in objects.iter().filter(|(ty, m)| ty == "k8s_manifest" && m.contains_key("waits")) {
+        let Some(cluster) = s(m, "cluster") else { continue };
+        for doc in objects_of(m) {
+            let (Some(gate), Ok(r)) = (crate::health::gate_of(&doc), ref_of(&doc)) else { continue };
+            let Some(live) = objects::read(k, &cluster, &r).await? else { continue };
+            if let crate::health::Health::Pending(why) | crate::health::Health::Failed(why) = gate.health(&live) {
+                out.push(meshform_engine::provider::Finding {
+                    kind: "unhealthy".into(),
+                    message: format!("cluster `{cluster}`: {r} is not {}: {why}", gate.what),
+                });
+            }
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -207,3 +207,26 @@ pub fn after_delete(s: &KubeServer, inner: &mut Inner, def: &ResourceDef, ns: &s
         inner.tokens.remove(&String::from_utf8_lossy(&t).into_owned());
     }
 }
+
+/// The deployment controller and the kubelets, at once: a Deployment's status as its pods make
+/// it once the rollout of the current generation is done (all replicas available, `Available`
+/// and `Progressing` True), or, for a rollout a test stalled, never available.
+pub fn rollout(inner: &Inner, obj: &mut Value) {
+    let ns = obj["metadata"]["namespace"].as_str().unwrap_or("").to_string();
+    let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
+    let replicas = obj["spec"]["replicas"].as_i64().unwrap_or(1);
+    let generation = obj["metadata"]["generation"].clone();
+    let t = now();
+    let rs = format!("{name}-{}", crate::world::short_hash(&obj["spec"]["template"].to_string()));
+    obj["status"] = if inner.stalled_rollouts.contains(&(ns, name)) {
+        json!({"observedGeneration": generation, "replicas": replicas, "updatedReplicas": replicas,
+               "unavailableReplicas": replicas, "conditions": [
+            {"type": "Available", "status": "False", "reason": "MinimumReplicasUnavailable", "message": "Deployment does not have minimum availability.", "lastUpdateTime": t, "lastTransitionTime": t},
+            {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded", "message": format!("ReplicaSet \"{rs}\" has timed out progressing."), "lastUpdateTime": t, "lastTransitionTime": t}]})
+    } else {
+        json!({"observedGeneration": generation, "replicas": replicas, "updatedReplicas": replicas,
+               "readyReplicas": replicas, "availableReplicas": replicas, "conditions": [
+            {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable", "message": "Deployment has minimum availability.", "lastUpdateTime": t, "lastTransitionTime": t},
+            {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable", "message": format!("ReplicaSet \"{rs}\" has successfully progressed."), "lastUpdateTime": t, "lastTransitionTime": t}]})
+    };
+}

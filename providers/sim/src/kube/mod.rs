@@ -60,6 +60,7 @@ impl KubeServer {
                 objects: BTreeMap::new(),
                 history: VecDeque::new(),
                 tokens: HashMap::new(),
+                stalled_rollouts: Default::default(),
             }),
             events: tx,
             namespace_finalize: opts.clock.namespace_finalize(),
@@ -158,6 +159,18 @@ impl KubeServer {
         })
         .map(|_| ())
         .map_err(|e| e.message)
+    }
+
+    /// Stalls (or, `false`, frees) the rollout of a Deployment: its pods never become available
+    /// (`Progressing` False, ProgressDeadlineExceeded), as when images cannot be pulled.
+    pub fn stall_rollout(&self, namespace: &str, name: &str, stalled: bool) {
+        let key = (namespace.to_string(), name.to_string());
+        let mut inner = self.lock();
+        if stalled {
+            inner.stalled_rollouts.insert(key);
+        } else {
+            inner.stalled_rollouts.remove(&key);
+        }
     }
 
     /// Deletes what [`KubeServer::controller_put`] installed; absent objects are no error.

@@ -77,6 +77,9 @@ pub fn create_object(
     if def.generation {
         obj["metadata"]["generation"] = json!(1);
     }
+    if def.group == "apps" && def.plural == "deployments" {
+        controllers::rollout(inner, &mut obj);
+    }
     if obj["metadata"].get("managedFields").is_none() {
         let av = obj["apiVersion"].as_str().unwrap_or("v1").to_string();
         ssa::record_update(None, &mut obj, manager, &av, &now(), def.status);
@@ -281,6 +284,9 @@ pub fn update(
     }
     if def.generation && spec_changed(&old, &new, def) {
         new["metadata"]["generation"] = json!(old["metadata"]["generation"].as_i64().unwrap_or(1) + 1);
+    }
+    if def.group == "apps" && def.plural == "deployments" && sub.is_none() {
+        controllers::rollout(&inner, &mut new);
     }
     if def.plural == "customresourcedefinitions" {
         controllers::establish_crd(&mut inner, &mut new)?;

@@ -45,6 +45,9 @@ pub struct Inner {
     pub history: VecDeque<Event>,
     /// Service-account tokens: token → (namespace, service account).
     pub tokens: HashMap<String, (String, String)>,
+    /// Deployments (`namespace`, `name`) whose rollout a test has stalled: their pods never
+    /// become available (see `controllers::rollout`).
+    pub stalled_rollouts: std::collections::BTreeSet<(String, String)>,
 }
 
 /// One simulated API server.
