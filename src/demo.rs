@@ -51,8 +51,12 @@ fn registry(env: &HashMap<String, String>) -> Registry {
 async fn demo(color: bool) -> Result<(), String> {
     let st = Style::new(color);
     let started = std::time::Instant::now();
-    say(st, 1, "Start a simulator of Google Cloud and of two private GKE clusters in two regions");
-    let sim = Sim::start(SimOptions::default()).await?;
+    say(st, 1, "Start a simulator of Google Cloud and of two private GKE clusters in two regions, no mesh installed");
+    let mut world = meshform_sim::world::World::default();
+    for c in &mut world.clusters {
+        c.istio_revision.clear();
+    }
+    let sim = Sim::start(SimOptions { world, ..SimOptions::default() }).await?;
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     files::write_all(&sim, dir.path()).map_err(|e| e.to_string())?;
     std::fs::create_dir_all(dir.path().join("manifests")).map_err(|e| e.to_string())?;
@@ -70,10 +74,13 @@ async fn demo(color: bool) -> Result<(), String> {
         sim.base_url(),
         sim.clusters.iter().map(|c| format!("{} ({})", c.name, c.location)).collect::<Vec<_>>().join(", ")
     );
-    println!("The desired state is the Anthos Service Mesh multi-cluster guide: plans/asm-multicluster.toml.");
+    println!(
+        "The desired state is the Anthos Service Mesh multi-cluster guide: plans/asm-multicluster.toml, with the managed Cloud Service Mesh (--var managed_mesh=true)."
+    );
 
     let file = dir.path().join("asm-multicluster.toml");
-    let load = || Session::load(&file, registry(&env), &VarInputs::default()).map_err(|f| f.render(color));
+    let vars = VarInputs { cli: vec!["managed_mesh=true".into()], ..VarInputs::default() };
+    let load = || Session::load(&file, registry(&env), &vars).map_err(|f| f.render(color));
 
     say(st, 2, "Validate the desired state (nothing live is touched)");
     let s = load()?;
@@ -111,6 +118,29 @@ async fn demo(color: bool) -> Result<(), String> {
     }
     for c in &report.checks {
         println!("check {}: {}", c.name, if c.passed { "ok" } else { &c.message });
+    }
+    println!("\nThe fleet's service mesh, as `gcloud container fleet mesh describe` shows it:");
+    let mesh = http
+        .get(format!(
+            "{}/gkehub/v1/projects/{}/locations/global/features/servicemesh",
+            sim.base_url(),
+            sim.world.project
+        ))
+        .bearer_auth(&sim.token)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let mesh: serde_json::Value = mesh.json().await.map_err(|e| e.to_string())?;
+    for (membership, state) in mesh["membershipStates"].as_object().into_iter().flatten() {
+        let cp = &state["servicemesh"]["controlPlaneManagement"];
+        println!(
+            "{membership}: control plane {} ({})",
+            cp["state"].as_str().unwrap_or("?"),
+            cp["details"][0]["details"].as_str().unwrap_or("")
+        );
+        if cp["state"] != "ACTIVE" {
+            return Err(format!("the control plane of {membership} is not ACTIVE"));
+        }
     }
 
     println!("\nThe state object, one generation per write (the bucket keeps them: `meshform state history`):");

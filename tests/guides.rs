@@ -553,6 +553,9 @@ fn the_demo_runs() {
     let t = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     assert!(o.status.success(), "{t}");
     assert!(t.contains("priority = 900 -> 1000") && t.contains("Demo complete"), "{t}");
+    // The managed mesh comes up in both clusters, and the checks pass.
+    assert_eq!(t.matches(": control plane ACTIVE (Ready: asm-managed)").count(), 2, "{t}");
+    assert_eq!(t.matches("check remote secret authenticates").count(), 2, "{t}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
