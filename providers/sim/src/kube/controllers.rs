@@ -230,3 +230,18 @@ pub fn rollout(inner: &Inner, obj: &mut Value) {
             {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable", "message": format!("ReplicaSet \"{rs}\" has successfully progressed."), "lastUpdateTime": t, "lastTransitionTime": t}]})
     };
 }
+
+/// Whether two rollout statuses say the same but for their times.
+pub fn same_rollout(a: &Value, b: &Value) -> bool {
+    let strip = |v: &Value| {
+        let mut v = v.clone();
+        for c in v["conditions"].as_array_mut().into_iter().flatten() {
+            if let Some(m) = c.as_object_mut() {
+                m.remove("lastUpdateTime");
+                m.remove("lastTransitionTime");
+            }
+        }
+        v
+    };
+    strip(a) == strip(b)
+}

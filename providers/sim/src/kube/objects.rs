@@ -287,6 +287,10 @@ pub fn update(
     }
     if def.group == "apps" && def.plural == "deployments" && sub.is_none() {
         controllers::rollout(&inner, &mut new);
+        // Nothing new for the rollout: the status stays as it was (a no-op keeps the RV).
+        if controllers::same_rollout(&old["status"], &new["status"]) {
+            new["status"] = old["status"].clone();
+        }
     }
     if def.plural == "customresourcedefinitions" {
         controllers::establish_crd(&mut inner, &mut new)?;
