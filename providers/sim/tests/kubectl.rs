@@ -338,3 +338,45 @@ async fn leases_get_describe_and_refuse_stale_writes() {
     api.delete("meshform-state", &dp).await.unwrap();
     assert!(api.get_opt("meshform-state").await.unwrap().is_none());
 }
+
+const HELLO: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: helloworld-v1\n  namespace: default\nspec:\n  replicas: 2\n  selector:\n    matchLabels: {app: helloworld, version: v1}\n  template:\n    metadata:\n      labels: {app: helloworld, version: v1}\n    spec:\n      containers:\n      - name: helloworld\n        image: docker.io/istio/examples-helloworld-v1\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: helloworld\n  namespace: default\nspec:\n  selector: {app: helloworld}\n  ports:\n  - name: http\n    port: 5000\n";
+
+/// The workload controllers as kubectl sees them: a Deployment's Pods (Ready, its replicas of
+/// its current template), its rollout status, and the EndpointSlice of the Service selecting
+/// them, following scale, template changes and deletion.
+#[tokio::test(flavor = "multi_thread")]
+async fn deployments_get_pods_status_and_endpoint_slices() {
+    let k = Kube::start(SimOptions::default()).await;
+    let ctx = k.context(0);
+    let ctx = ctx.as_str();
+    k.ok(ctx, &["apply", "--server-side", "-f", "-"], Some(HELLO)).await;
+    let status = k.ok(ctx, &["rollout", "status", "deployment/helloworld-v1", "--timeout=5s"], None).await;
+    assert!(status.contains("successfully rolled out"), "{status}");
+    let pods = k.ok(ctx, &["get", "pods", "-l", "app=helloworld", "-o", "name"], None).await;
+    assert_eq!(pods.lines().count(), 2, "{pods}");
+    let (eps, port) = slices(&k, ctx).await;
+    assert_eq!((eps.len(), port), (2, serde_json::json!(5000)));
+    // (The simulator serves no `scale` subresource: a patch of `spec.replicas` does the same.)
+    k.ok(ctx, &["patch", "deployment/helloworld-v1", "--type=merge", "-p", r#"{"spec":{"replicas":3}}"#], None).await;
+    assert_eq!(slices(&k, ctx).await.0.len(), 3);
+    // A new template replaces the Pods; their names carry the new template's hash.
+    k.ok(ctx, &["set", "image", "deployment/helloworld-v1", "helloworld=docker.io/istio/examples-helloworld-v2"], None)
+        .await;
+    let (new, _) = slices(&k, ctx).await;
+    assert_eq!(new.len(), 3);
+    assert!(new.iter().all(|p| !eps.contains(p)), "{new:?} vs {eps:?}");
+    k.ok(ctx, &["delete", "deployment", "helloworld-v1"], None).await;
+    let pods = k.ok(ctx, &["get", "pods", "-l", "app=helloworld", "-o", "name"], None).await;
+    assert_eq!(pods.trim(), "", "the Deployment's Pods go with it");
+    assert!(slices(&k, ctx).await.0.is_empty());
+}
+
+/// The Pods (by name) of the helloworld EndpointSlice, and its first port.
+async fn slices(k: &Kube, ctx: &str) -> (Vec<String>, serde_json::Value) {
+    let out =
+        k.ok(ctx, &["get", "endpointslices", "-l", "kubernetes.io/service-name=helloworld", "-o", "json"], None).await;
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let eps = v["items"][0]["endpoints"].as_array().cloned().unwrap_or_default();
+    let pods: Vec<String> = eps.iter().map(|e| e["targetRef"]["name"].as_str().unwrap().to_string()).collect();
+    (pods, v["items"][0]["ports"][0]["port"].clone())
+}

@@ -245,3 +245,115 @@ pub fn same_rollout(a: &Value, b: &Value) -> bool {
     };
     strip(a) == strip(b)
 }
+
+/// The ReplicaSet, kubelet and EndpointSlice controllers of a namespace, run after a write of a
+/// Deployment, Service or Pod in it: each Deployment has `replicas` Pods of its current template
+/// (named `DEPLOY-HASH-I`, labelled with the template's labels and `pod-template-hash`, Running
+/// and Ready unless its rollout is stalled), Pods of a gone Deployment or an old template go, and
+/// each Service with a selector has one EndpointSlice (`SERVICE-sim`, labelled
+/// `kubernetes.io/service-name`) of the Pods it selects.
+pub fn workloads(s: &KubeServer, inner: &mut Inner, ns: &str) {
+    let in_ns = |inner: &Inner, plural: &str| -> Vec<(Key, Value)> {
+        inner.objects.iter().filter(|(k, _)| k.1 == plural && k.2 == ns).map(|(k, v)| (k.clone(), v.clone())).collect()
+    };
+    let mut want: std::collections::BTreeMap<String, Value> = Default::default();
+    for (_, d) in in_ns(inner, "deployments").into_iter().filter(|(k, _)| k.0 == "apps") {
+        let name = d["metadata"]["name"].as_str().unwrap_or("").to_string();
+        let hash = crate::world::short_hash(&d["spec"]["template"].to_string());
+        let ready = !inner.stalled_rollouts.contains(&(ns.to_string(), name.clone()));
+        for i in 0..d["spec"]["replicas"].as_i64().unwrap_or(1).max(0) {
+            let pod_name = format!("{name}-{hash}-{i}");
+            let mut labels = d["spec"]["template"]["metadata"]["labels"].clone();
+            labels["pod-template-hash"] = json!(hash);
+            let ip =
+                format!("10.{}.{}.{}", 96 + (short_u8(&pod_name) % 32), short_u8(&format!("{pod_name}b")), 2 + i % 250);
+            want.insert(pod_name.clone(), json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": pod_name, "namespace": ns, "labels": labels,
+                             "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": format!("{name}-{hash}"), "controller": true}]},
+                "spec": d["spec"]["template"]["spec"].clone(),
+                "status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}],
+                           "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]}}));
+        }
+    }
+    for (k, p) in in_ns(inner, "pods") {
+        let owned = p["metadata"]["ownerReferences"][0]["kind"] == "ReplicaSet";
+        let name = k.3.clone();
+        match want.remove(&name) {
+            Some(w) if w["status"] == p["status"] => {}
+            Some(mut w) => {
+                w["metadata"]["uid"] = p["metadata"]["uid"].clone();
+                w["metadata"]["creationTimestamp"] = p["metadata"]["creationTimestamp"].clone();
+                persist(s, inner, k, w, "MODIFIED");
+            }
+            None if owned => {
+                persist(s, inner, k, p, "DELETED");
+            }
+            None => {}
+        }
+    }
+    for (name, mut p) in want {
+        p["metadata"]["uid"] = json!(uuid::Uuid::new_v4().to_string());
+        p["metadata"]["creationTimestamp"] = json!(now());
+        persist(s, inner, (String::new(), "pods".into(), ns.to_string(), name), p, "ADDED");
+    }
+    endpoint_slices(s, inner, ns);
+}
+
+fn short_u8(text: &str) -> u32 {
+    u32::from_str_radix(&crate::world::short_hash(text)[..2], 16).unwrap_or(0)
+}
+
+/// One EndpointSlice per selecting Service of the namespace, of the Pods it selects.
+fn endpoint_slices(s: &KubeServer, inner: &mut Inner, ns: &str) {
+    let pods: Vec<Value> =
+        inner.objects.iter().filter(|(k, _)| k.1 == "pods" && k.2 == ns).map(|(_, v)| v.clone()).collect();
+    let mut want: std::collections::BTreeMap<String, Value> = Default::default();
+    for svc in inner.objects.iter().filter(|(k, _)| k.0.is_empty() && k.1 == "services" && k.2 == ns).map(|(_, v)| v) {
+        let Some(sel) = svc["spec"]["selector"].as_object().filter(|m| !m.is_empty()) else { continue };
+        let name = svc["metadata"]["name"].as_str().unwrap_or("").to_string();
+        let endpoints: Vec<Value> = pods
+            .iter()
+            .filter(|p| sel.iter().all(|(k, v)| p["metadata"]["labels"][k] == *v))
+            .map(|p| json!({"addresses": [p["status"]["podIP"].clone()],
+                "conditions": {"ready": p["status"]["conditions"][0]["status"] == "True"},
+                "targetRef": {"kind": "Pod", "namespace": ns, "name": p["metadata"]["name"].clone(), "uid": p["metadata"]["uid"].clone()}}))
+            .collect();
+        let ports: Vec<Value> = svc["spec"]["ports"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| json!({"name": p["name"].as_str().unwrap_or(""), "port": p["targetPort"].as_i64().or(p["port"].as_i64()), "protocol": p["protocol"].as_str().unwrap_or("TCP")}))
+            .collect();
+        want.insert(format!("{name}-sim"), json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": format!("{name}-sim"), "namespace": ns,
+                         "labels": {"kubernetes.io/service-name": name, "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io"}},
+            "addressType": "IPv4", "endpoints": endpoints, "ports": ports}));
+    }
+    let existing: Vec<(Key, Value)> = inner
+        .objects
+        .iter()
+        .filter(|(k, _)| k.0 == "discovery.k8s.io" && k.1 == "endpointslices" && k.2 == ns)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    for (k, old) in existing {
+        match want.remove(&k.3) {
+            Some(w) if w["endpoints"] == old["endpoints"] && w["ports"] == old["ports"] => {}
+            Some(mut w) => {
+                w["metadata"]["uid"] = old["metadata"]["uid"].clone();
+                w["metadata"]["creationTimestamp"] = old["metadata"]["creationTimestamp"].clone();
+                persist(s, inner, k, w, "MODIFIED");
+            }
+            None if old["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"]
+                == "endpointslice-controller.k8s.io" =>
+            {
+                persist(s, inner, k, old, "DELETED");
+            }
+            None => {}
+        }
+    }
+    for (name, mut w) in want {
+        w["metadata"]["uid"] = json!(uuid::Uuid::new_v4().to_string());
+        w["metadata"]["creationTimestamp"] = json!(now());
+        persist(s, inner, ("discovery.k8s.io".into(), "endpointslices".into(), ns.to_string(), name), w, "ADDED");
+    }
+}

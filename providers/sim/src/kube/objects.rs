@@ -27,6 +27,12 @@ fn valid_name(name: &str) -> bool {
         && name.ends_with(|c: char| c.is_ascii_alphanumeric())
 }
 
+/// Whether a write of `def`'s kind makes the workload controllers run (see
+/// `controllers::workloads`).
+fn runs_workloads(def: &ResourceDef) -> bool {
+    matches!((def.group.as_str(), def.plural.as_str()), ("apps", "deployments") | ("", "services" | "pods"))
+}
+
 /// Creates an object (the shared path of POST, apply-create and seeding).
 pub fn create_object(
     s: &KubeServer,
@@ -92,6 +98,9 @@ pub fn create_object(
         return Ok(obj);
     }
     let stored = persist(s, inner, key, obj, "ADDED");
+    if runs_workloads(def) {
+        controllers::workloads(s, inner, &ns);
+    }
     for (plural, made) in controllers::after_create(s, def, &stored) {
         let made_def = inner.defs.iter().find(|d| d.group.is_empty() && d.plural == plural).cloned();
         if let Some(d) = made_def {
@@ -306,6 +315,9 @@ pub fn update(
     if def.plural == "namespaces" {
         controllers::maybe_remove_namespace(s, &mut inner, name);
     }
+    if runs_workloads(def) {
+        controllers::workloads(s, &mut inner, ns);
+    }
     Ok((StatusCode::OK, served(def, version, stored)))
 }
 
@@ -364,6 +376,9 @@ pub fn delete(
     }
     let gone = persist(s, &mut inner, key, old.clone(), "DELETED");
     controllers::after_delete(s, &mut inner, def, ns, &old);
+    if runs_workloads(def) {
+        controllers::workloads(s, &mut inner, ns);
+    }
     if def.builtin && matches!(def.plural.as_str(), "serviceaccounts" | "pods") {
         return Ok(ok(served(def, version, gone)));
     }

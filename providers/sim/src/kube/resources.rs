@@ -105,6 +105,9 @@ pub fn builtins() -> Vec<ResourceDef> {
     // What leader election and meshform's Kubernetes state lock use.
     let mut leases = core("leases", "Lease", true, &[], &[("Holder", "string", ".spec.holderIdentity")], &[]);
     leases.group = "coordination.k8s.io".into();
+    let mut slices =
+        core("endpointslices", "EndpointSlice", true, &[], &[("AddressType", "string", ".addressType")], &[]);
+    slices.group = "discovery.k8s.io".into();
     vec![
         core("namespaces", "Namespace", false, &["ns"], &[("Status", "string", ".status.phase")], &["status.phase"]),
         core("secrets", "Secret", true, &[], &[("Type", "string", ".type"), ("Data", "integer", "#data")], &["type"]),
@@ -130,6 +133,7 @@ pub fn builtins() -> Vec<ResourceDef> {
         deployments,
         crds,
         leases,
+        slices,
     ]
 }
 
