@@ -61,6 +61,7 @@ async fn asm_guide(n: usize) {
     let (rc, t) = mf(&c, &["apply", plan, "--auto-approve"]).await;
     assert_eq!(rc, 0, "{t}");
     assert_eq!(t.matches("ok   remote secret authenticates").count(), n * (n - 1), "{t}");
+    assert_eq!(t.matches("ok   endpoint discovery").count(), n, "{t}");
     let (rc, t) = mf(&c, &["plan", plan, "--detailed-exitcode"]).await;
     assert_eq!(rc, 0, "second plan not empty:\n{t}");
 
@@ -306,6 +307,71 @@ async fn managed_mesh_on_three_clusters_reaches_active() {
     }
     let members = c.gcloud(&["container", "fleet", "memberships", "list", "--format=value(name)"]).await;
     assert_eq!(String::from_utf8_lossy(&members.stdout).trim(), "", "no membership is left");
+}
+
+/// The discovery check fails, naming the pair, when a remote secret is deleted or points at the
+/// wrong server; apply repairs both.
+#[tokio::test(flavor = "multi_thread")]
+async fn endpoint_discovery_fails_naming_the_pair_and_apply_repairs_it() {
+    let w = world(2);
+    let c = Cloud::start(SimOptions { world: w.clone(), ..SimOptions::default() }).await;
+    setup(&c, &w);
+    let plan = "plans/asm-multicluster.toml";
+    let (rc, t) = mf(&c, &["apply", plan, "--auto-approve"]).await;
+    assert_eq!(rc, 0, "{t}");
+    let found = |t: &str| t.lines().filter(|l| l.contains("endpoint discovery")).collect::<Vec<_>>().join("\n");
+    assert_eq!(t.matches("ok   endpoint discovery").count(), 2, "{t}");
+    // cluster-1's istiod loses cluster-2's credentials.
+    c.kubectl(0, &["delete", "secret", "istio-remote-secret-cluster-2", "-n", "istio-system"]).await;
+    let (rc, t) = mf(&c, &["drift", plan]).await;
+    assert_eq!(rc, 2, "{t}");
+    assert!(
+        found(&t).contains(
+            "`cluster-1` → `cluster-2`: istio-system/istio-remote-secret-cluster-2 is missing in cluster `cluster-1`"
+        ) && found(&t).contains("missing: v2"),
+        "{t}"
+    );
+    let (rc, t) = mf(&c, &["apply", plan, "--auto-approve"]).await;
+    assert_eq!(rc, 0, "{t}");
+    // Now its kubeconfig names a loopback port where nothing listens.
+    let kc = String::from_utf8(
+        c.kubectl(
+            1,
+            &[
+                "get",
+                "secret",
+                "istio-remote-secret-cluster-1",
+                "-n",
+                "istio-system",
+                "-o",
+                "jsonpath={.data.cluster-1}",
+            ],
+        )
+        .await
+        .stdout,
+    )
+    .unwrap();
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let kc = String::from_utf8(b64.decode(kc.trim()).unwrap()).unwrap();
+    let server = kc.lines().find_map(|l| l.trim().strip_prefix("server: ")).unwrap().to_string();
+    let wrong = b64.encode(kc.replace(&server, "https://127.0.0.1:9").as_bytes());
+    let patch = format!(r#"{{"data":{{"cluster-1":"{wrong}"}}}}"#);
+    c.kubectl(
+        1,
+        &["patch", "secret", "istio-remote-secret-cluster-1", "-n", "istio-system", "--type", "merge", "-p", &patch],
+    )
+    .await;
+    let (rc, t) = mf(&c, &["drift", plan]).await;
+    assert_eq!(rc, 2, "{t}");
+    assert!(
+        found(&t)
+            .contains("`cluster-2` → `cluster-1`: the remote secret's kubeconfig cannot list helloworld's endpoints"),
+        "{t}"
+    );
+    let (rc, t) = mf(&c, &["apply", plan, "--auto-approve"]).await;
+    assert_eq!(rc, 0, "{t}");
+    assert_eq!(t.matches("ok   endpoint discovery").count(), 2, "{t}");
 }
 
 /// The ingress's TLS key comes from Secret Manager (the data source, no variable): it reaches the

@@ -12,6 +12,7 @@
 //! it holds, and each cluster's API server has its own request budget.
 
 pub mod conn;
+pub mod discovery;
 pub mod health;
 pub mod objects;
 pub mod snapshot;
@@ -185,10 +186,14 @@ impl Provider for KubeProvider {
     }
 
     fn check_kinds(&self) -> Vec<String> {
-        vec!["remote_secret_auth".into()]
+        vec!["remote_secret_auth".into(), "mesh_endpoint_discovery".into()]
     }
 
     async fn check(&self, kind: &str, args: &Map, ctx: &CallContext) -> ProviderResult<CheckOutcome> {
+        if kind == "mesh_endpoint_discovery" {
+            let (passed, detail) = discovery::check(&self.conns()?.with(ctx), args).await?;
+            return Ok(CheckOutcome { passed, detail });
+        }
         if kind != "remote_secret_auth" {
             return Err(ProviderError::new(ErrorKind::Invalid, format!("no check kind `{kind}`")));
         }

@@ -319,28 +319,66 @@ impl KubeType for RemoteSecret {
 /// gets a client of its own.
 pub async fn check_auth(k: &Kube, source: &str, target: &str, namespace: &str) -> ProviderResult<(bool, String)> {
     let name = format!("istio-remote-secret-{source}");
+    let remote = match remote_client(k, source, target, namespace).await? {
+        Ok(r) => r,
+        Err(why) => return Ok((false, why)),
+    };
+    match remote.get("/api/v1/services").await {
+        Ok(list) => {
+            let n = list["items"].as_array().map_or(0, Vec::len);
+            Ok((true, format!("the kubeconfig in {target}/{namespace}/{name} lists {n} services in `{source}`")))
+        }
+        Err(e) => Ok((
+            false,
+            format!("the kubeconfig in {target}/{namespace}/{name} cannot list services in `{source}`: {e}"),
+        )),
+    }
+}
+
+/// A client of `source` as istiod in `target` makes it: from the kubeconfig in `target`'s remote
+/// secret for `source` (its server, CA and token, nothing of meshform's own credentials).
+pub struct RemoteClient {
+    client: kube::Client,
+    auth: Option<http::HeaderValue>,
+}
+
+impl RemoteClient {
+    /// GETs `path` (with its query) as JSON.
+    pub async fn get(&self, path: &str) -> Result<serde_json::Value, kube::Error> {
+        let mut req = http::Request::get(path).body(Vec::new()).map_err(kube::Error::HttpError)?;
+        if let Some(v) = &self.auth {
+            req.headers_mut().insert("authorization", v.clone());
+        }
+        self.client.request::<serde_json::Value>(req).await
+    }
+}
+
+/// The client of [`RemoteClient`], or why there is none (the secret or its key missing).
+pub async fn remote_client(
+    k: &Kube,
+    source: &str,
+    target: &str,
+    namespace: &str,
+) -> ProviderResult<Result<RemoteClient, String>> {
+    let name = format!("istio-remote-secret-{source}");
     let Some(remote) = objects::read(k, target, &secret_ref(namespace, &name)).await? else {
-        return Ok((false, format!("{namespace}/{name} is missing in cluster `{target}`")));
+        return Ok(Err(format!("{namespace}/{name} is missing in cluster `{target}`")));
     };
     let Some(kc) =
         remote["data"][source].as_str().and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
     else {
-        return Ok((false, format!("{name} has no key `{source}`")));
+        return Ok(Err(format!("{name} has no key `{source}`")));
     };
     let kc = kube::config::Kubeconfig::from_yaml(&String::from_utf8_lossy(&kc))
         .map_err(|e| ProviderError::new(ErrorKind::Invalid, format!("{name}: {e}")))?;
-    let listed = match bearer_of(&kc) {
+    Ok(Ok(match bearer_of(&kc) {
         Some((server, ca, token)) => {
             let client = k.conns.endpoint_client(&server, &ca).await?;
-            let mut req = kube::core::Request::new("/api/v1/services")
-                .list(&kube::api::ListParams::default())
-                .map_err(|e| ProviderError::new(ErrorKind::Other, e.to_string()))?;
             let mut value: http::HeaderValue = format!("Bearer {token}").parse().map_err(|_| {
                 ProviderError::new(ErrorKind::Invalid, format!("{name}: the token is not a header value"))
             })?;
             value.set_sensitive(true);
-            req.headers_mut().insert("authorization", value);
-            client.request::<k8s_openapi::List<k8s_openapi::api::core::v1::Service>>(req).await.map(|l| l.items.len())
+            RemoteClient { client, auth: Some(value) }
         }
         None => {
             let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
@@ -348,17 +386,9 @@ pub async fn check_auth(k: &Kube, source: &str, target: &str, namespace: &str) -
                 .map_err(|e| ProviderError::new(ErrorKind::Invalid, format!("{name}: {e}")))?;
             let client =
                 kube::Client::try_from(config).map_err(|e| ProviderError::new(ErrorKind::Other, e.to_string()))?;
-            let services: kube::Api<k8s_openapi::api::core::v1::Service> = kube::Api::all(client);
-            services.list(&Default::default()).await.map(|l| l.items.len())
+            RemoteClient { client, auth: None }
         }
-    };
-    match listed {
-        Ok(n) => Ok((true, format!("the kubeconfig in {target}/{namespace}/{name} lists {n} services in `{source}`"))),
-        Err(e) => Ok((
-            false,
-            format!("the kubeconfig in {target}/{namespace}/{name} cannot list services in `{source}`: {e}"),
-        )),
-    }
+    }))
 }
 
 /// The server, CA data and bearer token of a kubeconfig's current context, when its user is a

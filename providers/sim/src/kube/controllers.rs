@@ -231,8 +231,17 @@ pub fn rollout(inner: &Inner, obj: &mut Value) {
     };
 }
 
+/// [`rollout`] after an update from `old`: nothing new for the rollout keeps the status as it
+/// was (so a no-op keeps the RV).
+pub fn rollout_update(inner: &Inner, old: &Value, new: &mut Value) {
+    rollout(inner, new);
+    if same_rollout(&old["status"], &new["status"]) {
+        new["status"] = old["status"].clone();
+    }
+}
+
 /// Whether two rollout statuses say the same but for their times.
-pub fn same_rollout(a: &Value, b: &Value) -> bool {
+fn same_rollout(a: &Value, b: &Value) -> bool {
     let strip = |v: &Value| {
         let mut v = v.clone();
         for c in v["conditions"].as_array_mut().into_iter().flatten() {

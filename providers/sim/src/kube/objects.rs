@@ -33,6 +33,17 @@ fn runs_workloads(def: &ResourceDef) -> bool {
     matches!((def.group.as_str(), def.plural.as_str()), ("apps", "deployments") | ("", "services" | "pods"))
 }
 
+/// What the controllers do after an update: a namespace that finished terminating goes, a
+/// workload's Pods and EndpointSlices follow.
+fn after_update(s: &KubeServer, inner: &mut Inner, def: &ResourceDef, ns: &str, name: &str) {
+    if def.plural == "namespaces" {
+        controllers::maybe_remove_namespace(s, inner, name);
+    }
+    if runs_workloads(def) {
+        controllers::workloads(s, inner, ns);
+    }
+}
+
 /// Creates an object (the shared path of POST, apply-create and seeding).
 pub fn create_object(
     s: &KubeServer,
@@ -295,11 +306,7 @@ pub fn update(
         new["metadata"]["generation"] = json!(old["metadata"]["generation"].as_i64().unwrap_or(1) + 1);
     }
     if def.group == "apps" && def.plural == "deployments" && sub.is_none() {
-        controllers::rollout(&inner, &mut new);
-        // Nothing new for the rollout: the status stays as it was (a no-op keeps the RV).
-        if controllers::same_rollout(&old["status"], &new["status"]) {
-            new["status"] = old["status"].clone();
-        }
+        controllers::rollout_update(&inner, &old, &mut new);
     }
     if def.plural == "customresourcedefinitions" {
         controllers::establish_crd(&mut inner, &mut new)?;
@@ -312,12 +319,7 @@ pub fn update(
         return Ok((StatusCode::OK, served(def, version, new)));
     }
     let stored = persist(s, &mut inner, key, new, "MODIFIED");
-    if def.plural == "namespaces" {
-        controllers::maybe_remove_namespace(s, &mut inner, name);
-    }
-    if runs_workloads(def) {
-        controllers::workloads(s, &mut inner, ns);
-    }
+    after_update(s, &mut inner, def, ns, name);
     Ok((StatusCode::OK, served(def, version, stored)))
 }
 
