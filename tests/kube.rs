@@ -874,3 +874,40 @@ timeouts = {{ create = "3s", update = "3s" }}
     assert_eq!(code(&o), 2, "{}", text(&o));
     assert!(text(&o).contains("Deployment default/web is not Available"), "{}", text(&o));
 }
+
+/// Plugin CA certificates close to their expiry are a finding of drift (exit 2), each naming its
+/// cluster, file and subject: with a window longer than the intermediates' 730 days, both
+/// intermediates are found and the 10-year root is not; with the default 30 days, nothing is.
+#[tokio::test(flavor = "multi_thread")]
+async fn plugin_ca_certificates_expiring_within_the_window_are_findings() {
+    let c = Cloud::default().await;
+    let plan = |window: &str| {
+        format!(
+            "[providers.kubernetes]\n{window}\n[clusters.cluster-1]\nlocation = \"us-central1-a\"\n\n[clusters.cluster-2]\nlocation = \"europe-west1-b\"\n\n[resources.mesh_ca.ca]\nclusters = [\"cluster-1\", \"cluster-2\"]\n"
+        )
+    };
+    c.write(&plan(""));
+    let o = c.mf(&["apply", "main.toml", "--auto-approve"]).await;
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let o = c.mf(&["drift", "main.toml"]).await;
+    assert_eq!(code(&o), 0, "nothing expires within 30 days: {}", text(&o));
+    c.write(&plan("ca_expiry_warning_days = 800"));
+    let o = c.mf(&["drift", "main.toml"]).await;
+    let t = text(&o);
+    assert_eq!(code(&o), 2, "{t}");
+    for cluster in ["cluster-1", "cluster-2"] {
+        let line = t
+            .lines()
+            .find(|l| l.contains(&format!("cluster `{cluster}`: istio-system/cacerts ca-cert.pem")))
+            .unwrap_or_else(|| panic!("{t}"));
+        assert!(
+            line.contains("CN=Intermediate CA")
+                && (line.contains("expires in 729 days") || line.contains("expires in 730 days"))
+                && line.contains("800 days"),
+            "{line}"
+        );
+    }
+    assert!(!t.contains("CN=Root CA"), "the root lasts ten years: {t}");
+    let o = c.mf(&["drift", "main.toml", "--format", "json"]).await;
+    assert!(text(&o).contains("certificate_expiring"), "{}", text(&o));
+}

@@ -36,6 +36,8 @@ pub struct Settings {
     pub wait_timeout: Duration,
     /// Requests in flight at once to one cluster's API server (each cluster its own budget).
     pub max_requests_per_cluster: usize,
+    /// A plugin CA certificate expiring within this many days is a finding.
+    pub ca_expiry_warning_days: u64,
 }
 
 /// Clients by cluster, shared by every call of a run.

@@ -86,7 +86,13 @@ impl Provider for KubeProvider {
     }
 
     async fn configure(&self, config: &Map) -> ProviderResult<()> {
-        let known = ["kubeconfig", "field_manager", "wait_timeout_seconds", "max_requests_per_cluster"];
+        let known = [
+            "kubeconfig",
+            "field_manager",
+            "wait_timeout_seconds",
+            "max_requests_per_cluster",
+            "ca_expiry_warning_days",
+        ];
         if let Some(k) = config.keys().find(|k| !known.contains(&k.as_str())) {
             return Err(ProviderError::new(
                 ErrorKind::Invalid,
@@ -115,6 +121,16 @@ impl Provider for KubeProvider {
                     return Err(ProviderError::new(
                         ErrorKind::Invalid,
                         format!("`max_requests_per_cluster` must be a whole number from 1 to 1000, not {other}"),
+                    ));
+                }
+            },
+            ca_expiry_warning_days: match config.get("ca_expiry_warning_days") {
+                None => 30,
+                Some(Value::Int(i)) if (0..=36_500).contains(i) => *i as u64,
+                Some(other) => {
+                    return Err(ProviderError::new(
+                        ErrorKind::Invalid,
+                        format!("`ca_expiry_warning_days` must be a whole number of days from 0 to 36500, not {other}"),
                     ));
                 }
             },
@@ -178,6 +194,7 @@ impl Provider for KubeProvider {
         let k = self.conns()?.with(ctx);
         let mut found = types::remote_secret::unmanaged(&k, objects).await?;
         found.extend(types::manifest::unhealthy(&k, objects).await?);
+        found.extend(types::ca::expiring(&k, objects).await?);
         Ok(found)
     }
 

@@ -295,3 +295,55 @@ impl KubeType for MeshCa {
         ]))
     }
 }
+/// Findings of `drift` and `plan`: a certificate of a `cacerts` Secret of a `mesh_ca` in state
+/// (the cluster's intermediate, the root, the chain) that expires within
+/// `ca_expiry_warning_days` (30 by default), or has expired; each named with its cluster, file,
+/// subject and date, and what to do.
+pub async fn expiring(k: &Kube, objects: &[(String, Map)]) -> ProviderResult<Vec<meshform_engine::provider::Finding>> {
+    let days = k.conns.settings.ca_expiry_warning_days;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    let mut out = Vec::new();
+    for (_, m) in objects.iter().filter(|(ty, _)| ty == "mesh_ca") {
+        for cluster in clusters(m) {
+            let Some(sec) = objects::read(k, &cluster, &secret("cacerts")).await? else { continue };
+            let mut seen = std::collections::BTreeSet::new();
+            for file in ["ca-cert.pem", "root-cert.pem", "cert-chain.pem"] {
+                let Some(pem) =
+                    sec["data"][file].as_str().and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+                else {
+                    continue;
+                };
+                for (subject, not_after) in expiries(&pem) {
+                    if !seen.insert((subject.clone(), not_after)) {
+                        continue;
+                    }
+                    let left = (not_after - now).div_euclid(86_400);
+                    if not_after - now > days as i64 * 86_400 {
+                        continue;
+                    }
+                    let when =
+                        if not_after <= now { "has expired".to_string() } else { format!("expires in {left} days") };
+                    out.push(meshform_engine::provider::Finding {
+                        kind: "certificate_expiring".into(),
+                        message: format!(
+                            "cluster `{cluster}`: {NS}/cacerts {file} ({subject}) {when} (at {}; the warning window is {days} days): rotate the mesh_ca's certificates",
+                            meshform_engine::clock::rfc3339(not_after)
+                        ),
+                    });
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The subject and expiry (Unix seconds) of each certificate in a PEM text.
+fn expiries(pem: &[u8]) -> Vec<(String, i64)> {
+    let mut out = Vec::new();
+    for p in x509_parser::pem::Pem::iter_from_buffer(pem).flatten() {
+        if let Ok(cert) = p.parse_x509() {
+            out.push((cert.subject().to_string(), cert.validity().not_after.timestamp()));
+        }
+    }
+    out
+}
