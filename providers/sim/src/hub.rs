@@ -53,12 +53,26 @@ fn valid_id(id: &str) -> bool {
     ok && id.len() <= 63
 }
 
-/// Starts a hub LRO whose `response` is `resource` with `type_name`.
+/// Starts a gkehub v1 LRO whose `response` is `resource` with `type_name`.
 fn lro(
     st: &mut Store,
-    (p, l): (&str, &str),
+    at: (&str, &str),
     verb: &str,
     target: &str,
+    type_name: &str,
+    resource: Value,
+    failure: Option<String>,
+) -> Value {
+    lro_of("v1", st, at, (verb, target), type_name, resource, failure)
+}
+
+/// Starts a gkehub LRO of API `version` (`v1`, `v2`) in project and location `(p, l)` for
+/// `(verb, target)`, whose `response` is `resource` with `type_name`.
+pub fn lro_of(
+    version: &str,
+    st: &mut Store,
+    (p, l): (&str, &str),
+    (verb, target): (&str, &str),
     type_name: &str,
     resource: Value,
     failure: Option<String>,
@@ -70,8 +84,8 @@ fn lro(
     }
     let body = json!({
         "name": format!("projects/{p}/locations/{l}/operations/{id}"), "done": false,
-        "metadata": {"@type": "type.googleapis.com/google.cloud.gkehub.v1.OperationMetadata",
-                     "createTime": now(), "target": target, "verb": verb, "cancelRequested": false, "apiVersion": "v1"},
+        "metadata": {"@type": format!("type.googleapis.com/google.cloud.gkehub.{version}.OperationMetadata"),
+                     "createTime": now(), "target": target, "verb": verb, "cancelRequested": false, "apiVersion": version},
     });
     st.start_lro(OpApi::Hub, body, failure, Some(response))
 }

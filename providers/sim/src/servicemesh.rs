@@ -40,8 +40,7 @@ use serde_json::{Value, json};
 use crate::errors::{ApiError, ApiResult, Style};
 use crate::kube::KubeServer;
 use crate::state::Shared;
-use crate::store::{OpApi, Store, now};
-use crate::world::short_hash;
+use crate::store::{Store, now};
 
 const R: Style = Style::Rpc;
 
@@ -88,18 +87,8 @@ async fn get_op(State(m): S, Path((p, l, op)): Path<(String, String, String)>) -
 }
 
 /// A v2 LRO whose `response` is `resource` of `type_name`.
-fn lro(st: &mut Store, (p, l): (&str, &str), verb: &str, target: &str, type_name: &str, resource: Value) -> Value {
-    let id = format!("operation-{}-{}", crate::support::unix_millis(), short_hash(&format!("{target}{}", st.id())));
-    let mut response = resource;
-    if let Some(o) = response.as_object_mut() {
-        o.insert("@type".into(), json!(format!("type.googleapis.com/google.cloud.gkehub.v2.{type_name}")));
-    }
-    let body = json!({
-        "name": format!("projects/{p}/locations/{l}/operations/{id}"), "done": false,
-        "metadata": {"@type": "type.googleapis.com/google.cloud.gkehub.v2.OperationMetadata",
-                     "createTime": now(), "target": target, "verb": verb, "cancelRequested": false, "apiVersion": "v2"},
-    });
-    st.start_lro(OpApi::Hub, body, None, Some(response))
+fn lro(st: &mut Store, at: (&str, &str), verb: &str, target: &str, type_name: &str, resource: Value) -> Value {
+    crate::hub::lro_of("v2", st, at, (verb, target), type_name, resource, None)
 }
 
 /// Checks that the membership exists and the fleet has the feature; the stored key.
@@ -214,7 +203,7 @@ async fn create(
         return Err(ApiError::already_exists(R, format!("MembershipFeature {name} already exists")));
     }
     let r = st.put_membership_feature(&key, &name, body["spec"].clone(), body.get("labels").cloned());
-    Ok(Json(lro(&mut st, (&p, &l), "create", &name, "MembershipFeature", r)))
+    Ok(Json(lro(&mut st, (&p, &l), "create", &name, "google.cloud.gkehub.v2.MembershipFeature", r)))
 }
 
 async fn patch(
@@ -257,7 +246,7 @@ async fn patch(
     if !crate::store::mesh_automatic(&r["spec"]) {
         uninstall(&m, &st, &l, &mb);
     }
-    Ok(Json(lro(&mut st, (&p, &l), "update", &name, "MembershipFeature", r)))
+    Ok(Json(lro(&mut st, (&p, &l), "update", &name, "google.cloud.gkehub.v2.MembershipFeature", r)))
 }
 
 async fn delete(State(m): S, Path((p, l, mb, f)): Path<(String, String, String, String)>) -> ApiResult<Json<Value>> {
@@ -266,5 +255,5 @@ async fn delete(State(m): S, Path((p, l, mb, f)): Path<(String, String, String, 
     let name = name_of(&st, &l, &mb, &f);
     st.membership_features.remove(&key).ok_or_else(|| not_found(&name))?;
     uninstall(&m, &st, &l, &mb);
-    Ok(Json(lro(&mut st, (&p, &l), "delete", &name, "Empty", json!({}))))
+    Ok(Json(lro(&mut st, (&p, &l), "delete", &name, "google.protobuf.Empty", json!({}))))
 }
