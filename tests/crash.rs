@@ -73,12 +73,8 @@ const GCS_STATE: &str = "\n[state]\nbackend = \"gcs\"\nbucket = \"meshform-demo-
 
 /// Copies the plan files into the runner's working directory (as a fresh checkout would).
 fn checkout(c: &Cloud, backend: Backend) {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("plans");
+    c.copy_plans();
     let dest = c.dir.path().join("plans");
-    std::fs::create_dir_all(dest.join("manifests")).unwrap();
-    for f in ["asm-multicluster.toml", "manifests/helloworld.yaml", "manifests/sleep.yaml"] {
-        std::fs::copy(root.join(f), dest.join(f)).unwrap();
-    }
     if backend == Backend::Gcs {
         let plan = dest.join("asm-multicluster.toml");
         let text = std::fs::read_to_string(&plan).unwrap();

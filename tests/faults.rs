@@ -12,15 +12,6 @@ use std::time::Duration;
 use common::{Cloud, code, text};
 use meshform_sim::SimOptions;
 
-async fn setup(c: &Cloud) {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("plans");
-    let dest = c.dir.path().join("plans");
-    std::fs::create_dir_all(dest.join("manifests")).unwrap();
-    for f in ["asm-multicluster.toml", "mci-istio.toml", "manifests/helloworld.yaml", "manifests/sleep.yaml"] {
-        std::fs::copy(root.join(f), dest.join(f)).unwrap();
-    }
-}
-
 /// Lines of a gcloud listing. gcloud meets the injected faults too and does not retry every
 /// one, so the judge asks again (a bounded number of times) until it gets an answer.
 async fn lines(c: &Cloud, args: &[&str]) -> usize {
@@ -42,7 +33,7 @@ async fn converges_under_faults(plan: &str, seed: u64) {
         ..SimOptions::default()
     })
     .await;
-    setup(&c).await;
+    c.copy_plans();
     let path = format!("plans/{plan}");
     let what = format!("{plan}, seed {seed}");
     let mut runs = Vec::new();

@@ -17,18 +17,6 @@ use common::{Cloud, code, text};
 use meshform_sim::SimOptions;
 use meshform_sim::world::World;
 
-/// A copy of plans/ in the test directory, and a var file naming the world's clusters.
-fn setup(c: &Cloud, w: &World) {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("plans");
-    let dest = c.dir.path().join("plans");
-    std::fs::create_dir_all(dest.join("manifests")).unwrap();
-    for f in ["asm-multicluster.toml", "manifests/helloworld.yaml", "manifests/sleep.yaml"] {
-        std::fs::copy(root.join(f), dest.join(f)).unwrap();
-    }
-    let map: Vec<String> = w.clusters.iter().map(|c| format!("\"{}\" = \"{}\"", c.name, c.location)).collect();
-    std::fs::write(c.dir.path().join("clusters.toml"), format!("clusters = {{ {} }}\n", map.join(", "))).unwrap();
-}
-
 async fn mf(c: &Cloud, args: &[&str]) -> (i32, String) {
     let mut a = args.to_vec();
     a.extend(["plans/asm-multicluster.toml", "--var-file", "clusters.toml"]);
@@ -106,7 +94,7 @@ fn assert_calls(c: &Cloud, step: &str, google: &[(&str, usize)], lists: usize) {
 async fn a_no_change_plan_and_drift_of_ten_clusters_make_a_fixed_number_of_calls() {
     let w = World::fleet(10);
     let c = Cloud::start(SimOptions { world: w.clone(), ..SimOptions::default() }).await;
-    setup(&c, &w);
+    c.setup_guides(&w);
     let (rc, t) = mf(&c, &["apply", "--auto-approve"]).await;
     assert_eq!(rc, 0, "{t}");
     assert_eq!(t.matches("ok   remote secret authenticates").count(), 90, "{t}");
@@ -145,7 +133,7 @@ async fn a_plan_over_gkes_authorized_network_limit_fails_at_plan_naming_the_clus
     w.clusters[1].authorized_networks = (0..48).map(|i| format!("192.168.{i}.0/24")).collect();
     w.clusters[2].authorized_networks = (0..50).map(|i| format!("192.168.{i}.0/24")).collect();
     let c = Cloud::start(SimOptions { world: w.clone(), ..SimOptions::default() }).await;
-    setup(&c, &w);
+    c.setup_guides(&w);
     clear(&c);
     let (rc, t) = mf(&c, &["plan"]).await;
     assert_eq!(rc, 1, "{t}");

@@ -23,18 +23,6 @@ fn world(n: usize) -> World {
     }
 }
 
-/// A copy of plans/ in the test directory, and a var file naming the world's clusters.
-fn setup(c: &Cloud, w: &World) {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("plans");
-    let dest = c.dir.path().join("plans");
-    std::fs::create_dir_all(dest.join("manifests")).unwrap();
-    for f in ["asm-multicluster.toml", "mci-istio.toml", "manifests/helloworld.yaml", "manifests/sleep.yaml"] {
-        std::fs::copy(root.join(f), dest.join(f)).unwrap();
-    }
-    let map: Vec<String> = w.clusters.iter().map(|c| format!("\"{}\" = \"{}\"", c.name, c.location)).collect();
-    std::fs::write(c.dir.path().join("clusters.toml"), format!("clusters = {{ {} }}\n", map.join(", "))).unwrap();
-}
-
 async fn mf(c: &Cloud, args: &[&str]) -> (i32, String) {
     let mut a = args.to_vec();
     if matches!(args[0], "apply" | "plan" | "drift" | "destroy") {
@@ -56,7 +44,7 @@ async fn cluster(c: &Cloud, name: &str, location: &str) -> serde_json::Value {
 async fn asm_guide(n: usize) {
     let w = world(n);
     let c = Cloud::start(SimOptions { world: w.clone(), ..SimOptions::default() }).await;
-    setup(&c, &w);
+    c.setup_guides(&w);
     let plan = "plans/asm-multicluster.toml";
     let (rc, t) = mf(&c, &["apply", plan, "--auto-approve"]).await;
     assert_eq!(rc, 0, "{t}");
@@ -248,7 +236,7 @@ async fn managed_mesh_on_three_clusters_reaches_active() {
     }
     let n = w.clusters.len();
     let c = Cloud::start(SimOptions { world: w.clone(), controller_polls: 3, ..SimOptions::default() }).await;
-    setup(&c, &w);
+    c.setup_guides(&w);
     let plan = "plans/asm-multicluster.toml";
     let managed = ["--var", "managed_mesh=true"];
     let with = |cmd: &'static str, extra: &[&'static str]| {
@@ -315,7 +303,7 @@ async fn managed_mesh_on_three_clusters_reaches_active() {
 async fn endpoint_discovery_fails_naming_the_pair_and_apply_repairs_it() {
     let w = world(2);
     let c = Cloud::start(SimOptions { world: w.clone(), ..SimOptions::default() }).await;
-    setup(&c, &w);
+    c.setup_guides(&w);
     let plan = "plans/asm-multicluster.toml";
     let (rc, t) = mf(&c, &["apply", plan, "--auto-approve"]).await;
     assert_eq!(rc, 0, "{t}");
@@ -415,13 +403,47 @@ async fn tls_key_stays_secret(c: &Cloud, w: &World, plan: &str, apply_log: &str)
     }
 }
 
+/// The world of `n` clusters with no control plane installed: the plan installs Istio.
+fn bare_world(n: usize) -> World {
+    let mut w = world(n);
+    for cl in &mut w.clusters {
+        cl.istio_revision.clear();
+    }
+    w
+}
+
+/// A kubectl `-o json` read, parsed.
+async fn kubectl_json(c: &Cloud, i: usize, args: &[&str]) -> serde_json::Value {
+    let mut a = vec!["get"];
+    a.extend_from_slice(args);
+    a.extend(["-o", "json"]);
+    serde_json::from_str(&kubectl_out(c, i, &a).await).unwrap()
+}
+
+/// The mci-istio guide on `n` clusters with no mesh: the operator of revision 1-14-1, its
+/// IstioOperators HEALTHY (control plane, ingress and east-west gateways), the NEG made by GKE's
+/// controller from the gateway's annotation (not by the plan), the MultiClusterIngress with the
+/// static IP as its VIP and its derived Services in every member, HelloWorld discovered across
+/// the mesh; then drift clean and destroy leaving nothing of it.
 async fn mci_guide(n: usize) {
-    let w = world(n);
+    let w = bare_world(n);
     let c = Cloud::start(SimOptions { world: w.clone(), ..SimOptions::default() }).await;
-    setup(&c, &w);
+    c.setup_guides(&w);
     let plan = "plans/mci-istio.toml";
+    let (rc, t) = mf(&c, &["plan", plan, "--verbose"]).await;
+    assert_eq!(rc, 0, "{t}");
+    for gate in [
+        "IstioOperator istio-system/istio-control-plane-1-14-1: HEALTHY",
+        "Service istio-system/istio-ingressgateway: NEGs synced",
+        "MultiClusterIngress istio-system/istio-ingress: VIP assigned",
+        "Deployment istio-operator/istio-operator-1-14-1: Available",
+    ] {
+        assert!(t.contains(gate), "the plan shows the wait `{gate}`:\n{t}");
+    }
+    assert!(!t.contains("gcp_network_endpoint_group"), "the NEG is GKE's to make:\n{t}");
     let (rc, t) = mf(&c, &["apply", plan, "--auto-approve"]).await;
     assert_eq!(rc, 0, "{t}");
+    assert_eq!(t.matches("ok   endpoint discovery").count(), n, "{t}");
     let (rc, again) = mf(&c, &["plan", plan, "--detailed-exitcode", "--out", "again.plan"]).await;
     assert_eq!(rc, 0, "second plan not empty:\n{again}");
     tls_key_stays_secret(&c, &w, plan, &t).await;
@@ -435,134 +457,138 @@ async fn mci_guide(n: usize) {
         "projects/meshform-demo/locations/us-central1/memberships/cluster-1"
     );
     assert_eq!(feature["state"]["state"]["code"], "OK");
-    let negs = String::from_utf8_lossy(
-        &c.gcloud(&["compute", "network-endpoint-groups", "list", "--format=value(name)"]).await.stdout,
-    )
-    .to_string();
-    for cl in &w.clusters {
-        // One NEG per cluster, in the zone of its nodes (a regional cluster's location is no zone).
-        let region = meshform_sim::world::region_of(&cl.location);
-        let zone = if meshform_sim::world::is_zone(&cl.location) { cl.location.clone() } else { format!("{region}-b") };
-        let neg = c
-            .describe(&[
-                "compute",
-                "network-endpoint-groups",
-                "describe",
-                &format!("istio-ingressgateway-{region}"),
-                "--zone",
-                &zone,
-            ])
-            .await;
-        assert_eq!(neg["defaultPort"], 443, "{neg}");
+    for (i, cl) in w.clusters.iter().enumerate() {
+        mci_cluster_is_meshed(&c, i, cl).await;
     }
-    assert_eq!(negs.lines().count(), n, "{negs}");
-    for i in 0..n {
-        let region = meshform_sim::world::region_of(&w.clusters[i].location);
-        let iop = kubectl_out(
-            &c,
-            i,
-            &["get", "istiooperators", "istio-control-plane-1-14-1", "-n", "istio-system", "-o", "json"],
-        )
-        .await;
-        let iop: serde_json::Value = serde_json::from_str(&iop).unwrap();
-        assert_eq!(iop["spec"]["revision"], "1-14-1");
-        assert_eq!(iop["spec"]["values"]["global"]["network"], format!("network-{}", w.clusters[i].name));
-        let neg_note =
-            &iop["spec"]["components"]["ingressGateways"][0]["k8s"]["serviceAnnotations"]["cloud.google.com/neg"];
-        let neg_note: serde_json::Value = serde_json::from_str(neg_note.as_str().unwrap()).unwrap();
-        assert_eq!(neg_note["exposed_ports"]["443"]["name"], format!("istio-ingressgateway-{region}"));
-        let ew = kubectl_out(
-            &c,
-            i,
-            &["get", "istiooperators", "istio-eastwestgateway-1-14-1", "-n", "istio-system", "-o", "json"],
-        )
-        .await;
-        let ew: serde_json::Value = serde_json::from_str(&ew).unwrap();
-        let ew_notes = &ew["spec"]["components"]["ingressGateways"][0]["k8s"]["serviceAnnotations"];
-        assert_eq!(ew_notes["networking.gke.io/load-balancer-type"], "Internal");
-        assert_eq!(ew_notes["networking.gke.io/internal-load-balancer-allow-global-access"], "true");
-        let subsets = kubectl_out(
-            &c,
-            i,
-            &["get", "destinationrule", "helloworld", "-n", "istio-system", "-o", "jsonpath={.spec.subsets[*].name}"],
-        )
-        .await;
-        assert_eq!(subsets, "v1 v2");
-        assert!(c.exists(i, &["telemetry", "mesh-default", "-n", "istio-system"]).await);
-        let net = kubectl_out(
-            &c,
-            i,
-            &["get", "ns", "istio-system", "-o", "jsonpath={.metadata.labels.topology\\.istio\\.io/network}"],
-        )
-        .await;
-        assert_eq!(net, format!("network-{}", w.clusters[i].name));
-        let cacerts =
-            kubectl_out(&c, i, &["get", "secret", "cacerts", "-n", "istio-system", "-o", "jsonpath={.data}"]).await;
-        for k in ["ca-cert.pem", "ca-key.pem", "root-cert.pem", "cert-chain.pem"] {
-            assert!(cacerts.contains(k), "{cacerts}");
-        }
-        let iop = kubectl_out(&c, i, &["get", "istiooperators", "-n", "istio-system", "-o", "name"]).await;
-        assert_eq!(iop.lines().count(), 2, "{iop}");
-        let gw = kubectl_out(
-            &c,
-            i,
-            &[
-                "get",
-                "gateway",
-                "cross-network-gateway",
-                "-n",
-                "istio-system",
-                "-o",
-                "jsonpath={.spec.servers[0].port.number}",
-            ],
-        )
-        .await;
-        assert_eq!(gw, "15443");
-        let bc = kubectl_out(&c, i, &["get", "backendconfigs", "-n", "istio-system", "-o", "name"]).await;
-        assert!(bc.contains("ingress-backendconfig"));
-        let remote = kubectl_out(
-            &c,
-            i,
-            &["get", "secrets", "-n", "istio-system", "-l", "istio/multiCluster=true", "-o", "name"],
-        )
-        .await;
-        assert_eq!(remote.lines().count(), n - 1);
-    }
-    let mci = kubectl_out(&c, 0, &["get", "mci", "istio-ingress", "-n", "istio-system", "-o", "json"]).await;
-    let mci: serde_json::Value = serde_json::from_str(&mci).unwrap();
+    let mci = kubectl_json(&c, 0, &["mci", "istio-ingress", "-n", "istio-system"]).await;
     assert_eq!(mci["metadata"]["annotations"]["networking.gke.io/static-ip"], addr["selfLink"]);
+    assert_eq!(mci["status"]["VIP"], addr["address"], "the VIP is the reserved address");
     assert_eq!(mci["metadata"]["annotations"]["networking.gke.io/frontend-config"], "http-redirect");
     assert_eq!(mci["spec"]["template"]["spec"]["tls"][0]["secretName"], "istio-ingress-tls");
-    let mcs = kubectl_out(&c, 0, &["get", "mcs", "istio-ingressgateway-mc", "-n", "istio-system", "-o", "json"]).await;
-    let mcs: serde_json::Value = serde_json::from_str(&mcs).unwrap();
+    let mcs = kubectl_json(&c, 0, &["mcs", "istio-ingressgateway-mc", "-n", "istio-system"]).await;
     assert_eq!(mcs["spec"]["template"]["spec"]["ports"][1]["port"], 443);
     assert_eq!(
         mcs["metadata"]["annotations"]["cloud.google.com/backend-config"],
         r#"{"default": "ingress-backendconfig"}"#
     );
-    let redirect = kubectl_out(
-        &c,
-        0,
+    let redirect = kubectl_json(&c, 0, &["frontendconfig", "http-redirect", "-n", "istio-system"]).await;
+    assert_eq!(redirect["spec"]["redirectToHttps"]["enabled"], true);
+    let (rc, t) = mf(&c, &["drift", plan]).await;
+    assert_eq!(rc, 0, "{t}");
+
+    let (rc, t) = mf(&c, &["destroy", plan, "--auto-approve"]).await;
+    assert_eq!(rc, 0, "{t}");
+    mci_destroy_left_nothing(&c, n).await;
+}
+
+/// One cluster after the mci guide: Istio of revision 1-14-1 installed by its operator and
+/// healthy, the gateways' Services as GKE serves them (the east-west one on an internal address
+/// of the region's subnet, the ingress one with the NEG GKE's controller made, described as its
+/// own), and what the guide declares besides.
+async fn mci_cluster_is_meshed(c: &Cloud, i: usize, cl: &meshform_sim::world::ClusterSpec) {
+    let iops = kubectl_json(c, i, &["istiooperators", "-n", "istio-system"]).await;
+    let mut names: Vec<(String, String)> = iops["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["metadata"]["name"].as_str().unwrap().to_string(),
+                o["status"]["status"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    names.sort();
+    let healthy = |n: &str| (n.to_string(), "HEALTHY".to_string());
+    assert_eq!(
+        names,
+        vec![healthy("istio-control-plane-1-14-1"), healthy("istio-eastwestgateway"), healthy("istio-ingressgateway")]
+    );
+    let iop = kubectl_json(c, i, &["istiooperators", "istio-control-plane-1-14-1", "-n", "istio-system"]).await;
+    assert_eq!(iop["spec"]["values"]["global"]["network"], format!("network-{}", cl.name));
+    let istiod = kubectl_json(c, i, &["deployment", "istiod-1-14-1", "-n", "istio-system"]).await;
+    assert_eq!(istiod["status"]["availableReplicas"], 1);
+    assert_eq!(istiod["metadata"]["labels"]["install.operator.istio.io/owning-resource"], "istio-control-plane-1-14-1");
+    let ew = kubectl_json(c, i, &["service", "istio-eastwestgateway", "-n", "istio-system"]).await;
+    assert_eq!(ew["metadata"]["annotations"]["networking.gke.io/load-balancer-type"], "Internal");
+    let ip: std::net::Ipv4Addr = ew["status"]["loadBalancer"]["ingress"][0]["ip"].as_str().unwrap().parse().unwrap();
+    let region = meshform_sim::world::region_of(&cl.location);
+    let subnet = c.describe(&["compute", "networks", "subnets", "describe", "default", "--region", &region]).await;
+    let (net, len) = subnet["ipCidrRange"].as_str().unwrap().split_once('/').unwrap();
+    let mask = u32::MAX << (32 - len.parse::<u32>().unwrap());
+    let net: std::net::Ipv4Addr = net.parse().unwrap();
+    assert_eq!(u32::from(ip) & mask, u32::from(net), "an internal address of {region}'s subnet: {ew}");
+    let gw = kubectl_json(c, i, &["service", "istio-ingressgateway", "-n", "istio-system"]).await;
+    let status: serde_json::Value =
+        serde_json::from_str(gw["metadata"]["annotations"]["cloud.google.com/neg-status"].as_str().unwrap()).unwrap();
+    let neg_name = format!("istio-ingressgateway-{}", cl.name);
+    assert_eq!(status["network_endpoint_groups"]["443"], neg_name.as_str());
+    let zone = status["zones"][0].as_str().unwrap().to_string();
+    let neg = c.describe(&["compute", "network-endpoint-groups", "describe", &neg_name, "--zone", &zone]).await;
+    let desc: serde_json::Value = serde_json::from_str(neg["description"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        (desc["namespace"].as_str(), desc["service-name"].as_str(), desc["port"].as_str()),
+        (Some("istio-system"), Some("istio-ingressgateway"), Some("443")),
+        "{neg}"
+    );
+    assert_eq!(neg["networkEndpointType"], "GCE_VM_IP_PORT");
+    let derived = kubectl_out(c, i, &["get", "services", "-n", "istio-system", "-o", "name"]).await;
+    assert!(
+        derived.contains("service/mci-istio-ingressgateway-mc-svc-"),
+        "the MCS is derived into every member: {derived}"
+    );
+    let subsets = kubectl_out(
+        c,
+        i,
+        &["get", "destinationrule", "helloworld", "-n", "istio-system", "-o", "jsonpath={.spec.subsets[*].name}"],
+    )
+    .await;
+    assert_eq!(subsets, "v1 v2");
+    assert!(c.exists(i, &["telemetry", "mesh-default", "-n", "istio-system"]).await);
+    let net = kubectl_out(
+        c,
+        i,
+        &["get", "ns", "istio-system", "-o", "jsonpath={.metadata.labels.topology\\.istio\\.io/network}"],
+    )
+    .await;
+    assert_eq!(net, format!("network-{}", cl.name));
+    let rev = kubectl_out(c, i, &["get", "ns", "sample", "-o", "jsonpath={.metadata.labels.istio\\.io/rev}"]).await;
+    assert_eq!(rev, "1-14-1");
+    let cacerts =
+        kubectl_out(c, i, &["get", "secret", "cacerts", "-n", "istio-system", "-o", "jsonpath={.data}"]).await;
+    for k in ["ca-cert.pem", "ca-key.pem", "root-cert.pem", "cert-chain.pem"] {
+        assert!(cacerts.contains(k), "{cacerts}");
+    }
+    let port = kubectl_out(
+        c,
+        i,
         &[
             "get",
-            "frontendconfig",
-            "http-redirect",
+            "gateway",
+            "cross-network-gateway",
             "-n",
             "istio-system",
             "-o",
-            "jsonpath={.spec.redirectToHttps.enabled}",
+            "jsonpath={.spec.servers[0].port.number}",
         ],
     )
     .await;
-    assert_eq!(redirect, "true");
-    let (rc, t) = mf(&c, &["drift", plan]).await;
-    assert_eq!(rc, 0, "{t}");
-    let (rc, t) = mf(&c, &["destroy", plan, "--auto-approve"]).await;
-    assert_eq!(rc, 0, "{t}");
-    // Everything meshform made is gone; istio-system (there before) stays, unlabelled.
-    let listed = |args: &'static [&'static str]| {
-        let c = &c;
-        async move { String::from_utf8_lossy(&c.gcloud(args).await.stdout).trim().to_string() }
+    assert_eq!(port, "15443");
+    let bc = kubectl_out(c, i, &["get", "backendconfigs", "-n", "istio-system", "-o", "name"]).await;
+    assert!(bc.contains("ingress-backendconfig"));
+    let n = c.sim.clusters.len();
+    let remote =
+        kubectl_out(c, i, &["get", "secrets", "-n", "istio-system", "-l", "istio/multiCluster=true", "-o", "name"])
+            .await;
+    assert_eq!(remote.lines().count(), n - 1);
+}
+
+/// After the mci guide's destroy: no membership, NEG (GKE's included) or address, the
+/// multiclusteringress feature off, and in every cluster nothing of the guide: no operator, no
+/// IstioOperator kind, no istiod, the namespaces it made gone and istio-system unlabelled.
+async fn mci_destroy_left_nothing(c: &Cloud, n: usize) {
+    let listed = |args: &'static [&'static str]| async move {
+        String::from_utf8_lossy(&c.gcloud(args).await.stdout).trim().to_string()
     };
     assert_eq!(listed(&["container", "fleet", "memberships", "list", "--format=value(name)"]).await, "");
     assert_eq!(listed(&["compute", "network-endpoint-groups", "list", "--format=value(name)"]).await, "");
@@ -570,12 +596,16 @@ async fn mci_guide(n: usize) {
     let feature = c.run("gcloud", &["container", "fleet", "ingress", "describe"], &[], &[]).await;
     assert_ne!(code(&feature), 0, "the multiclusteringress feature is disabled: {}", text(&feature));
     for i in 0..n {
-        let labels = kubectl_out(&c, i, &["get", "ns", "istio-system", "-o", "jsonpath={.metadata.labels}"]).await;
+        let labels = kubectl_out(c, i, &["get", "ns", "istio-system", "-o", "jsonpath={.metadata.labels}"]).await;
         assert!(!labels.contains("topology.istio.io/network"), "{labels}");
+        assert!(!c.exists(i, &["crd", "istiooperators.install.istio.io"]).await, "the operator's CRD is gone");
+        for ns in ["istio-operator", "sample"] {
+            assert!(!c.exists(i, &["ns", ns]).await, "namespace {ns} is gone from cluster {i}");
+        }
+        let left = kubectl_out(c, i, &["get", "deployments,services", "-n", "istio-system", "-o", "name"]).await;
+        assert_eq!(left.trim(), "", "nothing of Istio is left in cluster {i}");
         for obj in [
             &["secret", "cacerts"][..],
-            &["istiooperators", "istio-control-plane-1-14-1"],
-            &["istiooperators", "istio-eastwestgateway-1-14-1"],
             &["gateway", "cross-network-gateway"],
             &["backendconfig", "ingress-backendconfig"],
             &["telemetry", "mesh-default"],
@@ -589,10 +619,8 @@ async fn mci_guide(n: usize) {
             a.extend(["-n", "istio-system"]);
             assert!(!c.exists(i, &a).await, "{obj:?} is left in cluster {i}");
         }
-        let remote = kubectl_out(&c, i, &["get", "secrets", "-n", "istio-system", "-o", "name"]).await;
+        let remote = kubectl_out(c, i, &["get", "secrets", "-n", "istio-system", "-o", "name"]).await;
         assert!(!remote.contains("istio-remote-secret"), "{remote}");
-        let pods = kubectl_out(&c, i, &["get", "pods", "-n", "istio-system", "-l", "app=istiod", "-o", "name"]).await;
-        assert_eq!(pods.lines().count(), 2, "pre-seeded istiod pods survive");
     }
 }
 
@@ -631,7 +659,7 @@ async fn asm_guide_autopilot_variant_targets_each_clusters_gke_rule() {
         cl.autopilot = true;
     }
     let c = Cloud::start(SimOptions { world: w.clone(), ..SimOptions::default() }).await;
-    setup(&c, &w);
+    c.setup_guides(&w);
     let plan = "plans/asm-multicluster.toml";
     let (rc, t) = mf(&c, &["apply", plan, "--auto-approve", "--var", "autopilot=true"]).await;
     assert_eq!(rc, 0, "{t}");

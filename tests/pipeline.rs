@@ -7,18 +7,6 @@ use common::{Cloud, code, text};
 use meshform_sim::SimOptions;
 use meshform_sim::world::World;
 
-/// A copy of plans/ in the test directory and a var file naming the world's clusters.
-fn setup(c: &Cloud, w: &World) {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("plans");
-    let dest = c.dir.path().join("plans");
-    std::fs::create_dir_all(dest.join("manifests")).unwrap();
-    for f in ["asm-multicluster.toml", "mci-istio.toml", "manifests/helloworld.yaml", "manifests/sleep.yaml"] {
-        std::fs::copy(root.join(f), dest.join(f)).unwrap();
-    }
-    let map: Vec<String> = w.clusters.iter().map(|c| format!("\"{}\" = \"{}\"", c.name, c.location)).collect();
-    std::fs::write(c.dir.path().join("clusters.toml"), format!("clusters = {{ {} }}\n", map.join(", "))).unwrap();
-}
-
 async fn mf(c: &Cloud, args: &[&str]) -> (i32, String, String) {
     let o = c.mf(args).await;
     (code(&o), String::from_utf8_lossy(&o.stdout).into_owned(), text(&o))
@@ -46,7 +34,7 @@ fn changed_addresses(plan_json: &str) -> Vec<(String, Option<String>, String)> {
 async fn a_50_cluster_mci_plan_fits_a_pull_request_comment_and_names_every_change() {
     let w = World::fleet(50);
     let c = Cloud::start(SimOptions { world: w.clone(), ..SimOptions::default() }).await;
-    setup(&c, &w);
+    c.setup_guides(&w);
     let plan = "plans/mci-istio.toml";
     let (rc, md, err) = mf(
         &c,
@@ -138,7 +126,7 @@ async fn the_desired_state_json_schema_is_current_and_the_plans_satisfy_it() {
 async fn show_renders_a_saved_plan_in_every_format() {
     let w = World::default();
     let c = Cloud::start(SimOptions { world: w.clone(), ..SimOptions::default() }).await;
-    setup(&c, &w);
+    c.setup_guides(&w);
     let (rc, _, err) = mf(&c, &["plan", "plans/asm-multicluster.toml", "-out=p.plan"]).await;
     assert_eq!(rc, 0, "{err}");
     let (rc, human, _) = mf(&c, &["show", "p.plan"]).await;
@@ -505,7 +493,7 @@ async fn a_terminal_keeps_no_stale_bar_lines() {
 async fn errors_name_the_cause_and_the_way_out() {
     let w = World::default();
     let c = Cloud::start(SimOptions { world: w.clone(), ..SimOptions::default() }).await;
-    setup(&c, &w);
+    c.setup_guides(&w);
     let o = c
         .run(
             env!("CARGO_BIN_EXE_meshform"),

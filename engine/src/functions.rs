@@ -107,6 +107,14 @@ pub static FUNCTIONS: &[Function] = &[
         "setsubtract(list, list) → the items of the first that are not in the second, without repeats",
         setsubtract,
     ),
+    Function::new(
+        "setproduct",
+        1,
+        None,
+        "setproduct(list | map, ...) → every combination [a, b, ...] of one item of each (keys for a map)",
+        setproduct,
+    )
+    .structural(),
     Function::new("sha256", 1, Some(1), "sha256(text) → hexadecimal digest", sha256),
     Function::new("sort", 1, Some(1), "sort(list of text) → sorted list", sort),
     Function::new("split", 2, Some(2), "split(separator, text) → list", split),
@@ -351,6 +359,25 @@ fn pairs(mut a: Args, _: &CallCtx<'_>) -> Result<Value, String> {
     Ok(Value::List(out))
 }
 
+fn setproduct(a: Args, _: &CallCtx<'_>) -> Result<Value, String> {
+    let mut out: Vec<Vec<Value>> = vec![Vec::new()];
+    for arg in a.rest() {
+        let items: Vec<Value> = match arg {
+            Value::Map(m) => m.into_keys().map(Value::String).collect(),
+            other => list(other)?,
+        };
+        if items.iter().any(Value::has_unknown) {
+            return Ok(Value::Unknown);
+        }
+        let items = unique(items);
+        out = out
+            .into_iter()
+            .flat_map(|prefix| items.iter().map(move |x| [prefix.clone(), vec![x.clone()]].concat()))
+            .collect();
+    }
+    Ok(Value::List(out.into_iter().map(Value::List).collect()))
+}
+
 fn replace(mut a: Args, _: &CallCtx<'_>) -> Result<Value, String> {
     let s = a.text()?;
     let from = a.text()?;
@@ -589,6 +616,12 @@ mod tests {
         let merged = ok("merge", vec![map.clone(), m(&[("a", Value::Int(3))])]);
         assert_eq!(merged, m(&[("a", Value::Int(3)), ("b", Value::Int(2))]));
         assert_eq!(ok("pairs", vec![map.clone()]).as_list().unwrap().len(), 2);
+        let product = ok("setproduct", vec![map.clone(), l(&["r1", "r2", "r1"])]);
+        let keys: Vec<String> =
+            crate::eval::for_each_instances(&product).unwrap().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys.len(), 4, "{keys:?}: a repeated item counts once");
+        assert!(keys.iter().all(|k| k.split(',').count() == 2), "{keys:?}");
+        assert_eq!(ok("setproduct", vec![l(&["a"]), l(&[])]), Value::List(vec![]), "an empty list: no combination");
         assert_eq!(ok("pairs", vec![Value::List(vec![Value::str("a"), Value::Unknown])]), Value::Unknown);
         assert_eq!(ok("replace", vec![Value::str("a-b-c"), Value::str("-"), Value::str("+")]), Value::str("a+b+c"));
         assert_eq!(

@@ -154,3 +154,32 @@ pub fn authorized_networks(described: &serde_json::Value) -> Vec<String> {
     v.sort();
     v
 }
+
+impl Cloud {
+    /// A copy of the repository's plans/ (both guides and every file they read) in the
+    /// fixture's directory.
+    pub fn copy_plans(&self) {
+        fn copy(from: &std::path::Path, to: &std::path::Path) {
+            std::fs::create_dir_all(to).unwrap();
+            for e in std::fs::read_dir(from).unwrap() {
+                let e = e.unwrap();
+                let name = e.file_name();
+                if e.file_type().unwrap().is_dir() {
+                    copy(&e.path(), &to.join(&name));
+                } else if !name.to_string_lossy().contains(".state.json") {
+                    std::fs::copy(e.path(), to.join(&name)).unwrap();
+                }
+            }
+        }
+        copy(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("plans"), &self.dir.path().join("plans"));
+    }
+
+    /// plans/ copied, and `clusters.toml`: a var file naming the world's clusters (name →
+    /// location), as the guides' `clusters` variable takes them.
+    pub fn setup_guides(&self, w: &meshform_sim::world::World) {
+        self.copy_plans();
+        let map: Vec<String> = w.clusters.iter().map(|c| format!("\"{}\" = \"{}\"", c.name, c.location)).collect();
+        std::fs::write(self.dir.path().join("clusters.toml"), format!("clusters = {{ {} }}\n", map.join(", ")))
+            .unwrap();
+    }
+}

@@ -7,6 +7,16 @@
 //!   True and every replica available; `Progressing` False (ProgressDeadlineExceeded) fails.
 //! - `apiextensions.k8s.io/CustomResourceDefinition`: Established.
 //! - `mesh.cloud.google.com/ControlPlaneRevision`: Reconciled; `Stalled` True fails.
+//! - `install.istio.io/IstioOperator`: HEALTHY (`status.status`, written by the Istio operator
+//!   of its revision; with no status at all, the operator is missing or not watching).
+//! - `networking.gke.io/MultiClusterIngress`: VIP assigned (`status.VIP`, written by GKE's Multi
+//!   Cluster Ingress controller in the fleet's config cluster).
+//!
+//! An object may also make others that apply waits on ([`gates_of`]): the Service of each
+//! gateway an IstioOperator declares with a `cloud.google.com/neg` annotation asking for
+//! standalone NEGs (`exposed_ports`) is waited on until GKE's NEG controller reports every port
+//! synced in `cloud.google.com/neg-status` — the NEG is the controller's to make; a NEG of that
+//! name someone else made is never synced, and the wait says so.
 
 use std::time::Duration;
 
@@ -49,8 +59,62 @@ pub fn gate_of(doc: &J) -> Option<Gate> {
         ("apps", "Deployment") => Some(Gate { what: "Available", check: deployment }),
         ("apiextensions.k8s.io", "CustomResourceDefinition") => Some(Gate { what: "Established", check: crd }),
         ("mesh.cloud.google.com", "ControlPlaneRevision") => Some(Gate { what: "Reconciled", check: revision }),
+        ("install.istio.io", "IstioOperator") => Some(Gate { what: "HEALTHY", check: istio_operator }),
+        ("networking.gke.io", "MultiClusterIngress") => Some(Gate { what: "VIP assigned", check: ingress_vip }),
         _ => None,
     }
+}
+
+/// Every gate apply waits on for the document `doc`: its own kind's, then those of objects it
+/// makes (see the module doc), each with the object it judges.
+pub fn gates_of(doc: &J) -> Vec<(ObjRef, Gate)> {
+    let mut out = Vec::new();
+    if let (Some(gate), Ok(r)) = (gate_of(doc), objects::ref_of(doc)) {
+        out.push((r, gate));
+    }
+    let is_iop = doc["apiVersion"].as_str().is_some_and(|v| v.starts_with("install.istio.io/"))
+        && doc["kind"] == "IstioOperator";
+    if is_iop {
+        let ns = doc["metadata"]["namespace"].as_str().unwrap_or("istio-system");
+        for g in doc["spec"]["components"]["ingressGateways"].as_array().into_iter().flatten() {
+            let note = g["k8s"]["serviceAnnotations"]["cloud.google.com/neg"].as_str().unwrap_or("");
+            let exposed = serde_json::from_str::<J>(note).ok().is_some_and(|n| n["exposed_ports"].is_object());
+            if g["enabled"] == false || !exposed {
+                continue;
+            }
+            let name = g["name"].as_str().unwrap_or("istio-ingressgateway");
+            let r = ObjRef {
+                api_version: "v1".into(),
+                kind: "Service".into(),
+                namespace: Some(g["namespace"].as_str().unwrap_or(ns).to_string()),
+                name: name.into(),
+            };
+            out.push((r, Gate { what: "NEGs synced", check: negs_synced }));
+        }
+    }
+    out
+}
+
+/// A Service whose `cloud.google.com/neg` asks for standalone NEGs: synced when the NEG
+/// controller's `cloud.google.com/neg-status` names one for every exposed port.
+fn negs_synced(live: &J) -> Health {
+    let notes = &live["metadata"]["annotations"];
+    let wanted: Vec<String> = notes["cloud.google.com/neg"]
+        .as_str()
+        .and_then(|n| serde_json::from_str::<J>(n).ok())
+        .and_then(|n| n["exposed_ports"].as_object().map(|p| p.keys().cloned().collect()))
+        .unwrap_or_default();
+    let status = notes["cloud.google.com/neg-status"].as_str().and_then(|n| serde_json::from_str::<J>(n).ok());
+    let synced = |port: &String| status.as_ref().is_some_and(|s| s["network_endpoint_groups"][port].is_string());
+    let missing: Vec<&String> = wanted.iter().filter(|p| !synced(p)).collect();
+    if missing.is_empty() {
+        return Health::Ready;
+    }
+    let names: Vec<String> = missing.iter().map(|p| format!("port {p}")).collect();
+    Health::Pending(format!(
+        "GKE's NEG controller has not synced the NEG of {} (cloud.google.com/neg-status); a NEG of that name in the cluster's zones that another cluster, Service or tool made is never taken over: delete it, or name this one differently",
+        names.join(", ")
+    ))
 }
 
 /// The condition `kind` of `live`: its status and message.
@@ -94,6 +158,33 @@ fn revision(live: &J) -> Health {
         Some(("True", _)) => Health::Ready,
         Some((_, msg)) => Health::Pending(format!("not reconciled yet: {msg}")),
         None => Health::Pending("not reconciled yet".into()),
+    }
+}
+
+fn istio_operator(live: &J) -> Health {
+    let message = live["status"]["message"].as_str().unwrap_or("");
+    match live["status"]["status"].as_str() {
+        Some("HEALTHY") => Health::Ready,
+        Some(state) if message.is_empty() => Health::Pending(format!("status {state}")),
+        Some(state) => Health::Pending(format!("status {state}: {message}")),
+        None => {
+            let rev = live["spec"]["revision"].as_str().filter(|r| !r.is_empty());
+            Health::Pending(format!(
+                "no status: no Istio operator{} is reconciling it (is it installed, available, and watching namespace {}?)",
+                rev.map(|r| format!(" of revision {r}")).unwrap_or_default(),
+                live["metadata"]["namespace"].as_str().unwrap_or("istio-system")
+            ))
+        }
+    }
+}
+
+fn ingress_vip(live: &J) -> Health {
+    match live["status"]["VIP"].as_str() {
+        Some(vip) if !vip.is_empty() => Health::Ready,
+        _ => Health::Pending(
+            "no VIP yet (the Multi Cluster Ingress controller runs in the fleet's config cluster; a `networking.gke.io/static-ip` address must exist)"
+                .into(),
+        ),
     }
 }
 

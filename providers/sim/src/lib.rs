@@ -16,6 +16,7 @@ pub mod errors;
 pub mod faults;
 pub mod files;
 pub mod filter;
+pub mod gke;
 pub mod hashes;
 pub mod hub;
 pub mod kube;
@@ -44,7 +45,7 @@ mod layering {
         &["store"],
         &["state"],
         &["compute", "container", "hub", "storage", "secrets", "kube"],
-        &["servicemesh"],
+        &["servicemesh", "gke"],
         &["server"],
         &["files"],
     ];
@@ -54,6 +55,7 @@ mod layering {
         &["selectors", "state", "wire"],
         &["defaults", "controllers"],
         &["objects"],
+        &["istio"],
         &["lists", "patch", "discovery"],
         &["http"],
     ];

@@ -113,6 +113,9 @@ impl Sim {
         let _ = shared.on_mesh_active.set(Box::new(move |st, l, m| {
             crate::servicemesh::install(&clusters_for_mesh, st, l, m);
         }));
+        for k in &kube {
+            let _ = k.outside.set(crate::gke::hook(&shared, &kube));
+        }
         let router = app(shared.clone(), kube.clone());
         let _ = shared.router.set(router.clone());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();

@@ -21,7 +21,7 @@
 //! The controller: a membership feature with management (or control plane) automatic reports
 //! `controlPlaneManagement.state` PROVISIONING for `controller_polls` reads, then ACTIVE
 //! (implementation TRAFFIC_DIRECTOR, details REVISION_READY); at that read the cluster gets the
-//! managed control plane: the ControlPlaneRevision CRD, `asm-managed` in `istio-system` with its
+//! managed control plane: Istio's CRDs and the ControlPlaneRevision CRD, `asm-managed` in `istio-system` with its
 //! Reconciled condition, and the `istiod-asm-managed` Service labelled `istio.io/rev:
 //! asm-managed`. Manual management reports DISABLED; deleting the membership feature removes
 //! what was installed. A test may force a membership's state (`Store::mesh_stalls`): STALLED,
@@ -142,6 +142,9 @@ pub fn install(kube: &[Arc<KubeServer>], st: &Store, location: &str, membership:
                  "versions": [{"name": "v1beta1", "served": true, "storage": true, "subresources": {"status": {}},
                                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}});
     let _ = k.controller_put("apiextensions.k8s.io", "customresourcedefinitions", crd, manager);
+    for istio in crate::kube::resources::istio_crds() {
+        let _ = k.controller_put("apiextensions.k8s.io", "customresourcedefinitions", istio, manager);
+    }
     let exists = k.lock().objects.keys().any(|key| key.1 == "controlplanerevisions" && key.3 == MANAGED_REVISION);
     if exists {
         return;

@@ -217,11 +217,8 @@ fn record_waits(m: &mut Map, docs: &[J]) {
         Some(Value::Map(_) | Value::Bool(false)) => Vec::new(),
         _ => docs
             .iter()
-            .filter_map(|d| {
-                let gate = crate::health::gate_of(d)?;
-                let r = ref_of(d).ok()?;
-                Some(Value::str(format!("{r}: {}", gate.what)))
-            })
+            .flat_map(crate::health::gates_of)
+            .map(|(r, gate)| Value::str(format!("{r}: {}", gate.what)))
             .collect(),
     };
     if waits.is_empty() {
@@ -229,6 +226,36 @@ fn record_waits(m: &mut Map, docs: &[J]) {
     } else {
         m.insert("waits".into(), Value::List(waits));
     }
+}
+
+/// The documents of an inline `manifest` whose values are partly unknown, when everything its
+/// health gates depend on is known (each document's kind and name, and an IstioOperator's
+/// `components`): the plan then shows the waits apply will make. None otherwise.
+fn known_gates(m: &Map) -> Option<Vec<J>> {
+    if m.contains_key("yaml") || m.contains_key("file") {
+        return None;
+    }
+    let docs: Vec<&Value> = match m.get("manifest")? {
+        Value::List(items) => items.iter().collect(),
+        one => vec![one],
+    };
+    let mut out = Vec::new();
+    for d in docs {
+        let Value::Map(doc) = d else { return None };
+        let meta = doc.get("metadata").and_then(Value::as_map);
+        let known = |v: Option<&Value>| v.is_none_or(|v| !v.has_unknown());
+        let spec_components = doc.get("spec").and_then(Value::as_map).and_then(|s| s.get("components"));
+        if !known(doc.get("apiVersion"))
+            || !known(doc.get("kind"))
+            || !known(meta.and_then(|m| m.get("name")))
+            || !known(meta.and_then(|m| m.get("namespace")))
+            || !known(spec_components)
+        {
+            return None;
+        }
+        out.push(d.to_plain_json());
+    }
+    Some(out)
 }
 
 fn has_secret(docs: &[J]) -> bool {
@@ -303,9 +330,9 @@ impl Manifest {
                 Some(Value::Map(w)) => self.wait_for(k, &cluster, d, w).await?,
                 Some(Value::Bool(false)) => {}
                 _ => {
-                    if let Some(gate) = crate::health::gate_of(d) {
-                        let timeout = k.timeout.unwrap_or(k.conns.settings.wait_timeout);
-                        crate::health::wait(k, &cluster, &ref_of(d)?, gate, timeout).await?;
+                    let timeout = k.timeout.unwrap_or(k.conns.settings.wait_timeout);
+                    for (r, gate) in crate::health::gates_of(d) {
+                        crate::health::wait(k, &cluster, &r, gate, timeout).await?;
                     }
                 }
             }
@@ -349,7 +376,7 @@ impl KubeType for Manifest {
                 "a table { condition | field [+ value], timeout_seconds } to wait for after each apply; false: not even the kind's health gate",
             ))
             .attr(AttrSchema::new("waits", AttrType::List(Box::new(AttrType::String)), Presence::Computed).describe(
-                "the health gates apply waits on after a create or update (a Deployment Available, a CRD Established, a ControlPlaneRevision Reconciled)",
+                "the health gates apply waits on after a create or update (a Deployment Available, a CRD Established, a ControlPlaneRevision Reconciled, an IstioOperator HEALTHY, a MultiClusterIngress with its VIP)",
             ))
             .attr(AttrSchema::new("objects", AttrType::Any, Presence::Computed))
             .attr(AttrSchema::new("applied", AttrType::Any, Presence::Computed).describe(
@@ -392,7 +419,12 @@ impl KubeType for Manifest {
             p.attrs.insert("objects".into(), Value::Unknown);
             p.attrs.insert("applied".into(), Value::Unknown);
             if !matches!(p.attrs.get("wait_for"), Some(Value::Map(_) | Value::Bool(false))) {
-                p.attrs.insert("waits".into(), Value::Unknown);
+                match known_gates(&p.attrs) {
+                    Some(docs) => record_waits(&mut p.attrs, &docs),
+                    None => {
+                        p.attrs.insert("waits".into(), Value::Unknown);
+                    }
+                }
             }
             return Ok(p);
         };
@@ -541,8 +573,7 @@ pub async fn unhealthy(k: &Kube, objects: &[(String, Map)]) -> ProviderResult<Ve
     let mut out = Vec::new();
     for (_, m) in objects.iter().filter(|(ty, m)| ty == "k8s_manifest" && m.contains_key("waits")) {
         let Some(cluster) = s(m, "cluster") else { continue };
-        for doc in objects_of(m) {
-            let (Some(gate), Ok(r)) = (crate::health::gate_of(&doc), ref_of(&doc)) else { continue };
+        for (r, gate) in objects_of(m).iter().flat_map(crate::health::gates_of) {
             let Some(live) = objects::read(k, &cluster, &r).await? else { continue };
             if let crate::health::Health::Pending(why) | crate::health::Health::Failed(why) = gate.health(&live) {
                 out.push(meshform_engine::provider::Finding {

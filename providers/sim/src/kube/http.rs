@@ -14,6 +14,7 @@ use serde_json::json;
 
 use super::controllers::{establish_crd, token_request};
 use super::discovery::{discovery_root, openapi_doc, openapi_index, resource_list};
+use super::istio;
 use super::lists::{list, to_table, watch};
 use super::objects::{check_body, create_object, delete, update};
 use super::patch::patch;
@@ -58,6 +59,14 @@ async fn handle(State(s): S, method: Method, uri: Uri, headers: HeaderMap, body:
             None => route(&s, &method, &uri, &headers, body).await.unwrap_or_else(IntoResponse::into_response),
         }
     };
+    // Controllers outside the cluster follow what changed (and a Multi Cluster Ingress read
+    // may find its address reserved since).
+    let dirty = std::mem::take(&mut s.lock().outside_dirty);
+    if (dirty || path.contains("/multiclusteringresses"))
+        && let Some(hook) = s.outside.get()
+    {
+        hook(&s);
+    }
     let q = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
     s.log.lock().unwrap_or_else(|e| e.into_inner()).push((
         method.to_string(),
@@ -155,8 +164,11 @@ fn resource(s: &Arc<KubeServer>, c: &Call<'_>) -> KResult<Response> {
         (Method::GET, None, _) => list(s, def, version, ns, c.q, table),
         (Method::POST, None, _) => post(s, c, &t, dry),
         (Method::GET, Some(n), sub @ (None | Some("status"))) => {
-            let obj = s
-                .lock()
+            let mut inner = s.lock();
+            if istio::watches(def) {
+                istio::observe(s, &mut inner, &key_of(def, ns, n));
+            }
+            let obj = inner
                 .objects
                 .get(&key_of(def, ns, n))
                 .cloned()
@@ -174,7 +186,13 @@ fn resource(s: &Arc<KubeServer>, c: &Call<'_>) -> KResult<Response> {
                 .map(|(code, v)| json_response(code, &v, "application/json"))
         }
         (Method::PATCH, Some(n), sub) => patch(s, def, version, ns, n, sub, c.q, c.h, c.body, dry, &manager(c)),
-        (Method::DELETE, Some(n), None) => delete(s, def, version, ns, n, c.body, dry),
+        (Method::DELETE, Some(n), None) => {
+            let r = delete(s, def, version, ns, n, c.body, dry)?;
+            if istio::watches(def) && !dry {
+                istio::after_delete(s, &mut s.lock(), &key_of(def, ns, n));
+            }
+            Ok(r)
+        }
         _ => Err(KubeError::new(
             405,
             "MethodNotAllowed",

@@ -94,6 +94,22 @@ fn cell(obj: &Value, ty: &str, path: &str) -> Value {
             ))
         }
         "restarts" => json!(0),
+        "external-ip" => match obj["status"]["loadBalancer"]["ingress"].as_array() {
+            Some(ips) if !ips.is_empty() => {
+                json!(ips.iter().filter_map(|i| i["ip"].as_str()).collect::<Vec<_>>().join(","))
+            }
+            _ if obj["spec"]["type"] == "LoadBalancer" => json!("<pending>"),
+            _ => json!("<none>"),
+        },
+        "ports" => {
+            let ports: Vec<String> = obj["spec"]["ports"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| format!("{}/{}", p["port"], p["protocol"].as_str().unwrap_or("TCP")))
+                .collect();
+            json!(if ports.is_empty() { "<none>".to_string() } else { ports.join(",") })
+        }
         p => {
             let v = p.trim_start_matches('.').split('.').filter(|x| !x.is_empty()).fold(obj, |cur, k| &cur[k]);
             match (ty, v) {
@@ -114,9 +130,13 @@ pub fn to_table(def: &ResourceDef, objs: &[Value], with_columns: bool) -> Value 
         let ty = if t == "date" { "string" } else { t.as_str() };
         cols.push(json!({"name": n, "type": ty, "format": "", "description": n, "priority": 0}));
     }
-    cols.push(
-        json!({"name": "Age", "type": "string", "format": "", "description": "CreationTimestamp", "priority": 0}),
-    );
+    // A kind that names its own Age column (a CRD's printer columns) gets no second one.
+    let own_age = def.columns.iter().any(|(n, _, _)| n == "Age");
+    if !own_age {
+        cols.push(
+            json!({"name": "Age", "type": "string", "format": "", "description": "CreationTimestamp", "priority": 0}),
+        );
+    }
     let rows: Vec<Value> = objs
         .iter()
         .map(|o| {
@@ -124,7 +144,9 @@ pub fn to_table(def: &ResourceDef, objs: &[Value], with_columns: bool) -> Value 
             for (_, t, p) in &def.columns {
                 cells.push(cell(o, t, p));
             }
-            cells.push(json!(age(o["metadata"]["creationTimestamp"].as_str().unwrap_or(""))));
+            if !own_age {
+                cells.push(json!(age(o["metadata"]["creationTimestamp"].as_str().unwrap_or(""))));
+            }
             let mut meta = o["metadata"].clone();
             if let Some(m) = meta.as_object_mut() {
                 m.remove("managedFields");

@@ -16,6 +16,7 @@ mod controllers;
 mod defaults;
 mod discovery;
 mod http;
+pub mod istio;
 mod lists;
 mod objects;
 mod patch;
@@ -36,7 +37,7 @@ use tokio::sync::broadcast;
 
 use crate::certs::ClusterCa;
 use crate::world::{ClusterSpec, short_hash};
-pub use state::{Event, Inner, Key, KubeServer, VERSION};
+pub use state::{Event, Inner, Key, KubeServer, OutsideHook, VERSION};
 
 impl KubeServer {
     /// A server for a cluster of the world, seeded like a fresh GKE cluster with ASM installed.
@@ -61,6 +62,8 @@ impl KubeServer {
                 history: VecDeque::new(),
                 tokens: HashMap::new(),
                 stalled_rollouts: Default::default(),
+                iop_reads: BTreeMap::new(),
+                outside_dirty: false,
             }),
             events: tx,
             namespace_finalize: opts.clock.namespace_finalize(),
@@ -68,6 +71,8 @@ impl KubeServer {
             faults: crate::faults::Faults::new(opts.fault_rate, opts.seed, format!("cluster {index} {}", spec.name)),
             retry_after_secs: opts.retry_after_secs,
             log: Mutex::new(Vec::new()),
+            controller_polls: opts.controller_polls,
+            outside: std::sync::OnceLock::new(),
         });
         s.seed(spec);
         s
@@ -101,6 +106,9 @@ impl KubeServer {
         // when something installs it (the fleet's managed mesh, an Istio operator).
         if spec.istio_revision.is_empty() {
             return;
+        }
+        for crd in resources::istio_crds() {
+            let _ = objects::create_crd(self, &mut inner, crd);
         }
         put(
             &mut inner,
@@ -159,6 +167,29 @@ impl KubeServer {
         })
         .map(|_| ())
         .map_err(|e| e.message)
+    }
+
+    /// A controller's write from outside the cluster (see `objects::controller_merge`): created,
+    /// or the labels, annotations and spec fields it sets laid over the stored object. Whether
+    /// anything was written; an error message for an unknown kind or a missing namespace.
+    pub fn controller_merge(&self, group: &str, plural: &str, obj: Value, manager: &str) -> Result<bool, String> {
+        let mut inner = self.lock();
+        let def = inner
+            .defs
+            .iter()
+            .find(|d| d.group == group && d.plural == plural)
+            .cloned()
+            .ok_or_else(|| format!("{plural}.{group} is not served"))?;
+        objects::controller_merge(self, &mut inner, &def, obj, manager).map_err(|e| e.message)
+    }
+
+    /// A controller's change of one object (its status, an annotation) by `f`; nothing when the
+    /// object is absent or `f` changes nothing.
+    pub fn controller_edit(&self, group: &str, plural: &str, ns: &str, name: &str, f: impl FnOnce(&mut Value)) {
+        let mut inner = self.lock();
+        let Some(def) = inner.defs.iter().find(|d| d.group == group && d.plural == plural).cloned() else { return };
+        let key = state::key_of(&def, ns, name);
+        objects::controller_edit(self, &mut inner, key, f);
     }
 
     /// Stalls (or, `false`, frees) the rollout of a Deployment: its pods never become available

@@ -318,9 +318,23 @@ pub fn update(
     if dry {
         return Ok((StatusCode::OK, served(def, version, new)));
     }
-    let stored = persist(s, &mut inner, key, new, "MODIFIED");
+    let stored = persist(s, &mut inner, key.clone(), new, "MODIFIED");
+    release(s, &mut inner, def, key, &stored);
     after_update(s, &mut inner, def, ns, name);
     Ok((StatusCode::OK, served(def, version, stored)))
+}
+
+/// An object being deleted whose last finalizer is gone goes (namespaces have their own
+/// finalization).
+fn release(s: &KubeServer, inner: &mut Inner, def: &ResourceDef, key: super::state::Key, stored: &Value) {
+    let released = !stored["metadata"]["deletionTimestamp"].is_null()
+        && stored["metadata"]["finalizers"].as_array().is_none_or(Vec::is_empty)
+        && def.plural != "namespaces";
+    if released {
+        let ns = key.2.clone();
+        persist(s, inner, key, stored.clone(), "DELETED");
+        controllers::after_delete(s, inner, def, &ns, stored);
+    }
 }
 
 /// Deletes an object (a namespace: marks it Terminating, see `controllers::terminate_namespace`),
@@ -376,6 +390,17 @@ pub fn delete(
         }
         return Ok(ok(served(def, version, old)));
     }
+    if old["metadata"]["finalizers"].as_array().is_some_and(|f| !f.is_empty()) {
+        // Finalizers hold it: marked for deletion, gone when the last one is removed.
+        if old["metadata"]["deletionTimestamp"].is_null() {
+            let mut marked = old.clone();
+            marked["metadata"]["deletionTimestamp"] = json!(now());
+            marked["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+            let stored = persist(s, &mut inner, key, marked, "MODIFIED");
+            return Ok(ok(served(def, version, stored)));
+        }
+        return Ok(ok(served(def, version, old)));
+    }
     let gone = persist(s, &mut inner, key, old.clone(), "DELETED");
     controllers::after_delete(s, &mut inner, def, ns, &old);
     if runs_workloads(def) {
@@ -389,4 +414,57 @@ pub fn delete(
         d["group"] = json!(def.group);
     }
     Ok(ok(json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": d})))
+}
+
+/// A controller's write of `obj` (of `def`) while holding the state: created when absent, else
+/// each label, annotation and `spec` field it sets laid over the stored object (what it does
+/// not set is kept); nothing is written when nothing differs. Whether it was written.
+pub fn controller_merge(
+    s: &KubeServer,
+    inner: &mut Inner,
+    def: &ResourceDef,
+    obj: Value,
+    manager: &str,
+) -> KResult<bool> {
+    let ns = obj["metadata"]["namespace"].as_str().unwrap_or("").to_string();
+    let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
+    let key = key_of(def, &ns, &name);
+    let Some(old) = inner.objects.get(&key).cloned() else {
+        return create_object(s, inner, def, obj, manager, false).map(|_| true);
+    };
+    let mut new = old.clone();
+    for field in ["labels", "annotations"] {
+        for (k, v) in obj["metadata"][field].as_object().into_iter().flatten() {
+            new["metadata"][field][k] = v.clone();
+        }
+    }
+    for (k, v) in obj["spec"].as_object().into_iter().flatten() {
+        new["spec"][k] = v.clone();
+    }
+    default_object(inner, def, &mut new)?;
+    if new == old {
+        return Ok(false);
+    }
+    if def.generation && new["spec"] != old["spec"] {
+        new["metadata"]["generation"] = json!(old["metadata"]["generation"].as_i64().unwrap_or(1) + 1);
+    }
+    if def.group == "apps" && def.plural == "deployments" {
+        controllers::rollout_update(inner, &old, &mut new);
+    }
+    persist(s, inner, key, new, "MODIFIED");
+    if runs_workloads(def) {
+        controllers::workloads(s, inner, &ns);
+    }
+    Ok(true)
+}
+
+/// A controller's change of the object at `key` (its status, an annotation) by `f`, written
+/// when it changed anything.
+pub fn controller_edit(s: &KubeServer, inner: &mut Inner, key: super::state::Key, f: impl FnOnce(&mut Value)) {
+    let Some(old) = inner.objects.get(&key).cloned() else { return };
+    let mut new = old.clone();
+    f(&mut new);
+    if new != old {
+        persist(s, inner, key, new, "MODIFIED");
+    }
 }

@@ -108,6 +108,12 @@ pub fn builtins() -> Vec<ResourceDef> {
     let mut slices =
         core("endpointslices", "EndpointSlice", true, &[], &[("AddressType", "string", ".addressType")], &[]);
     slices.group = "discovery.k8s.io".into();
+    // RBAC, which operators' and controllers' installs carry.
+    let rbac = |plural: &str, kind: &str, namespaced: bool| {
+        let mut d = core(plural, kind, namespaced, &[], &[("Created At", "date", ".metadata.creationTimestamp")], &[]);
+        d.group = "rbac.authorization.k8s.io".into();
+        d
+    };
     vec![
         core("namespaces", "Namespace", false, &["ns"], &[("Status", "string", ".status.phase")], &["status.phase"]),
         core("secrets", "Secret", true, &[], &[("Type", "string", ".type"), ("Data", "integer", "#data")], &["type"]),
@@ -117,7 +123,12 @@ pub fn builtins() -> Vec<ResourceDef> {
             "Service",
             true,
             &["svc"],
-            &[("Type", "string", ".spec.type"), ("Cluster-IP", "string", ".spec.clusterIP")],
+            &[
+                ("Type", "string", ".spec.type"),
+                ("Cluster-IP", "string", ".spec.clusterIP"),
+                ("External-IP", "string", "external-ip"),
+                ("Port(s)", "string", "ports"),
+            ],
             &[],
         ),
         core(
@@ -134,44 +145,33 @@ pub fn builtins() -> Vec<ResourceDef> {
         crds,
         leases,
         slices,
+        rbac("clusterroles", "ClusterRole", false),
+        rbac("clusterrolebindings", "ClusterRoleBinding", false),
+        rbac("roles", "Role", true),
+        rbac("rolebindings", "RoleBinding", true),
     ]
 }
 
-/// The setup guides' custom kinds, as CRD objects to pre-register.
+/// A CRD object of a namespaced (or cluster-scoped) kind with every version served, the first
+/// stored, a status subresource and no schema.
+fn crd(group: &str, plural: &str, kind: &str, short: &[&str], versions: &[&str], scope: &str) -> Value {
+    let vs: Vec<Value> = versions
+        .iter()
+        .enumerate()
+        .map(|(i, v)| json!({"name": v, "served": true, "storage": i == 0,
+                              "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}},
+                              "subresources": {"status": {}}}))
+        .collect();
+    json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+           "metadata": {"name": format!("{plural}.{group}")},
+           "spec": {"group": group, "scope": scope, "versions": vs,
+                    "names": {"plural": plural, "singular": kind.to_lowercase(), "kind": kind, "listKind": format!("{kind}List"), "shortNames": short}}})
+}
+
+/// The kinds GKE serves in every cluster beyond the built-in ones: BackendConfig,
+/// FrontendConfig, and Multi Cluster Ingress's MultiClusterIngress and MultiClusterService.
 pub fn guide_crds() -> Vec<Value> {
-    let crd = |group: &str, plural: &str, kind: &str, short: &[&str], versions: &[&str], scope: &str| {
-        let vs: Vec<Value> = versions
-            .iter()
-            .enumerate()
-            .map(|(i, v)| json!({"name": v, "served": true, "storage": i == 0,
-                                  "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}},
-                                  "subresources": {"status": {}}}))
-            .collect();
-        json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-               "metadata": {"name": format!("{plural}.{group}")},
-               "spec": {"group": group, "scope": scope, "versions": vs,
-                        "names": {"plural": plural, "singular": kind.to_lowercase(), "kind": kind, "listKind": format!("{kind}List"), "shortNames": short}}})
-    };
     vec![
-        crd("networking.istio.io", "gateways", "Gateway", &["gw"], &["v1beta1", "v1alpha3", "v1"], "Namespaced"),
-        crd(
-            "networking.istio.io",
-            "destinationrules",
-            "DestinationRule",
-            &["dr"],
-            &["v1beta1", "v1alpha3", "v1"],
-            "Namespaced",
-        ),
-        crd(
-            "networking.istio.io",
-            "virtualservices",
-            "VirtualService",
-            &["vs"],
-            &["v1beta1", "v1alpha3", "v1"],
-            "Namespaced",
-        ),
-        crd("install.istio.io", "istiooperators", "IstioOperator", &["iop", "io"], &["v1alpha1"], "Namespaced"),
-        crd("telemetry.istio.io", "telemetries", "Telemetry", &["telemetry"], &["v1alpha1"], "Namespaced"),
         crd(
             "networking.gke.io",
             "multiclusteringresses",
@@ -190,6 +190,27 @@ pub fn guide_crds() -> Vec<Value> {
         ),
         crd("networking.gke.io", "frontendconfigs", "FrontendConfig", &[], &["v1beta1"], "Namespaced"),
         crd("cloud.google.com", "backendconfigs", "BackendConfig", &["bc"], &["v1", "v1beta1"], "Namespaced"),
+    ]
+}
+
+/// Istio's own kinds (the Base component: a control plane, pre-installed or installed by the
+/// operator or the fleet, brings them).
+pub fn istio_crds() -> Vec<Value> {
+    let versions = &["v1beta1", "v1alpha3", "v1"][..];
+    vec![
+        crd("networking.istio.io", "gateways", "Gateway", &["gw"], versions, "Namespaced"),
+        crd("networking.istio.io", "destinationrules", "DestinationRule", &["dr"], versions, "Namespaced"),
+        crd("networking.istio.io", "virtualservices", "VirtualService", &["vs"], versions, "Namespaced"),
+        crd("networking.istio.io", "serviceentries", "ServiceEntry", &["se"], versions, "Namespaced"),
+        crd(
+            "security.istio.io",
+            "peerauthentications",
+            "PeerAuthentication",
+            &["pa"],
+            &["v1beta1", "v1"],
+            "Namespaced",
+        ),
+        crd("telemetry.istio.io", "telemetries", "Telemetry", &["telemetry"], &["v1alpha1", "v1"], "Namespaced"),
     ]
 }
 

@@ -48,6 +48,12 @@ pub struct Inner {
     /// Deployments (`namespace`, `name`) whose rollout a test has stalled: their pods never
     /// become available (see `controllers::rollout`).
     pub stalled_rollouts: std::collections::BTreeSet<(String, String)>,
+    /// The Istio operator's progress per IstioOperator: the generation it saw and the reads
+    /// left before it reconciles it (see `istio`).
+    pub iop_reads: BTreeMap<Key, (i64, u32)>,
+    /// Something controllers outside the cluster watch (Services, Multi Cluster Ingress
+    /// objects) changed since they last ran (see `KubeServer::outside`).
+    pub outside_dirty: bool,
 }
 
 /// One simulated API server.
@@ -75,7 +81,16 @@ pub struct KubeServer {
     pub retry_after_secs: u32,
     /// Every request: method, path and query, status, when it finished.
     pub log: Mutex<Vec<(String, String, u16, std::time::Instant)>>,
+    /// Reads of a changed IstioOperator before the operator reconciles it (`SimOptions::controller_polls`).
+    pub controller_polls: u32,
+    /// Controllers outside the cluster (GKE's service, NEG and Multi Cluster Ingress
+    /// controllers), run after a request that changed what they watch; set by the server that
+    /// knows the rest of the world.
+    pub outside: std::sync::OnceLock<OutsideHook>,
 }
+
+/// See [`KubeServer::outside`].
+pub type OutsideHook = Box<dyn Fn(&Arc<KubeServer>) + Send + Sync>;
 
 /// Events kept for watches that resume from a resourceVersion.
 pub(super) const HISTORY: usize = 20_000;
@@ -99,6 +114,9 @@ impl KubeServer {
 pub fn persist(s: &KubeServer, inner: &mut Inner, key: Key, mut obj: Value, kind: &'static str) -> Value {
     inner.rv += 1;
     obj["metadata"]["resourceVersion"] = json!(inner.rv.to_string());
+    if matches!(key.1.as_str(), "services" | "multiclusteringresses" | "multiclusterservices") {
+        inner.outside_dirty = true;
+    }
     if kind == "DELETED" {
         inner.objects.remove(&key);
     } else {
