@@ -49,6 +49,13 @@ async fn handle(State(s): S, method: Method, uri: Uri, headers: HeaderMap, body:
             tokio::time::sleep(s.latency).await;
         }
         let target = uri.path_and_query().map_or(path.as_str(), |pq| pq.as_str());
+        // A Multi Cluster Ingress read finds what the controller made of the fleet and the
+        // addresses as they are now (it watches Google Cloud too, not only this cluster).
+        if path.contains("/multiclusteringresses")
+            && let Some(hook) = s.outside.get()
+        {
+            hook(&s);
+        }
         match s.faults.draw(method.as_str(), target) {
             Some(Fault::RateLimited) => {
                 KubeError::too_many_requests(s.retry_after_secs).retry_after(s.retry_after_secs)
@@ -59,12 +66,9 @@ async fn handle(State(s): S, method: Method, uri: Uri, headers: HeaderMap, body:
             None => route(&s, &method, &uri, &headers, body).await.unwrap_or_else(IntoResponse::into_response),
         }
     };
-    // Controllers outside the cluster follow what changed (and a Multi Cluster Ingress read
-    // may find its address reserved since).
+    // Controllers outside the cluster follow what changed.
     let dirty = std::mem::take(&mut s.lock().outside_dirty);
-    if (dirty || path.contains("/multiclusteringresses"))
-        && let Some(hook) = s.outside.get()
-    {
+    if dirty && let Some(hook) = s.outside.get() {
         hook(&s);
     }
     let q = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
