@@ -624,6 +624,134 @@ async fn mci_destroy_left_nothing(c: &Cloud, n: usize) {
     }
 }
 
+/// The IstioOperator health gate: with cluster-2's istiod unable to roll out, apply fails naming
+/// the IstioOperator, its cluster and what it waits on, within the configured time, and nothing
+/// that needs the control plane starts; once the rollout can proceed, apply converges; a control
+/// plane that stops being healthy later is a finding of drift.
+#[tokio::test(flavor = "multi_thread")]
+async fn mci_istio_install_waits_until_healthy_and_times_out_when_stalled() {
+    let w = bare_world(2);
+    let c = Cloud::start(SimOptions { world: w.clone(), ..SimOptions::default() }).await;
+    c.setup_guides(&w);
+    let plan = "plans/mci-istio.toml";
+    let path = c.dir.path().join(plan);
+    let text_of = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, format!("{text_of}\n[providers.kubernetes]\nwait_timeout_seconds = 3\n")).unwrap();
+    c.sim.kube[1].stall_rollout("istio-system", "istiod-1-14-1", true);
+    let (rc, t) = mf(&c, &["apply", plan, "--auto-approve"]).await;
+    assert_eq!(rc, 1, "{t}");
+    assert!(
+        t.contains("IstioOperator istio-system/istio-control-plane-1-14-1 in cluster `cluster-2` did not become HEALTHY within 3s")
+            && t.contains("waiting for Deployment istio-system/istiod-1-14-1"),
+        "{t}"
+    );
+    for i in 0..2 {
+        assert!(
+            !c.exists(i, &["iop", "istio-ingressgateway", "-n", "istio-system"]).await,
+            "the gateways wait for every control plane (cluster {i})"
+        );
+    }
+    let status = kubectl_out(
+        &c,
+        0,
+        &["get", "iop", "istio-control-plane-1-14-1", "-n", "istio-system", "-o", "jsonpath={.status.status}"],
+    )
+    .await;
+    assert_eq!(status, "HEALTHY", "cluster-1's control plane is up");
+
+    c.sim.kube[1].stall_rollout("istio-system", "istiod-1-14-1", false);
+    let (rc, t) = mf(&c, &["apply", plan, "--auto-approve"]).await;
+    assert_eq!(rc, 0, "{t}");
+    let (rc, t) = mf(&c, &["drift", plan]).await;
+    assert_eq!(rc, 0, "{t}");
+
+    // istiod of cluster-2 stops being available: the IstioOperator is a finding of its own.
+    c.sim.kube[1].stall_rollout("istio-system", "istiod-1-14-1", true);
+    let o = c.kubectl(1, &["rollout", "restart", "deployment/istiod-1-14-1", "-n", "istio-system"]).await;
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let (rc, t) = mf(&c, &["drift", plan]).await;
+    assert_eq!(rc, 2, "{t}");
+    assert!(t.contains("IstioOperator istio-system/istio-control-plane-1-14-1") && t.contains("not HEALTHY"), "{t}");
+}
+
+/// A canary upgrade as Istio documents it: 1-15-0 declared beside 1-14-1 is installed and
+/// health-gated before any namespace moves to it, the gateways are upgraded in place; then
+/// 1-14-1 removed deletes only its control plane and operator, never the shared ingress gateway.
+/// At every step each workload namespace's revision has an available istiod, and the mesh's
+/// discovery check passes.
+#[tokio::test(flavor = "multi_thread")]
+async fn mci_canary_upgrade_keeps_a_healthy_revision_serving() {
+    let n = 2;
+    let w = bare_world(n);
+    let c = Cloud::start(SimOptions { world: w.clone(), ..SimOptions::default() }).await;
+    c.setup_guides(&w);
+    let plan = "plans/mci-istio.toml";
+    let (rc, t) = mf(&c, &["apply", plan, "--auto-approve"]).await;
+    assert_eq!(rc, 0, "{t}");
+    let uid = |v: serde_json::Value| v["metadata"]["uid"].as_str().unwrap().to_string();
+    let mut gateways = Vec::new();
+    for i in 0..n {
+        gateways.push(uid(kubectl_json(&c, i, &["deployment", "istio-ingressgateway", "-n", "istio-system"]).await));
+    }
+    // The namespace's revision runs an available istiod, and the ingress gateway is the same
+    // object, of the revision `rev`.
+    let serving = async |rev: &str| {
+        for i in 0..n {
+            let label =
+                kubectl_out(&c, i, &["get", "ns", "sample", "-o", "jsonpath={.metadata.labels.istio\\.io/rev}"]).await;
+            assert_eq!(label, rev, "cluster {i}");
+            let istiod = kubectl_json(&c, i, &["deployment", &format!("istiod-{rev}"), "-n", "istio-system"]).await;
+            assert_eq!(istiod["status"]["availableReplicas"], 1, "cluster {i}");
+            let gw = kubectl_json(&c, i, &["deployment", "istio-ingressgateway", "-n", "istio-system"]).await;
+            assert_eq!(uid(gw.clone()), gateways[i], "the ingress gateway is kept in cluster {i}");
+            assert_eq!(gw["metadata"]["labels"]["istio.io/rev"], rev, "cluster {i}");
+        }
+    };
+    serving("1-14-1").await;
+
+    let both = r#"revisions=["1-14-1", "1-15-0"]"#;
+    let (rc, t) = mf(&c, &["plan", plan, "--var", both]).await;
+    assert_eq!(rc, 0, "{t}");
+    assert!(!t.contains("destroyed") && !t.contains("replaced"), "nothing goes during the canary:\n{t}");
+    let (rc, t) = mf(&c, &["apply", plan, "--auto-approve", "--var", both]).await;
+    assert_eq!(rc, 0, "{t}");
+    // Every new control plane is created (so HEALTHY) before the first namespace moves.
+    let at = |needle: &str| t.lines().position(|l| l.contains(needle));
+    let last_cp = w
+        .clusters
+        .iter()
+        .map(|cl| at(&format!("k8s_manifest.istio[\"{},1-15-0\"]: created", cl.name)).unwrap_or_else(|| panic!("{t}")))
+        .max()
+        .unwrap();
+    let first_ns = w
+        .clusters
+        .iter()
+        .map(|cl| {
+            at(&format!("k8s_namespace.workloads[\"{},sample\"]: updated", cl.name)).unwrap_or_else(|| panic!("{t}"))
+        })
+        .min()
+        .unwrap();
+    assert!(last_cp < first_ns, "namespaces move after the new revision is healthy:\n{t}");
+    assert_eq!(t.matches("ok   endpoint discovery").count(), n, "{t}");
+    serving("1-15-0").await;
+    for i in 0..n {
+        assert!(c.exists(i, &["deployment", "istiod-1-14-1", "-n", "istio-system"]).await, "the old one still runs");
+    }
+
+    let (rc, t) = mf(&c, &["apply", plan, "--auto-approve", "--var", r#"revisions=["1-15-0"]"#]).await;
+    assert_eq!(rc, 0, "{t}");
+    serving("1-15-0").await;
+    for i in 0..n {
+        assert!(!c.exists(i, &["deployment", "istiod-1-14-1", "-n", "istio-system"]).await, "cluster {i}");
+        assert!(!c.exists(i, &["iop", "istio-control-plane-1-14-1", "-n", "istio-system"]).await, "cluster {i}");
+        assert!(!c.exists(i, &["deployment", "istio-operator-1-14-1", "-n", "istio-operator"]).await, "cluster {i}");
+        assert!(c.exists(i, &["deployment", "istio-operator-1-15-0", "-n", "istio-operator"]).await, "cluster {i}");
+        assert!(c.exists(i, &["deployment", "istio-eastwestgateway", "-n", "istio-system"]).await, "cluster {i}");
+    }
+    let (rc, t) = mf(&c, &["plan", plan, "--detailed-exitcode", "--var", r#"revisions=["1-15-0"]"#]).await;
+    assert_eq!(rc, 0, "converged:\n{t}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn mci_guide_for_two_clusters() {
     mci_guide(2).await;

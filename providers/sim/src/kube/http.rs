@@ -165,7 +165,12 @@ fn resource(s: &Arc<KubeServer>, c: &Call<'_>) -> KResult<Response> {
         (Method::GET, None, _) if c.q.get("watch").is_some_and(|w| w == "true" || w == "1") => {
             watch(s, def, version, ns, c.q, table)
         }
-        (Method::GET, None, _) => list(s, def, version, ns, c.q, table),
+        (Method::GET, None, _) => {
+            if istio::watches(def) {
+                istio::observe_all(s, &mut s.lock(), ns);
+            }
+            list(s, def, version, ns, c.q, table)
+        }
         (Method::POST, None, _) => post(s, c, &t, dry),
         (Method::GET, Some(n), sub @ (None | Some("status"))) => {
             let mut inner = s.lock();

@@ -99,6 +99,14 @@ pub fn observe(s: &KubeServer, inner: &mut Inner, key: &Key) {
     reconcile(s, inner, key, &iop);
 }
 
+/// [`observe`] of every IstioOperator a list reads (of namespace `ns`; all for "").
+pub fn observe_all(s: &KubeServer, inner: &mut Inner, ns: &str) {
+    let keys: Vec<Key> = inner.objects.keys().filter(|k| is_iop(k) && (ns.is_empty() || k.2 == ns)).cloned().collect();
+    for key in keys {
+        observe(s, inner, &key);
+    }
+}
+
 /// After a DELETE of `key`: an IstioOperator held by the finalizer goes at once when its
 /// operator is there.
 pub fn after_delete(s: &KubeServer, inner: &mut Inner, key: &Key) {

@@ -193,14 +193,26 @@ impl KubeServer {
     }
 
     /// Stalls (or, `false`, frees) the rollout of a Deployment: its pods never become available
-    /// (`Progressing` False, ProgressDeadlineExceeded), as when images cannot be pulled.
+    /// (`Progressing` False, ProgressDeadlineExceeded), as when images cannot be pulled. Freed,
+    /// a stalled rollout completes at once (its pods could start after all).
     pub fn stall_rollout(&self, namespace: &str, name: &str, stalled: bool) {
         let key = (namespace.to_string(), name.to_string());
         let mut inner = self.lock();
         if stalled {
             inner.stalled_rollouts.insert(key);
-        } else {
-            inner.stalled_rollouts.remove(&key);
+            return;
+        }
+        if !inner.stalled_rollouts.remove(&key) {
+            return;
+        }
+        let dkey: Key = ("apps".into(), "deployments".into(), namespace.into(), name.into());
+        if let Some(old) = inner.objects.get(&dkey).cloned() {
+            let mut new = old.clone();
+            controllers::rollout_update(&inner, &old, &mut new);
+            if new != old {
+                state::persist(self, &mut inner, dkey, new, "MODIFIED");
+            }
+            controllers::workloads(self, &mut inner, namespace);
         }
     }
 
