@@ -696,14 +696,14 @@ async fn mci_canary_upgrade_keeps_a_healthy_revision_serving() {
     // The namespace's revision runs an available istiod, and the ingress gateway is the same
     // object, of the revision `rev`.
     let serving = async |rev: &str| {
-        for i in 0..n {
+        for (i, gateway) in gateways.iter().enumerate() {
             let label =
                 kubectl_out(&c, i, &["get", "ns", "sample", "-o", "jsonpath={.metadata.labels.istio\\.io/rev}"]).await;
             assert_eq!(label, rev, "cluster {i}");
             let istiod = kubectl_json(&c, i, &["deployment", &format!("istiod-{rev}"), "-n", "istio-system"]).await;
             assert_eq!(istiod["status"]["availableReplicas"], 1, "cluster {i}");
             let gw = kubectl_json(&c, i, &["deployment", "istio-ingressgateway", "-n", "istio-system"]).await;
-            assert_eq!(uid(gw.clone()), gateways[i], "the ingress gateway is kept in cluster {i}");
+            assert_eq!(&uid(gw.clone()), gateway, "the ingress gateway is kept in cluster {i}");
             assert_eq!(gw["metadata"]["labels"]["istio.io/rev"], rev, "cluster {i}");
         }
     };
