@@ -476,7 +476,27 @@ async fn mci_guide(n: usize) {
     let (rc, t) = mf(&c, &["drift", plan]).await;
     assert_eq!(rc, 0, "{t}");
 
-    let (rc, t) = mf(&c, &["destroy", plan, "--auto-approve"]).await;
+    // The intermediates rotated: each cluster's is new, the mesh's discovery check stays green.
+    let intermediate = async |i: usize| {
+        kubectl_out(&c, i, &["get", "secret", "cacerts", "-n", "istio-system", "-o", "jsonpath={.data.ca-cert\\.pem}"])
+            .await
+    };
+    let mut before = Vec::new();
+    for i in 0..n {
+        before.push(intermediate(i).await);
+    }
+    let (rc, t) = mf(&c, &["apply", plan, "--auto-approve", "--var", "ca_intermediate_version=2"]).await;
+    assert_eq!(rc, 0, "{t}");
+    assert!(t.contains("~ mesh_ca.ca: updated"), "{t}");
+    assert_eq!(t.matches("ok   endpoint discovery").count(), n, "{t}");
+    for (i, old) in before.iter().enumerate() {
+        let now = intermediate(i).await;
+        assert!(!now.is_empty() && &now != old, "cluster {i} has a new intermediate");
+    }
+    let (rc, t) = mf(&c, &["drift", plan, "--var", "ca_intermediate_version=2"]).await;
+    assert_eq!(rc, 0, "{t}");
+
+    let (rc, t) = mf(&c, &["destroy", plan, "--auto-approve", "--var", "ca_intermediate_version=2"]).await;
     assert_eq!(rc, 0, "{t}");
     mci_destroy_left_nothing(&c, n).await;
 }

@@ -911,3 +911,102 @@ async fn plugin_ca_certificates_expiring_within_the_window_are_findings() {
     let o = c.mf(&["drift", "main.toml", "--format", "json"]).await;
     assert!(text(&o).contains("certificate_expiring"), "{}", text(&o));
 }
+
+/// A cluster's cacerts as PEM texts: (the root its chain ends in, its trust bundle's roots,
+/// its intermediate).
+async fn cacerts(c: &Cloud, i: usize) -> (String, Vec<String>, String) {
+    use base64::Engine as _;
+    let o = c.kubectl(i, &["get", "secret", "cacerts", "-n", "istio-system", "-o", "jsonpath={.data}"]).await;
+    let data: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let file = |k: &str| {
+        String::from_utf8(base64::engine::general_purpose::STANDARD.decode(data[k].as_str().unwrap()).unwrap()).unwrap()
+    };
+    let split =
+        |pem: String| -> Vec<String> { pem.split_inclusive("-----END CERTIFICATE-----\n").map(String::from).collect() };
+    let chain = split(file("cert-chain.pem"));
+    assert_eq!(chain.len(), 2, "intermediate, then its root");
+    (chain[1].clone(), split(file("root-cert.pem")), file("ca-cert.pem"))
+}
+
+/// Plugin CA rotation without a window of distrust. Rotating the intermediates reissues each
+/// from the same root, bundle untouched. A root rotates in three applies — trust the new root
+/// beside the old, sign with it, drop the old — and at every step every workload, whether it
+/// holds the certificates and bundle from before the step or after it, can verify every other
+/// cluster's chain. Jumping straight to a new root is refused at plan, naming the step to take;
+/// the old root's key is deleted once it is no longer trusted.
+#[tokio::test(flavor = "multi_thread")]
+async fn plugin_ca_rotates_intermediates_and_the_root_without_a_window_of_distrust() {
+    let c = Cloud::default().await;
+    let plan = |extra: &str| {
+        format!(
+            "[clusters.cluster-1]\nlocation = \"us-central1-a\"\n\n[clusters.cluster-2]\nlocation = \"europe-west1-b\"\n\n[resources.mesh_ca.ca]\nclusters = [\"cluster-1\", \"cluster-2\"]\n{extra}\n"
+        )
+    };
+    let snapshot = async || {
+        let mut v = Vec::new();
+        for i in 0..2 {
+            v.push(cacerts(&c, i).await);
+        }
+        v
+    };
+    // Every chain of `a` and `b` ends in a root every bundle of `a` and `b` holds.
+    let trusted_across = |a: &[(String, Vec<String>, String)], b: &[(String, Vec<String>, String)]| {
+        for (root, _, _) in a.iter().chain(b) {
+            for (_, bundle, _) in a.iter().chain(b) {
+                assert!(bundle.contains(root), "a chain's root missing from a bundle during the step");
+            }
+        }
+    };
+    let step = async |extra: &str| {
+        c.write(&plan(extra));
+        let o = c.mf(&["apply", "main.toml", "--auto-approve"]).await;
+        assert_eq!(code(&o), 0, "{}", text(&o));
+        c.assert_no_changes().await;
+    };
+    step("").await;
+    let first = snapshot().await;
+
+    // Intermediates: new ones, the same root and bundle.
+    c.write(&plan("intermediate_version = 2"));
+    let (rc, t) = c.plan().await;
+    assert!(rc == 2 && t.contains("~ intermediate_version = 1 -> 2") && t.contains("(known after apply)"), "{t}");
+    step("intermediate_version = 2").await;
+    let rotated = snapshot().await;
+    for (a, b) in first.iter().zip(&rotated) {
+        assert_ne!(a.2, b.2, "a new intermediate");
+        assert_eq!((&a.0, &a.1), (&b.0, &b.1), "the same root and bundle");
+    }
+    trusted_across(&first, &rotated);
+
+    // Straight to a new root: refused at plan, nothing changed.
+    c.write(&plan("intermediate_version = 2\nroot_version = 2\ntrusted_root_versions = [2]"));
+    let (rc, t) = c.plan().await;
+    assert_eq!(rc, 1, "{t}");
+    assert!(t.contains("root_version 2 is not yet trusted") && t.contains("trusted_root_versions = [1, 2]"), "{t}");
+    assert_eq!(snapshot().await, rotated);
+
+    let mut before = rotated;
+    for (extra, signer_changes) in [
+        ("trusted_root_versions = [1, 2]", false),
+        ("root_version = 2\ntrusted_root_versions = [1, 2]", true),
+        ("root_version = 2\ntrusted_root_versions = [2]", false),
+    ] {
+        step(&format!("intermediate_version = 2\n{extra}")).await;
+        let after = snapshot().await;
+        trusted_across(&before, &after);
+        for (a, b) in before.iter().zip(&after) {
+            assert_eq!(a.0 != b.0, signer_changes, "{extra}: the signing root changes only when switched");
+        }
+        before = after;
+    }
+    let (root2, bundle, _) = &before[0];
+    assert_eq!(bundle, &vec![root2.clone()], "only the new root is trusted at the end");
+    assert!(!first.iter().any(|(r, _, _)| r == root2), "a new root");
+    let names = kubectl_names(&c, 0).await;
+    assert!(
+        names.contains("secret/istio-root-ca-v2") && !names.contains("secret/istio-root-ca\n"),
+        "the old root's key is gone: {names}"
+    );
+    let o = c.mf(&["drift", "main.toml"]).await;
+    assert_eq!(code(&o), 0, "{}", text(&o));
+}

@@ -5,6 +5,17 @@
 //! CN=Intermediate CA, L=<cluster>, CA with pathlen 0, SAN DNS:istiod.istio-system.svc) written
 //! as the `cacerts` Secret (`ca-cert.pem`, `ca-key.pem`, `root-cert.pem`, `cert-chain.pem`) in
 //! the cluster's `istio-system`. Adding a cluster issues one new intermediate from the same root.
+//!
+//! Rotation, declared: `intermediate_version` changed reissues every intermediate from the same
+//! root (the trust bundle is untouched, so nothing stops trusting anything). A generated root
+//! rotates by versions: `root_version` is the root that signs the intermediates (version 1 kept
+//! in `istio-root-ca`, version N in `istio-root-ca-vN`), `trusted_root_versions` the roots every
+//! cluster's `root-cert.pem` holds (the signer first). A change is accepted only when no window
+//! opens in which a workload holding the old bundle meets a certificate it cannot verify, or the
+//! reverse: the new signer must already be trusted before, and the old signer still trusted after.
+//! So a root rotates in three applies: trust the new root beside the old (`trusted_root_versions
+//! = [1, 2]`), sign with it (`root_version = 2`), then drop the old (`[2]`) once workloads have
+//! restarted; the keys of roots no longer trusted are deleted.
 
 use async_trait::async_trait;
 use base64::Engine as _;
@@ -27,8 +38,67 @@ pub struct MeshCa;
 const NS: &str = "istio-system";
 const ROOT_SECRET: &str = "istio-root-ca";
 
+/// The Secret holding the generated root of `version`.
+fn root_secret(version: i64) -> String {
+    if version <= 1 { ROOT_SECRET.to_string() } else { format!("{ROOT_SECRET}-v{version}") }
+}
+
+fn int(m: &Map, k: &str) -> Option<i64> {
+    match m.get(k) {
+        Some(Value::Int(i)) => Some(*i),
+        _ => None,
+    }
+}
+
+/// The root that signs (1 unless declared).
+fn root_version(m: &Map) -> i64 {
+    int(m, "root_version").unwrap_or(1)
+}
+
+fn intermediate_version(m: &Map) -> i64 {
+    int(m, "intermediate_version").unwrap_or(1)
+}
+
+/// The roots every bundle holds: the signer first, then the others as declared.
+fn trusted(m: &Map) -> Vec<i64> {
+    let signer = root_version(m);
+    let mut out = vec![signer];
+    for v in m.get("trusted_root_versions").and_then(Value::as_list).into_iter().flatten() {
+        if let Value::Int(i) = v
+            && !out.contains(i)
+        {
+            out.push(*i);
+        }
+    }
+    out
+}
+
+/// Whether going from `prior` to `planned` keeps every workload able to verify every other's
+/// certificate: the new signer already trusted by the old bundles, the old signer still trusted
+/// by the new ones. The reason when not.
+fn rotation_gap(prior: &Map, planned: &Map) -> Option<String> {
+    let (old, new) = (root_version(prior), root_version(planned));
+    let (was, will) = (trusted(prior), trusted(planned));
+    if !was.contains(&new) {
+        return Some(format!(
+            "root_version {new} is not yet trusted: workloads holding today's bundle (roots {was:?}) would reject certificates it signs; first apply with trusted_root_versions = {:?} and root_version = {old}, restart workloads, then switch",
+            [was.clone(), vec![new]].concat()
+        ));
+    }
+    if !will.contains(&old) {
+        return Some(format!(
+            "root {old} still signs today's intermediates, so dropping it from trusted_root_versions now would make workloads reject certificates they hold; first switch root_version to {new} keeping {old} trusted, restart workloads, then drop it"
+        ));
+    }
+    None
+}
+
 fn secret(name: &str) -> ObjRef {
     ObjRef { api_version: "v1".into(), kind: "Secret".into(), namespace: Some(NS.into()), name: name.into() }
+}
+
+fn invalid(m: &str) -> ProviderError {
+    ProviderError::new(ErrorKind::Invalid, m.to_string())
 }
 
 fn err(e: impl std::fmt::Display) -> ProviderError {
@@ -79,7 +149,9 @@ struct Root {
 }
 
 impl MeshCa {
-    async fn root(&self, k: &Kube, m: &Map) -> ProviderResult<Root> {
+    /// The root of `version`: the user's files (version 1 only), else the generated one kept in
+    /// its Secret, generated when missing.
+    async fn root(&self, k: &Kube, m: &Map, version: i64) -> ProviderResult<Root> {
         if let (Some(c), Some(kf)) = (s(m, "root_cert_file"), s(m, "root_key_file")) {
             let read = |f: &str| {
                 meshform_engine::files::read_text(&k.dir.join(f))
@@ -88,7 +160,8 @@ impl MeshCa {
             return Ok(Root { cert: read(&c)?, key: read(&kf)? });
         }
         let cluster = root_cluster(m)?;
-        if let Some(sec) = objects::get(k, &cluster, &secret(ROOT_SECRET)).await? {
+        let name = root_secret(version);
+        if let Some(sec) = objects::get(k, &cluster, &secret(&name)).await? {
             let get = |key: &str| {
                 sec["data"][key]
                     .as_str()
@@ -103,13 +176,13 @@ impl MeshCa {
         let cert = root_params()?.self_signed(&key).map_err(err)?;
         let root = Root { cert: cert.pem(), key: key.serialize_pem() };
         let b64 = base64::engine::general_purpose::STANDARD;
-        let doc = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": ROOT_SECRET, "namespace": NS, "labels": {"app.kubernetes.io/managed-by": "meshform"}},
+        let doc = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": NS, "labels": {"app.kubernetes.io/managed-by": "meshform"}},
             "data": {"root-cert.pem": b64.encode(&root.cert), "root-key.pem": b64.encode(&root.key)}});
         objects::apply(k, &cluster, &doc, true, false).await?;
         Ok(root)
     }
 
-    async fn issue(&self, k: &Kube, root: &Root, cluster: &str) -> ProviderResult<String> {
+    async fn issue(&self, k: &Kube, root: &Root, bundle: &str, cluster: &str) -> ProviderResult<String> {
         let root_key = KeyPair::from_pem_and_sign_algo(&root.key, &rcgen::PKCS_RSA_SHA256).map_err(err)?;
         let issuer = Issuer::new(root_params()?, root_key);
         let mut p = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
@@ -123,24 +196,31 @@ impl MeshCa {
         validity(&mut p, 730);
         let key = tokio::task::spawn_blocking(rsa_4096).await.map_err(err)??;
         let cert = p.signed_by(&key, &issuer).map_err(err)?.pem();
-        let b64 = base64::engine::general_purpose::STANDARD;
-        let doc = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "cacerts", "namespace": NS},
-            "data": {"ca-cert.pem": b64.encode(&cert), "ca-key.pem": b64.encode(key.serialize_pem()),
-                     "root-cert.pem": b64.encode(&root.cert), "cert-chain.pem": b64.encode(format!("{cert}{}", root.cert))}});
-        objects::apply(k, cluster, &doc, true, false).await?;
-        Ok(sha256_hex(cert.as_bytes())[..16].to_string())
+        write_cacerts(k, cluster, &cert, &key.serialize_pem(), &root.cert, bundle).await
     }
 
     async fn converge(&self, k: &Kube, prior: Option<&Map>, planned: &Map) -> ProviderResult<Map> {
-        let root = self.root(k, planned).await?;
+        let mut roots = Vec::new();
+        for v in trusted(planned) {
+            roots.push(self.root(k, planned, v).await?);
+        }
+        let bundle: String = roots.iter().map(|r| r.cert.as_str()).collect();
+        let root = &roots[0];
+        let rotate = prior.is_some_and(|p| intermediate_version(p) != intermediate_version(planned));
         let mut issued =
             prior.and_then(|p| p.get("intermediates")).and_then(Value::as_map).cloned().unwrap_or_default();
         let wanted = clusters(planned);
         for c in &wanted {
-            // An intermediate that already chains to this root is kept; otherwise one is issued.
-            let fp = match current(k, c, &root).await? {
-                Some(fp) => fp,
-                None => self.issue(k, &root, c).await?,
+            // An intermediate that already chains to the signing root is kept (its bundle brought
+            // up to date); otherwise, or when rotating, one is issued.
+            let fp = match current(k, c, &root.cert).await? {
+                Some(now) if !rotate => {
+                    if now.bundle != bundle {
+                        write_cacerts(k, c, &now.cert, &now.key, &root.cert, &bundle).await?;
+                    }
+                    now.fingerprint
+                }
+                _ => self.issue(k, root, &bundle, c).await?,
             };
             issued.insert(c.clone(), Value::String(fp));
         }
@@ -148,12 +228,40 @@ impl MeshCa {
             objects::delete(k, &old, &secret("cacerts")).await?;
             issued.remove(&old);
         }
+        // The keys of generated roots no longer trusted go.
+        if s(planned, "root_cert_file").is_none()
+            && let Some(prior) = prior
+        {
+            let keep = trusted(planned);
+            for v in trusted(prior).into_iter().filter(|v| !keep.contains(v)) {
+                objects::delete(k, &root_cluster(prior)?, &secret(&root_secret(v))).await?;
+            }
+        }
         let mut m = planned.clone();
-        m.insert("root_cert".into(), Value::String(root.cert));
+        m.insert("root_cert".into(), Value::String(root.cert.clone()));
+        m.insert("trust_bundle".into(), Value::String(bundle));
         m.insert("intermediates".into(), Value::Map(issued));
         m.insert("id".into(), Value::str(format!("mesh-ca:{}", root_cluster(planned)?)));
         Ok(m)
     }
+}
+
+/// Writes a cluster's `cacerts`: its intermediate and key, the chain to the signing root, and
+/// the trust bundle. The intermediate's fingerprint.
+async fn write_cacerts(
+    k: &Kube,
+    cluster: &str,
+    cert: &str,
+    key: &str,
+    root: &str,
+    bundle: &str,
+) -> ProviderResult<String> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let doc = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "cacerts", "namespace": NS},
+        "data": {"ca-cert.pem": b64.encode(cert), "ca-key.pem": b64.encode(key),
+                 "root-cert.pem": b64.encode(bundle), "cert-chain.pem": b64.encode(format!("{cert}{root}"))}});
+    objects::apply(k, cluster, &doc, true, false).await?;
+    Ok(sha256_hex(cert.as_bytes())[..16].to_string())
 }
 
 fn clusters(m: &Map) -> Vec<String> {
@@ -169,8 +277,16 @@ fn root_cluster(m: &Map) -> ProviderResult<String> {
         .ok_or_else(|| ProviderError::new(ErrorKind::Invalid, "mesh_ca needs `clusters`"))
 }
 
-/// The fingerprint of a cluster's current intermediate, if its cacerts chains to `root`.
-async fn current(k: &Kube, cluster: &str, root: &Root) -> ProviderResult<Option<String>> {
+/// A cluster's `cacerts` as it is, when whole and chained to the signing root.
+struct Current {
+    cert: String,
+    key: String,
+    bundle: String,
+    fingerprint: String,
+}
+
+/// A cluster's current intermediate, if its cacerts chains to the root `root` (PEM).
+async fn current(k: &Kube, cluster: &str, root: &str) -> ProviderResult<Option<Current>> {
     let Some(sec) = objects::get(k, cluster, &secret("cacerts")).await? else { return Ok(None) };
     let get = |key: &str| {
         sec["data"][key]
@@ -181,10 +297,11 @@ async fn current(k: &Kube, cluster: &str, root: &Root) -> ProviderResult<Option<
     // Whole as issued: the chain is the intermediate then the root, and the key is the
     // certificate's; anything else (a key or chain swapped out of band) is issued again.
     match (get("ca-cert.pem"), get("ca-key.pem"), get("cert-chain.pem"), get("root-cert.pem")) {
-        (Some(cert), Some(key), Some(chain), Some(r))
-            if r == root.cert && chain == format!("{cert}{r}") && key_matches(&cert, &key) =>
+        (Some(cert), Some(key), Some(chain), Some(bundle))
+            if chain == format!("{cert}{root}") && bundle.starts_with(root) && key_matches(&cert, &key) =>
         {
-            Ok(Some(sha256_hex(cert.as_bytes())[..16].to_string()))
+            let fingerprint = sha256_hex(cert.as_bytes())[..16].to_string();
+            Ok(Some(Current { cert, key, bundle, fingerprint }))
         }
         _ => Ok(None),
     }
@@ -202,6 +319,31 @@ fn key_matches(cert: &str, key: &str) -> bool {
     };
     let public = pair.der_bytes().to_vec();
     !public.is_empty() && cert_der.windows(public.len()).any(|w| w == public.as_slice())
+}
+
+#[cfg(test)]
+mod rotation_tests {
+    use super::*;
+
+    fn state(signer: i64, trusted: &[i64]) -> Map {
+        Map::from([
+            ("root_version".into(), Value::Int(signer)),
+            ("trusted_root_versions".into(), Value::List(trusted.iter().map(|v| Value::Int(*v)).collect())),
+        ])
+    }
+
+    #[test]
+    fn a_root_rotates_only_through_steps_that_keep_trust() {
+        let steps = [state(1, &[1]), state(1, &[1, 2]), state(2, &[1, 2]), state(2, &[2])];
+        for w in steps.windows(2) {
+            assert_eq!(rotation_gap(&w[0], &w[1]), None, "{:?} -> {:?}", w[0], w[1]);
+        }
+        let jump = rotation_gap(&state(1, &[1]), &state(2, &[2])).unwrap();
+        assert!(jump.contains("root_version 2 is not yet trusted") && jump.contains("[1, 2]"), "{jump}");
+        let drop_signer = rotation_gap(&state(1, &[1, 2]), &state(2, &[2])).unwrap();
+        assert!(drop_signer.contains("root 1 still signs"), "{drop_signer}");
+        assert_eq!(trusted(&state(2, &[1, 2])), vec![2, 1], "the signer comes first in the bundle");
+    }
 }
 
 #[async_trait]
@@ -222,19 +364,78 @@ impl KubeType for MeshCa {
             )
             .attr(st("root_cert_file", Presence::Optional).force_new())
             .attr(st("root_key_file", Presence::Optional).force_new())
+            .attr(
+                AttrSchema::new("intermediate_version", AttrType::Number, Presence::OptionalComputed)
+                    .describe("change it to reissue every intermediate from the same root (default 1)"),
+            )
+            .attr(
+                AttrSchema::new("root_version", AttrType::Number, Presence::OptionalComputed)
+                    .describe("the generated root that signs the intermediates (default 1)"),
+            )
+            .attr(
+                AttrSchema::new(
+                    "trusted_root_versions",
+                    AttrType::List(Box::new(AttrType::Number)),
+                    Presence::OptionalComputed,
+                )
+                .describe("the roots every cluster trusts (default: root_version); see the rotation steps"),
+            )
             .attr(st("root_cert", Presence::Computed))
+            .attr(st("trust_bundle", Presence::Computed))
             .attr(AttrSchema::new("intermediates", AttrType::Map(Box::new(AttrType::String)), Presence::Computed))
             .attr(st("id", Presence::Computed))
     }
 
     async fn plan(&self, _k: &Kube, prior: Option<&Map>, mut p: Planned) -> ProviderResult<Planned> {
         p.attrs.insert("root_cluster".into(), Value::String(root_cluster(&p.attrs)?));
-        // Clusters added or removed change the set of intermediates.
+        let signer = root_version(&p.attrs);
+        let set = |k: &str| p.configured.contains(k);
+        if ["trusted_root_versions", "root_version", "intermediate_version"]
+            .iter()
+            .any(|k| set(k) && matches!(p.attrs.get(*k), Some(Value::Unknown)))
+        {
+            return Ok(p);
+        }
+        let declared: Vec<i64> = match p.attrs.get("trusted_root_versions") {
+            None | Some(Value::Null | Value::Unknown) => vec![signer],
+            Some(Value::List(l)) => {
+                l.iter().filter_map(|v| if let Value::Int(i) = v { Some(*i) } else { None }).collect()
+            }
+            Some(_) => return Err(invalid("`trusted_root_versions` is a list of root versions, such as [1, 2]")),
+        };
+        if signer < 1 || declared.iter().any(|v| *v < 1) || intermediate_version(&p.attrs) < 1 {
+            return Err(invalid("versions count from 1"));
+        }
+        if !declared.contains(&signer) {
+            return Err(invalid(&format!(
+                "root_version {signer} signs the intermediates, so trusted_root_versions must include it (it holds {declared:?})"
+            )));
+        }
+        if s(&p.attrs, "root_cert_file").is_some() && (signer != 1 || declared != [1]) {
+            return Err(invalid(
+                "root versions rotate a generated root; a root from root_cert_file rotates by replacing the files",
+            ));
+        }
+        p.attrs.insert("root_version".into(), Value::Int(signer));
+        p.attrs.insert("trusted_root_versions".into(), Value::List(declared.into_iter().map(Value::Int).collect()));
+        p.attrs.insert("intermediate_version".into(), Value::Int(intermediate_version(&p.attrs)));
         if let Some(prior) = prior {
+            if let Some(gap) = rotation_gap(prior, &p.attrs) {
+                return Err(invalid(&gap));
+            }
+            // Clusters added or removed, or a rotation, change the set of intermediates.
             let issued = prior.get("intermediates").and_then(Value::as_map).cloned().unwrap_or_default();
             let wanted = clusters(&p.attrs);
-            if wanted.iter().any(|c| !issued.contains_key(c)) || issued.keys().any(|c| !wanted.contains(c)) {
+            let rotated =
+                root_version(prior) != signer || intermediate_version(prior) != intermediate_version(&p.attrs);
+            if rotated || wanted.iter().any(|c| !issued.contains_key(c)) || issued.keys().any(|c| !wanted.contains(c)) {
                 p.attrs.insert("intermediates".into(), Value::Unknown);
+            }
+            if root_version(prior) != signer {
+                p.attrs.insert("root_cert".into(), Value::Unknown);
+            }
+            if trusted(prior) != trusted(&p.attrs) {
+                p.attrs.insert("trust_bundle".into(), Value::Unknown);
             }
         }
         Ok(p)
@@ -243,18 +444,28 @@ impl KubeType for MeshCa {
     async fn read(&self, k: &Kube, prior: &Map) -> ProviderResult<Option<Map>> {
         let cluster = root_cluster(prior)?;
         let root_cert = s(prior, "root_cert").unwrap_or_default();
-        let root = Root { cert: root_cert, key: String::new() };
-        if s(prior, "root_cert_file").is_none() && objects::get(k, &cluster, &secret(ROOT_SECRET)).await?.is_none() {
+        if s(prior, "root_cert_file").is_none()
+            && objects::get(k, &cluster, &secret(&root_secret(root_version(prior)))).await?.is_none()
+        {
             return Ok(None);
         }
+        // A bundle out of date or tampered with counts as that cluster's intermediate gone.
+        let bundle = s(prior, "trust_bundle").unwrap_or_else(|| root_cert.clone());
         let mut issued = Map::new();
         for c in clusters(prior) {
-            if let Some(fp) = current(k, &c, &root).await? {
-                issued.insert(c, Value::String(fp));
+            if let Some(now) = current(k, &c, &root_cert).await?
+                && now.bundle == bundle
+            {
+                issued.insert(c, Value::String(now.fingerprint));
             }
         }
         let mut m = prior.clone();
         m.insert("intermediates".into(), Value::Map(issued));
+        // States written before rotation existed hold the defaults.
+        m.entry("root_version".into()).or_insert(Value::Int(1));
+        m.entry("intermediate_version".into()).or_insert(Value::Int(1));
+        m.entry("trusted_root_versions".into()).or_insert_with(|| Value::List(vec![Value::Int(1)]));
+        m.entry("trust_bundle".into()).or_insert(Value::String(bundle));
         Ok(Some(m))
     }
 
@@ -271,7 +482,9 @@ impl KubeType for MeshCa {
             objects::delete(k, &c, &secret("cacerts")).await?;
         }
         if s(prior, "root_cert_file").is_none() {
-            objects::delete(k, &root_cluster(prior)?, &secret(ROOT_SECRET)).await?;
+            for v in trusted(prior) {
+                objects::delete(k, &root_cluster(prior)?, &secret(&root_secret(v))).await?;
+            }
         }
         Ok(())
     }
@@ -288,7 +501,11 @@ impl KubeType for MeshCa {
             .unwrap_or_default();
         Ok(Map::from([
             ("root_cluster".into(), Value::str(id)),
-            ("root_cert".into(), Value::String(cert)),
+            ("root_cert".into(), Value::String(cert.clone())),
+            ("trust_bundle".into(), Value::String(cert)),
+            ("root_version".into(), Value::Int(1)),
+            ("trusted_root_versions".into(), Value::List(vec![Value::Int(1)])),
+            ("intermediate_version".into(), Value::Int(1)),
             ("clusters".into(), Value::List(vec![])),
             ("intermediates".into(), Value::Map(Map::new())),
             ("id".into(), Value::str(format!("mesh-ca:{id}"))),
