@@ -178,8 +178,16 @@ pub async fn apply(
             s.set_clusters(&values, &r.clusters);
             r.clone()
         }
-        None => Arc::new(Reads::with_clusters(s.read_clusters(&values).await?)),
+        None => Arc::new(Reads::with_clusters(s.read_clusters(&values, state).await?)),
     };
+    // How to reach every declared cluster is durable before anything is made in it, so that its
+    // objects can still be removed after it leaves [clusters].
+    let mut recorded = state.clusters.clone();
+    recorded.extend(s.cluster_configs(&values)?);
+    if recorded != state.clusters {
+        state.clusters = recorded;
+        locked.write(state).await.map_err(|m| Diagnostics::from(Diagnostic::global(m)))?;
+    }
     // Objects referenced but outside a targeted plan resolve to their recorded values.
     for r in state.objects.values() {
         values.set(
@@ -213,6 +221,8 @@ pub async fn apply(
         ..ApplyReport::default()
     };
     let complete = report.success();
+    let lives = s.clusters_in(state);
+    state.clusters.retain(|n, _| lives.contains(n));
     if complete && plan.mode == crate::plan::Mode::Normal {
         let outputs = outputs_of(s, &values);
         state.outputs = outputs.clone();

@@ -41,7 +41,7 @@ pub async fn import(s: &Session, state: &mut State, addr: &Addr, id: &str) -> Re
         )));
     }
     s.configure().await?;
-    let clusters = s.read_clusters(&Values::for_session(s)).await?;
+    let clusters = s.read_clusters(&Values::for_session(s), &crate::state::State::new()).await?;
     let Some((p, schema)) = s.provider_of(addr) else { return Err(global("no provider for that type".into())) };
     let obj = p
         .import(&addr.block.ty, id, &s.ctx(p.as_ref(), &clusters))

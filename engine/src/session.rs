@@ -355,37 +355,87 @@ impl Session {
         if diags.has_errors() { Err(diags) } else { Ok((out, sensitive)) }
     }
 
-    /// Reads every declared cluster (concurrently); they are the context of every provider call.
-    pub async fn read_clusters(&self, values: &Values) -> Result<Arc<BTreeMap<String, Map>>, Diagnostics> {
-        let clusters: Vec<&Addr> =
-            self.graph.instances.iter().map(|i| &i.addr).filter(|a| a.block.mode == Mode::Cluster).collect();
-        let empty = Arc::new(BTreeMap::new());
-        let reads = clusters.iter().map(|addr| {
-            let empty = empty.clone();
-            async move {
-                let (mut config, _) = self.eval_instance(addr, values)?;
-                // A cluster's name defaults to its table key.
-                config.entry("name".to_string()).or_insert_with(|| Value::String(addr.block.name.clone()));
-                let span = self.graph.block_of(&self.cfg, addr).map_or(Default::default(), |b| b.span);
-                if config.values().any(Value::has_unknown) {
-                    return Err(Diagnostics::from(
-                        Diagnostic::error("cluster settings must be known before planning", span)
-                            .help("use variables and literals in [clusters] tables"),
-                    ));
+    /// The settings of every declared cluster, evaluated (its name defaulting to its key); they
+    /// must be known before planning.
+    pub fn cluster_configs(&self, values: &Values) -> Result<BTreeMap<String, Map>, Diagnostics> {
+        let mut diags = Diagnostics::default();
+        let mut out = BTreeMap::new();
+        for addr in self.graph.instances.iter().map(|i| &i.addr).filter(|a| a.block.mode == Mode::Cluster) {
+            let (mut config, _) = match self.eval_instance(addr, values) {
+                Ok(c) => c,
+                Err(d) => {
+                    diags.0.extend(d.0);
+                    continue;
                 }
-                let (p, _) = self
-                    .provider_of(addr)
-                    .ok_or_else(|| Diagnostics::from(Diagnostic::global("no cluster provider")))?;
-                let ctx = self.ctx(p.as_ref(), &empty);
-                match p.read_data(&addr.block.ty, &config, &ctx).await {
-                    Ok(obj) => Ok((addr.block.name.clone(), obj.attrs)),
-                    Err(e) => Err(Diagnostics::from(
-                        Diagnostic::error(format!("cannot look up cluster `{}`", addr.block.name), span)
-                            .label(e.to_string()),
-                    )),
+            };
+            config.entry("name".to_string()).or_insert_with(|| Value::String(addr.block.name.clone()));
+            if config.values().any(Value::has_unknown) {
+                let span = self.graph.block_of(&self.cfg, addr).map_or(Default::default(), |b| b.span);
+                diags.push(
+                    Diagnostic::error("cluster settings must be known before planning", span)
+                        .help("use variables and literals in [clusters] tables"),
+                );
+                continue;
+            }
+            out.insert(addr.block.name.clone(), config);
+        }
+        if diags.has_errors() { Err(diags) } else { Ok(out) }
+    }
+
+    /// Reads every declared cluster (concurrently), and every cluster that left `[clusters]` while
+    /// objects of `state` still live in it (looked up with its recorded settings, so they can be
+    /// read and deleted); they are the context of every provider call.
+    pub async fn read_clusters(
+        &self,
+        values: &Values,
+        state: &crate::state::State,
+    ) -> Result<Arc<BTreeMap<String, Map>>, Diagnostics> {
+        let declared = self.cluster_configs(values)?;
+        let mut departed: Vec<(String, Map)> = Vec::new();
+        for name in self.clusters_in(state).into_iter().filter(|n| !declared.contains_key(n)) {
+            match state.clusters.get(&name) {
+                Some(config) => departed.push((name, config.clone())),
+                None => {
+                    return Err(Diagnostics::from(Diagnostic::global(format!(
+                        "objects in state live in cluster `{name}`, which is not declared under [clusters] and whose settings the state does not record (it was written before meshform recorded them): declare it again so its objects can be removed, or, if the cluster is gone, `meshform state rm` them"
+                    ))));
                 }
             }
-        });
+        }
+        let empty = Arc::new(BTreeMap::new());
+        let Some((p, _)) = self.registry.lookup(true, crate::addr::CLUSTER_TYPE) else {
+            return if declared.is_empty() && departed.is_empty() {
+                Ok(empty)
+            } else {
+                Err(Diagnostics::from(Diagnostic::global("no cluster provider")))
+            };
+        };
+        let span_of = |name: &str| {
+            self.cfg
+                .blocks
+                .values()
+                .find(|b| b.addr.mode == Mode::Cluster && b.addr.name == name)
+                .map_or(Default::default(), |b| b.span)
+        };
+        let reads = declared.iter().map(|(n, c)| (n, c, true)).chain(departed.iter().map(|(n, c)| (n, c, false))).map(
+            |(name, config, is_declared)| {
+                let (p, empty) = (p.clone(), empty.clone());
+                async move {
+                    let ctx = self.ctx(p.as_ref(), &empty);
+                    match p.read_data(crate::addr::CLUSTER_TYPE, config, &ctx).await {
+                        Ok(obj) => Ok((name.clone(), obj.attrs)),
+                        Err(e) if is_declared => Err(Diagnostics::from(
+                            Diagnostic::error(format!("cannot look up cluster `{name}`"), span_of(name))
+                                .label(e.to_string()),
+                        )),
+                        Err(e) => Err(Diagnostics::from(Diagnostic::global(format!(
+                            "cluster `{name}` left [clusters] but objects in state still live in it, and it cannot be looked up with the settings recorded for it ({}): {e}; declare it again so its objects can be removed, or, if the cluster is gone, `meshform state rm` them",
+                            describe_config(config)
+                        )))),
+                    }
+                }
+            },
+        );
         let results = futures::future::join_all(reads).await;
         let mut diags = Diagnostics::default();
         let mut out = BTreeMap::new();
@@ -400,8 +450,31 @@ impl Session {
         if diags.has_errors() {
             return Err(collapse_same(diags));
         }
-        self.set_clusters(values, &out);
+        let declared_only: BTreeMap<String, Map> =
+            out.iter().filter(|(n, _)| declared.contains_key(*n)).map(|(n, a)| (n.clone(), a.clone())).collect();
+        self.set_clusters(values, &declared_only);
         Ok(Arc::new(out))
+    }
+
+    /// The clusters objects of `state` live in (name), by the attributes their types' schemas
+    /// mark as naming clusters.
+    pub fn clusters_in(&self, state: &crate::state::State) -> std::collections::BTreeSet<String> {
+        let mut out = std::collections::BTreeSet::new();
+        for r in state.objects.values() {
+            let Some((_, schema)) = self.registry.lookup(false, &r.ty) else { continue };
+            for a in schema.attrs.iter().filter(|a| a.names_cluster) {
+                match r.attributes.get(&a.name) {
+                    Some(Value::String(s)) => {
+                        out.insert(s.clone());
+                    }
+                    Some(Value::List(l)) => {
+                        out.extend(l.iter().filter_map(|x| if let Value::String(s) = x { Some(s.clone()) } else { None }))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        out
     }
 
     /// Makes clusters read earlier in this run the values of `[clusters.NAME]` references.
@@ -411,6 +484,11 @@ impl Session {
             values.set(Addr { block, key: None }, ObjectValue { attrs: attrs.clone(), sensitive: Default::default() });
         }
     }
+}
+
+/// A cluster's recorded settings, for a message: `key value` pairs.
+fn describe_config(config: &Map) -> String {
+    config.iter().filter_map(|(k, v)| v.to_interpolated().map(|v| format!("{k} {v}"))).collect::<Vec<_>>().join(", ")
 }
 
 /// The values of instances known so far in a run; what references resolve to.

@@ -119,7 +119,7 @@ pub async fn plan_reusing(
             s.set_clusters(&values, &r.clusters);
             r
         }
-        None => Arc::new(Reads::with_clusters(s.read_clusters(&values).await?)),
+        None => Arc::new(Reads::with_clusters(s.read_clusters(&values, state).await?)),
     };
     let clusters = reads.clusters.clone();
     let sem = Semaphore::new(opts.parallelism.max(1));

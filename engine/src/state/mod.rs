@@ -89,6 +89,11 @@ pub struct State {
     /// Output values after the last apply (sensitive ones redacted).
     #[serde(default)]
     pub outputs: Map,
+    /// How to look up again each cluster objects of this state live in (its `[clusters.NAME]`
+    /// settings as last declared), so that objects in a cluster that left `[clusters]` can still
+    /// be read and deleted.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub clusters: BTreeMap<String, Map>,
 }
 
 impl State {
@@ -102,6 +107,7 @@ impl State {
             meshform_version: env!("CARGO_PKG_VERSION").to_string(),
             objects: BTreeMap::new(),
             outputs: Map::new(),
+            clusters: BTreeMap::new(),
         }
     }
 }
