@@ -857,8 +857,7 @@ async fn grow_and_shrink(plan: &str, w: World) {
     let c = Cloud::start(SimOptions { world: w.clone(), ..SimOptions::default() }).await;
     c.setup_guides(&w);
     let step = async |k: usize| {
-        let map: Vec<String> =
-            w.clusters[..k].iter().map(|c| format!("\"{}\" = \"{}\"", c.name, c.location)).collect();
+        let map: Vec<String> = w.clusters[..k].iter().map(|c| format!("\"{}\" = \"{}\"", c.name, c.location)).collect();
         std::fs::write(c.dir.path().join("clusters.toml"), format!("clusters = {{ {} }}\n", map.join(", "))).unwrap();
         let (rc, t) = mf(&c, &["validate", plan, "--var-file", "clusters.toml"]).await;
         assert_eq!(rc, 0, "{k} clusters: {t}");
@@ -878,9 +877,7 @@ async fn grow_and_shrink(plan: &str, w: World) {
     assert_eq!(fleet_footprint(&c, &w).await, alone, "as before the others joined");
     let remote = |i: usize| {
         let c = &c;
-        async move {
-            kubectl_out(c, i, &["get", "secrets", "-A", "-l", "istio/multiCluster=true", "-o", "name"]).await
-        }
+        async move { kubectl_out(c, i, &["get", "secrets", "-A", "-l", "istio/multiCluster=true", "-o", "name"]).await }
     };
     assert_eq!(remote(0).await.trim(), "", "no remote secrets in cluster-1");
     for i in 1..3 {

@@ -1010,3 +1010,48 @@ async fn plugin_ca_rotates_intermediates_and_the_root_without_a_window_of_distru
     let o = c.mf(&["drift", "main.toml"]).await;
     assert_eq!(code(&o), 0, "{}", text(&o));
 }
+
+/// A cluster that leaves [clusters] while objects of the state live in it: the state recorded how
+/// to look it up, so its objects are deleted; when it cannot be looked up any more (gone), plan
+/// fails naming it and the ways out, changing nothing, and `state rm` of its objects lets the
+/// plan go on.
+#[tokio::test(flavor = "multi_thread")]
+async fn objects_in_a_cluster_that_left_are_deleted_or_named_when_it_is_gone() {
+    let c = Cloud::default().await;
+    let both = "[clusters.cluster-1]\nlocation = \"us-central1-a\"\n\n[clusters.cluster-2]\nlocation = \"europe-west1-b\"\n\n[resources.k8s_namespace.team]\nfor_each = \"${clusters}\"\ncluster = \"${each.key}\"\nname = \"team\"\n";
+    let one = "[clusters.cluster-1]\nlocation = \"us-central1-a\"\n\n[resources.k8s_namespace.team]\nfor_each = \"${clusters}\"\ncluster = \"${each.key}\"\nname = \"team\"\n";
+    c.write(both);
+    c.apply().await;
+    let state_path = c.dir.path().join("main.state.json");
+    let state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&state_path).unwrap()).unwrap();
+    assert_eq!(state["clusters"]["cluster-2"]["location"], "europe-west1-b", "{state}");
+
+    // Left, still there: its namespace is deleted.
+    c.write(one);
+    let (rc, t) = c.plan().await;
+    assert!(rc == 2 && t.contains("- k8s_namespace.team[\"cluster-2\"]"), "{t}");
+    c.apply().await;
+    assert!(!c.exists(1, &["ns", "team"]).await, "deleted from the cluster that left");
+    c.assert_no_changes().await;
+    let state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&state_path).unwrap()).unwrap();
+    assert!(state["clusters"].get("cluster-2").is_none(), "nothing lives there any more: {state}");
+
+    // Back in, then gone (its recorded location no longer finds it).
+    c.write(both);
+    c.apply().await;
+    c.write(one);
+    let mut state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&state_path).unwrap()).unwrap();
+    state["clusters"]["cluster-2"]["location"] = "europe-west9-z".into();
+    std::fs::write(&state_path, serde_json::to_string(&state).unwrap()).unwrap();
+    let before = std::fs::read_to_string(&state_path).unwrap();
+    let (rc, t) = c.plan().await;
+    assert_eq!(rc, 1, "{t}");
+    assert!(
+        t.contains("cluster `cluster-2` left [clusters]") && t.contains("europe-west9-z") && t.contains("state rm"),
+        "{t}"
+    );
+    assert_eq!(std::fs::read_to_string(&state_path).unwrap(), before, "nothing changed");
+    let o = c.mf(&["state", "rm", "main.toml", "k8s_namespace.team[\"cluster-2\"]"]).await;
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    c.assert_no_changes().await;
+}

@@ -467,9 +467,8 @@ impl Session {
                     Some(Value::String(s)) => {
                         out.insert(s.clone());
                     }
-                    Some(Value::List(l)) => {
-                        out.extend(l.iter().filter_map(|x| if let Value::String(s) = x { Some(s.clone()) } else { None }))
-                    }
+                    Some(Value::List(l)) => out
+                        .extend(l.iter().filter_map(|x| if let Value::String(s) = x { Some(s.clone()) } else { None })),
                     _ => {}
                 }
             }
