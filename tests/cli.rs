@@ -385,3 +385,29 @@ fn output_into_a_closed_pipe_ends_quietly() {
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(out.status.signal(), Some(13), "ended by SIGPIPE: {:?} {err}", out.status);
 }
+
+/// `for_each` keys must be known without reading or making anything: one that depends on an
+/// object's value known only after apply fails validate at the expression, saying why and what
+/// it may use, and nothing is written.
+#[test]
+fn a_for_each_known_only_after_apply_fails_validate_at_its_expression() {
+    let d = Dir::new(
+        "[resources.meshform_data.a]\ninput = \"x\"\n\n[resources.meshform_data.per_item]\nfor_each = \"${meshform_data.a.output}\"\ninput = \"${each.key}\"\n\n[resources.meshform_data.per_key]\nfor_each = \"${[meshform_data.a.output]}\"\ninput = \"${each.key}\"\n",
+    );
+    for cmd in ["validate", "plan"] {
+        let o = d.run(&[cmd, "main.toml"]);
+        let t = text(&o);
+        assert_eq!(code(&o), 1, "{t}");
+        assert!(
+            t.contains("main.toml:5:15: invalid `for_each`")
+                && t.contains("for_each depends on values known only after apply; it may use variables, literals and the cluster set"),
+            "{t}"
+        );
+        assert!(
+            t.contains("main.toml:9:15: invalid `for_each`")
+                && t.contains("for_each holds a value known only after apply"),
+            "{t}"
+        );
+    }
+    assert!(!d.path("main.state.json").exists());
+}
