@@ -52,5 +52,12 @@ pub async fn import(s: &Session, state: &mut State, addr: &Addr, id: &str) -> Re
     let deps = s.graph.instances[s.graph.index[addr]].deps.iter().map(|&d| s.graph.instances[d].addr.clone()).collect();
     let record = ObjectRecord::new(addr.clone(), &addr.block.ty, obj.attrs, &sensitive, deps);
     state.objects.insert(addr.clone(), record.clone());
+    // How to reach the clusters it lives in, as apply records them.
+    let declared = s.cluster_configs(&Values::for_session(s))?;
+    for name in s.clusters_in(state) {
+        if let Some(config) = declared.get(&name) {
+            state.clusters.insert(name, config.clone());
+        }
+    }
     Ok(Imported { record, notes: obj.notes })
 }

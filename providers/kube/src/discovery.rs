@@ -94,16 +94,29 @@ pub async fn check(k: &Kube, args: &Map) -> ProviderResult<(bool, String)> {
         Ok(s) => found.push((cluster.clone(), versions_of(k, &cluster, &namespace, &ready_pods(&s)).await?)),
         Err(e) => problems.push(format!("`{cluster}` (its own): {e}")),
     }
-    // Every remote cluster's, through the remote secret istiod reads.
-    for remote in list(args, "remotes")? {
-        let pair = format!("`{cluster}` → `{remote}`");
-        match remote_client(k, &remote, &cluster, &secrets).await? {
-            Err(why) => problems.push(format!("{pair}: {why}")),
-            Ok(c) => match c.get(&path).await {
-                Ok(s) => found.push((remote.clone(), versions_of(k, &remote, &namespace, &ready_pods(&s)).await?)),
-                Err(e) => problems
-                    .push(format!("{pair}: the remote secret's kubeconfig cannot list {service}'s endpoints: {e}")),
-            },
+    // Every remote cluster's, through the remote secret istiod reads; all at once, as istiod
+    // watches them (each cluster's request budget still bounds what reaches it), reported in
+    // the order given.
+    let remotes = list(args, "remotes")?;
+    let reads = remotes.iter().map(|remote| {
+        let (cluster, secrets, path, namespace, service) = (&cluster, &secrets, &path, &namespace, &service);
+        async move {
+            let pair = format!("`{cluster}` → `{remote}`");
+            Ok::<_, ProviderError>(match remote_client(k, remote, cluster, secrets).await? {
+                Err(why) => Err(format!("{pair}: {why}")),
+                Ok(c) => match c.get(path).await {
+                    Ok(s) => Ok((remote.clone(), versions_of(k, remote, namespace, &ready_pods(&s)).await?)),
+                    Err(e) => {
+                        Err(format!("{pair}: the remote secret's kubeconfig cannot list {service}'s endpoints: {e}"))
+                    }
+                },
+            })
+        }
+    });
+    for r in futures::future::join_all(reads).await {
+        match r? {
+            Ok(f) => found.push(f),
+            Err(p) => problems.push(p),
         }
     }
     let seen: BTreeSet<String> = found.iter().flat_map(|(_, v)| v.iter().cloned()).collect();
