@@ -110,16 +110,23 @@ async fn the_istio_operator_reconciles_its_revision_only() {
         get(&e, 0, &["iop", "cp-1-14-1", "-n", "istio-system", "-o", "jsonpath={.metadata.finalizers}"]).await;
     assert!(finalizers.contains("istio-finalizer.install.istio.io"), "{finalizers}");
 
+    takeover_prune_and_finalizer(&e).await;
+}
+
+/// A 1-15-0 control plane that also declares the ingress gateway takes it over; deleting 1-14-1
+/// prunes only what is still its own; without its operator an IstioOperator waits on its
+/// finalizer.
+async fn takeover_prune_and_finalizer(e: &Env) {
     // A 1-15-0 control plane that also declares the ingress gateway takes it over.
-    apply(&e, 0, &iop("cp-1-15-0", "1-15-0", "default", true)).await;
+    apply(e, 0, &iop("cp-1-15-0", "1-15-0", "default", true)).await;
     for read in 0.. {
-        if iop_status(&e, "cp-1-15-0").await == "HEALTHY" {
+        if iop_status(e, "cp-1-15-0").await == "HEALTHY" {
             break;
         }
         assert!(read < 10, "cp-1-15-0 reconciled after a few reads");
     }
     let rev = get(
-        &e,
+        e,
         0,
         &["deploy", "istio-ingressgateway", "-n", "istio-system", "-o", "jsonpath={.metadata.labels.istio\\.io/rev}"],
     )
@@ -128,7 +135,7 @@ async fn the_istio_operator_reconciles_its_revision_only() {
     // Deleting 1-14-1 prunes its istiod, not the gateway 1-15-0 now owns.
     let o = e.kubectl(0, &["delete", "iop", "cp-1-14-1", "-n", "istio-system"]).await;
     assert_eq!(o.code, 0, "{}", o.stderr);
-    let left = get(&e, 0, &["deploy", "-n", "istio-system", "-o", "name"]).await;
+    let left = get(e, 0, &["deploy", "-n", "istio-system", "-o", "name"]).await;
     assert!(
         !left.contains("istiod-1-14-1") && left.contains("istiod-1-15-0") && left.contains("istio-ingressgateway"),
         "{left}"
@@ -138,10 +145,10 @@ async fn the_istio_operator_reconciles_its_revision_only() {
     let o = e.kubectl(0, &["delete", "iop", "cp-1-15-0", "-n", "istio-system", "--wait=false"]).await;
     assert_eq!(o.code, 0, "{}", o.stderr);
     let stuck =
-        get(&e, 0, &["iop", "cp-1-15-0", "-n", "istio-system", "-o", "jsonpath={.metadata.deletionTimestamp}"]).await;
+        get(e, 0, &["iop", "cp-1-15-0", "-n", "istio-system", "-o", "jsonpath={.metadata.deletionTimestamp}"]).await;
     assert!(!stuck.is_empty(), "marked for deletion, still there");
     assert!(
-        get(&e, 0, &["deploy", "-n", "istio-system", "-o", "name"]).await.contains("istiod-1-15-0"),
+        get(e, 0, &["deploy", "-n", "istio-system", "-o", "name"]).await.contains("istiod-1-15-0"),
         "nothing pruned"
     );
     let o = e
@@ -167,15 +174,17 @@ async fn the_istio_operator_reconciles_its_revision_only() {
     );
 }
 
+/// A LoadBalancer Service of namespace web with these annotation lines.
+fn lb(name: &str, notes: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n  namespace: web\n  annotations:\n{notes}spec:\n  type: LoadBalancer\n  selector:\n    app: web\n  ports:\n  - name: https\n    port: 443\n    targetPort: 8443\n"
+    )
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn gke_serves_load_balancers_negs_and_multi_cluster_ingress() {
     let e = Env::start(bare()).await;
     apply(&e, 0, "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: web\n").await;
-    let lb = |name: &str, notes: &str| {
-        format!(
-            "apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n  namespace: web\n  annotations:\n{notes}spec:\n  type: LoadBalancer\n  selector:\n    app: web\n  ports:\n  - name: https\n    port: 443\n    targetPort: 8443\n"
-        )
-    };
     apply(&e, 0, &lb("internal", "    networking.gke.io/load-balancer-type: Internal\n")).await;
     apply(&e, 0, &lb("external", "    team: web\n")).await;
     async fn ip(e: &Env, name: &str) -> String {
@@ -200,11 +209,18 @@ async fn gke_serves_load_balancers_negs_and_multi_cluster_ingress() {
     assert!(ip(&e, "internal").await.starts_with(&format!("{prefix}.")), "internal: from {range}");
     assert!(ip(&e, "external").await.starts_with("34."), "external");
 
+    negs(&e).await;
+    multi_cluster_ingress(&e).await;
+}
+
+/// exposed_ports with a custom name: GKE's NEG controller makes the NEG, described as its own;
+/// one of that name it did not make is left alone; the annotation removed, its NEG goes.
+async fn negs(e: &Env) {
     // exposed_ports with a custom name: GKE's NEG controller makes the NEG, described as its own.
     let neg = |name: &str| {
         format!("    cloud.google.com/neg: '{{\"exposed_ports\": {{\"443\": {{\"name\": \"{name}\"}}}}}}'\n")
     };
-    apply(&e, 0, &lb("gw", &neg("gw-neg"))).await;
+    apply(e, 0, &lb("gw", &neg("gw-neg"))).await;
     let negs = Env::json(e.gcloud(&["compute", "network-endpoint-groups", "list", "--format=json"]).await.ok());
     let made = negs.as_array().unwrap().iter().find(|n| n["name"] == "gw-neg").expect("the NEG is made");
     let desc: serde_json::Value = serde_json::from_str(made["description"].as_str().unwrap()).unwrap();
@@ -214,7 +230,7 @@ async fn gke_serves_load_balancers_negs_and_multi_cluster_ingress() {
     );
     assert!(made["zone"].as_str().unwrap().ends_with("/us-central1-a"));
     let status = get(
-        &e,
+        e,
         0,
         &["svc", "gw", "-n", "web", "-o", "jsonpath={.metadata.annotations.cloud\\.google\\.com/neg-status}"],
     )
@@ -237,8 +253,8 @@ async fn gke_serves_load_balancers_negs_and_multi_cluster_ingress() {
     ])
     .await
     .ok();
-    apply(&e, 0, &lb("other", &neg("taken"))).await;
-    let status = get(&e, 0, &["svc", "other", "-n", "web", "-o", "jsonpath={.metadata.annotations}"]).await;
+    apply(e, 0, &lb("other", &neg("taken"))).await;
+    let status = get(e, 0, &["svc", "other", "-n", "web", "-o", "jsonpath={.metadata.annotations}"]).await;
     assert!(!status.contains("neg-status"), "not synced: {status}");
     let taken = Env::json(
         e.gcloud(&[
@@ -259,25 +275,27 @@ async fn gke_serves_load_balancers_negs_and_multi_cluster_ingress() {
     assert_eq!(o.code, 0, "{}", o.stderr);
     let names = e.gcloud(&["compute", "network-endpoint-groups", "list", "--format=value(name)"]).await;
     assert_eq!(names.ok().stdout.trim(), "taken");
-    let notes = get(&e, 0, &["svc", "gw", "-n", "web", "-o", "jsonpath={.metadata.annotations}"]).await;
+    let notes = get(e, 0, &["svc", "gw", "-n", "web", "-o", "jsonpath={.metadata.annotations}"]).await;
     assert!(!notes.contains("neg-status"), "{notes}");
+}
 
-    // Multi Cluster Ingress: nothing without the fleet feature; with it, the VIP of the static IP
-    // and the MCS derived into both members.
+/// Multi Cluster Ingress: nothing without the fleet feature; with it, the VIP of the static IP
+/// and the MCS derived into both members, removed with it.
+async fn multi_cluster_ingress(e: &Env) {
     e.gcloud(&["compute", "addresses", "create", "mci-ip", "--global"]).await.ok();
     let addr =
         Env::json(e.gcloud(&["compute", "addresses", "describe", "mci-ip", "--global", "--format=json"]).await.ok());
     for i in 0..2 {
-        apply(&e, i, "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: web\n").await;
+        apply(e, i, "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: web\n").await;
     }
     let mcs = "apiVersion: networking.gke.io/v1\nkind: MultiClusterService\nmetadata:\n  name: web\n  namespace: web\nspec:\n  template:\n    spec:\n      selector:\n        app: web\n      ports:\n      - name: https\n        protocol: TCP\n        port: 443\n        targetPort: 8443\n";
     let mci = "apiVersion: networking.gke.io/v1\nkind: MultiClusterIngress\nmetadata:\n  name: web\n  namespace: web\n  annotations:\n    networking.gke.io/static-ip: mci-ip\nspec:\n  template:\n    spec:\n      backend:\n        serviceName: web\n        servicePort: 443\n";
-    apply(&e, 0, mcs).await;
-    apply(&e, 0, mci).await;
+    apply(e, 0, mcs).await;
+    apply(e, 0, mci).await;
     async fn vip(e: &Env) -> String {
         get(e, 0, &["mci", "web", "-n", "web", "-o", "jsonpath={.status.VIP}"]).await
     }
-    assert_eq!(vip(&e).await, "", "no fleet feature, no controller");
+    assert_eq!(vip(e).await, "", "no fleet feature, no controller");
     for (c, zone) in [("cluster-1", "us-central1-a"), ("cluster-2", "europe-west1-b")] {
         let region = &zone[..zone.len() - 2];
         e.gcloud(&[
@@ -297,15 +315,15 @@ async fn gke_serves_load_balancers_negs_and_multi_cluster_ingress() {
     e.gcloud(&["container", "fleet", "ingress", "enable", "--config-membership=cluster-1", "--location=us-central1"])
         .await
         .ok();
-    assert_eq!(vip(&e).await, addr["address"].as_str().unwrap(), "the static IP is the VIP");
+    assert_eq!(vip(e).await, addr["address"].as_str().unwrap(), "the static IP is the VIP");
     for i in 0..2 {
-        let derived = get(&e, i, &["svc", "-n", "web", "-o", "name"]).await;
+        let derived = get(e, i, &["svc", "-n", "web", "-o", "name"]).await;
         assert!(derived.contains("service/mci-web-svc-"), "cluster {i}: {derived}");
     }
     let o = e.kubectl(0, &["delete", "mcs", "web", "-n", "web"]).await;
     assert_eq!(o.code, 0, "{}", o.stderr);
     for i in 0..2 {
-        let derived = get(&e, i, &["svc", "-n", "web", "-o", "name"]).await;
+        let derived = get(e, i, &["svc", "-n", "web", "-o", "name"]).await;
         assert!(!derived.contains("mci-web-svc-"), "cluster {i}: {derived}");
     }
     let names = e.gcloud(&["compute", "network-endpoint-groups", "list", "--format=value(name)"]).await;

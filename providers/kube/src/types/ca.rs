@@ -321,31 +321,6 @@ fn key_matches(cert: &str, key: &str) -> bool {
     !public.is_empty() && cert_der.windows(public.len()).any(|w| w == public.as_slice())
 }
 
-#[cfg(test)]
-mod rotation_tests {
-    use super::*;
-
-    fn state(signer: i64, trusted: &[i64]) -> Map {
-        Map::from([
-            ("root_version".into(), Value::Int(signer)),
-            ("trusted_root_versions".into(), Value::List(trusted.iter().map(|v| Value::Int(*v)).collect())),
-        ])
-    }
-
-    #[test]
-    fn a_root_rotates_only_through_steps_that_keep_trust() {
-        let steps = [state(1, &[1]), state(1, &[1, 2]), state(2, &[1, 2]), state(2, &[2])];
-        for w in steps.windows(2) {
-            assert_eq!(rotation_gap(&w[0], &w[1]), None, "{:?} -> {:?}", w[0], w[1]);
-        }
-        let jump = rotation_gap(&state(1, &[1]), &state(2, &[2])).unwrap();
-        assert!(jump.contains("root_version 2 is not yet trusted") && jump.contains("[1, 2]"), "{jump}");
-        let drop_signer = rotation_gap(&state(1, &[1, 2]), &state(2, &[2])).unwrap();
-        assert!(drop_signer.contains("root 1 still signs"), "{drop_signer}");
-        assert_eq!(trusted(&state(2, &[1, 2])), vec![2, 1], "the signer comes first in the bundle");
-    }
-}
-
 #[async_trait]
 impl KubeType for MeshCa {
     fn schema(&self) -> TypeSchema {
@@ -563,4 +538,29 @@ fn expiries(pem: &[u8]) -> Vec<(String, i64)> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod rotation_tests {
+    use super::*;
+
+    fn state(signer: i64, trusted: &[i64]) -> Map {
+        Map::from([
+            ("root_version".into(), Value::Int(signer)),
+            ("trusted_root_versions".into(), Value::List(trusted.iter().map(|v| Value::Int(*v)).collect())),
+        ])
+    }
+
+    #[test]
+    fn a_root_rotates_only_through_steps_that_keep_trust() {
+        let steps = [state(1, &[1]), state(1, &[1, 2]), state(2, &[1, 2]), state(2, &[2])];
+        for w in steps.windows(2) {
+            assert_eq!(rotation_gap(&w[0], &w[1]), None, "{:?} -> {:?}", w[0], w[1]);
+        }
+        let jump = rotation_gap(&state(1, &[1]), &state(2, &[2])).unwrap();
+        assert!(jump.contains("root_version 2 is not yet trusted") && jump.contains("[1, 2]"), "{jump}");
+        let drop_signer = rotation_gap(&state(1, &[1, 2]), &state(2, &[2])).unwrap();
+        assert!(drop_signer.contains("root 1 still signs"), "{drop_signer}");
+        assert_eq!(trusted(&state(2, &[1, 2])), vec![2, 1], "the signer comes first in the bundle");
+    }
 }
