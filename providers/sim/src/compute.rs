@@ -46,11 +46,10 @@ pub fn routes() -> Router<Arc<Shared>> {
 }
 
 fn project<'a>(s: &'a Shared, project: &str) -> ApiResult<std::sync::MutexGuard<'a, Store>> {
-    let st = s.store.lock().unwrap_or_else(|e| e.into_inner());
-    if project != st.project && project != st.project_number {
+    let Some(store) = s.store_of(project) else {
         return Err(ApiError::not_found(C, format!("The resource 'projects/{project}' was not found")));
-    }
-    Ok(st)
+    };
+    Ok(store.lock().unwrap_or_else(|e| e.into_inner()))
 }
 
 fn not_found(p: &str, path: &str) -> ApiError {

@@ -1,5 +1,7 @@
 //! container v1: clusters get/list/update (the `desiredControlPlaneEndpointsConfig` shape gcloud
-//! 528 sends, and the deprecated forms), and operations.
+//! 528 sends, and the deprecated forms), `:setResourceLabels` (what `gcloud container clusters
+//! update --update-labels / --remove-labels` sends: every label the cluster is to have, with the
+//! `labelFingerprint` of the cluster it read), and operations.
 
 use std::sync::Arc;
 
@@ -21,7 +23,7 @@ pub fn routes() -> Router<Arc<Shared>> {
     let p = "/container/v1/projects/{project}/locations/{location}";
     Router::new()
         .route(&format!("{p}/clusters"), get(list_clusters))
-        .route(&format!("{p}/clusters/{{cluster}}"), get(get_cluster).put(update_cluster))
+        .route(&format!("{p}/clusters/{{cluster}}"), get(get_cluster).put(update_cluster).post(cluster_method))
         .route(&format!("{p}/operations"), get(list_ops))
         .route(&format!("{p}/operations/{{op}}"), get(get_op))
 }
@@ -32,11 +34,10 @@ async fn list_ops(State(s): S, Path((p, l)): Path<(String, String)>) -> ApiResul
 }
 
 fn project<'a>(s: &'a Shared, project: &str) -> ApiResult<std::sync::MutexGuard<'a, Store>> {
-    let st = s.store.lock().unwrap_or_else(|e| e.into_inner());
-    if project != st.project && project != st.project_number {
+    let Some(store) = s.store_of(project) else {
         return Err(ApiError::forbidden(R, format!("Permission denied on resource project {project}.")));
-    }
-    Ok(st)
+    };
+    Ok(store.lock().unwrap_or_else(|e| e.into_inner()))
 }
 
 async fn list_clusters(State(s): S, Path((p, l)): Path<(String, String)>) -> ApiResult<Json<Value>> {
@@ -112,6 +113,44 @@ async fn update_cluster(
         "startTime": now(),
     });
     Ok(Json(st.start_op(OpApi::Container, op, failure)))
+}
+
+/// `POST .../clusters/NAME:VERB`: `setResourceLabels` replaces the cluster's resource labels
+/// when `labelFingerprint` (if given) is the cluster's current one.
+async fn cluster_method(
+    State(s): S,
+    Path((p, l, c)): Path<(String, String, String)>,
+    Json(body): Json<Value>,
+) -> ApiResult<Json<Value>> {
+    let Some((c, "setResourceLabels")) = c.split_once(':') else {
+        return Err(ApiError::not_found(R, format!("Method not found: {c}.")));
+    };
+    let mut st = project(&s, &p)?;
+    let key = format!("{l}/{c}");
+    let cl = st.clusters.get_mut(&key).ok_or_else(|| not_found(&p, &l, c))?;
+    let labels = body.get("resourceLabels").cloned().unwrap_or_else(|| json!({}));
+    if !labels.is_object() || labels.as_object().is_some_and(|m| m.values().any(|v| !v.is_string())) {
+        return Err(ApiError::invalid(R, "resource_labels must map label keys to string values."));
+    }
+    if let Some(f) = body.get("labelFingerprint").and_then(Value::as_str).filter(|f| !f.is_empty())
+        && Some(f) != cl["labelFingerprint"].as_str()
+    {
+        return Err(ApiError::precondition(
+            R,
+            format!("Labels could not be set due to fingerprint mismatch for projects/{p}/locations/{l}/clusters/{c}."),
+        ));
+    }
+    cl["labelFingerprint"] = json!(crate::store::label_fingerprint(&labels));
+    cl["resourceLabels"] = labels;
+    let number = st.project_number.clone();
+    let name = format!("operation-{}-{}", crate::support::unix_millis(), short_hash(&format!("{key}-labels")));
+    let op = json!({
+        "name": name, "zone": l, "location": l, "operationType": "SET_LABELS", "status": "PENDING",
+        "selfLink": format!("{CONTAINER_BASE}/projects/{number}/zones/{l}/operations/{name}"),
+        "targetLink": format!("{CONTAINER_BASE}/projects/{number}/zones/{l}/clusters/{c}"),
+        "startTime": now(),
+    });
+    Ok(Json(st.start_op(OpApi::Container, op, None)))
 }
 
 /// What the `desired` field of an update asks for: authorized networks, global access.

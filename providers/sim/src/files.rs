@@ -62,8 +62,12 @@ pub fn kubeconfig(sim: &Sim) -> String {
     let mut clusters = Vec::new();
     let mut users = Vec::new();
     let mut contexts = Vec::new();
+    let project = |c: &crate::store::ClusterAccess| {
+        let spec = sim.world.clusters.iter().find(|w| w.name == c.name && w.location == c.location);
+        spec.map_or(sim.world.project.as_str(), |w| sim.world.project_of(w))
+    };
     for c in &sim.clusters {
-        let ctx = context_name(&sim.world.project, &c.location, &c.name);
+        let ctx = context_name(project(c), &c.location, &c.name);
         clusters.push(format!(
             "- cluster:\n    certificate-authority-data: {}\n    server: https://{}\n  name: {ctx}\n",
             b64.encode(c.ca.cert_pem.as_bytes()),
@@ -73,7 +77,7 @@ pub fn kubeconfig(sim: &Sim) -> String {
         contexts.push(format!("- context:\n    cluster: {ctx}\n    user: {ctx}\n  name: {ctx}\n"));
     }
     let current =
-        sim.clusters.first().map(|c| context_name(&sim.world.project, &c.location, &c.name)).unwrap_or_default();
+        sim.clusters.first().map(|c| context_name(project(c), &c.location, &c.name)).unwrap_or_default();
     format!(
         "apiVersion: v1\nkind: Config\npreferences: {{}}\ncurrent-context: {current}\nclusters:\n{}contexts:\n{}users:\n{}",
         clusters.concat(),
@@ -84,13 +88,14 @@ pub fn kubeconfig(sim: &Sim) -> String {
 
 /// The world in machine-readable form.
 pub fn world_json(sim: &Sim) -> serde_json::Value {
-    let st = sim.shared.store.lock().unwrap_or_else(|e| e.into_inner());
     let clusters: Vec<serde_json::Value> = sim
         .world
         .clusters
         .iter()
         .map(|c| {
             let access = sim.clusters.iter().find(|a| a.name == c.name && a.location == c.location);
+            let Some(store) = sim.shared.store_of(sim.world.project_of(c)) else { return serde_json::Value::Null };
+            let st = store.lock().unwrap_or_else(|e| e.into_inner());
             let tags: Vec<String> = st
                 .instances
                 .values()
@@ -103,8 +108,8 @@ pub fn world_json(sim: &Sim) -> serde_json::Value {
                 "name": c.name, "location": c.location, "region": region_of(&c.location), "private": c.private,
                 "autopilot": c.autopilot, "endpoint": access.map(|a| a.endpoint.clone()),
                 "private_endpoint": access.and_then(|a| a.private_endpoint.clone()), "pod_cidr": c.pod_cidr,
-                "node_tags": tags, "context": context_name(&sim.world.project, &c.location, &c.name),
-                "istio_revision": c.istio_revision,
+                "node_tags": tags, "context": context_name(sim.world.project_of(c), &c.location, &c.name),
+                "istio_revision": c.istio_revision, "project": sim.world.project_of(c), "labels": c.labels,
             })
         })
         .collect();
@@ -112,8 +117,9 @@ pub fn world_json(sim: &Sim) -> serde_json::Value {
         "project": sim.world.project, "project_number": sim.world.project_number,
         "gcp_endpoint": sim.base_url(), "token_uri": sim.token_uri(),
         "networks": [{"name": sim.world.network, "subnets": sim.world.subnets}],
+        "service_projects": sim.world.service_projects,
         "clusters": clusters,
-        "secrets": st.secrets.keys().collect::<Vec<_>>(),
+        "secrets": sim.shared.store.lock().unwrap_or_else(|e| e.into_inner()).secrets.keys().cloned().collect::<Vec<_>>(),
     })
 }
 

@@ -38,14 +38,13 @@ pub fn routes() -> Router<Arc<Shared>> {
 }
 
 fn project<'a>(s: &'a Shared, project: &str) -> ApiResult<std::sync::MutexGuard<'a, Store>> {
-    let st = s.store.lock().unwrap_or_else(|e| e.into_inner());
-    if project != st.project && project != st.project_number {
+    let Some(store) = s.store_of(project) else {
         return Err(ApiError::forbidden(
             R,
             format!("Permission 'gkehub.memberships.list' denied on 'projects/{project}'"),
         ));
-    }
-    Ok(st)
+    };
+    Ok(store.lock().unwrap_or_else(|e| e.into_inner()))
 }
 
 fn valid_id(id: &str) -> bool {
@@ -176,7 +175,14 @@ async fn create_membership(
     if link.is_empty() {
         return Err(ApiError::invalid(R, "endpoint.gkeCluster.resourceLink must be set for a GKE membership."));
     }
-    let cluster_exists = cluster_key(&link).is_some_and(|k| st.clusters.contains_key(&k));
+    // A fleet may hold clusters of other projects (a shared VPC's service projects).
+    let cluster_exists = match (cluster_key(&link), project_of_link(&link)) {
+        (Some(k), Some(lp)) if lp != p && lp != st.project && lp != st.project_number => {
+            s.store_of(lp).is_some_and(|o| o.lock().unwrap_or_else(|e| e.into_inner()).clusters.contains_key(&k))
+        }
+        (Some(k), _) => st.clusters.contains_key(&k),
+        (None, _) => false,
+    };
     let m = json!({
         "name": name,
         "endpoint": {"gkeCluster": {"resourceLink": link, "clusterMissing": !cluster_exists}, "kubernetesMetadata": {}},
@@ -187,6 +193,13 @@ async fn create_membership(
     });
     st.memberships.insert(key, m.clone());
     Ok(Json(lro(&mut st, (&p, &l), "create", &name, "google.cloud.gkehub.v1.Membership", m, None)))
+}
+
+/// The project a resource link (`//host/projects/P/...`) names.
+fn project_of_link(link: &str) -> Option<&str> {
+    let mut parts = link.split('/');
+    parts.by_ref().find(|p| *p == "projects")?;
+    parts.next()
 }
 
 /// `location/name` of the cluster a resource link (`//host/projects/P/locations/L/clusters/C`) names.

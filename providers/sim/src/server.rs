@@ -99,8 +99,20 @@ impl Sim {
         let mut store = Store::seed(&opts.world, clusters.clone(), opts.lro_polls);
         store.lro_time = opts.clock.lro_time();
         store.controller_polls = opts.controller_polls;
+        let service_stores = opts
+            .world
+            .service_projects
+            .iter()
+            .map(|sp| {
+                let mut st = Store::seed_service(&opts.world, &sp.id, &sp.number, clusters.clone(), opts.lro_polls);
+                st.lro_time = opts.clock.lro_time();
+                st.controller_polls = opts.controller_polls;
+                (sp.id.clone(), Mutex::new(st))
+            })
+            .collect();
         let shared = Arc::new(Shared {
             store: Mutex::new(store),
+            service_stores,
             tokens,
             log: Mutex::new(Vec::new()),
             lose_replies: Default::default(),

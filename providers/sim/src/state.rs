@@ -116,8 +116,10 @@ pub struct LogEntry {
 
 /// State shared by every handler.
 pub struct Shared {
-    /// The resources.
+    /// The resources of the world's project (the host project of its network).
     pub store: Mutex<Store>,
+    /// The resources of each service project, by project id (see [`Shared::store_of`]).
+    pub service_stores: std::collections::BTreeMap<String, Mutex<Store>>,
     /// Accepted bearer tokens (the clusters' API servers accept them too, as GKE accepts Google
     /// access tokens).
     pub tokens: Arc<Mutex<HashSet<String>>>,
@@ -136,4 +138,17 @@ pub struct Shared {
     /// plane is ACTIVE (`location`, `membership`); set by the server, which has the clusters.
     #[allow(clippy::type_complexity)]
     pub on_mesh_active: OnceLock<Box<dyn Fn(&Store, &str, &str) + Send + Sync>>,
+}
+
+impl Shared {
+    /// The store of project `p` (its id or number): the world's project or one of its service
+    /// projects; `None` for a project the world does not hold.
+    pub fn store_of(&self, p: &str) -> Option<&Mutex<Store>> {
+        let w = &self.opts.world;
+        if p == w.project || p == w.project_number {
+            return Some(&self.store);
+        }
+        let id = &w.service_projects.iter().find(|s| s.id == p || s.number == p)?.id;
+        self.service_stores.get(id)
+    }
 }

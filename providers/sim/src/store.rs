@@ -230,32 +230,12 @@ impl Store {
         Some((f.resource.clone(), active))
     }
 
-    /// Seeds the store from a world; `access` gives each cluster's endpoints and CA.
+    /// Seeds the store of the world's project (the host project of its network) from a world;
+    /// `access` gives each cluster's endpoints and CA. Its service projects' stores are
+    /// [`Store::seed_service`]'s.
     pub fn seed(world: &World, access: Vec<ClusterAccess>, lro_polls: u32) -> Store {
-        let mut s = Store {
-            project: world.project.clone(),
-            project_number: world.project_number.clone(),
-            addresses: BTreeMap::new(),
-            firewalls: BTreeMap::new(),
-            negs: BTreeMap::new(),
-            instances: BTreeMap::new(),
-            networks: BTreeMap::new(),
-            subnetworks: BTreeMap::new(),
-            clusters: BTreeMap::new(),
-            memberships: BTreeMap::new(),
-            features: BTreeMap::new(),
-            feature_pending: BTreeMap::new(),
-            ops: BTreeMap::new(),
-            access: access.into_iter().map(|a| (format!("{}/{}", a.location, a.name), a)).collect(),
-            lro_polls,
-            membership_features: BTreeMap::new(),
-            controller_polls: 2,
-            mesh_stalls: BTreeMap::new(),
-            lro_time: None,
-            storage: Buckets::seed(&world.buckets, &crate::support::now_rfc3339_millis()),
-            secrets: BTreeMap::new(),
-            next_id: 1_000_000_000_000,
-        };
+        let mut s = Store::empty(&world.project, &world.project_number, access, lro_polls);
+        s.storage = Buckets::seed(&world.buckets, &crate::support::now_rfc3339_millis());
         for secret in &world.secrets {
             s.insert_secret(&secret.name, &json!({"replication": {"automatic": {}}}));
             for data in secret.version_data() {
@@ -283,22 +263,62 @@ impl Store {
                    "subnetworks": subnet_links, "selfLink": net_link, "creationTimestamp": now(),
                    "routingConfig": {"routingMode": "REGIONAL"}}),
         );
-        for c in &world.clusters {
+        for c in world.clusters.iter().filter(|c| world.project_of(c) == world.project) {
             s.seed_cluster(world, c);
         }
         s
     }
 
+    /// Seeds the store of service project `id` of a world: its clusters (on the host project's
+    /// network, as GKE reports shared-VPC clusters) and their nodes; no network, bucket or secret
+    /// of its own.
+    pub fn seed_service(world: &World, id: &str, number: &str, access: Vec<ClusterAccess>, lro_polls: u32) -> Store {
+        let mut s = Store::empty(id, number, access, lro_polls);
+        for c in world.clusters.iter().filter(|c| world.project_of(c) == id) {
+            s.seed_cluster(world, c);
+        }
+        s
+    }
+
+    fn empty(project: &str, number: &str, access: Vec<ClusterAccess>, lro_polls: u32) -> Store {
+        Store {
+            project: project.to_string(),
+            project_number: number.to_string(),
+            addresses: BTreeMap::new(),
+            firewalls: BTreeMap::new(),
+            negs: BTreeMap::new(),
+            instances: BTreeMap::new(),
+            networks: BTreeMap::new(),
+            subnetworks: BTreeMap::new(),
+            clusters: BTreeMap::new(),
+            memberships: BTreeMap::new(),
+            features: BTreeMap::new(),
+            feature_pending: BTreeMap::new(),
+            ops: BTreeMap::new(),
+            access: access.into_iter().map(|a| (format!("{}/{}", a.location, a.name), a)).collect(),
+            lro_polls,
+            membership_features: BTreeMap::new(),
+            controller_polls: 2,
+            mesh_stalls: BTreeMap::new(),
+            lro_time: None,
+            storage: Buckets::seed(&[], &crate::support::now_rfc3339_millis()),
+            secrets: BTreeMap::new(),
+            next_id: 1_000_000_000_000,
+        }
+    }
+
     fn seed_cluster(&mut self, world: &World, c: &crate::world::ClusterSpec) {
-        let p = &world.project;
+        let p = world.project_of(c);
+        let host = &world.project;
         let key = format!("{}/{}", c.location, c.name);
         let access = self.access.get(&key).cloned();
         let tag = format!("gke-{}-{}-node", c.name, &short_hash(&c.name)[..8]);
         let region = region_of(&c.location);
         let zones: Vec<String> =
             if is_zone(&c.location) { vec![c.location.clone()] } else { vec![format!("{region}-b")] };
-        let net_link = format!("{COMPUTE_BASE}/projects/{p}/global/networks/{}", world.network);
-        let subnet = format!("{COMPUTE_BASE}/projects/{p}/regions/{region}/subnetworks/default");
+        let subnet_name = world.subnet_in(&region).map_or("default", |s| s.name.as_str());
+        let net_link = format!("{COMPUTE_BASE}/projects/{host}/global/networks/{}", world.network);
+        let subnet = format!("{COMPUTE_BASE}/projects/{host}/regions/{region}/subnetworks/{subnet_name}");
         if !c.autopilot {
             for i in 0..c.nodes {
                 let zone = &zones[i as usize % zones.len()];
@@ -348,9 +368,9 @@ impl Store {
             "currentNodeVersion": "1.30.5-gke.1014000", "initialClusterVersion": "1.30.5-gke.1014000",
             "currentNodeCount": if c.autopilot { 0 } else { c.nodes },
             "selfLink": format!("{CONTAINER_BASE}/projects/{p}/locations/{}/clusters/{}", c.location, c.name),
-            "endpoint": endpoint, "network": world.network, "subnetwork": "default",
-            "networkConfig": {"network": format!("projects/{p}/global/networks/{}", world.network),
-                              "subnetwork": format!("projects/{p}/regions/{region}/subnetworks/default")},
+            "endpoint": endpoint, "network": world.network, "subnetwork": subnet_name,
+            "networkConfig": {"network": format!("projects/{host}/global/networks/{}", world.network),
+                              "subnetwork": format!("projects/{host}/regions/{region}/subnetworks/{subnet_name}")},
             "clusterIpv4Cidr": c.pod_cidr, "servicesIpv4Cidr": c.services_cidr,
             "ipAllocationPolicy": {"useIpAliases": true, "clusterIpv4Cidr": c.pod_cidr, "clusterIpv4CidrBlock": c.pod_cidr,
                                    "servicesIpv4Cidr": c.services_cidr, "servicesIpv4CidrBlock": c.services_cidr, "stackType": "IPV4"},
@@ -367,7 +387,7 @@ impl Store {
             "nodePools": if c.autopilot { json!([]) } else { json!([{"name": "default-pool", "status": "RUNNING", "version": "1.30.5-gke.1014000",
                 "config": {"machineType": "e2-standard-4", "tags": []}, "initialNodeCount": c.nodes}]) },
             "workloadIdentityConfig": {"workloadPool": format!("{p}.svc.id.goog")},
-            "resourceLabels": {}, "labelFingerprint": "a9dc16a7",
+            "resourceLabels": c.labels, "labelFingerprint": label_fingerprint(&json!(c.labels)),
             "etag": short_hash(&format!("{key}-etag")), "createTime": now()
         });
         self.clusters.insert(key, cluster);
@@ -587,4 +607,10 @@ pub fn fingerprint(v: &Value) -> String {
     let h = short_hash(&v.to_string()) + &short_hash(&format!("{v}#"));
     let bytes: Vec<u8> = (0..8).map(|i| u8::from_str_radix(&h[i * 2..i * 2 + 2], 16).unwrap_or(0)).collect();
     base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// A GKE cluster's `labelFingerprint`: 8 hex digits of a hash of its labels (GKE's is opaque,
+/// changing whenever they change).
+pub fn label_fingerprint(labels: &Value) -> String {
+    crate::world::short_hash(&labels.to_string())
 }

@@ -1,7 +1,9 @@
-//! The simulated world: one project, its network and subnets, and GKE clusters with their node
-//! instances, endpoints and certificate authorities, Cloud Storage buckets, and Secret Manager
-//! secrets. Read from a TOML file (`--world`) or the default, which mirrors the setup guides: two
-//! private clusters in two regions, a versioned bucket for remote state, and no secret.
+//! The simulated world: a project (the host project of its network), its network and subnets,
+//! service projects sharing that network (a shared VPC), and GKE clusters in any of them with
+//! their node instances, endpoints, certificate authorities and resource labels, Cloud Storage
+//! buckets, and Secret Manager secrets. Read from a TOML file (`--world`) or the default, which
+//! mirrors the setup guides: two private clusters in two regions of one project, a versioned
+//! bucket for remote state, and no secret.
 
 use serde::{Deserialize, Serialize};
 
@@ -21,6 +23,10 @@ pub struct World {
     /// Subnets of the network.
     #[serde(default)]
     pub subnets: Vec<Subnet>,
+    /// Service projects attached to `project`'s network (a shared VPC): their clusters use its
+    /// subnets, their nodes and GKE-made resources live in them.
+    #[serde(default)]
+    pub service_projects: Vec<ProjectSpec>,
     /// GKE clusters.
     #[serde(default)]
     pub clusters: Vec<ClusterSpec>,
@@ -98,14 +104,30 @@ pub struct Subnet {
     pub cidr: String,
 }
 
+/// A service project of a shared VPC.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectSpec {
+    /// Project id.
+    pub id: String,
+    /// Project number.
+    pub number: String,
+}
+
 /// A GKE cluster of the world.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterSpec {
     /// Cluster name.
     pub name: String,
+    /// Its project: the world's `project` (default) or one of its `service_projects`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
     /// Zone (zonal cluster) or region (regional cluster).
     pub location: String,
+    /// GKE resource labels (`resourceLabels`).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub labels: std::collections::BTreeMap<String, String>,
     /// Private nodes and a private endpoint.
     #[serde(default = "yes")]
     pub private: bool,
@@ -180,6 +202,7 @@ impl Default for World {
             project: default_project(),
             project_number: default_project_number(),
             network: default_network(),
+            service_projects: Vec::new(),
             subnets: vec![
                 Subnet { region: "us-central1".into(), name: "default".into(), cidr: "10.128.0.0/20".into() },
                 Subnet { region: "europe-west1".into(), name: "default".into(), cidr: "10.132.0.0/20".into() },
@@ -187,6 +210,8 @@ impl Default for World {
             clusters: vec![
                 ClusterSpec {
                     name: "cluster-1".into(),
+                    project: None,
+                    labels: Default::default(),
                     location: "us-central1-a".into(),
                     private: true,
                     autopilot: false,
@@ -199,6 +224,8 @@ impl Default for World {
                 },
                 ClusterSpec {
                     name: "cluster-2".into(),
+                    project: None,
+                    labels: Default::default(),
                     location: "europe-west1-b".into(),
                     private: true,
                     autopilot: false,
@@ -264,11 +291,35 @@ impl World {
         w
     }
 
+    /// The project of cluster `c`.
+    pub fn project_of<'a>(&'a self, c: &'a ClusterSpec) -> &'a str {
+        c.project.as_deref().unwrap_or(&self.project)
+    }
+
+    /// The subnet of the network in `region`, if the world has one.
+    pub fn subnet_in(&self, region: &str) -> Option<&Subnet> {
+        self.subnets.iter().find(|s| s.region == region)
+    }
+
     fn check(&self) -> Result<(), String> {
+        let mut projects = std::collections::BTreeSet::from([self.project.as_str(), self.project_number.as_str()]);
+        for p in &self.service_projects {
+            if !projects.insert(&p.id) || !projects.insert(&p.number) {
+                return Err(format!("project {} ({}) is declared twice", p.id, p.number));
+            }
+        }
         let mut names = std::collections::BTreeSet::new();
         for c in &self.clusters {
+            // Kubernetes API servers are kept by location and name: unique across the world.
             if !names.insert((&c.location, &c.name)) {
                 return Err(format!("cluster {} in {} is declared twice", c.name, c.location));
+            }
+            let p = self.project_of(c);
+            if p != self.project && !self.service_projects.iter().any(|s| s.id == p) {
+                return Err(format!(
+                    "cluster {}: project `{p}` is neither the world's project nor one of its service_projects",
+                    c.name
+                ));
             }
             if region_of(&c.location).is_empty() {
                 return Err(format!("cluster {}: `{}` is not a zone or region", c.name, c.location));

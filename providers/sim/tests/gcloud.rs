@@ -167,7 +167,7 @@ async fn clusters_instances_and_control_plane_updates() {
     assert!(log.iter().any(|l| l.method == "PUT" && l.path.ends_with("/locations/us-central1-a/clusters/cluster-1")));
     assert!(log.iter().any(|l| l.method == "GET" && l.path.contains("/locations/us-central1-a/operations/operation-")));
     let missing = e.gcloud(&["container", "clusters", "describe", "nope", "--zone", "us-central1-a"]).await;
-    assert_eq!(missing.code, 1);
+    assert_eq!(missing.code, 1, "{}", missing.stderr);
     assert!(missing.stderr.contains("nope"), "{}", missing.stderr);
 }
 
@@ -377,7 +377,7 @@ async fn secrets_create_add_access_describe_delete() {
     assert_eq!(again.code, 1);
     assert!(again.stderr.contains("ALREADY_EXISTS") && again.stderr.contains("already exists"), "{}", again.stderr);
     let missing = e.gcloud(&["secrets", "describe", "nope"]).await;
-    assert_eq!(missing.code, 1);
+    assert_eq!(missing.code, 1, "{}", missing.stderr);
     assert!(
         missing.stderr.contains("NOT_FOUND: Secret [projects/469301857210/secrets/nope] not found."),
         "{}",
@@ -536,4 +536,102 @@ async fn assert_runs_the_managed_control_plane(e: &Env, i: usize) {
     let rev =
         e.kubectl(i, &["get", "services", "-n", "istio-system", "-l", "istio.io/rev=asm-managed", "-o", "name"]).await;
     assert_eq!(rev.ok().stdout.trim(), "service/istiod-asm-managed");
+}
+
+/// The world of testdata/worlds/shared-vpc.toml: a host project and two service projects.
+fn shared_vpc() -> meshform_sim::world::World {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/worlds/shared-vpc.toml");
+    meshform_sim::world::World::from_toml(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// The guide's "All project clusters" and "Specific clusters" commands, `--project` on each,
+/// answer per project of a shared-VPC world; labels change as `clusters update` sends them; a
+/// project the world does not hold is refused as Google refuses it.
+#[tokio::test(flavor = "multi_thread")]
+async fn shared_vpc_world_answers_per_project() {
+    let e = Env::start(SimOptions { world: shared_vpc(), ..SimOptions::default() }).await;
+    let lines = |o: &common::Out| o.stdout.lines().map(str::to_string).collect::<Vec<_>>();
+    let list = |project: &'static str, filter: &'static str| {
+        let e = &e;
+        async move {
+            let p = format!("--project={project}");
+            let mut args = vec!["container", "clusters", "list", p.as_str(), "--format=value(name,location)"];
+            let f = format!("--filter={filter}");
+            if !filter.is_empty() {
+                args.push(&f);
+            }
+            lines(e.gcloud(&args).await.ok())
+        }
+    };
+    assert_eq!(list("svc-alpha", "").await, ["alpha-1\tus-central1-a", "alpha-2\tus-central1-c"]);
+    assert_eq!(list("svc-beta", "resourceLabels.mesh=prod").await, ["beta-1\teurope-west1-b", "beta-2\tus-east1"]);
+    assert!(list("mesh-host", "").await.is_empty(), "the host project holds the network, no cluster");
+    // "Specific clusters": the pod range and the network of one, and its nodes' tag.
+    let d = e
+        .gcloud(&[
+            "container",
+            "clusters",
+            "describe",
+            "alpha-1",
+            "--project=svc-alpha",
+            "--zone=us-central1-a",
+            "--format=value(clusterIpv4Cidr,networkConfig.network,networkConfig.subnetwork)",
+        ])
+        .await;
+    assert_eq!(
+        d.ok().stdout.trim(),
+        "10.0.0.0/14\tprojects/mesh-host/global/networks/shared-net\tprojects/mesh-host/regions/us-central1/subnetworks/mesh-us-central1"
+    );
+    let tags = e
+        .gcloud(&[
+            "compute",
+            "instances",
+            "list",
+            "--project=svc-alpha",
+            "--filter=name~gke-alpha-1",
+            "--format=value(tags.items[0])",
+        ])
+        .await;
+    let tags = lines(tags.ok());
+    assert_eq!(tags.len(), 2, "two nodes: {tags:?}");
+    assert!(tags.iter().all(|t| t.starts_with("gke-alpha-1-") && t.ends_with("-node")), "{tags:?}");
+    let none = e.gcloud(&["compute", "instances", "list", "--project=mesh-host", "--format=value(name)"]).await;
+    assert_eq!(none.ok().stdout.trim(), "", "no node lives in the host project");
+    let subnet = e
+        .gcloud(&[
+            "compute",
+            "networks",
+            "subnets",
+            "describe",
+            "mesh-us-central1",
+            "--region=us-central1",
+            "--project=mesh-host",
+            "--format=value(ipCidrRange,network)",
+        ])
+        .await;
+    assert!(subnet.ok().stdout.starts_with("10.128.0.0/20\thttps://"), "{}", subnet.stdout);
+    assert!(subnet.stdout.trim().ends_with("/projects/mesh-host/global/networks/shared-net"), "{}", subnet.stdout);
+    // Labels: a cluster that starts matching, then stops.
+    let update = |flag: &'static str| {
+        let e = &e;
+        async move {
+            let args = ["container", "clusters", "update", "alpha-2", "--project=svc-alpha", "--zone=us-central1-c", flag];
+            e.gcloud(&args).await.ok();
+        }
+    };
+    update("--update-labels=mesh=prod").await;
+    assert_eq!(list("svc-alpha", "resourceLabels.mesh=prod").await, ["alpha-1\tus-central1-a", "alpha-2\tus-central1-c"]);
+    update("--remove-labels=mesh").await;
+    assert_eq!(list("svc-alpha", "resourceLabels.mesh=prod").await, ["alpha-1\tus-central1-a"]);
+    // gcloud 528's --update-labels sends only the labels given, and setResourceLabels replaces the
+    // set: alpha-2's `team` went with the first update.
+    assert_eq!(list("svc-alpha", "resourceLabels.team=alpha").await, ["alpha-1\tus-central1-a"]);
+    // A project the world does not hold.
+    let denied = e.gcloud(&["container", "clusters", "list", "--project=not-ours"]).await;
+    assert_eq!(denied.code, 1);
+    assert!(denied.stderr.contains("Permission denied on resource project not-ours"), "{}", denied.stderr);
+    let missing = e.gcloud(&["compute", "instances", "list", "--project=not-ours"]).await;
+    // gcloud lists what it could and warns, exiting 0.
+    assert!(missing.stderr.contains("The resource 'projects/not-ours' was not found"), "{}", missing.stderr);
+    assert_eq!(missing.stdout.trim(), "");
 }
