@@ -178,7 +178,7 @@ pub async fn apply(
             s.set_clusters(&values, &r.clusters);
             r.clone()
         }
-        None => Arc::new(Reads::with_clusters(s.read_clusters(&values, state).await?)),
+        None => Arc::new(Reads::for_session(s, s.read_clusters(&values, state).await?)),
     };
     // How to reach every declared cluster is durable before anything is made in it, so that its
     // objects can still be removed after it leaves [clusters].

@@ -68,5 +68,48 @@ pub async fn detect_drift(
         }
     }
     let checks = run_checks(s, &live, &refreshed.reads.clusters, parallelism).await;
-    Ok(DriftReport { drift: refreshed.plan.drift, pending, checks, findings: refreshed.plan.findings })
+    let mut findings = refreshed.plan.findings;
+    findings.extend(membership_findings(s, state));
+    Ok(DriftReport { drift: refreshed.plan.drift, pending, checks, findings })
+}
+
+/// The fleet against the mesh the state records: a cluster of the desired set (declared, or
+/// found live by a query) that nothing has been applied in yet, and a cluster that left the set
+/// while objects still live in it. Nothing is said of a state with no cluster yet (a first apply).
+pub fn membership_findings(s: &Session, state: &State) -> Vec<crate::provider::Finding> {
+    let meshed = s.clusters_in(state);
+    if meshed.is_empty() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for name in s.graph.cluster_names.iter().filter(|n| !meshed.contains(*n)) {
+        let block = crate::addr::BlockAddr {
+            mode: AddrMode::Cluster,
+            ty: crate::addr::CLUSTER_TYPE.into(),
+            name: name.clone(),
+        };
+        let addr = Addr { block, key: None };
+        let query = s
+            .graph
+            .block_of(&s.cfg, &addr)
+            .and_then(|b| b.for_each.as_ref())
+            .map(crate::graph::data_blocks)
+            .unwrap_or_default()
+            .into_iter()
+            .find(|d| s.discovered.contains_key(&d.instance(None)));
+        let message = match query {
+            Some(q) => format!("cluster `{name}` matches {q} but is not in the mesh: the next apply adds it"),
+            None => format!("cluster `{name}` is declared but is not in the mesh: the next apply adds it"),
+        };
+        out.push(crate::provider::Finding { kind: "cluster_not_in_mesh".into(), message });
+    }
+    for name in meshed.iter().filter(|n| !s.graph.cluster_names.contains(*n)) {
+        out.push(crate::provider::Finding {
+            kind: "cluster_left_mesh".into(),
+            message: format!(
+                "cluster `{name}` is no longer in the desired set but objects in state live in it: the next apply removes them"
+            ),
+        });
+    }
+    out
 }

@@ -445,11 +445,13 @@ pub struct NoObjects {
     pub clusters: Vec<String>,
     /// `for_each` keys of blocks, when known.
     pub keys: BTreeMap<BlockAddr, Vec<String>>,
+    /// Data sources read before expansion (`Session::discover`).
+    pub data: BTreeMap<Addr, ObjectValue>,
 }
 
 impl Objects for NoObjects {
-    fn instance(&self, _: &Addr) -> Option<ObjectValue> {
-        None
+    fn instance(&self, addr: &Addr) -> Option<ObjectValue> {
+        self.data.get(addr).cloned()
     }
     fn keys(&self, block: &BlockAddr) -> Option<Vec<String>> {
         self.keys.get(block).cloned()

@@ -48,6 +48,9 @@ pub struct Session {
     for_each: Mutex<HashMap<BlockAddr, Arc<BTreeMap<String, Value>>>>,
     /// Warnings of loading (a `MESHFORM_VAR_` name that sets nothing), for the caller to show.
     pub warnings: Diagnostics,
+    /// Data sources [`Session::discover`] read before expansion: the configuration read with and
+    /// what came back (the run's plan answers from them instead of reading again).
+    pub discovered: BTreeMap<Addr, (Map, crate::provider::Object)>,
 }
 
 impl Session {
@@ -106,6 +109,7 @@ impl Session {
             provider_configs: RwLock::new(HashMap::new()),
             for_each: Mutex::new(HashMap::new()),
             warnings,
+            discovered: BTreeMap::new(),
         };
         let mut diags = if check { s.check_expressions() } else { Diagnostics::default() };
         diags.0.extend(crate::refactor::check(&s).0);
@@ -355,6 +359,62 @@ impl Session {
         if diags.has_errors() { Err(diags) } else { Ok((out, sensitive)) }
     }
 
+    /// Reads the data sources that `for_each` expressions wait on (`Graph::deferred`; the rule is
+    /// in `graph::expand`) and builds the graph again with their values, until nothing waits;
+    /// then checks the expressions against the instances found. Configures the providers when
+    /// there is anything to read; a graph without deferred blocks is left as it is.
+    pub async fn discover(&mut self) -> Result<(), Diagnostics> {
+        if self.graph.deferred.is_empty() {
+            return Ok(());
+        }
+        self.configure().await?;
+        let empty = Arc::new(BTreeMap::new());
+        // Each round reads what the deferred blocks wait on; a data source whose own inputs came
+        // from an earlier read waits a round. The number of data blocks bounds the rounds.
+        for _ in 0..=self.cfg.blocks.len() {
+            let waiting: BTreeSet<BlockAddr> = self.graph.deferred.values().flatten().cloned().collect();
+            if waiting.is_empty() {
+                break;
+            }
+            let values = Values::for_session(self);
+            let mut data = self.graph.data.clone();
+            for b in waiting {
+                let addr = b.instance(None);
+                let span = self.cfg.blocks.get(&b).map_or(Default::default(), |blk| blk.span);
+                let (config, _) = self.eval_instance(&addr, &values)?;
+                let Some((p, schema)) = self.provider_of(&addr) else {
+                    return Err(Diagnostic::error(format!("{addr}: no provider for its type"), span).into());
+                };
+                let ctx = self.ctx(p.as_ref(), &empty);
+                let obj = crate::provider::retry_read(|| p.read_data(&b.ty, &config, &ctx)).await.map_err(|e| {
+                    Diagnostics::from(
+                        Diagnostic::error(format!("cannot read {addr}, which a for_each needs"), span)
+                            .label(e.to_string()),
+                    )
+                })?;
+                let mut sensitive: BTreeSet<String> =
+                    schema.attrs.iter().filter(|a| a.sensitive).map(|a| a.name.clone()).collect();
+                sensitive.extend(obj.sensitive.iter().cloned());
+                data.insert(addr.clone(), ObjectValue { attrs: obj.attrs.clone(), sensitive: Arc::new(sensitive) });
+                self.discovered.insert(addr, (config, obj));
+            }
+            self.graph = graph::build_with(&self.cfg, &self.vars, &self.registry, &data)?;
+        }
+        if let Some(b) = self.graph.deferred.keys().next() {
+            let span =
+                self.cfg.blocks.get(b).and_then(|blk| blk.for_each.as_ref()).map_or(Default::default(), |e| e.span);
+            return Err(Diagnostic::error("invalid `for_each`", span)
+                .label("its data sources never became known")
+                .into());
+        }
+        let mut diags = self.check_expressions();
+        if diags.has_errors() {
+            diags.sort();
+            return Err(diags);
+        }
+        Ok(())
+    }
+
     /// The settings of every declared cluster, evaluated (its name defaulting to its key); they
     /// must be known before planning.
     pub fn cluster_configs(&self, values: &Values) -> Result<BTreeMap<String, Map>, Diagnostics> {
@@ -501,11 +561,10 @@ pub struct Values {
 impl Values {
     /// An empty store for a session's graph.
     pub fn for_session(s: &Session) -> Values {
-        Values {
-            map: RwLock::new(HashMap::with_capacity(s.graph.instances.len())),
-            keys: s.graph.keys.clone(),
-            clusters: s.graph.cluster_names.clone(),
-        }
+        // The data sources read before expansion are known from the start.
+        let mut map = HashMap::with_capacity(s.graph.instances.len());
+        map.extend(s.graph.data.iter().map(|(a, v)| (a.clone(), v.clone())));
+        Values { map: RwLock::new(map), keys: s.graph.keys.clone(), clusters: s.graph.cluster_names.clone() }
     }
 
     /// Records an instance's value.

@@ -30,7 +30,7 @@ pub(crate) async fn cmd_drift(
         (None, Format::Json) => out.with_json_errors(super::JsonErrors::Document),
         _ => out.clone(),
     };
-    let (s, targets) = match load_targeted(out, file, vars, Mode::Normal, targets) {
+    let (s, targets) = match load_targeted(out, file, vars, Mode::Normal, targets).await {
         Ok(x) => x,
         Err(c) => return c,
     };

@@ -183,17 +183,30 @@ pub(crate) fn load_for(out: &Out, file: &Path, vars: &VarArgs, mode: Mode) -> Re
     Session::load_for_destroy(file, registry(), &inputs).map_err(|f| out.failure(&f)).inspect(|s| out.warnings(s))
 }
 
-/// [`load_for`] and the `--target`s checked against what it declares.
-pub(crate) fn load_targeted(
+/// [`load_for`], the clusters and other `for_each` keys found live read (`Session::discover`;
+/// not for destroying, which works from the state), and the `--target`s checked against what it
+/// declares.
+pub(crate) async fn load_targeted(
     out: &Out,
     file: &Path,
     vars: &VarArgs,
     mode: Mode,
     targets: &[String],
 ) -> Result<(Session, Vec<Addr>), u8> {
-    let s = load_for(out, file, vars, mode)?;
+    let mut s = load_for(out, file, vars, mode)?;
+    if mode != Mode::Destroy {
+        discover(out, &mut s).await?;
+    }
     let t = parse_targets(out, &s, targets)?;
     Ok((s, t))
+}
+
+/// Reads what `for_each` expressions wait on and expands the graph with it.
+pub(crate) async fn discover(out: &Out, s: &mut Session) -> Result<(), u8> {
+    match s.discover().await {
+        Ok(()) => Ok(()),
+        Err(d) => Err(out.diags(s, d)),
+    }
 }
 
 pub(crate) fn parse_targets(out: &Out, s: &Session, targets: &[String]) -> Result<Vec<Addr>, u8> {

@@ -89,7 +89,7 @@ pub(crate) async fn cmd_plan(
         (None, Format::Json) => out.with_json_errors(JsonErrors::Document),
         _ => out.clone(),
     };
-    let (s, targets) = match load_targeted(out, file, vars, mode, &p.targets) {
+    let (s, targets) = match load_targeted(out, file, vars, mode, &p.targets).await {
         Ok(x) => x,
         Err(c) => return c,
     };
@@ -150,7 +150,7 @@ pub(crate) async fn cmd_apply(
     if events.is_some() && !auto_approve {
         return out.error("--json streams events for tools and asks no questions: add --auto-approve");
     }
-    let (s, targets) = match load_targeted(out, file, vars, mode, &p.targets) {
+    let (s, targets) = match load_targeted(out, file, vars, mode, &p.targets).await {
         Ok(x) => x,
         Err(c) => return c,
     };
@@ -417,10 +417,15 @@ pub(crate) async fn apply_saved(out: &Out, planfile: &Path, vars: &VarArgs, p: &
     };
     let fixed = saved::fixed_variables(&plan);
     let file = PathBuf::from(&plan.inputs.config_path);
-    let s = match load(out, &file, vars, fixed) {
+    let mut s = match load(out, &file, vars, fixed) {
         Ok(s) => s,
         Err(c) => return c,
     };
+    if plan.mode != Mode::Destroy
+        && let Err(c) = super::discover(out, &mut s).await
+    {
+        return c;
+    }
     if let Err(m) = saved::check_inputs(&s, &plan) {
         return out.error(&format!("{m}; the saved plan no longer describes this desired state: make a new plan"));
     }

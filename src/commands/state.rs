@@ -15,10 +15,13 @@ use crate::exit::OK;
 use crate::{StateCommand, VarArgs};
 
 pub(crate) async fn cmd_import(out: &Out, file: &Path, vars: &VarArgs, address: &str, id: &str) -> u8 {
-    let s = match load(out, file, vars, Default::default()) {
+    let mut s = match load(out, file, vars, Default::default()) {
         Ok(s) => s,
         Err(c) => return c,
     };
+    if let Err(c) = super::discover(out, &mut s).await {
+        return c;
+    }
     let addr: Addr = match address.parse() {
         Ok(a) => a,
         Err(e) => return out.error(&e),

@@ -1,13 +1,21 @@
 //! Instance expansion: every `for_each` evaluated statically (its keys must be known without
-//! reading anything live), then one [`Instance`] per block or per key.
+//! reading anything live, or from data sources read before expansion), then one [`Instance`] per
+//! block or per key.
+//!
+//! The rule for data: a `for_each` whose value is unknown only because it reads data sources
+//! that can be read before anything is applied (no `depends_on`, every attribute known from
+//! variables and literals) is *deferred*: it has no instances yet, and `Session::discover` reads
+//! those data sources and builds the graph again with their values (`Graph::deferred` names
+//! them). Any other unknown `for_each` is an error: its keys would be known only after apply.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Graph, Instance};
+use crate::addr::Addr;
 use crate::addr::{BlockAddr, CLUSTER_TYPE, Mode};
 use crate::config::{Block, Config};
 use crate::diag::{Diagnostic, Diagnostics, Span};
-use crate::eval::{NoObjects, Scope, eval, for_each_instances};
+use crate::eval::{NoObjects, ObjectValue, Scope, eval, for_each_instances};
 use crate::value::Value;
 use crate::vars::Vars;
 
@@ -16,9 +24,16 @@ type Keys = BTreeMap<BlockAddr, Vec<String>>;
 
 /// The graph's instances, sorted and indexed, with the `for_each` keys and cluster names (edges
 /// come later).
-pub(super) fn instances(cfg: &Config, vars: &Vars, diags: &mut Diagnostics) -> Graph {
-    let keys = for_each_keys(cfg, vars, diags);
-    let mut g = Graph { cluster_names: cluster_names(cfg, &keys), keys, ..Graph::default() };
+pub(super) fn instances(
+    cfg: &Config,
+    vars: &Vars,
+    data: &BTreeMap<Addr, ObjectValue>,
+    diags: &mut Diagnostics,
+) -> Graph {
+    let mut deferred = BTreeMap::new();
+    let keys = for_each_keys(cfg, vars, data, &mut deferred, diags);
+    let mut g =
+        Graph { cluster_names: cluster_names(cfg, &keys), keys, deferred, data: data.clone(), ..Graph::default() };
     check_unique_clusters(cfg, &g.cluster_names, diags);
     for (addr, b) in &cfg.blocks {
         add_instances(&mut g, addr, b);
@@ -79,11 +94,12 @@ fn cluster_names(cfg: &Config, keys: &Keys) -> Vec<String> {
     names
 }
 
-/// The static scope: variables and the cluster names known, nothing live.
-pub(super) fn static_objects(cfg: &Config, keys: &Keys) -> NoObjects {
+/// The static scope: variables, the cluster names known and the data sources read before
+/// expansion, nothing else live.
+pub(super) fn static_objects(cfg: &Config, keys: &Keys, data: &BTreeMap<Addr, ObjectValue>) -> NoObjects {
     let mut cluster_blocks = keys.clone();
     cluster_blocks.retain(|b, _| b.mode != Mode::Cluster);
-    NoObjects { clusters: cluster_names(cfg, keys), keys: cluster_blocks }
+    NoObjects { clusters: cluster_names(cfg, keys), keys: cluster_blocks, data: data.clone() }
 }
 
 /// A scope of variables and `objects`, without `each`.
@@ -94,19 +110,76 @@ fn static_scope<'a>(cfg: &'a Config, vars: &'a Vars, objects: &'a NoObjects) -> 
 /// Evaluates every `for_each` statically: its keys must be known now. Clusters come first
 /// (other blocks may iterate over the cluster set); a `for_each` may use another block's keys, so
 /// this goes in rounds until a round resolves nothing more.
-fn for_each_keys(cfg: &Config, vars: &Vars, diags: &mut Diagnostics) -> Keys {
+fn for_each_keys(
+    cfg: &Config,
+    vars: &Vars,
+    data: &BTreeMap<Addr, ObjectValue>,
+    deferred: &mut BTreeMap<BlockAddr, Vec<BlockAddr>>,
+    diags: &mut Diagnostics,
+) -> Keys {
     let mut keys = BTreeMap::new();
     let mut pending: Vec<&Block> = cfg.blocks.values().filter(|b| b.for_each.is_some()).collect();
     pending.sort_by_key(|b| b.addr.mode != Mode::Cluster);
     loop {
         let before = pending.len();
-        let failed = expand_round(cfg, vars, pending, &mut keys, diags);
+        let failed = expand_round(cfg, vars, data, pending, &mut keys, diags);
         if failed.is_empty() || failed.len() == before {
-            report_unresolved(cfg, vars, &failed, &keys, diags);
+            let failed = defer(cfg, vars, data, failed, &keys, deferred);
+            report_unresolved(cfg, vars, data, &failed, &keys, diags);
             return keys;
         }
         pending = failed;
     }
+}
+
+/// The data blocks an expression reads (`data.TYPE.NAME...`).
+pub fn data_blocks(e: &crate::expr::Expr) -> Vec<BlockAddr> {
+    let mut out = Vec::new();
+    e.walk(&mut |x| {
+        if let Some(("data", _, steps)) = x.as_reference()
+            && let [crate::expr::Step::Attr(ty, _), crate::expr::Step::Attr(name, _), ..] = steps
+        {
+            let b = BlockAddr { mode: Mode::Data, ty: ty.clone(), name: name.clone() };
+            if !out.contains(&b) {
+                out.push(b);
+            }
+        }
+    });
+    out
+}
+
+/// Sets aside the unresolved blocks whose `for_each` waits only on data sources that can be read
+/// before expansion and are not read yet (`deferred`: block → those data blocks); returns the rest.
+fn defer<'c>(
+    cfg: &Config,
+    vars: &Vars,
+    data: &BTreeMap<Addr, ObjectValue>,
+    failed: Vec<&'c Block>,
+    keys: &Keys,
+    deferred: &mut BTreeMap<BlockAddr, Vec<BlockAddr>>,
+) -> Vec<&'c Block> {
+    let objects = static_objects(cfg, keys, data);
+    let readable = |d: &BlockAddr| {
+        let Some(b) = cfg.blocks.get(d) else { return false };
+        b.for_each.is_none()
+            && b.depends_on.is_empty()
+            && b.depends_on_refs.is_empty()
+            && !data.contains_key(&d.instance(None))
+            && b.attrs
+                .values()
+                .all(|a| eval(&a.expr, &static_scope(cfg, vars, &objects)).is_ok_and(|r| !r.value.has_unknown()))
+    };
+    let mut rest = Vec::new();
+    for b in failed {
+        let needs = b.for_each.as_ref().map(data_blocks).unwrap_or_default();
+        let unread: Vec<BlockAddr> = needs.into_iter().filter(|d| !data.contains_key(&d.instance(None))).collect();
+        if !unread.is_empty() && unread.iter().all(readable) {
+            deferred.insert(b.addr.clone(), unread);
+        } else {
+            rest.push(b);
+        }
+    }
+    rest
 }
 
 /// One round: the keys of each pending block whose `for_each` is known now (each sees the keys
@@ -114,13 +187,14 @@ fn for_each_keys(cfg: &Config, vars: &Vars, diags: &mut Diagnostics) -> Keys {
 fn expand_round<'c>(
     cfg: &Config,
     vars: &Vars,
+    data: &BTreeMap<Addr, ObjectValue>,
     pending: Vec<&'c Block>,
     keys: &mut Keys,
     diags: &mut Diagnostics,
 ) -> Vec<&'c Block> {
     let mut failed = Vec::new();
     for b in pending {
-        let objects = static_objects(cfg, keys);
+        let objects = static_objects(cfg, keys, data);
         let Some(fe) = &b.for_each else { continue };
         match eval(fe, &static_scope(cfg, vars, &objects)).map(|r| r.value) {
             Ok(v) => match for_each_instances(&v) {
@@ -138,10 +212,17 @@ fn expand_round<'c>(
 
 /// Reports each `for_each` that stayed unknown (one that does not evaluate at all is reported by
 /// reference checking instead).
-fn report_unresolved(cfg: &Config, vars: &Vars, failed: &[&Block], keys: &Keys, diags: &mut Diagnostics) {
+fn report_unresolved(
+    cfg: &Config,
+    vars: &Vars,
+    data: &BTreeMap<Addr, ObjectValue>,
+    failed: &[&Block],
+    keys: &Keys,
+    diags: &mut Diagnostics,
+) {
     for b in failed {
         if let Some(fe) = &b.for_each {
-            let objects = static_objects(cfg, keys);
+            let objects = static_objects(cfg, keys, data);
             if let Ok(r) = eval(fe, &static_scope(cfg, vars, &objects)) {
                 let msg = for_each_instances(&r.value).err().unwrap_or_default();
                 diags.push(Diagnostic::error("invalid `for_each`", fe.span).label(msg));

@@ -19,6 +19,8 @@ use crate::vars::Vars;
 
 mod dag;
 mod expand;
+
+pub use expand::data_blocks;
 mod refs;
 
 pub use dag::to_dot;
@@ -51,6 +53,11 @@ pub struct Graph {
     pub sources: HashMap<Addr, BlockAddr>,
     /// Every cluster name, declared one by one or by `for_each`.
     pub cluster_names: Vec<String>,
+    /// Blocks whose `for_each` waits on data sources read before expansion (block → those data
+    /// blocks): they have no instances until `Session::discover` reads them and builds again.
+    pub deferred: BTreeMap<BlockAddr, Vec<BlockAddr>>,
+    /// The data sources read before expansion, by instance, as the graph was built with them.
+    pub data: BTreeMap<Addr, crate::eval::ObjectValue>,
 }
 
 impl Graph {
@@ -64,8 +71,18 @@ impl Graph {
 /// (`for_each` evaluated statically), then each one's references and `depends_on` (its edges),
 /// then the DAG and its cycles.
 pub fn build(cfg: &Config, vars: &Vars, registry: &Registry) -> Result<Graph, Diagnostics> {
+    build_with(cfg, vars, registry, &BTreeMap::new())
+}
+
+/// [`build`] with the values of data sources read before expansion (see `expand`'s rule).
+pub fn build_with(
+    cfg: &Config,
+    vars: &Vars,
+    registry: &Registry,
+    data: &BTreeMap<Addr, crate::eval::ObjectValue>,
+) -> Result<Graph, Diagnostics> {
     let mut diags = Diagnostics::default();
-    let mut g = expand::instances(cfg, vars, &mut diags);
+    let mut g = expand::instances(cfg, vars, data, &mut diags);
     let edge_spans = refs::link(cfg, vars, registry, &mut g, &mut diags);
     g.dag = dag::dag(&g.instances);
     dag::report_cycles(&g, &edge_spans, &mut diags);

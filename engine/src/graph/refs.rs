@@ -30,7 +30,7 @@ pub(super) fn link(
     g: &mut Graph,
     diags: &mut Diagnostics,
 ) -> EdgeSpans {
-    let objects = static_objects(cfg, &g.keys);
+    let objects = static_objects(cfg, &g.keys, &g.data);
     let base = RefCtx { cfg, vars, registry, g, objects: &objects, each_key: None, block: None };
     let deps: Vec<Option<Deps>> = (0..g.instances.len()).map(|i| base.instance_deps(i, diags)).collect();
     // Outputs and checks are not nodes, but their references are checked the same way.

@@ -200,6 +200,11 @@ pub struct Inputs {
     pub variables: Map,
     /// `--target` addresses.
     pub targets: Vec<String>,
+    /// When data sources were read before expansion (clusters found live): the `for_each` keys
+    /// of every block as the plan expanded them, which an apply of the saved plan must find
+    /// again.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub discovered_keys: BTreeMap<String, Vec<String>>,
 }
 
 /// A planned output.

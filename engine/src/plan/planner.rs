@@ -67,6 +67,14 @@ impl Reads {
         Reads { clusters, data: Mutex::default() }
     }
 
+    /// Reads of session `s` with these clusters, holding what discovery read before expansion (a
+    /// read of this run).
+    pub fn for_session(s: &Session, clusters: Arc<BTreeMap<String, Map>>) -> Reads {
+        let r = Reads::with_clusters(clusters);
+        r.data.lock().unwrap_or_else(|e| e.into_inner()).extend(s.discovered.clone());
+        r
+    }
+
     /// How many data sources were read.
     pub fn data_sources_read(&self) -> usize {
         self.data.lock().unwrap_or_else(|e| e.into_inner()).len()
@@ -119,7 +127,7 @@ pub async fn plan_reusing(
             s.set_clusters(&values, &r.clusters);
             r
         }
-        None => Arc::new(Reads::with_clusters(s.read_clusters(&values, state).await?)),
+        None => Arc::new(Reads::for_session(s, s.read_clusters(&values, state).await?)),
     };
     let clusters = reads.clusters.clone();
     let sem = Semaphore::new(opts.parallelism.max(1));
@@ -382,7 +390,19 @@ pub fn inputs_of(s: &Session, targets: &[Addr]) -> Inputs {
         },
         variables,
         targets: targets.iter().map(ToString::to_string).collect(),
+        discovered_keys: discovered_keys(s),
     }
+}
+
+/// The `for_each` keys of every block, when discovery read anything (else none).
+pub fn discovered_keys(s: &Session) -> BTreeMap<String, Vec<String>> {
+    if s.discovered.is_empty() {
+        return BTreeMap::new();
+    }
+    let mut keys: BTreeMap<String, Vec<String>> =
+        s.graph.keys.iter().map(|(b, k)| (b.to_string(), k.clone())).collect();
+    keys.insert("clusters".into(), s.graph.cluster_names.clone());
+    keys
 }
 
 /// Whether `addr` is selected by `target` (a block address selects all its instances).

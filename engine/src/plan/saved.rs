@@ -129,6 +129,9 @@ pub fn check_inputs(s: &crate::session::Session, plan: &Plan) -> Result<(), Stri
             return Err(format!("{rel} (read with file() or templatefile()) changed since the plan was made"));
         }
     }
+    if crate::plan::planner::discovered_keys(s) != plan.inputs.discovered_keys {
+        return Err("the clusters (or other for_each keys) found live are not those the plan was made with".to_string());
+    }
     for (k, planned) in &plan.inputs.variables {
         match s.vars.values.get(k) {
             Some(v) if planned.same_as(v) => {}

@@ -76,8 +76,7 @@ pub fn kubeconfig(sim: &Sim) -> String {
         users.push(format!("- name: {ctx}\n  user:\n    token: {}\n", c.admin_token));
         contexts.push(format!("- context:\n    cluster: {ctx}\n    user: {ctx}\n  name: {ctx}\n"));
     }
-    let current =
-        sim.clusters.first().map(|c| context_name(project(c), &c.location, &c.name)).unwrap_or_default();
+    let current = sim.clusters.first().map(|c| context_name(project(c), &c.location, &c.name)).unwrap_or_default();
     format!(
         "apiVersion: v1\nkind: Config\npreferences: {{}}\ncurrent-context: {current}\nclusters:\n{}contexts:\n{}users:\n{}",
         clusters.concat(),

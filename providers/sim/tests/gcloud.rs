@@ -615,12 +615,16 @@ async fn shared_vpc_world_answers_per_project() {
     let update = |flag: &'static str| {
         let e = &e;
         async move {
-            let args = ["container", "clusters", "update", "alpha-2", "--project=svc-alpha", "--zone=us-central1-c", flag];
+            let args =
+                ["container", "clusters", "update", "alpha-2", "--project=svc-alpha", "--zone=us-central1-c", flag];
             e.gcloud(&args).await.ok();
         }
     };
     update("--update-labels=mesh=prod").await;
-    assert_eq!(list("svc-alpha", "resourceLabels.mesh=prod").await, ["alpha-1\tus-central1-a", "alpha-2\tus-central1-c"]);
+    assert_eq!(
+        list("svc-alpha", "resourceLabels.mesh=prod").await,
+        ["alpha-1\tus-central1-a", "alpha-2\tus-central1-c"]
+    );
     update("--remove-labels=mesh").await;
     assert_eq!(list("svc-alpha", "resourceLabels.mesh=prod").await, ["alpha-1\tus-central1-a"]);
     // gcloud 528's --update-labels sends only the labels given, and setResourceLabels replaces the

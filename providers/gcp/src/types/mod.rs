@@ -1,6 +1,7 @@
 //! One file per resource or data type; [`all`] registers them.
 
 pub mod cluster;
+pub mod clusters_query;
 pub mod control_plane_access;
 pub mod firewall;
 pub mod fleet_feature;
@@ -94,6 +95,7 @@ pub fn all() -> Vec<Arc<dyn GcpType>> {
         Arc::new(membership_feature::MembershipFeature),
         Arc::new(cluster::ClusterLookup { name: "cluster" }),
         Arc::new(cluster::ClusterLookup { name: "gke_cluster" }),
+        Arc::new(clusters_query::ClustersQuery),
         Arc::new(lookups::Instances),
         Arc::new(lookups::Firewalls),
         Arc::new(secret_version::SecretVersion),
