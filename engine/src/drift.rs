@@ -103,13 +103,18 @@ pub fn membership_findings(s: &Session, state: &State) -> Vec<crate::provider::F
         };
         out.push(crate::provider::Finding { kind: "cluster_not_in_mesh".into(), message });
     }
+    let gone = s.gone_clusters();
     for name in meshed.iter().filter(|n| !s.graph.cluster_names.contains(*n)) {
-        out.push(crate::provider::Finding {
-            kind: "cluster_left_mesh".into(),
-            message: format!(
+        let message = if gone.contains(name) {
+            format!(
+                "cluster `{name}` is gone, with the objects in state that lived in it: the next apply forgets them and removes what refers to it"
+            )
+        } else {
+            format!(
                 "cluster `{name}` is no longer in the desired set but objects in state live in it: the next apply removes them"
-            ),
-        });
+            )
+        };
+        out.push(crate::provider::Finding { kind: "cluster_left_mesh".into(), message });
     }
     out
 }

@@ -81,6 +81,9 @@ pub struct AttrSchema {
     /// Its value names clusters (a string, or a list of strings): each must be a key of
     /// `[clusters]`, which `validate` checks.
     pub names_cluster: bool,
+    /// Its value names the one cluster the object lives in (it also names clusters): when that
+    /// cluster is gone, the object went with it, and the plan forgets it (`forget: cluster gone`).
+    pub lives_in: bool,
     /// Plans show it through this other attribute (a manifest's source through the objects it
     /// makes), so it is left out of plan renderings whenever that one is known.
     pub shown_by: Option<String>,
@@ -98,6 +101,7 @@ impl AttrSchema {
             description: String::new(),
             template_file: false,
             names_cluster: false,
+            lives_in: false,
             shown_by: None,
         }
     }
@@ -111,6 +115,13 @@ impl AttrSchema {
     /// Marks it as naming `[clusters]` keys (see [`AttrSchema::names_cluster`]).
     pub fn names_cluster(mut self) -> Self {
         self.names_cluster = true;
+        self
+    }
+
+    /// Marks it as naming the cluster the object lives in (see [`AttrSchema::lives_in`]).
+    pub fn lives_in(mut self) -> Self {
+        self.names_cluster = true;
+        self.lives_in = true;
         self
     }
 

@@ -51,6 +51,9 @@ pub struct Session {
     /// Data sources [`Session::discover`] read before expansion: the configuration read with and
     /// what came back (the run's plan answers from them instead of reading again).
     pub discovered: BTreeMap<Addr, (Map, crate::provider::Object)>,
+    /// Clusters that left the desired set and no longer exist (their lookup found nothing):
+    /// objects living in them went with them (see [`Session::gone_home`]).
+    gone: Mutex<BTreeSet<String>>,
 }
 
 impl Session {
@@ -110,6 +113,7 @@ impl Session {
             for_each: Mutex::new(HashMap::new()),
             warnings,
             discovered: BTreeMap::new(),
+            gone: Mutex::new(BTreeSet::new()),
         };
         let mut diags = if check { s.check_expressions() } else { Diagnostics::default() };
         diags.0.extend(crate::refactor::check(&s).0);
@@ -483,7 +487,11 @@ impl Session {
                 async move {
                     let ctx = self.ctx(p.as_ref(), &empty);
                     match p.read_data(crate::addr::CLUSTER_TYPE, config, &ctx).await {
-                        Ok(obj) => Ok((name.clone(), obj.attrs)),
+                        Ok(obj) => Ok((name.clone(), Some(obj.attrs))),
+                        // A departed cluster that no longer exists: its objects went with it.
+                        Err(e) if !is_declared && e.kind == crate::provider::ErrorKind::NotFound => {
+                            Ok((name.clone(), None))
+                        }
                         Err(e) if is_declared => Err(Diagnostics::from(
                             Diagnostic::error(format!("cannot look up cluster `{name}`"), span_of(name))
                                 .label(e.to_string()),
@@ -499,14 +507,19 @@ impl Session {
         let results = futures::future::join_all(reads).await;
         let mut diags = Diagnostics::default();
         let mut out = BTreeMap::new();
+        let mut gone = BTreeSet::new();
         for r in results {
             match r {
-                Ok((name, attrs)) => {
+                Ok((name, Some(attrs))) => {
                     out.insert(name, attrs);
+                }
+                Ok((name, None)) => {
+                    gone.insert(name);
                 }
                 Err(d) => diags.0.extend(d.0),
             }
         }
+        *self.gone.lock().unwrap_or_else(|e| e.into_inner()) = gone;
         if diags.has_errors() {
             return Err(collapse_same(diags));
         }
@@ -534,6 +547,42 @@ impl Session {
             }
         }
         out
+    }
+
+    /// The clusters found gone by this run's cluster reads.
+    pub fn gone_clusters(&self) -> BTreeSet<String> {
+        self.gone.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Whether a recorded object names a gone cluster in any attribute (it cannot be looked at
+    /// in bulk, only read on its own).
+    pub fn names_gone(&self, r: &crate::state::ObjectRecord) -> bool {
+        let gone = self.gone.lock().unwrap_or_else(|e| e.into_inner());
+        if gone.is_empty() {
+            return false;
+        }
+        let Some((_, schema)) = self.registry.lookup(false, &r.ty) else { return false };
+        schema.attrs.iter().filter(|a| a.names_cluster).any(|a| match r.attributes.get(&a.name) {
+            Some(Value::String(c)) => gone.contains(c),
+            Some(Value::List(l)) => l.iter().any(|c| c.as_str().is_some_and(|c| gone.contains(c))),
+            _ => false,
+        })
+    }
+
+    /// The gone cluster a recorded object lived in (by the attribute its schema marks
+    /// `lives_in`), if it is one: the object went with it.
+    pub fn gone_home(&self, r: &crate::state::ObjectRecord) -> Option<String> {
+        let gone = self.gone.lock().unwrap_or_else(|e| e.into_inner());
+        if gone.is_empty() {
+            return None;
+        }
+        let (_, schema) = self.registry.lookup(false, &r.ty)?;
+        schema
+            .attrs
+            .iter()
+            .filter(|a| a.lives_in)
+            .find_map(|a| r.attributes.get(&a.name).and_then(Value::as_str).filter(|c| gone.contains(*c)))
+            .map(str::to_string)
     }
 
     /// Makes clusters read earlier in this run the values of `[clusters.NAME]` references.

@@ -145,7 +145,17 @@ pub async fn plan_reusing(
         Mode::RefreshOnly => changes.extend(refresh_only_changes(state, &live, &live_sensitive)),
         Mode::Destroy => {
             for addr in destroy_selection(state, &opts.targets) {
-                changes.push(delete_change(s, &live, &live_sensitive, &state.objects[&addr], None));
+                let r = &state.objects[&addr];
+                changes.push(match s.gone_home(r) {
+                    Some(c) => forget_change(
+                        s,
+                        &live,
+                        &live_sensitive,
+                        r,
+                        &format!("cluster gone (`{c}`), and the object with it"),
+                    ),
+                    None => delete_change(s, &live, &live_sensitive, r, None),
+                });
             }
         }
         Mode::Normal => {
@@ -241,10 +251,15 @@ fn undeclared_changes(ctx: &Planning<'_>, targets: &[Addr]) -> Vec<Change> {
     let targeted = |a: &Addr| targets.is_empty() || targets.iter().any(|t| matches_target(t, a));
     let undeclared = ctx.state.objects.iter().filter(|(a, _)| !s.graph.index.contains_key(*a) && targeted(a));
     undeclared
-        .map(|(addr, r)| match crate::refactor::removal(s, addr) {
-            Some(false) => forget_change(s, live, sensitive, r),
-            Some(true) => delete_change(s, live, sensitive, r, Some("removed by [[removed]]")),
-            None => delete_change(s, live, sensitive, r, Some("not in the desired state")),
+        .map(|(addr, r)| match (s.gone_home(r), crate::refactor::removal(s, addr)) {
+            (Some(c), _) => {
+                forget_change(s, live, sensitive, r, &format!("cluster gone (`{c}`), and the object with it"))
+            }
+            (None, Some(false)) => {
+                forget_change(s, live, sensitive, r, "[[removed]] with destroy = false: the object is kept")
+            }
+            (None, Some(true)) => delete_change(s, live, sensitive, r, Some("removed by [[removed]]")),
+            (None, None) => delete_change(s, live, sensitive, r, Some("not in the desired state")),
         })
         .collect()
 }
@@ -287,16 +302,18 @@ fn shown_by(schema: &crate::provider::TypeSchema) -> BTreeMap<String, String> {
     schema.attrs.iter().filter_map(|a| Some((a.name.clone(), a.shown_by.clone()?))).collect()
 }
 
-/// A `[[removed]]` record with `destroy = false`: forgotten, the object left alone.
+/// A record forgotten, the object left alone (a `[[removed]]` record with `destroy = false`), or
+/// gone with its cluster.
 fn forget_change(
     s: &Session,
     live: &BTreeMap<Addr, Option<Map>>,
     live_sensitive: &BTreeMap<Addr, BTreeSet<String>>,
     r: &crate::state::ObjectRecord,
+    why: &str,
 ) -> Change {
     Change {
         action: Action::Forget,
-        reason: Some("[[removed]] with destroy = false".into()),
+        reason: Some(why.into()),
         delete_effect: None,
         ..delete_change(s, live, live_sensitive, r, None)
     }
@@ -473,10 +490,15 @@ async fn refresh(
         }
         return Ok(Refreshed { live, live_sensitive: BTreeMap::new(), drift: Vec::new(), findings: Vec::new() });
     }
-    let wanted = refresh_selection(s, state, opts);
+    // An object whose cluster is gone went with it: nothing to read (the plan forgets it).
+    let (wanted, in_gone): (Vec<_>, Vec<_>) =
+        refresh_selection(s, state, opts).into_iter().partition(|r| s.gone_home(r).is_none());
+    for r in in_gone {
+        live.insert(r.address.clone(), Some(r.attributes.clone()));
+    }
     // Let each provider read in bulk first (one list per type instead of one GET per object).
     let mut by_provider: BTreeMap<String, Vec<(String, Map)>> = BTreeMap::new();
-    for r in &wanted {
+    for r in wanted.iter().filter(|r| !s.names_gone(r)) {
         if let Some((p, _)) = s.managed_type(&r.ty) {
             by_provider.entry(p.name().to_string()).or_default().push((r.ty.clone(), r.attributes.clone()));
         }

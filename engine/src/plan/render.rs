@@ -276,7 +276,7 @@ pub fn headline(c: &Change) -> String {
         Action::Delete if c.delete_effect.is_some() => "release (the object is kept)".to_string(),
         Action::Delete => "destroy".to_string(),
         Action::Adopt => "adopt an existing object".to_string(),
-        Action::Forget => "forget: removed from state, the object is kept".to_string(),
+        Action::Forget => "forget: removed from state".to_string(),
     };
     let what = match &c.moved_from {
         Some(from) => format!("{what}; moved from {from}"),

@@ -1,7 +1,7 @@
 //! container v1: clusters get/list/update (the `desiredControlPlaneEndpointsConfig` shape gcloud
 //! 528 sends, and the deprecated forms), `:setResourceLabels` (what `gcloud container clusters
 //! update --update-labels / --remove-labels` sends: every label the cluster is to have, with the
-//! `labelFingerprint` of the cluster it read), and operations.
+//! `labelFingerprint` of the cluster it read), delete, and operations.
 
 use std::sync::Arc;
 
@@ -23,7 +23,10 @@ pub fn routes() -> Router<Arc<Shared>> {
     let p = "/container/v1/projects/{project}/locations/{location}";
     Router::new()
         .route(&format!("{p}/clusters"), get(list_clusters))
-        .route(&format!("{p}/clusters/{{cluster}}"), get(get_cluster).put(update_cluster).post(cluster_method))
+        .route(
+            &format!("{p}/clusters/{{cluster}}"),
+            get(get_cluster).put(update_cluster).post(cluster_method).delete(delete_cluster),
+        )
         .route(&format!("{p}/operations"), get(list_ops))
         .route(&format!("{p}/operations/{{op}}"), get(get_op))
 }
@@ -113,6 +116,27 @@ async fn update_cluster(
         "startTime": now(),
     });
     Ok(Json(st.start_op(OpApi::Container, op, failure)))
+}
+
+/// `projects.locations.clusters.delete`: the cluster and its nodes go (its API server stops
+/// answering for it in Google's view: a lookup finds nothing).
+async fn delete_cluster(State(s): S, Path((p, l, c)): Path<(String, String, String)>) -> ApiResult<Json<Value>> {
+    let mut st = project(&s, &p)?;
+    let key = format!("{l}/{c}");
+    if st.clusters.remove(&key).is_none() {
+        return Err(not_found(&p, &l, &c));
+    }
+    let prefix = format!("gke-{c}-");
+    st.instances.retain(|_, i| !i["name"].as_str().is_some_and(|n| n.starts_with(&prefix)));
+    let number = st.project_number.clone();
+    let name = format!("operation-{}-{}", crate::support::unix_millis(), short_hash(&format!("{key}-delete")));
+    let op = json!({
+        "name": name, "zone": l, "location": l, "operationType": "DELETE_CLUSTER", "status": "PENDING",
+        "selfLink": format!("{CONTAINER_BASE}/projects/{number}/zones/{l}/operations/{name}"),
+        "targetLink": format!("{CONTAINER_BASE}/projects/{number}/zones/{l}/clusters/{c}"),
+        "startTime": now(),
+    });
+    Ok(Json(st.start_op(OpApi::Container, op, None)))
 }
 
 /// `POST .../clusters/NAME:VERB`: `setResourceLabels` replaces the cluster's resource labels

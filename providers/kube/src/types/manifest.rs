@@ -357,7 +357,7 @@ impl KubeType for Manifest {
     fn schema(&self) -> TypeSchema {
         TypeSchema::new("k8s_manifest", TypeKind::Managed, "Kubernetes objects applied with server-side apply.")
             .import_id("CLUSTER;APIVERSION;KIND;NAMESPACE;NAME")
-            .attr(AttrSchema::new("cluster", AttrType::String, Presence::Required).force_new().names_cluster())
+            .attr(AttrSchema::new("cluster", AttrType::String, Presence::Required).force_new().lives_in())
             .attr(AttrSchema::new("manifest", AttrType::Any, Presence::Optional).shown_by("objects"))
             .attr(AttrSchema::new("yaml", AttrType::String, Presence::Optional).shown_by("objects"))
             .attr(

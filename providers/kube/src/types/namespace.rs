@@ -76,7 +76,7 @@ impl KubeType for Namespace {
         let map = || AttrType::Map(Box::new(AttrType::String));
         TypeSchema::new("k8s_namespace", TypeKind::Managed, "A namespace and the labels it must (not) have.")
             .import_id("CLUSTER/NAME")
-            .attr(AttrSchema::new("cluster", AttrType::String, Presence::Required).force_new().names_cluster())
+            .attr(AttrSchema::new("cluster", AttrType::String, Presence::Required).force_new().lives_in())
             .attr(AttrSchema::new("name", AttrType::String, Presence::Required).force_new())
             .attr(AttrSchema::new("labels", map(), Presence::Optional))
             .attr(AttrSchema::new("annotations", map(), Presence::Optional))

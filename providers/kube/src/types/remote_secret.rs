@@ -249,6 +249,11 @@ impl KubeType for RemoteSecret {
 
     async fn read(&self, k: &Kube, prior: &Map) -> ProviderResult<Option<Map>> {
         let st = settings(prior)?;
+        // Its target cluster is gone, and this copy with it; its token in the source is still
+        // there to delete: as recorded.
+        if k.cluster(&st.target).is_err() && k.cluster(&st.source).is_ok() {
+            return Ok(Some(prior.clone()));
+        }
         let Some(remote) = objects::read(k, &st.target, &secret_ref(&st.namespace, &st.secret_name)).await? else {
             return Ok(None);
         };
@@ -267,8 +272,9 @@ impl KubeType for RemoteSecret {
         let discoverable = meta["labels"]["istio/multiCluster"] == "true"
             && meta["annotations"]["networking.istio.io/cluster"].as_str() == Some(st.source.as_str());
         m.insert("discoverable".into(), Value::Bool(discoverable));
-        // A revoked token (its Secret gone) is a difference too; the apply makes it again.
-        if self.token(k, &st, false).await?.is_none() {
+        // A revoked token (its Secret gone) is a difference too; the apply makes it again. (A
+        // source cluster that is gone took its token with it: only this copy is left to delete.)
+        if k.cluster(&st.source).is_ok() && self.token(k, &st, false).await?.is_none() {
             m.insert("token_valid".into(), Value::Bool(false));
         }
         Ok(Some(m))
@@ -296,8 +302,15 @@ impl KubeType for RemoteSecret {
 
     async fn delete(&self, k: &Kube, prior: &Map) -> ProviderResult<()> {
         let st = settings(prior)?;
-        objects::delete(k, &st.target, &secret_ref(&st.namespace, &st.secret_name)).await?;
+        // A cluster that is gone took its part with it (the copy in the target, the token in the
+        // source); the other part is deleted.
+        if k.cluster(&st.target).is_ok() {
+            objects::delete(k, &st.target, &secret_ref(&st.namespace, &st.secret_name)).await?;
+        }
         let token_secret = s(prior, "token_secret").filter(|t| !t.is_empty()).unwrap_or(st.token_secret);
+        if k.cluster(&st.source).is_err() {
+            return Ok(());
+        }
         objects::delete(k, &st.source, &secret_ref(&st.namespace, &token_secret)).await
     }
 

@@ -109,7 +109,7 @@ impl KubeType for Secret {
         let map = || AttrType::Map(Box::new(AttrType::String));
         TypeSchema::new("k8s_secret", TypeKind::Managed, "A Secret; its values are sensitive.")
             .import_id("CLUSTER/NAMESPACE/NAME")
-            .attr(AttrSchema::new("cluster", AttrType::String, Presence::Required).force_new().names_cluster())
+            .attr(AttrSchema::new("cluster", AttrType::String, Presence::Required).force_new().lives_in())
             .attr(AttrSchema::new("namespace", AttrType::String, Presence::Required).force_new())
             .attr(AttrSchema::new("name", AttrType::String, Presence::Required).force_new())
             .attr(AttrSchema::new("type", AttrType::String, Presence::OptionalComputed).force_new())
