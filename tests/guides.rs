@@ -895,3 +895,126 @@ async fn asm_guide_grows_from_one_cluster_to_three_and_back() {
 async fn mci_guide_grows_from_one_cluster_to_three_and_back() {
     grow_and_shrink("plans/mci-istio.toml", bare_world(3)).await;
 }
+
+/// The planned actions of a plan's text: `(symbol, address)` per change line.
+fn planned(t: &str) -> Vec<(String, String)> {
+    t.lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix("  ")?;
+            let (sym, rest) = rest.split_once(' ')?;
+            let (addr, why) = rest.split_once("  (")?;
+            (["+", "~", "-", "-/+", "."].contains(&sym) && !why.starts_with("deleted outside"))
+                .then(|| (sym.to_string(), addr.to_string()))
+        })
+        .collect()
+}
+
+/// The shared VPC's footprint of the mesh: the host project's firewall rule and every private
+/// cluster's authorized networks.
+async fn shared_vpc_footprint(c: &Cloud, w: &World) -> Vec<String> {
+    let fw = c
+        .gcloud(&[
+            "compute",
+            "firewall-rules",
+            "list",
+            "--project=mesh-host",
+            "--format=json(name,sourceRanges,targetTags)",
+        ])
+        .await;
+    let mut out = vec![String::from_utf8_lossy(&fw.stdout).into_owned()];
+    for cl in w.clusters.iter().filter(|cl| cl.private) {
+        let p = format!("--project={}", w.project_of(cl));
+        let d = c.describe(&["container", "clusters", "describe", &cl.name, "--location", &cl.location, &p]).await;
+        out.push(format!("{}: {:?}", cl.name, authorized_networks(&d)));
+    }
+    out
+}
+
+/// The asm plan in discovery mode on testdata/worlds/shared-vpc.toml (a host project and two
+/// service projects): the clusters labelled `mesh=prod` form the mesh; a fourth cluster labelled
+/// with gcloud is a drift finding, joins with exactly its objects and pairs, and leaves again
+/// when the label goes, the firewall and authorized networks as before; a cluster deleted is
+/// planned out, its objects forgotten (`forget: cluster gone`) and what refers to it removed.
+#[tokio::test(flavor = "multi_thread")]
+async fn asm_discovery_follows_the_fleet_across_a_shared_vpc() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/worlds/shared-vpc.toml");
+    let w = World::from_toml(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let c = Cloud::start(SimOptions { world: w.clone(), ..SimOptions::default() }).await;
+    c.setup_guides(&w);
+    std::fs::write(
+        c.dir.path().join("clusters.toml"),
+        "discover = true\nproject = \"mesh-host\"\nnetwork = \"shared-net\"\ncluster_projects = [\"svc-alpha\", \"svc-beta\"]\ncluster_labels = { mesh = \"prod\" }\n",
+    )
+    .unwrap();
+    let plan = "plans/asm-multicluster.toml";
+    let (rc, t) = mf(&c, &["apply", plan, "--auto-approve"]).await;
+    assert_eq!(rc, 0, "{t}");
+    assert_eq!(t.matches("ok   remote secret authenticates").count(), 6, "{t}");
+    assert_eq!(t.matches("ok   endpoint discovery").count(), 3, "{t}");
+    assert!(!t.contains("alpha-2") && !t.contains("beta-stage"), "only the clusters labelled mesh=prod: {t}");
+    let fw =
+        c.describe(&["compute", "firewall-rules", "describe", "istio-multicluster-pods", "--project=mesh-host"]).await;
+    assert!(fw["network"].as_str().unwrap().ends_with("/projects/mesh-host/global/networks/shared-net"), "{fw}");
+    let before = shared_vpc_footprint(&c, &w).await;
+
+    // A fourth cluster starts matching.
+    let label = |flag: &'static str| {
+        let c = &c;
+        async move {
+            let args =
+                ["container", "clusters", "update", "alpha-2", "--project=svc-alpha", "--zone=us-central1-c", flag];
+            c.gcloud(&args).await;
+        }
+    };
+    label("--update-labels=mesh=prod").await;
+    let (rc, t) = mf(&c, &["drift", plan]).await;
+    assert_eq!(rc, 2, "{t}");
+    assert!(t.contains("cluster `alpha-2` matches data.gke_clusters.discovered but is not in the mesh"), "{t}");
+    let (rc, t) = mf(&c, &["plan", plan]).await;
+    assert_eq!(rc, 0, "{t}");
+    let joined = planned(&t);
+    let added: Vec<&String> = joined.iter().filter(|(s, _)| s == "+").map(|(_, a)| a).collect();
+    assert_eq!(added.len(), 11, "its access, namespace, 3 manifests and 6 remote secrets: {joined:?}");
+    assert!(added.iter().all(|a| a.contains("alpha-2")), "{joined:?}");
+    assert!(joined.iter().all(|(s, a)| s == "+" || s == "~" && !a.contains("alpha-2")), "nothing else: {joined:?}");
+    let (rc, t) = mf(&c, &["apply", plan, "--auto-approve"]).await;
+    assert_eq!(rc, 0, "{t}");
+    assert_eq!(t.matches("ok   remote secret authenticates").count(), 12, "{t}");
+    assert_eq!(t.matches("ok   endpoint discovery").count(), 4, "{t}");
+    let (rc, t) = mf(&c, &["plan", plan, "--detailed-exitcode"]).await;
+    assert_eq!(rc, 0, "converged: {t}");
+    assert_ne!(shared_vpc_footprint(&c, &w).await, before, "alpha-2's pods are let in");
+
+    // It stops matching: exactly what joined leaves.
+    label("--remove-labels=mesh").await;
+    let (rc, t) = mf(&c, &["plan", plan]).await;
+    assert_eq!(rc, 0, "{t}");
+    let left = planned(&t);
+    let mut removed: Vec<&String> = left.iter().filter(|(s, _)| s == "-").map(|(_, a)| a).collect();
+    removed.sort();
+    let mut added = added;
+    added.sort();
+    assert_eq!(removed, added, "{left:?}");
+    let (rc, t) = mf(&c, &["apply", plan, "--auto-approve"]).await;
+    assert_eq!(rc, 0, "{t}");
+    assert_eq!(shared_vpc_footprint(&c, &w).await, before, "the firewall and authorized networks as before it joined");
+
+    // A cluster is deleted: its objects are forgotten, what refers to it in the others removed.
+    c.gcloud(&["container", "clusters", "delete", "beta-1", "--project=svc-beta", "--zone=europe-west1-b", "--quiet"])
+        .await;
+    let (rc, t) = mf(&c, &["drift", plan]).await;
+    assert_eq!(rc, 2, "{t}");
+    assert!(t.contains("cluster `beta-1` is gone"), "{t}");
+    let (rc, t) = mf(&c, &["plan", plan]).await;
+    assert_eq!(rc, 0, "{t}");
+    assert_eq!(t.matches("forget: removed from state: cluster gone (`beta-1`)").count(), 4, "{t}");
+    assert!(t.contains("- mesh_remote_secret.crosswise[\"alpha-1,beta-1\"]"), "{t}");
+    assert!(t.contains("- mesh_remote_secret.crosswise[\"beta-1,alpha-1\"]"), "{t}");
+    let (rc, t) = mf(&c, &["apply", plan, "--auto-approve"]).await;
+    assert_eq!(rc, 0, "{t}");
+    let (rc, t) = mf(&c, &["plan", plan, "--detailed-exitcode"]).await;
+    assert_eq!(rc, 0, "converged: {t}");
+    let alpha1 = w.clusters.iter().position(|cl| cl.name == "alpha-1").unwrap();
+    let secrets = kubectl_out(&c, alpha1, &["get", "secrets", "-n", "istio-system", "-o", "name"]).await;
+    assert!(!secrets.contains("beta-1"), "nothing of beta-1 is left in alpha-1: {secrets}");
+}

@@ -1012,11 +1012,11 @@ async fn plugin_ca_rotates_intermediates_and_the_root_without_a_window_of_distru
 }
 
 /// A cluster that leaves [clusters] while objects of the state live in it: the state recorded how
-/// to look it up, so its objects are deleted; when it cannot be looked up any more (gone), plan
-/// fails naming it and the ways out, changing nothing, and `state rm` of its objects lets the
-/// plan go on.
+/// to look it up, so its objects are deleted; when it is not found any more (gone), its objects
+/// are forgotten with an action of their own, shown in the plan; a lookup that fails otherwise
+/// fails the plan naming the cluster and the ways out, changing nothing.
 #[tokio::test(flavor = "multi_thread")]
-async fn objects_in_a_cluster_that_left_are_deleted_or_named_when_it_is_gone() {
+async fn objects_in_a_cluster_that_left_are_deleted_forgotten_when_gone_or_named() {
     let c = Cloud::default().await;
     let both = "[clusters.cluster-1]\nlocation = \"us-central1-a\"\n\n[clusters.cluster-2]\nlocation = \"europe-west1-b\"\n\n[resources.k8s_namespace.team]\nfor_each = \"${clusters}\"\ncluster = \"${each.key}\"\nname = \"team\"\n";
     let one = "[clusters.cluster-1]\nlocation = \"us-central1-a\"\n\n[resources.k8s_namespace.team]\nfor_each = \"${clusters}\"\ncluster = \"${each.key}\"\nname = \"team\"\n";
@@ -1036,18 +1036,34 @@ async fn objects_in_a_cluster_that_left_are_deleted_or_named_when_it_is_gone() {
     let state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&state_path).unwrap()).unwrap();
     assert!(state["clusters"].get("cluster-2").is_none(), "nothing lives there any more: {state}");
 
-    // Back in, then gone (its recorded location no longer finds it).
+    // Back in, then gone (its recorded location no longer finds it): forgotten, in the plan.
     c.write(both);
     c.apply().await;
     c.write(one);
     let mut state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&state_path).unwrap()).unwrap();
     state["clusters"]["cluster-2"]["location"] = "europe-west9-z".into();
     std::fs::write(&state_path, serde_json::to_string(&state).unwrap()).unwrap();
+    let (rc, t) = c.plan().await;
+    assert_eq!(rc, 2, "{t}");
+    assert!(
+        t.contains(". k8s_namespace.team[\"cluster-2\"]  (forget: removed from state: cluster gone (`cluster-2`)"),
+        "{t}"
+    );
+    assert!(t.contains("0 to destroy, 1 to forget"), "{t}");
+    c.apply().await;
+    assert!(c.exists(1, &["ns", "team"]).await, "forgotten, not deleted (the simulator's cluster is still there)");
+    // A lookup failing otherwise (the cluster's project refused) is an error that changes nothing.
+    c.write(both);
+    c.apply().await;
+    c.write(one);
+    let mut state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&state_path).unwrap()).unwrap();
+    state["clusters"]["cluster-2"]["project"] = "not-ours".into();
+    std::fs::write(&state_path, serde_json::to_string(&state).unwrap()).unwrap();
     let before = std::fs::read_to_string(&state_path).unwrap();
     let (rc, t) = c.plan().await;
     assert_eq!(rc, 1, "{t}");
     assert!(
-        t.contains("cluster `cluster-2` left [clusters]") && t.contains("europe-west9-z") && t.contains("state rm"),
+        t.contains("cluster `cluster-2` left [clusters]") && t.contains("not-ours") && t.contains("state rm"),
         "{t}"
     );
     assert_eq!(std::fs::read_to_string(&state_path).unwrap(), before, "nothing changed");

@@ -101,10 +101,15 @@ pub fn text(o: &Output) -> String {
 }
 
 impl Cloud {
+    /// The kubeconfig context of cluster `i` of the world (named with its own project).
+    pub fn context(&self, i: usize) -> String {
+        let w = &self.sim.world;
+        files::context_name(w.project_of(&w.clusters[i]), &w.clusters[i].location, &w.clusters[i].name)
+    }
+
     /// Whether `kubectl get ARGS` finds the object in cluster `i` of the world.
     pub async fn exists(&self, i: usize, args: &[&str]) -> bool {
-        let c = &self.sim.clusters[i];
-        let ctx = files::context_name(&self.sim.world.project, &c.location, &c.name);
+        let ctx = self.context(i);
         let mut a = vec!["--context", ctx.as_str(), "get"];
         a.extend_from_slice(args);
         code(&self.run("kubectl", &a, &[], &[]).await) == 0
@@ -112,8 +117,7 @@ impl Cloud {
 
     /// kubectl against cluster `i` of the world.
     pub async fn kubectl(&self, i: usize, args: &[&str]) -> Output {
-        let c = &self.sim.clusters[i];
-        let ctx = files::context_name(&self.sim.world.project, &c.location, &c.name);
+        let ctx = self.context(i);
         let mut a = vec!["--context", ctx.as_str()];
         a.extend_from_slice(args);
         let o = self.run("kubectl", &a, &[], &[]).await;

@@ -143,21 +143,7 @@ pub async fn plan_reusing(
     let mut diags = Diagnostics::default();
     match opts.mode {
         Mode::RefreshOnly => changes.extend(refresh_only_changes(state, &live, &live_sensitive)),
-        Mode::Destroy => {
-            for addr in destroy_selection(state, &opts.targets) {
-                let r = &state.objects[&addr];
-                changes.push(match s.gone_home(r) {
-                    Some(c) => forget_change(
-                        s,
-                        &live,
-                        &live_sensitive,
-                        r,
-                        &format!("cluster gone (`{c}`), and the object with it"),
-                    ),
-                    None => delete_change(s, &live, &live_sensitive, r, None),
-                });
-            }
-        }
+        Mode::Destroy => changes.extend(destroy_changes(s, state, &live, &live_sensitive, &opts.targets)),
         Mode::Normal => {
             let selected = selection(s, &opts.targets);
             let ctx = Planning {
@@ -205,6 +191,26 @@ pub async fn plan_reusing(
         timestamp: crate::clock::now_rfc3339(),
     };
     Ok(PlanOutcome { plan, live, values, reads })
+}
+
+/// A destroy plan: each selected record deleted, or forgotten when its cluster is gone.
+fn destroy_changes(
+    s: &Session,
+    state: &State,
+    live: &BTreeMap<Addr, Option<Map>>,
+    live_sensitive: &BTreeMap<Addr, BTreeSet<String>>,
+    targets: &[Addr],
+) -> Vec<Change> {
+    let change = |addr: Addr| {
+        let r = &state.objects[&addr];
+        match s.gone_home(r) {
+            Some(c) => {
+                forget_change(s, live, live_sensitive, r, &format!("cluster gone (`{c}`), and the object with it"))
+            }
+            None => delete_change(s, live, live_sensitive, r, None),
+        }
+    };
+    destroy_selection(state, targets).into_iter().map(change).collect()
 }
 
 /// An error for each `--replace` address that no planned replacement answers, naming why: a

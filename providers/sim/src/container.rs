@@ -2,6 +2,11 @@
 //! 528 sends, and the deprecated forms), `:setResourceLabels` (what `gcloud container clusters
 //! update --update-labels / --remove-labels` sends: every label the cluster is to have, with the
 //! `labelFingerprint` of the cluster it read), delete, and operations.
+//!
+//! What gcloud 528 sends for labels (its api_adapter, judged in tests/gcloud.rs): both flags GET
+//! the cluster first, then `POST .../clusters/NAME:setResourceLabels` with `resourceLabels` and
+//! that `labelFingerprint`; `--remove-labels` sends the labels left, but `--update-labels K=V`
+//! sends only the labels given, so the cluster's other labels go (the API replaces the set).
 
 use std::sync::Arc;
 

@@ -99,20 +99,9 @@ impl Sim {
         let mut store = Store::seed(&opts.world, clusters.clone(), opts.lro_polls);
         store.lro_time = opts.clock.lro_time();
         store.controller_polls = opts.controller_polls;
-        let service_stores = opts
-            .world
-            .service_projects
-            .iter()
-            .map(|sp| {
-                let mut st = Store::seed_service(&opts.world, &sp.id, &sp.number, clusters.clone(), opts.lro_polls);
-                st.lro_time = opts.clock.lro_time();
-                st.controller_polls = opts.controller_polls;
-                (sp.id.clone(), Mutex::new(st))
-            })
-            .collect();
         let shared = Arc::new(Shared {
             store: Mutex::new(store),
-            service_stores,
+            service_stores: service_stores(&opts, &clusters),
             tokens,
             log: Mutex::new(Vec::new()),
             lose_replies: Default::default(),
@@ -178,6 +167,17 @@ impl Drop for Sim {
             let _ = tx.send(());
         }
     }
+}
+
+/// The stores of the world's service projects, by project id.
+fn service_stores(opts: &SimOptions, clusters: &[ClusterAccess]) -> std::collections::BTreeMap<String, Mutex<Store>> {
+    let seed = |sp: &crate::world::ProjectSpec| {
+        let mut st = Store::seed_service(&opts.world, &sp.id, &sp.number, clusters.to_vec(), opts.lro_polls);
+        st.lro_time = opts.clock.lro_time();
+        st.controller_polls = opts.controller_polls;
+        (sp.id.clone(), Mutex::new(st))
+    };
+    opts.world.service_projects.iter().map(seed).collect()
 }
 
 fn app(shared: Arc<Shared>, kube: Vec<Arc<crate::kube::KubeServer>>) -> Router {

@@ -309,16 +309,13 @@ impl Store {
 
     fn seed_cluster(&mut self, world: &World, c: &crate::world::ClusterSpec) {
         let p = world.project_of(c);
-        let host = &world.project;
         let key = format!("{}/{}", c.location, c.name);
         let access = self.access.get(&key).cloned();
         let tag = format!("gke-{}-{}-node", c.name, &short_hash(&c.name)[..8]);
         let region = region_of(&c.location);
         let zones: Vec<String> =
             if is_zone(&c.location) { vec![c.location.clone()] } else { vec![format!("{region}-b")] };
-        let subnet_name = world.subnet_in(&region).map_or("default", |s| s.name.as_str());
-        let net_link = format!("{COMPUTE_BASE}/projects/{host}/global/networks/{}", world.network);
-        let subnet = format!("{COMPUTE_BASE}/projects/{host}/regions/{region}/subnetworks/{subnet_name}");
+        let (subnet_name, net_link, subnet) = network_links(world, &region);
         if !c.autopilot {
             for i in 0..c.nodes {
                 let zone = &zones[i as usize % zones.len()];
@@ -369,8 +366,8 @@ impl Store {
             "currentNodeCount": if c.autopilot { 0 } else { c.nodes },
             "selfLink": format!("{CONTAINER_BASE}/projects/{p}/locations/{}/clusters/{}", c.location, c.name),
             "endpoint": endpoint, "network": world.network, "subnetwork": subnet_name,
-            "networkConfig": {"network": format!("projects/{host}/global/networks/{}", world.network),
-                              "subnetwork": format!("projects/{host}/regions/{region}/subnetworks/{subnet_name}")},
+            "networkConfig": {"network": format!("projects/{}/global/networks/{}", world.project, world.network),
+                              "subnetwork": format!("projects/{}/regions/{region}/subnetworks/{subnet_name}", world.project)},
             "clusterIpv4Cidr": c.pod_cidr, "servicesIpv4Cidr": c.services_cidr,
             "ipAllocationPolicy": {"useIpAliases": true, "clusterIpv4Cidr": c.pod_cidr, "clusterIpv4CidrBlock": c.pod_cidr,
                                    "servicesIpv4Cidr": c.services_cidr, "servicesIpv4CidrBlock": c.services_cidr, "stackType": "IPV4"},
@@ -607,6 +604,15 @@ pub fn fingerprint(v: &Value) -> String {
     let h = short_hash(&v.to_string()) + &short_hash(&format!("{v}#"));
     let bytes: Vec<u8> = (0..8).map(|i| u8::from_str_radix(&h[i * 2..i * 2 + 2], 16).unwrap_or(0)).collect();
     base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// The subnet name in `region` of the world's network, and the links of the network and subnet
+/// (in the world's project, which owns them; its service projects' clusters use them too).
+fn network_links<'a>(world: &'a World, region: &str) -> (&'a str, String, String) {
+    let host = &world.project;
+    let name = world.subnet_in(region).map_or("default", |s| s.name.as_str());
+    let net = format!("{COMPUTE_BASE}/projects/{host}/global/networks/{}", world.network);
+    (name, net, format!("{COMPUTE_BASE}/projects/{host}/regions/{region}/subnetworks/{name}"))
 }
 
 /// A GKE cluster's `labelFingerprint`: 8 hex digits of a hash of its labels (GKE's is opaque,

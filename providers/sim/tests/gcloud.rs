@@ -630,7 +630,11 @@ async fn shared_vpc_world_answers_per_project() {
     // gcloud 528's --update-labels sends only the labels given, and setResourceLabels replaces the
     // set: alpha-2's `team` went with the first update.
     assert_eq!(list("svc-alpha", "resourceLabels.team=alpha").await, ["alpha-1\tus-central1-a"]);
-    // A project the world does not hold.
+    refuses_projects_it_does_not_hold(&e).await;
+}
+
+/// A project the world does not hold is refused as Google refuses it.
+async fn refuses_projects_it_does_not_hold(e: &Env) {
     let denied = e.gcloud(&["container", "clusters", "list", "--project=not-ours"]).await;
     assert_eq!(denied.code, 1);
     assert!(denied.stderr.contains("Permission denied on resource project not-ours"), "{}", denied.stderr);
