@@ -532,21 +532,20 @@ impl Session {
     /// The clusters objects of `state` live in (name), by the attributes their types' schemas
     /// mark as naming clusters.
     pub fn clusters_in(&self, state: &crate::state::State) -> std::collections::BTreeSet<String> {
-        let mut out = std::collections::BTreeSet::new();
-        for r in state.objects.values() {
-            let Some((_, schema)) = self.registry.lookup(false, &r.ty) else { continue };
-            for a in schema.attrs.iter().filter(|a| a.names_cluster) {
-                match r.attributes.get(&a.name) {
-                    Some(Value::String(s)) => {
-                        out.insert(s.clone());
-                    }
-                    Some(Value::List(l)) => out
-                        .extend(l.iter().filter_map(|x| if let Value::String(s) = x { Some(s.clone()) } else { None })),
-                    _ => {}
-                }
-            }
-        }
-        out
+        state.objects.values().flat_map(|r| self.clusters_named(r, false)).collect()
+    }
+
+    /// The clusters a recorded object names, by the attributes its type's schema marks
+    /// `names_cluster` (only `lives_in`: the one it lives in).
+    fn clusters_named(&self, r: &crate::state::ObjectRecord, lives_in: bool) -> Vec<String> {
+        let Some((_, schema)) = self.registry.lookup(false, &r.ty) else { return Vec::new() };
+        let attrs = schema.attrs.iter().filter(|a| a.names_cluster && (a.lives_in || !lives_in));
+        let values = attrs.filter_map(|a| r.attributes.get(&a.name));
+        let names = values.flat_map(|v| match v {
+            Value::List(l) => l.iter().collect(),
+            one => vec![one],
+        });
+        names.filter_map(|v| v.as_str().map(str::to_string)).collect()
     }
 
     /// The clusters found gone by this run's cluster reads.
@@ -558,15 +557,7 @@ impl Session {
     /// in bulk, only read on its own).
     pub fn names_gone(&self, r: &crate::state::ObjectRecord) -> bool {
         let gone = self.gone.lock().unwrap_or_else(|e| e.into_inner());
-        if gone.is_empty() {
-            return false;
-        }
-        let Some((_, schema)) = self.registry.lookup(false, &r.ty) else { return false };
-        schema.attrs.iter().filter(|a| a.names_cluster).any(|a| match r.attributes.get(&a.name) {
-            Some(Value::String(c)) => gone.contains(c),
-            Some(Value::List(l)) => l.iter().any(|c| c.as_str().is_some_and(|c| gone.contains(c))),
-            _ => false,
-        })
+        !gone.is_empty() && self.clusters_named(r, false).iter().any(|c| gone.contains(c))
     }
 
     /// The gone cluster a recorded object lived in (by the attribute its schema marks
@@ -576,13 +567,7 @@ impl Session {
         if gone.is_empty() {
             return None;
         }
-        let (_, schema) = self.registry.lookup(false, &r.ty)?;
-        schema
-            .attrs
-            .iter()
-            .filter(|a| a.lives_in)
-            .find_map(|a| r.attributes.get(&a.name).and_then(Value::as_str).filter(|c| gone.contains(*c)))
-            .map(str::to_string)
+        self.clusters_named(r, true).into_iter().find(|c| gone.contains(c))
     }
 
     /// Makes clusters read earlier in this run the values of `[clusters.NAME]` references.

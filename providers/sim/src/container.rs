@@ -112,15 +112,7 @@ async fn update_cluster(
         let cl = st.clusters.get_mut(&key).ok_or_else(|| not_found(&p, &l, &c))?;
         change(cl, authorized, global_access);
     }
-    let number = st.project_number.clone();
-    let name = format!("operation-{}-{}", crate::support::unix_millis(), short_hash(&key));
-    let op = json!({
-        "name": name, "zone": l, "location": l, "operationType": "UPDATE_CLUSTER", "status": "PENDING",
-        "selfLink": format!("{CONTAINER_BASE}/projects/{number}/zones/{l}/operations/{name}"),
-        "targetLink": format!("{CONTAINER_BASE}/projects/{number}/zones/{l}/clusters/{c}"),
-        "startTime": now(),
-    });
-    Ok(Json(st.start_op(OpApi::Container, op, failure)))
+    Ok(Json(cluster_op(&mut st, &l, &c, "UPDATE_CLUSTER", failure)))
 }
 
 /// `projects.locations.clusters.delete`: the cluster and its nodes go (its API server stops
@@ -133,15 +125,7 @@ async fn delete_cluster(State(s): S, Path((p, l, c)): Path<(String, String, Stri
     }
     let prefix = format!("gke-{c}-");
     st.instances.retain(|_, i| !i["name"].as_str().is_some_and(|n| n.starts_with(&prefix)));
-    let number = st.project_number.clone();
-    let name = format!("operation-{}-{}", crate::support::unix_millis(), short_hash(&format!("{key}-delete")));
-    let op = json!({
-        "name": name, "zone": l, "location": l, "operationType": "DELETE_CLUSTER", "status": "PENDING",
-        "selfLink": format!("{CONTAINER_BASE}/projects/{number}/zones/{l}/operations/{name}"),
-        "targetLink": format!("{CONTAINER_BASE}/projects/{number}/zones/{l}/clusters/{c}"),
-        "startTime": now(),
-    });
-    Ok(Json(st.start_op(OpApi::Container, op, None)))
+    Ok(Json(cluster_op(&mut st, &l, &c, "DELETE_CLUSTER", None)))
 }
 
 /// `POST .../clusters/NAME:VERB`: `setResourceLabels` replaces the cluster's resource labels
@@ -171,15 +155,21 @@ async fn cluster_method(
     }
     cl["labelFingerprint"] = json!(crate::store::label_fingerprint(&labels));
     cl["resourceLabels"] = labels;
+    Ok(Json(cluster_op(&mut st, &l, &c, "SET_LABELS", None)))
+}
+
+/// Starts a container operation of `kind` on cluster `c` in location `l` (failing with `failure`
+/// when given), named and linked as GKE names them (with the project number).
+fn cluster_op(st: &mut Store, l: &str, c: &str, kind: &str, failure: Option<String>) -> Value {
     let number = st.project_number.clone();
-    let name = format!("operation-{}-{}", crate::support::unix_millis(), short_hash(&format!("{key}-labels")));
+    let name = format!("operation-{}-{}", crate::support::unix_millis(), short_hash(&format!("{l}/{c}-{kind}")));
     let op = json!({
-        "name": name, "zone": l, "location": l, "operationType": "SET_LABELS", "status": "PENDING",
+        "name": name, "zone": l, "location": l, "operationType": kind, "status": "PENDING",
         "selfLink": format!("{CONTAINER_BASE}/projects/{number}/zones/{l}/operations/{name}"),
         "targetLink": format!("{CONTAINER_BASE}/projects/{number}/zones/{l}/clusters/{c}"),
         "startTime": now(),
     });
-    Ok(Json(st.start_op(OpApi::Container, op, None)))
+    st.start_op(OpApi::Container, op, failure)
 }
 
 /// What the `desired` field of an update asks for: authorized networks, global access.
