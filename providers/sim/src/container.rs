@@ -155,7 +155,7 @@ async fn cluster_method(
     }
     cl["labelFingerprint"] = json!(crate::store::label_fingerprint(&labels));
     cl["resourceLabels"] = labels;
-    Ok(Json(cluster_op(&mut st, &l, &c, "SET_LABELS", None)))
+    Ok(Json(cluster_op(&mut st, &l, c, "SET_LABELS", None)))
 }
 
 /// Starts a container operation of `kind` on cluster `c` in location `l` (failing with `failure`
