@@ -44,11 +44,7 @@ fn google_calls(c: &Cloud) -> BTreeMap<String, usize> {
 
 /// Each cluster's API server requests since `clear_kube`, as (method, path with query).
 fn kube_calls(c: &Cloud) -> Vec<Vec<(String, String)>> {
-    c.sim
-        .kube
-        .iter()
-        .map(|k| k.log.lock().unwrap().iter().map(|(m, p, _, _)| (m.clone(), p.clone())).collect())
-        .collect()
+    c.sim.kube.iter().map(|k| k.log.lock().unwrap().iter().map(|(m, p, ..)| (m.clone(), p.clone())).collect()).collect()
 }
 
 fn clear(c: &Cloud) {

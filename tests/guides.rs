@@ -1018,3 +1018,102 @@ async fn asm_discovery_follows_the_fleet_across_a_shared_vpc() {
     let secrets = kubectl_out(&c, alpha1, &["get", "secrets", "-n", "istio-system", "-o", "name"]).await;
     assert!(!secrets.contains("beta-1"), "nothing of beta-1 is left in alpha-1: {secrets}");
 }
+
+/// How each request of the clusters' API servers since `from` came in (`ip`, `dns`, `gateway`).
+fn ways_in(c: &Cloud, from: &[usize]) -> std::collections::BTreeSet<&'static str> {
+    let mut ways = std::collections::BTreeSet::new();
+    for (k, start) in c.sim.kube.iter().zip(from) {
+        ways.extend(k.log.lock().unwrap()[*start..].iter().map(|e| e.4.name()));
+    }
+    ways
+}
+
+fn log_lengths(c: &Cloud) -> Vec<usize> {
+    c.sim.kube.iter().map(|k| k.log.lock().unwrap().len()).collect()
+}
+
+/// A hosted CI runner outside the VPC, private clusters without public endpoints, registered to
+/// the fleet: the asm plan reaches them only with `connect = "connect-gateway"` and
+/// `connect = "gke-dns"` (applied with each, every request going that way), checks the remote
+/// secrets from there, and finds and repairs a secret that points elsewhere and a revoked token.
+#[tokio::test(flavor = "multi_thread")]
+async fn asm_plan_reaches_private_control_planes_through_the_connect_gateway_and_dns_endpoints() {
+    let mut w = World { runner_in_vpc: false, ..World::default() };
+    for cl in &mut w.clusters {
+        (cl.public_endpoint, cl.fleet) = (false, true);
+    }
+    let c = Cloud::start(SimOptions { world: w.clone(), ..SimOptions::default() }).await;
+    c.setup_guides(&w);
+    let plan = "plans/asm-multicluster.toml";
+    let (rc, t) = mf(&c, &["plan", plan]).await;
+    assert!(rc == 1 && t.contains("Connection refused"), "the kubeconfig's IP endpoints are closed:\n{t}");
+
+    let start = log_lengths(&c);
+    let (rc, t) = mf(&c, &["apply", plan, "--auto-approve", "--var", "connect=connect-gateway"]).await;
+    assert_eq!(rc, 0, "{t}");
+    assert_eq!(
+        t.matches("ok   remote secret authenticates").count() + t.matches("ok   endpoint discovery").count(),
+        4,
+        "{t}"
+    );
+    assert_eq!(ways_in(&c, &start), ["gateway"].into(), "every request through the gateway");
+    let (rc, t) = mf(&c, &["plan", plan, "--detailed-exitcode", "--var", "connect=connect-gateway"]).await;
+    assert_eq!(rc, 0, "{t}");
+
+    // The same state, reached through the DNS-based endpoints.
+    let start = log_lengths(&c);
+    let (rc, t) = mf(&c, &["drift", plan, "--var", "connect=gke-dns"]).await;
+    assert_eq!(rc, 0, "{t}");
+    assert_eq!(ways_in(&c, &start), ["dns"].into(), "every request through the DNS endpoints");
+
+    // cluster-2's secret for cluster-1 now names another server: found from outside the VPC,
+    // without dialling it (kubectl, too, goes through the DNS endpoint gcloud configures).
+    c.gcloud(&[
+        "container",
+        "clusters",
+        "get-credentials",
+        "cluster-2",
+        "--location",
+        "europe-west1-b",
+        "--dns-endpoint",
+    ])
+    .await;
+    let data = kubectl_out(
+        &c,
+        1,
+        &["get", "secret", "istio-remote-secret-cluster-1", "-n", "istio-system", "-o", "jsonpath={.data.cluster-1}"],
+    )
+    .await;
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let kc = String::from_utf8(b64.decode(data.trim()).unwrap()).unwrap();
+    let server = kc.lines().find_map(|l| l.trim().strip_prefix("server: ")).unwrap().to_string();
+    let wrong = b64.encode(kc.replace(&server, "https://10.9.9.9:443").as_bytes());
+    let patch = format!(r#"{{"data":{{"cluster-1":"{wrong}"}}}}"#);
+    c.kubectl(
+        1,
+        &["patch", "secret", "istio-remote-secret-cluster-1", "-n", "istio-system", "--type", "merge", "-p", &patch],
+    )
+    .await;
+    // And cluster-2's token for cluster-1's istiod is revoked (its token Secret deleted).
+    let token = "istio-reader-service-account-istio-remote-secret-token-cluster-1";
+    c.kubectl(1, &["delete", "secret", token, "-n", "istio-system"]).await;
+    let (rc, t) = mf(&c, &["drift", plan, "--var", "connect=gke-dns"]).await;
+    assert_eq!(rc, 2, "{t}");
+    assert!(
+        t.contains("FAIL remote secret authenticates[\"cluster-2,cluster-1\"]: istio-remote-secret-cluster-2: its token does not authenticate in `cluster-2`: invalid bearer token"),
+        "{t}"
+    );
+    assert!(
+        t.contains(&format!("FAIL remote secret authenticates[\"cluster-1,cluster-2\"]: istio-remote-secret-cluster-1 points at https://10.9.9.9:443, which is not an endpoint of `cluster-1` ({server})")),
+        "{t}"
+    );
+    // Apply repairs both, through the DNS endpoints this time.
+    let start = log_lengths(&c);
+    let (rc, t) = mf(&c, &["apply", plan, "--auto-approve", "--var", "connect=gke-dns"]).await;
+    assert_eq!(rc, 0, "{t}");
+    assert_eq!(t.matches("ok   remote secret authenticates").count(), 2, "{t}");
+    assert_eq!(ways_in(&c, &start), ["dns"].into());
+    let (rc, t) = mf(&c, &["drift", plan, "--var", "connect=connect-gateway"]).await;
+    assert_eq!(rc, 0, "{t}");
+}

@@ -1,8 +1,11 @@
 //! Connections to the clusters of `[clusters]`: a kube client per cluster, built on first use
 //! from a kubeconfig context (`connect = "kubeconfig"`, the default; context defaults to the
 //! name gcloud gives it) or from the live GKE lookup (`connect = "gke"`: endpoint, cluster CA and
-//! a Google access token; `"gke-internal"` uses the private endpoint). TLS is always verified
-//! against the cluster CA.
+//! a Google access token; `"gke-internal"` uses the private endpoint). Two more reach a private
+//! control plane from outside its network, with a Google access token and the system's roots:
+//! `"gke-dns"` (the cluster's DNS-based endpoint, when it allows external traffic) and
+//! `"connect-gateway"` (the fleet's Connect Gateway, through the membership GKE reports for the
+//! cluster). TLS is always verified.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -34,6 +37,9 @@ pub struct Settings {
     pub google: Arc<meshform_google_auth::Credentials>,
     /// How long to wait for a kind to appear, a token to be filled, a condition to hold.
     pub wait_timeout: Duration,
+    /// The Connect Gateway's base URL for `connect = "connect-gateway"` (None: Google's, regional
+    /// by the membership's location).
+    pub connect_gateway: Option<String>,
     /// Requests in flight at once to one cluster's API server (each cluster its own budget).
     pub max_requests_per_cluster: usize,
     /// A plugin CA certificate expiring within this many days is a finding.
@@ -98,7 +104,7 @@ impl Connections {
         let cell = self.endpoints.lock().unwrap_or_else(|e| e.into_inner()).entry(key).or_default().clone();
         let limit = self.settings.max_requests_per_cluster;
         cell.get_or_try_init(|| async move {
-            let kc = endpoint_kubeconfig(server, ca_base64.to_string(), None);
+            let kc = endpoint_kubeconfig(server, Some(ca_base64.to_string()), None);
             let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
                 .await
                 .map_err(|e| ProviderError::new(ErrorKind::Invalid, format!("endpoint {server}: {e}")))?;
@@ -139,7 +145,21 @@ pub fn kube_err(what: &str, e: kube::Error) -> ProviderError {
             };
             ProviderError::new(kind, format!("{what}: {} ({})", s.message, s.code))
         }
-        other => ProviderError::new(ErrorKind::Transient, format!("{what}: {other}")),
+        other => {
+            // The causes say what went wrong (a refused connection, an untrusted certificate).
+            let mut text = other.to_string();
+            let mut cause = std::error::Error::source(&other);
+            while let Some(c) = cause {
+                let c_text = c.to_string();
+                if !text.contains(&c_text) {
+                    text = format!("{text}: {c_text}");
+                }
+                cause = c.source();
+            }
+            // A certificate that is not trusted stays so: no retry helps.
+            let kind = if text.contains("certificate") { ErrorKind::Invalid } else { ErrorKind::Transient };
+            ProviderError::new(kind, format!("{what}: {text}"))
+        }
     }
 }
 
@@ -208,17 +228,15 @@ impl Kube {
                     )
                 })?
             }
-            "gke" | "gke-internal" => {
-                let endpoint = if connect == "gke" { s(&attrs, "endpoint") } else { s(&attrs, "private_endpoint") }
-                    .ok_or_else(|| {
-                        ProviderError::new(ErrorKind::Invalid, format!("cluster `{name}` has no {connect} endpoint"))
-                    })?;
+            "gke" | "gke-internal" | "gke-dns" | "connect-gateway" => {
+                let (server, ca) = self.google_endpoint(name, &connect, &attrs)?;
                 let token = self.conns.settings.google.token().await.map_err(|e| {
-                    ProviderError::new(ErrorKind::Permission, format!("cluster `{name}` (connect = \"gke\"): {e}"))
+                    ProviderError::new(
+                        ErrorKind::Permission,
+                        format!("cluster `{name}` (connect = \"{connect}\"): {e}"),
+                    )
                 })?;
-                let ca =
-                    base64::engine::general_purpose::STANDARD.encode(s(&attrs, "ca_certificate").unwrap_or_default());
-                let kc = endpoint_kubeconfig(&format!("https://{endpoint}"), ca, Some(token));
+                let kc = endpoint_kubeconfig(&server, ca, Some(token));
                 kube::Config::from_custom_kubeconfig(kc, &Default::default())
                     .await
                     .map_err(|e| ProviderError::new(ErrorKind::Invalid, format!("cluster `{name}`: {e}")))?
@@ -227,7 +245,7 @@ impl Kube {
                 return Err(ProviderError::new(
                     ErrorKind::Invalid,
                     format!(
-                        "cluster `{name}`: connect must be \"kubeconfig\", \"gke\" or \"gke-internal\", not \"{other}\""
+                        "cluster `{name}`: connect must be \"kubeconfig\", \"gke\", \"gke-internal\", \"gke-dns\" or \"connect-gateway\", not \"{other}\""
                     ),
                 ));
             }
@@ -241,6 +259,50 @@ impl Kube {
             ));
         }
         limited_client(config, self.conns.settings.max_requests_per_cluster, &format!("cluster `{name}`"))
+    }
+
+    /// The URL of a cluster's API server for a Google-authenticated `connect` mode, and the CA
+    /// to trust it with (base64 of the PEM; None: the system's roots, for the names Google serves
+    /// with publicly trusted certificates).
+    fn google_endpoint(&self, name: &str, connect: &str, attrs: &Map) -> ProviderResult<(String, Option<String>)> {
+        let invalid = |m: String| ProviderError::new(ErrorKind::Invalid, format!("cluster `{name}`: {m}"));
+        let ca = || base64::engine::general_purpose::STANDARD.encode(s(attrs, "ca_certificate").unwrap_or_default());
+        let given = |k: &str| s(attrs, k).filter(|v| !v.is_empty());
+        match connect {
+            "gke" | "gke-internal" => {
+                let endpoint = if connect == "gke" { given("endpoint") } else { given("private_endpoint") }
+                    .ok_or_else(|| invalid(format!("it has no {connect} endpoint")))?;
+                Ok((format!("https://{endpoint}"), Some(ca())))
+            }
+            "gke-dns" => {
+                let endpoint = given("dns_endpoint").ok_or_else(|| invalid("it has no DNS-based endpoint".into()))?;
+                if attrs.get("dns_external_traffic") != Some(&Value::Bool(true)) {
+                    return Err(invalid(format!(
+                        "its DNS-based endpoint does not accept traffic from outside Google Cloud (controlPlaneEndpointsConfig.dnsEndpointConfig.allowExternalTraffic); allow it with `gcloud container clusters update {} --enable-dns-access`",
+                        s(attrs, "name").unwrap_or_else(|| name.to_string())
+                    )));
+                }
+                Ok((format!("https://{endpoint}"), None))
+            }
+            _ => {
+                // projects/NUMBER/locations/L/memberships/M, as GKE reports a registered cluster's.
+                let membership = given("fleet_membership").ok_or_else(|| {
+                    invalid(
+                        "it is not a fleet member, and connect = \"connect-gateway\" reaches a cluster through its fleet membership; register it first (`gcloud container fleet memberships register`, or `--fleet-project` when it is made)".into(),
+                    )
+                })?;
+                let parts: Vec<&str> = membership.split('/').collect();
+                let ["projects", project, "locations", location, "memberships", m] = parts.as_slice() else {
+                    return Err(invalid(format!("unexpected fleet membership name `{membership}`")));
+                };
+                let base = match &self.conns.settings.connect_gateway {
+                    Some(b) => b.trim_end_matches('/').to_string(),
+                    None if *location == "global" => "https://connectgateway.googleapis.com".into(),
+                    None => format!("https://{location}-connectgateway.googleapis.com"),
+                };
+                Ok((format!("{base}/v1/projects/{project}/locations/{location}/gkeMemberships/{m}"), None))
+            }
+        }
     }
 
     /// The API of a kind in a cluster (`namespace` for namespaced kinds). With `wait`, a kind
@@ -397,14 +459,14 @@ fn limited_client(config: kube::Config, limit: usize, what: &str) -> ProviderRes
 
 /// A kubeconfig (in memory, as kube's own types: the token never passes through text) for an
 /// API server URL, its CA (base64 of the PEM) and, when given, a bearer token.
-fn endpoint_kubeconfig(server: &str, ca_base64: String, token: Option<String>) -> kube::config::Kubeconfig {
+fn endpoint_kubeconfig(server: &str, ca_base64: Option<String>, token: Option<String>) -> kube::config::Kubeconfig {
     use kube::config::{AuthInfo, Cluster, Context, Kubeconfig, NamedAuthInfo, NamedCluster, NamedContext};
     Kubeconfig {
         clusters: vec![NamedCluster {
             name: "c".into(),
             cluster: Some(Cluster {
                 server: Some(server.to_string()),
-                certificate_authority_data: Some(ca_base64),
+                certificate_authority_data: ca_base64,
                 ..Default::default()
             }),
             ..Default::default()

@@ -92,6 +92,7 @@ impl Provider for KubeProvider {
             "wait_timeout_seconds",
             "max_requests_per_cluster",
             "ca_expiry_warning_days",
+            "connect_gateway_endpoint",
         ];
         if let Some(k) = config.keys().find(|k| !known.contains(&k.as_str())) {
             return Err(ProviderError::new(
@@ -106,6 +107,7 @@ impl Provider for KubeProvider {
         let settings = Settings {
             kubeconfig: kubeconfig.map(Into::into),
             field_manager: s("field_manager").unwrap_or_else(|| "meshform".into()),
+            connect_gateway: s("connect_gateway_endpoint").or_else(|| env("MESHFORM_CONNECT_GATEWAY_ENDPOINT")),
             google: Arc::new(meshform_google_auth::Credentials::new(
                 env("MESHFORM_GCP_ACCESS_TOKEN").or_else(|| env("CLOUDSDK_AUTH_ACCESS_TOKEN")),
                 env("GOOGLE_APPLICATION_CREDENTIALS").map(Into::into),

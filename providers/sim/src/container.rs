@@ -49,14 +49,38 @@ fn project<'a>(s: &'a Shared, project: &str) -> ApiResult<std::sync::MutexGuard<
 }
 
 async fn list_clusters(State(s): S, Path((p, l)): Path<(String, String)>) -> ApiResult<Json<Value>> {
-    let st = project(&s, &p)?;
-    let clusters: Vec<Value> = st
-        .clusters
-        .iter()
-        .filter(|(k, _)| l == "-" || k.starts_with(&format!("{l}/")))
-        .map(|(_, v)| v.clone())
-        .collect();
+    let (id, clusters): ((String, String), Vec<Value>) = {
+        let st = project(&s, &p)?;
+        let listed = st.clusters.iter().filter(|(k, _)| l == "-" || k.starts_with(&format!("{l}/")));
+        ((st.project.clone(), st.project_number.clone()), listed.map(|(_, v)| v.clone()).collect())
+    };
+    let clusters: Vec<Value> = clusters.into_iter().map(|c| with_fleet(&s, &id, c)).collect();
     Ok(Json(json!({ "clusters": clusters })))
+}
+
+/// A cluster as GKE reports it, with `fleet` when a fleet holds a membership of it (the
+/// membership's project by number, as GKE writes it). Each store is locked on its own.
+fn with_fleet(s: &Shared, project: &(String, String), mut cluster: Value) -> Value {
+    let (l, c) = (cluster["location"].as_str().unwrap_or_default(), cluster["name"].as_str().unwrap_or_default());
+    // `//container.googleapis.com/projects/P/locations/L/clusters/C`, P the id or the number,
+    // `zones/` for a zonal cluster in older links.
+    let names_it = |m: &Value| {
+        let link =
+            m["endpoint"]["gkeCluster"]["resourceLink"].as_str().unwrap_or_default().replace("/zones/", "/locations/");
+        [&project.0, &project.1].iter().any(|p| link.ends_with(&format!("/projects/{p}/locations/{l}/clusters/{c}")))
+    };
+    for store in std::iter::once(&s.store).chain(s.service_stores.values()) {
+        let st = store.lock().unwrap_or_else(|e| e.into_inner());
+        let found = st.memberships.iter().find(|(_, m)| names_it(m));
+        if let Some((key, _)) = found {
+            let (ml, id) = key.split_once('/').unwrap_or_default();
+            let n = &st.project_number;
+            cluster["fleet"] = json!({"project": format!("projects/{n}"),
+                "membership": format!("projects/{n}/locations/{ml}/memberships/{id}"), "preRegistered": false});
+            break;
+        }
+    }
+    cluster
 }
 
 fn not_found(p: &str, l: &str, c: &str) -> ApiError {
@@ -64,8 +88,11 @@ fn not_found(p: &str, l: &str, c: &str) -> ApiError {
 }
 
 async fn get_cluster(State(s): S, Path((p, l, c)): Path<(String, String, String)>) -> ApiResult<Json<Value>> {
-    let st = project(&s, &p)?;
-    st.clusters.get(&format!("{l}/{c}")).cloned().map(Json).ok_or_else(|| not_found(&p, &l, &c))
+    let (id, found) = {
+        let st = project(&s, &p)?;
+        ((st.project.clone(), st.project_number.clone()), st.clusters.get(&format!("{l}/{c}")).cloned())
+    };
+    found.map(|j| Json(with_fleet(&s, &id, j))).ok_or_else(|| not_found(&p, &l, &c))
 }
 
 fn valid_cidr(c: &str) -> bool {

@@ -1,8 +1,10 @@
-//! What `meshform sim` writes for the tools pointed at it: `env.sh` (gcloud endpoint overrides —
+//! What `meshform sim` writes for the tools pointed at it: `public-ca.pem` (the root that signs
+//! the Connect Gateway's and DNS-based endpoints' certificates), `env.sh` (gcloud endpoint overrides —
 //! Cloud Storage's included, `CLOUDSDK_API_ENDPOINT_OVERRIDES_STORAGE` ending in `/` as gcloud
 //! requires, with the JSON API chosen; Secret Manager's `…/secretmanager/`, to which gcloud
 //! appends `v1/` —, token, project, KUBECONFIG, meshform's own variables:
-//! `MESHFORM_GCP_*`, and `MESHFORM_STORAGE_ENDPOINT`, the base URL meshform's GCS state backend
+//! `MESHFORM_GCP_*`, `MESHFORM_CONNECT_GATEWAY_ENDPOINT`, `SSL_CERT_FILE` (the public root), and
+//! `MESHFORM_STORAGE_ENDPOINT`, the base URL meshform's GCS state backend
 //! sends its Cloud Storage calls to), `kubeconfig` (one context per cluster,
 //! named as `gcloud container clusters get-credentials` names them) and `world.json`.
 
@@ -28,6 +30,8 @@ pub fn env_vars(sim: &Sim, dir: &Path) -> Vec<(String, String)> {
         ("CLOUDSDK_API_ENDPOINT_OVERRIDES_GKEHUB".into(), format!("{base}/gkehub/")),
         ("CLOUDSDK_API_ENDPOINT_OVERRIDES_SERVICEUSAGE".into(), format!("{base}/serviceusage/")),
         ("CLOUDSDK_API_ENDPOINT_OVERRIDES_SECRETMANAGER".into(), format!("{base}/secretmanager/")),
+        ("CLOUDSDK_API_ENDPOINT_OVERRIDES_CLOUDRESOURCEMANAGER".into(), format!("{base}/cloudresourcemanager/")),
+        ("CLOUDSDK_API_ENDPOINT_OVERRIDES_CONNECTGATEWAY".into(), format!("{base}/connectgateway/")),
         ("CLOUDSDK_API_ENDPOINT_OVERRIDES_STORAGE".into(), format!("{base}/")),
         ("CLOUDSDK_STORAGE_PREFERRED_API".into(), "json".into()),
         ("CLOUDSDK_AUTH_ACCESS_TOKEN".into(), sim.token.clone()),
@@ -38,8 +42,14 @@ pub fn env_vars(sim: &Sim, dir: &Path) -> Vec<(String, String)> {
         ("MESHFORM_GCP_ACCESS_TOKEN".into(), sim.token.clone()),
         ("MESHFORM_GCP_PROJECT".into(), sim.world.project.clone()),
         ("MESHFORM_STORAGE_ENDPOINT".into(), base),
+        ("MESHFORM_CONNECT_GATEWAY_ENDPOINT".into(), sim.gateway_url.clone()),
+        ("SSL_CERT_FILE".into(), dir.join(PUBLIC_CA).display().to_string()),
     ]
 }
+
+/// The simulator's public root CA, PEM: what the Connect Gateway and the DNS-based endpoints are
+/// served under.
+pub const PUBLIC_CA: &str = "public-ca.pem";
 
 /// The comment at the top of `env.sh`.
 const ENV_HEADER: &str = "\
@@ -50,6 +60,10 @@ const ENV_HEADER: &str = "\
 #   (buckets: meshform-demo-state, versioned, unless the world names its own).
 # Secret Manager: gcloud secrets ... and meshform's gcp_secret_version data source (secrets come
 #   from the world's [[secrets]]; none by default).
+# MESHFORM_CONNECT_GATEWAY_ENDPOINT: the Connect Gateway that meshform reaches clusters through (connect-gateway).
+# SSL_CERT_FILE: the simulator's public root (public-ca.pem), which signs what stands for Google's
+#   publicly trusted names (the Connect Gateway, DNS-based endpoints): kubectl and meshform trust
+#   it in place of the system roots. Unset it in a shell that also reaches the internet.
 ";
 
 fn shell_quote(s: &str) -> String {
@@ -108,13 +122,15 @@ pub fn world_json(sim: &Sim) -> serde_json::Value {
                 "autopilot": c.autopilot, "endpoint": access.map(|a| a.endpoint.clone()),
                 "private_endpoint": access.and_then(|a| a.private_endpoint.clone()), "pod_cidr": c.pod_cidr,
                 "node_tags": tags, "context": context_name(sim.world.project_of(c), &c.location, &c.name),
+                "dns_endpoint": access.map(|a| a.dns_endpoint.clone()), "dns_access": c.dns_access,
+                "public_endpoint": c.public_endpoint, "fleet": c.fleet,
                 "istio_revision": c.istio_revision, "project": sim.world.project_of(c), "labels": c.labels,
             })
         })
         .collect();
     json!({
         "project": sim.world.project, "project_number": sim.world.project_number,
-        "gcp_endpoint": sim.base_url(), "token_uri": sim.token_uri(),
+        "gcp_endpoint": sim.base_url(), "token_uri": sim.token_uri(), "connect_gateway": sim.gateway_url,
         "networks": [{"name": sim.world.network, "subnets": sim.world.subnets}],
         "service_projects": sim.world.service_projects,
         "clusters": clusters,
@@ -129,6 +145,7 @@ pub fn write_all(sim: &Sim, dir: &Path) -> std::io::Result<()> {
     env.extend(env_vars(sim, dir).iter().map(|(k, v)| format!("export {k}={}\n", shell_quote(v))));
     let write = crate::support::atomic_write;
     write(&dir.join("kubeconfig"), kubeconfig(sim).as_bytes())?;
+    write(&dir.join(PUBLIC_CA), sim.public_root.cert_pem.as_bytes())?;
     write(&dir.join("world.json"), serde_json::to_string_pretty(&world_json(sim)).unwrap_or_default().as_bytes())?;
     write(&dir.join("env.sh"), env.as_bytes())
 }

@@ -183,14 +183,14 @@ async fn create_membership(
         (Some(k), _) => st.clusters.contains_key(&k),
         (None, _) => false,
     };
-    let m = json!({
-        "name": name,
-        "endpoint": {"gkeCluster": {"resourceLink": link, "clusterMissing": !cluster_exists}, "kubernetesMetadata": {}},
-        "authority": authority(&p, &body),
-        "state": {"code": "READY"}, "uniqueId": short_hash(&name) + &short_hash(&format!("{name}-u")),
-        "createTime": now(), "updateTime": now(), "labels": body.get("labels").cloned().unwrap_or_else(|| json!({})),
-        "monitoringConfig": {"project": p, "location": l, "cluster": link.rsplit('/').next().unwrap_or("")},
-    });
+    let m = st.membership(
+        &l,
+        &id,
+        &link,
+        cluster_exists,
+        authority(&p, &body),
+        body.get("labels").cloned().unwrap_or_else(|| json!({})),
+    );
     st.memberships.insert(key, m.clone());
     Ok(Json(lro(&mut st, (&p, &l), "create", &name, "google.cloud.gkehub.v1.Membership", m, None)))
 }

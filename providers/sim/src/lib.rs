@@ -1,5 +1,6 @@
 //! The meshform simulator: Google Cloud's compute, container, gkehub, serviceusage and Secret
-//! Manager REST APIs, Cloud Storage's JSON API (and, per cluster, a Kubernetes API server) in one process on
+//! Manager REST APIs, Cloud Storage's JSON API, the fleet's Connect Gateway (and, per cluster, a
+//! Kubernetes API server on its IP endpoints and its DNS-based endpoint) in one process on
 //! loopback, faithful enough that the real `gcloud` and `kubectl` work against it. It is the
 //! default target of `meshform sim` and `meshform demo`, and the target of the integration tests.
 //!
@@ -16,6 +17,7 @@ pub mod errors;
 pub mod faults;
 pub mod files;
 pub mod filter;
+pub mod gateway;
 pub mod gke;
 pub mod hashes;
 pub mod hub;
@@ -45,7 +47,7 @@ mod layering {
         &["store"],
         &["state"],
         &["compute", "container", "hub", "storage", "secrets", "kube"],
-        &["servicemesh", "gke"],
+        &["servicemesh", "gke", "gateway"],
         &["server"],
         &["files"],
     ];

@@ -1,11 +1,12 @@
 //! The running simulator: one HTTP listener on loopback for the Google Cloud APIs (path
 //! prefixes `/compute/v1`, `/container/v1`, `/gkehub/v1`, `/serviceusage/v1`,
-//! `/secretmanager/v1`, and Cloud Storage's `/storage/v1`, `/upload`, `/resumable/upload` and
-//! `/download`), an OAuth2 token
+//! `/secretmanager/v1`, `/cloudresourcemanager/v1`, `/connectgateway/v1`, and Cloud Storage's
+//! `/storage/v1`, `/upload`, `/resumable/upload` and `/download`), an OAuth2 token
 //! endpoint, the compute batch endpoint, and the knobs: bearer tokens, latency, deterministic
 //! faults (429 with Retry-After, or 503), operation polls, and a request log. It wires the
-//! handlers' routes (`compute`, `container`, `hub`, `storage`, `secrets`) and starts the clusters' API
-//! servers (`kube`); they, in turn, know only `state` and the modules below it.
+//! handlers' routes (`compute`, `container`, `hub`, `storage`, `secrets`, `gateway`) and starts the
+//! clusters' API servers (`kube`: IP endpoints, DNS-based endpoints) and the Connect Gateway's own
+//! TLS listener; they, in turn, know only `state` and the modules below it.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -43,6 +44,11 @@ pub struct Sim {
     pub clusters: Vec<ClusterAccess>,
     /// Each cluster's Kubernetes API server, in world order.
     pub kube: Vec<Arc<crate::kube::KubeServer>>,
+    /// The simulator's stand-in for the public web PKI: it signs the Connect Gateway's and the
+    /// DNS-based endpoints' certificates (clients trust it through `SSL_CERT_FILE`).
+    pub public_root: ClusterCa,
+    /// The Connect Gateway's base URL, `https://localhost:PORT`.
+    pub gateway_url: String,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -54,48 +60,10 @@ impl Sim {
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         let token = format!("sim-token-{}", short_hash(&format!("{addr}{:?}", std::time::SystemTime::now())));
         let tokens = Arc::new(Mutex::new(HashSet::from([token.clone()])));
-        let mut clusters = Vec::new();
-        let mut cluster_listeners = Vec::new();
-        for c in &opts.world.clusters {
-            let public = TcpListener::bind("127.0.0.1:0").await.map_err(|e| format!("cannot listen: {e}"))?;
-            let private = if c.private {
-                Some(TcpListener::bind("127.0.0.2:0").await.map_err(|e| format!("cannot listen on 127.0.0.2: {e}"))?)
-            } else {
-                None
-            };
-            let endpoint = public.local_addr().map_err(|e| e.to_string())?.to_string();
-            let private_endpoint = match &private {
-                Some(l) => Some(l.local_addr().map_err(|e| e.to_string())?.to_string()),
-                None => None,
-            };
-            clusters.push(ClusterAccess {
-                name: c.name.clone(),
-                location: c.location.clone(),
-                endpoint,
-                private_endpoint,
-                ca: ClusterCa::generate(&c.name)?,
-                admin_token: format!("sim-admin-{}-{}", c.name, short_hash(&token)),
-            });
-            cluster_listeners.push((public, private));
-        }
-        let mut kube = Vec::new();
-        for (i, ((public, private), (access, spec))) in
-            cluster_listeners.into_iter().zip(clusters.iter().zip(&opts.world.clusters)).enumerate()
-        {
-            let server = crate::kube::KubeServer::new(
-                spec,
-                access.ca.clone(),
-                access.admin_token.clone(),
-                tokens.clone(),
-                &opts,
-                i as u64,
-            );
-            server.serve(public)?;
-            if let Some(p) = private {
-                server.serve(p)?;
-            }
-            kube.push(server);
-        }
+        let public_root = ClusterCa::public_root()?;
+        let (clusters, kube) = start_clusters(&opts, &token, &tokens, &public_root).await?;
+        let (gateway, gateway_addr) = bind("127.0.0.1").await?;
+        let gateway_url = format!("https://localhost:{}", gateway_addr.port());
         let mut store = Store::seed(&opts.world, clusters.clone(), opts.lro_polls);
         store.lro_time = opts.clock.lro_time();
         store.controller_polls = opts.controller_polls;
@@ -117,7 +85,9 @@ impl Sim {
         for k in &kube {
             let _ = k.outside.set(crate::gke::hook(&shared, &kube));
         }
-        let router = app(shared.clone(), kube.clone());
+        let router = app(shared.clone(), kube.clone(), gateway_url.clone());
+        let acceptor = crate::kube::tls_acceptor(&public_root, &[], &["localhost".into()])?;
+        crate::gateway::serve(gateway, acceptor, shared.clone(), kube.clone());
         let _ = shared.router.set(router.clone());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -127,7 +97,18 @@ impl Sim {
                 })
                 .await;
         });
-        Ok(Sim { shared, addr, token, world: opts.world, clusters, kube, shutdown: Some(tx), task: Some(task) })
+        Ok(Sim {
+            shared,
+            addr,
+            token,
+            world: opts.world,
+            clusters,
+            kube,
+            public_root,
+            gateway_url,
+            shutdown: Some(tx),
+            task: Some(task),
+        })
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -170,6 +151,66 @@ impl Drop for Sim {
 }
 
 /// The stores of the world's service projects, by project id.
+/// A listener on an ephemeral port of `ip`, and its address.
+async fn bind(ip: &str) -> Result<(TcpListener, SocketAddr), String> {
+    let l = TcpListener::bind(format!("{ip}:0")).await.map_err(|e| format!("cannot listen on {ip}: {e}"))?;
+    let a = l.local_addr().map_err(|e| e.to_string())?;
+    Ok((l, a))
+}
+
+/// Each cluster's endpoints and API server, served: its public endpoint (unless disabled), its
+/// private one (private clusters; closed to a runner outside the VPC) and its DNS-based one
+/// (when it allows external traffic).
+async fn start_clusters(
+    opts: &SimOptions,
+    token: &str,
+    tokens: &Arc<Mutex<HashSet<String>>>,
+    public_root: &ClusterCa,
+) -> Result<(Vec<ClusterAccess>, Vec<Arc<crate::kube::KubeServer>>), String> {
+    let mut clusters = Vec::new();
+    let mut cluster_listeners = Vec::new();
+    for c in &opts.world.clusters {
+        let public = if c.public_endpoint { Some(bind("127.0.0.1").await?) } else { None };
+        let private = if c.private { Some(bind("127.0.0.2").await?) } else { None };
+        let dns = bind("127.0.0.1").await?;
+        // Without a public endpoint, GKE reports the private one as the cluster's endpoint.
+        let endpoint = public.as_ref().or(private.as_ref()).map(|(_, a)| a.to_string()).unwrap_or_default();
+        clusters.push(ClusterAccess {
+            name: c.name.clone(),
+            location: c.location.clone(),
+            endpoint,
+            private_endpoint: private.as_ref().map(|(_, a)| a.to_string()),
+            dns_endpoint: format!("localhost:{}", dns.1.port()),
+            ca: ClusterCa::generate(&c.name)?,
+            admin_token: format!("sim-admin-{}-{}", c.name, short_hash(token)),
+        });
+        // A runner outside the VPC finds private endpoints closed (the listener goes).
+        let private = private.map(|l| l.0).filter(|_| opts.world.runner_in_vpc);
+        cluster_listeners.push((public.map(|l| l.0), private, c.dns_access.then_some(dns.0)));
+    }
+    let mut kube = Vec::new();
+    for (i, ((public, private, dns), (access, spec))) in
+        cluster_listeners.into_iter().zip(clusters.iter().zip(&opts.world.clusters)).enumerate()
+    {
+        let server = crate::kube::KubeServer::new(
+            spec,
+            access.ca.clone(),
+            access.admin_token.clone(),
+            tokens.clone(),
+            opts,
+            i as u64,
+        );
+        for l in public.into_iter().chain(private) {
+            server.serve(l)?;
+        }
+        if let Some(l) = dns {
+            server.serve_dns(l, public_root)?;
+        }
+        kube.push(server);
+    }
+    Ok((clusters, kube))
+}
+
 fn service_stores(opts: &SimOptions, clusters: &[ClusterAccess]) -> std::collections::BTreeMap<String, Mutex<Store>> {
     let seed = |sp: &crate::world::ProjectSpec| {
         let mut st = Store::seed_service(&opts.world, &sp.id, &sp.number, clusters.to_vec(), opts.lro_polls);
@@ -180,7 +221,7 @@ fn service_stores(opts: &SimOptions, clusters: &[ClusterAccess]) -> std::collect
     opts.world.service_projects.iter().map(seed).collect()
 }
 
-fn app(shared: Arc<Shared>, kube: Vec<Arc<crate::kube::KubeServer>>) -> Router {
+fn app(shared: Arc<Shared>, kube: Vec<Arc<crate::kube::KubeServer>>, gateway_url: String) -> Router {
     let clusters = Arc::new(kube);
     let cleared = clusters.clone();
     Router::new()
@@ -190,6 +231,7 @@ fn app(shared: Arc<Shared>, kube: Vec<Arc<crate::kube::KubeServer>>) -> Router {
         .merge(crate::servicemesh::routes(shared.clone(), clusters.clone()))
         .merge(crate::storage::routes())
         .merge(crate::secrets::routes())
+        .merge(crate::gateway::routes(gateway_url))
         .route("/token", post(token))
         .route("/batch/compute/v1", post(batch))
         .route("/__sim/requests", get(requests).delete(clear_requests))
@@ -292,12 +334,14 @@ async fn requests(State(s): State<Arc<Shared>>) -> Json<Value> {
 }
 
 /// Every cluster API server's request log, in order per cluster: `cluster`, `method`, `path`
-/// (with its query), `status`.
+/// (with its query), `status`, `via` (`ip`, `dns` or `gateway`).
 fn kube_requests(clusters: &[Arc<crate::kube::KubeServer>]) -> Value {
     let mut out = Vec::new();
     for k in clusters {
-        for (method, path, status, _) in k.log.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-            out.push(json!({"cluster": k.cluster, "method": method, "path": path, "status": status}));
+        for (method, path, status, _, via) in k.log.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            out.push(
+                json!({"cluster": k.cluster, "method": method, "path": path, "status": status, "via": via.name()}),
+            );
         }
     }
     Value::Array(out)

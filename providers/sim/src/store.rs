@@ -57,6 +57,9 @@ pub struct ClusterAccess {
     pub endpoint: String,
     /// `host:port` of the private endpoint (private clusters).
     pub private_endpoint: Option<String>,
+    /// `host:port` of the DNS-based endpoint (`localhost:PORT`; served when the world allows
+    /// external traffic to it).
+    pub dns_endpoint: String,
     /// The cluster CA.
     pub ca: ClusterCa,
     /// A token with full access (written to the kubeconfig).
@@ -266,6 +269,12 @@ impl Store {
         for c in world.clusters.iter().filter(|c| world.project_of(c) == world.project) {
             s.seed_cluster(world, c);
         }
+        // Clusters made with `--fleet-project`: members of the world project's fleet.
+        for c in world.clusters.iter().filter(|c| c.fleet) {
+            let (l, link) = (region_of(&c.location), cluster_link(world.project_of(c), &c.location, &c.name));
+            let m = s.membership(&l, &c.name, &link, true, json!({}), json!({}));
+            s.memberships.insert(format!("{l}/{}", c.name), m);
+        }
         s
     }
 
@@ -346,18 +355,17 @@ impl Store {
                        "selfLink": format!("{COMPUTE_BASE}/projects/{p}/global/firewalls/{fw}"), "creationTimestamp": now()}),
             );
         }
-        let (endpoint, private_endpoint, ca_b64) = match &access {
+        let (endpoint, private_endpoint, dns_endpoint, ca_b64) = match &access {
             Some(a) => (
                 a.endpoint.clone(),
                 a.private_endpoint.clone(),
+                a.dns_endpoint.clone(),
                 base64::engine::general_purpose::STANDARD.encode(a.ca.cert_pem.as_bytes()),
             ),
-            None => ("127.0.0.1".into(), None, String::new()),
+            None => ("127.0.0.1".into(), None, String::new(), String::new()),
         };
-        let cidrs: Vec<Value> =
-            c.authorized_networks.iter().map(|b| json!({"cidrBlock": b, "displayName": "existing"})).collect();
-        let authorized = json!({"enabled": !cidrs.is_empty() || c.private, "cidrBlocks": cidrs});
-        let private_ep = private_endpoint.clone().unwrap_or_default();
+        let (private_config, endpoints_config) =
+            endpoint_configs(c, &endpoint, private_endpoint.as_deref(), &dns_endpoint);
         let id = short_hash(&format!("{key}-id")) + &short_hash(&key) + &short_hash(&format!("{key}-x"));
         let cluster = json!({
             "name": c.name, "id": id, "location": c.location, "zone": c.location,
@@ -373,14 +381,9 @@ impl Store {
                                    "servicesIpv4Cidr": c.services_cidr, "servicesIpv4CidrBlock": c.services_cidr, "stackType": "IPV4"},
             "masterAuth": {"clusterCaCertificate": ca_b64},
             "autopilot": {"enabled": c.autopilot},
-            "privateClusterConfig": if c.private { json!({
-                "enablePrivateNodes": true, "enablePrivateEndpoint": false, "masterIpv4CidrBlock": "172.16.0.0/28",
-                "privateEndpoint": private_ep, "publicEndpoint": endpoint,
-                "masterGlobalAccessConfig": {"enabled": c.global_access}}) } else { json!({}) },
-            "masterAuthorizedNetworksConfig": authorized,
-            "controlPlaneEndpointsConfig": {"ipEndpointsConfig": {
-                "enabled": true, "enablePublicEndpoint": true, "globalAccess": c.global_access,
-                "authorizedNetworksConfig": authorized, "publicEndpoint": endpoint, "privateEndpoint": private_ep}},
+            "privateClusterConfig": private_config,
+            "masterAuthorizedNetworksConfig": endpoints_config["ipEndpointsConfig"]["authorizedNetworksConfig"],
+            "controlPlaneEndpointsConfig": endpoints_config,
             "nodePools": if c.autopilot { json!([]) } else { json!([{"name": "default-pool", "status": "RUNNING", "version": "1.30.5-gke.1014000",
                 "config": {"machineType": "e2-standard-4", "tags": []}, "initialNodeCount": c.nodes}]) },
             "workloadIdentityConfig": {"workloadPool": format!("{p}.svc.id.goog")},
@@ -388,6 +391,29 @@ impl Store {
             "etag": short_hash(&format!("{key}-etag")), "createTime": now()
         });
         self.clusters.insert(key, cluster);
+    }
+
+    /// A GKE cluster's fleet membership `id` in location `l` of this project, as gkehub returns
+    /// it (`link`: the cluster's `//container.googleapis.com/...` resource link).
+    pub fn membership(
+        &self,
+        l: &str,
+        id: &str,
+        link: &str,
+        cluster_exists: bool,
+        authority: Value,
+        labels: Value,
+    ) -> Value {
+        let p = &self.project;
+        let name = format!("projects/{p}/locations/{l}/memberships/{id}");
+        json!({
+            "name": name,
+            "endpoint": {"gkeCluster": {"resourceLink": link, "clusterMissing": !cluster_exists}, "kubernetesMetadata": {}},
+            "authority": authority,
+            "state": {"code": "READY"}, "uniqueId": short_hash(&name) + &short_hash(&format!("{name}-u")),
+            "createTime": now(), "updateTime": now(), "labels": labels,
+            "monitoringConfig": {"project": p, "location": l, "cluster": link.rsplit('/').next().unwrap_or("")},
+        })
     }
 
     /// A new numeric id, as compute returns them (a decimal string).
@@ -619,4 +645,36 @@ fn network_links<'a>(world: &'a World, region: &str) -> (&'a str, String, String
 /// changing whenever they change).
 pub fn label_fingerprint(labels: &Value) -> String {
     crate::world::short_hash(&labels.to_string())
+}
+
+/// A cluster's `privateClusterConfig` and `controlPlaneEndpointsConfig` as GKE reports them at
+/// creation (authorized networks in both the deprecated and the current place).
+fn endpoint_configs(
+    c: &crate::world::ClusterSpec,
+    endpoint: &str,
+    private_endpoint: Option<&str>,
+    dns_endpoint: &str,
+) -> (Value, Value) {
+    let cidrs: Vec<Value> =
+        c.authorized_networks.iter().map(|b| json!({"cidrBlock": b, "displayName": "existing"})).collect();
+    let authorized = json!({"enabled": !cidrs.is_empty() || c.private, "cidrBlocks": cidrs});
+    let private_ep = private_endpoint.unwrap_or_default();
+    let public_endpoint = if c.public_endpoint { endpoint } else { "" };
+    let private = if c.private {
+        json!({"enablePrivateNodes": true, "enablePrivateEndpoint": !c.public_endpoint, "masterIpv4CidrBlock": "172.16.0.0/28",
+               "privateEndpoint": private_ep, "publicEndpoint": public_endpoint,
+               "masterGlobalAccessConfig": {"enabled": c.global_access}})
+    } else {
+        json!({})
+    };
+    let endpoints = json!({
+        "ipEndpointsConfig": {"enabled": true, "enablePublicEndpoint": c.public_endpoint, "globalAccess": c.global_access,
+                              "authorizedNetworksConfig": authorized, "publicEndpoint": public_endpoint, "privateEndpoint": private_ep},
+        "dnsEndpointConfig": {"endpoint": dns_endpoint, "allowExternalTraffic": c.dns_access}});
+    (private, endpoints)
+}
+
+/// A cluster's resource link as fleet memberships name it.
+pub fn cluster_link(project: &str, location: &str, name: &str) -> String {
+    format!("//container.googleapis.com/projects/{project}/locations/{location}/clusters/{name}")
 }

@@ -30,6 +30,12 @@ pub struct World {
     /// GKE clusters.
     #[serde(default)]
     pub clusters: Vec<ClusterSpec>,
+    /// Whoever runs meshform, gcloud and kubectl is inside the VPC (or on a VPN into it), so
+    /// private endpoints answer them. false: a hosted CI runner, outside: private endpoints
+    /// refuse its connections, and a cluster without a public endpoint is reachable only through
+    /// its DNS-based endpoint or the Connect Gateway.
+    #[serde(default = "yes")]
+    pub runner_in_vpc: bool,
     /// Cloud Storage buckets (a world that names none gets [`DEMO_BUCKET`]; `buckets = []` gives
     /// none).
     #[serde(default = "default_buckets")]
@@ -148,6 +154,18 @@ pub struct ClusterSpec {
     /// Control-plane global access at the start.
     #[serde(default)]
     pub global_access: bool,
+    /// The public IP endpoint is enabled (false: a private cluster reachable only on its private
+    /// endpoint, `enablePrivateEndpoint`; its public listener is not served).
+    #[serde(default = "yes")]
+    pub public_endpoint: bool,
+    /// The DNS-based control-plane endpoint accepts traffic from outside Google Cloud
+    /// (`dnsEndpointConfig.allowExternalTraffic`; false: its listener is not served).
+    #[serde(default = "yes")]
+    pub dns_access: bool,
+    /// Registered to the fleet of the world's project when it was made (`--fleet-project`): a
+    /// membership named after the cluster, in the cluster's region.
+    #[serde(default)]
+    pub fleet: bool,
     /// The istiod revision label of the pre-installed control plane; empty: none is installed
     /// (the fleet's managed mesh installs `asm-managed`).
     #[serde(default = "default_revision")]
@@ -220,6 +238,9 @@ impl Default for World {
                     nodes: 3,
                     authorized_networks: vec!["203.0.113.0/24".into()],
                     global_access: false,
+                    public_endpoint: true,
+                    dns_access: true,
+                    fleet: false,
                     istio_revision: default_revision(),
                 },
                 ClusterSpec {
@@ -234,9 +255,13 @@ impl Default for World {
                     nodes: 3,
                     authorized_networks: vec!["203.0.113.0/24".into()],
                     global_access: false,
+                    public_endpoint: true,
+                    dns_access: true,
+                    fleet: false,
                     istio_revision: default_revision(),
                 },
             ],
+            runner_in_vpc: true,
             buckets: default_buckets(),
             secrets: default_secrets(),
         }
@@ -323,6 +348,9 @@ impl World {
             }
             if region_of(&c.location).is_empty() {
                 return Err(format!("cluster {}: `{}` is not a zone or region", c.name, c.location));
+            }
+            if !c.public_endpoint && !c.private {
+                return Err(format!("cluster {}: a cluster without a public endpoint must be private", c.name));
             }
         }
         let mut buckets = std::collections::BTreeSet::new();

@@ -203,7 +203,7 @@ async fn faults_and_latency_reach_the_api_servers_too() {
         k.ok(&ctx, &["get", "ns", "default"], None).await;
     }
     let log = k.sim.kube[0].log.lock().unwrap().clone();
-    assert!(log.iter().any(|(_, _, s, _)| *s == 429 || *s == 503), "{log:?}");
+    assert!(log.iter().any(|(_, _, s, ..)| *s == 429 || *s == 503), "{log:?}");
     // --latency delays every request of both APIs (a lower bound: never flaky on a slow machine).
     let slow =
         Kube::start(SimOptions { latency: std::time::Duration::from_millis(300), ..SimOptions::default() }).await;

@@ -88,6 +88,7 @@ fn attrs(project: &str, location: &str, j: &J, tag: Option<String>) -> Map {
     let private_endpoint =
         j["privateClusterConfig"]["privateEndpoint"].as_str().or_else(|| ip["privateEndpoint"].as_str()).unwrap_or("");
     let ca = j["masterAuth"]["clusterCaCertificate"].as_str().unwrap_or("");
+    let dns = &j["controlPlaneEndpointsConfig"]["dnsEndpointConfig"];
     let ca_pem = base64_decode(ca).unwrap_or_default();
     let region = region_of(location);
     Map::from([
@@ -97,6 +98,9 @@ fn attrs(project: &str, location: &str, j: &J, tag: Option<String>) -> Map {
         ("id".into(), Value::str(format!("projects/{project}/locations/{location}/clusters/{name}"))),
         ("endpoint".into(), Value::str(j["endpoint"].as_str().unwrap_or(""))),
         ("private_endpoint".into(), Value::str(private_endpoint)),
+        ("dns_endpoint".into(), Value::str(dns["endpoint"].as_str().unwrap_or(""))),
+        ("dns_external_traffic".into(), Value::Bool(dns["allowExternalTraffic"].as_bool().unwrap_or(false))),
+        ("fleet_membership".into(), Value::str(j["fleet"]["membership"].as_str().unwrap_or(""))),
         ("private".into(), Value::Bool(private)),
         ("ca_certificate".into(), Value::str(ca_pem)),
         ("pod_cidr".into(), Value::str(pod)),
@@ -171,15 +175,17 @@ impl GcpType for ClusterLookup {
             ));
         if self.name == "cluster" {
             s = s
-                .attr(
-                    AttrSchema::new("connect", AttrType::String, Presence::Optional).describe("`kubeconfig` or `gke`"),
-                )
+                .attr(AttrSchema::new("connect", AttrType::String, Presence::Optional).describe(
+                    "how meshform reaches the cluster's API server: `kubeconfig` (default), `gke`, `gke-internal`, `gke-dns` or `connect-gateway`",
+                ))
                 .attr(AttrSchema::new("context", AttrType::String, Presence::Optional).describe("kubeconfig context"));
         }
         for n in [
             "id",
             "endpoint",
             "private_endpoint",
+            "dns_endpoint",
+            "fleet_membership",
             "ca_certificate",
             "pod_cidr",
             "network",
@@ -194,6 +200,10 @@ impl GcpType for ClusterLookup {
         s.attr(AttrSchema::new("private", AttrType::Bool, Presence::Computed))
             .attr(AttrSchema::new("autopilot", AttrType::Bool, Presence::Computed))
             .attr(AttrSchema::new("global_access", AttrType::Bool, Presence::Computed))
+            .attr(
+                AttrSchema::new("dns_external_traffic", AttrType::Bool, Presence::Computed)
+                    .describe("the DNS-based endpoint accepts traffic from outside Google Cloud"),
+            )
             .attr(
                 AttrSchema::new("node_zones", AttrType::List(Box::new(AttrType::String)), Presence::Computed)
                     .describe("zones of the cluster's nodes"),

@@ -349,21 +349,77 @@ pub async fn check_auth(k: &Kube, source: &str, target: &str, namespace: &str) -
 }
 
 /// A client of `source` as istiod in `target` makes it: from the kubeconfig in `target`'s remote
-/// secret for `source` (its server, CA and token, nothing of meshform's own credentials).
-pub struct RemoteClient {
-    client: kube::Client,
-    auth: Option<http::HeaderValue>,
+/// secret for `source` (its server, CA and token, nothing of meshform's own credentials). When
+/// meshform itself reaches `source` only through its DNS-based endpoint or the Connect Gateway
+/// (a runner outside the VPC, which cannot dial the endpoint the secret names), the secret is
+/// checked from there instead: its server and CA are `source`'s own, its token authenticates
+/// (a TokenReview), and each read is one its user may make (a SubjectAccessReview) before
+/// meshform makes it with its own client.
+pub enum RemoteClient {
+    /// Requests to the secret's server with the secret's token.
+    Direct {
+        /// One client per server and CA, shared by the run's checks.
+        client: kube::Client,
+        /// The secret's token, as the request's credentials (None: the kubeconfig's own auth).
+        auth: Option<http::HeaderValue>,
+    },
+    /// Requests through meshform's own connection, each allowed for the token's user first.
+    Reviewed {
+        /// meshform's client of the source cluster.
+        client: kube::Client,
+        /// The user and groups the secret's token authenticates as.
+        user: (String, Vec<String>),
+    },
 }
 
 impl RemoteClient {
     /// GETs `path` (with its query) as JSON.
     pub async fn get(&self, path: &str) -> Result<serde_json::Value, kube::Error> {
         let mut req = http::Request::get(path).body(Vec::new()).map_err(kube::Error::HttpError)?;
-        if let Some(v) = &self.auth {
-            req.headers_mut().insert("authorization", v.clone());
+        match self {
+            RemoteClient::Direct { client, auth } => {
+                if let Some(v) = auth {
+                    req.headers_mut().insert("authorization", v.clone());
+                }
+                client.request::<serde_json::Value>(req).await
+            }
+            RemoteClient::Reviewed { client, user } => {
+                let review = access_review(user, path);
+                let asked = http::Request::post("/apis/authorization.k8s.io/v1/subjectaccessreviews")
+                    .header("content-type", "application/json")
+                    .body(review.to_string().into_bytes())
+                    .map_err(kube::Error::HttpError)?;
+                let answer = client.request::<serde_json::Value>(asked).await?;
+                if answer["status"]["allowed"] != true {
+                    let why = answer["status"]["reason"].as_str().unwrap_or("no reason given");
+                    return Err(kube::Error::Api(Box::new(
+                        kube::core::Status::failure(&format!("{} may not list {path}: {why}", user.0), "Forbidden")
+                            .with_code(403),
+                    )));
+                }
+                client.request::<serde_json::Value>(req).await
+            }
         }
-        self.client.request::<serde_json::Value>(req).await
     }
+}
+
+/// The SubjectAccessReview of `user` listing what `path` lists (`/api/v1/services`,
+/// `/apis/G/V/namespaces/NS/RESOURCE?...`).
+fn access_review(user: &(String, Vec<String>), path: &str) -> serde_json::Value {
+    let segs: Vec<&str> = path.split('?').next().unwrap_or_default().split('/').filter(|x| !x.is_empty()).collect();
+    let (group, rest) = match segs.as_slice() {
+        ["api", _, rest @ ..] => ("", rest),
+        ["apis", g, _, rest @ ..] => (*g, rest),
+        _ => ("", &[][..]),
+    };
+    let (namespace, resource) = match rest {
+        ["namespaces", ns, r, ..] => (*ns, *r),
+        [r, ..] => ("", *r),
+        [] => ("", ""),
+    };
+    serde_json::json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+        "spec": {"user": user.0, "groups": user.1,
+                 "resourceAttributes": {"verb": "list", "group": group, "resource": resource, "namespace": namespace}}})
 }
 
 /// The client of [`RemoteClient`], or why there is none (the secret or its key missing).
@@ -384,6 +440,10 @@ pub async fn remote_client(
     };
     let kc = kube::config::Kubeconfig::from_yaml(&String::from_utf8_lossy(&kc))
         .map_err(|e| ProviderError::new(ErrorKind::Invalid, format!("{name}: {e}")))?;
+    let connect = k.cluster(source)?.get("connect").and_then(Value::as_str).unwrap_or_default();
+    if matches!(connect, "gke-dns" | "connect-gateway") {
+        return reviewed(k, source, &name, &kc, connect).await;
+    }
     Ok(Ok(match bearer_of(&kc) {
         Some((server, ca, token)) => {
             let client = k.conns.endpoint_client(&server, &ca).await?;
@@ -391,7 +451,7 @@ pub async fn remote_client(
                 ProviderError::new(ErrorKind::Invalid, format!("{name}: the token is not a header value"))
             })?;
             value.set_sensitive(true);
-            RemoteClient { client, auth: Some(value) }
+            RemoteClient::Direct { client, auth: Some(value) }
         }
         None => {
             let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
@@ -399,9 +459,62 @@ pub async fn remote_client(
                 .map_err(|e| ProviderError::new(ErrorKind::Invalid, format!("{name}: {e}")))?;
             let client =
                 kube::Client::try_from(config).map_err(|e| ProviderError::new(ErrorKind::Other, e.to_string()))?;
-            RemoteClient { client, auth: None }
+            RemoteClient::Direct { client, auth: None }
         }
     }))
+}
+
+/// The [`RemoteClient::Reviewed`] of a remote secret's kubeconfig `kc` for `source`, or why the
+/// secret fails: a server or CA that is not `source`'s, a user that is not a bearer token, a
+/// token that does not authenticate.
+async fn reviewed(
+    k: &Kube,
+    source: &str,
+    name: &str,
+    kc: &kube::config::Kubeconfig,
+    connect: &str,
+) -> ProviderResult<Result<RemoteClient, String>> {
+    let Some((server, ca, token)) = bearer_of(kc) else {
+        return Ok(Err(format!(
+            "{name}: its user is not a bearer token, which meshform cannot check through connect = \"{connect}\""
+        )));
+    };
+    let attrs = k.cluster(source)?;
+    let own = |key: &str| s(attrs, key).filter(|v| !v.is_empty()).map(|e| format!("https://{e}"));
+    let mut servers: Vec<String> = ["private_endpoint", "endpoint"].iter().filter_map(|key| own(key)).collect();
+    servers.dedup();
+    if !servers.contains(&server) {
+        return Ok(Err(format!(
+            "{name} points at {server}, which is not an endpoint of `{source}` ({})",
+            servers.join(", ")
+        )));
+    }
+    let pem = base64::engine::general_purpose::STANDARD.decode(ca.trim()).unwrap_or_default();
+    if String::from_utf8_lossy(&pem).trim() != s(attrs, "ca_certificate").unwrap_or_default().trim() {
+        return Ok(Err(format!("{name}: its certificate-authority-data is not `{source}`'s cluster CA")));
+    }
+    let client = k.client(source).await?;
+    let body =
+        serde_json::json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": token}});
+    let req = http::Request::post("/apis/authentication.k8s.io/v1/tokenreviews")
+        .header("content-type", "application/json")
+        .body(body.to_string().into_bytes())
+        .map_err(|e| ProviderError::new(ErrorKind::Other, e.to_string()))?;
+    let answer = client
+        .request::<serde_json::Value>(req)
+        .await
+        .map_err(|e| crate::conn::kube_err(&format!("TokenReview in cluster `{source}`"), e))?;
+    let status = &answer["status"];
+    if status["authenticated"] != true {
+        let why = status["error"].as_str().unwrap_or("not authenticated");
+        return Ok(Err(format!("{name}: its token does not authenticate in `{source}`: {why}")));
+    }
+    let user = status["user"]["username"].as_str().unwrap_or_default().to_string();
+    let groups = status["user"]["groups"]
+        .as_array()
+        .map(|g| g.iter().filter_map(|x| x.as_str().map(String::from)).collect())
+        .unwrap_or_default();
+    Ok(Ok(RemoteClient::Reviewed { client, user: (user, groups) }))
 }
 
 /// The server, CA data and bearer token of a kubeconfig's current context, when its user is a

@@ -52,6 +52,65 @@ fn mint_token(inner: &mut Inner, ns: &str, sa: &str) -> String {
     t
 }
 
+/// The user a bearer token authenticates as, with its groups: a service account's token, the
+/// admin token, or a Google access token (GKE maps it to the Google account).
+pub fn user_of(s: &KubeServer, token: &str) -> Option<(String, Vec<String>)> {
+    let authenticated = "system:authenticated".to_string();
+    if token == s.admin_token {
+        return Some(("admin".into(), vec!["system:masters".into(), authenticated]));
+    }
+    if let Some((ns, sa)) = s.lock().tokens.get(token).cloned() {
+        let groups = vec!["system:serviceaccounts".into(), format!("system:serviceaccounts:{ns}"), authenticated];
+        return Some((format!("system:serviceaccount:{ns}:{sa}"), groups));
+    }
+    s.google_tokens
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains(token)
+        .then(|| ("meshform-sim-user@example.com".into(), vec![authenticated]))
+}
+
+/// `POST /apis/authentication.k8s.io/v1/tokenreviews`: whether `spec.token` authenticates here,
+/// and as whom.
+pub fn token_review(s: &KubeServer, mut req: Value) -> KResult<Value> {
+    let Some(token) = req["spec"]["token"].as_str().map(String::from) else {
+        return Err(KubeError::invalid("TokenReview", "", "spec.token", "Required value"));
+    };
+    req["status"] = match user_of(s, &token) {
+        Some((user, groups)) => json!({"authenticated": true, "user": {"username": user, "groups": groups}}),
+        None => json!({"authenticated": false, "error": "invalid bearer token"}),
+    };
+    req["apiVersion"] = json!("authentication.k8s.io/v1");
+    req["kind"] = json!("TokenReview");
+    req["metadata"] = json!({"creationTimestamp": null});
+    Ok(req)
+}
+
+/// `POST /apis/authorization.k8s.io/v1/subjectaccessreviews`: the simulator enforces no RBAC, so
+/// every authenticated user is allowed everything, as its requests are; the review says so.
+pub fn access_review(mut req: Value) -> KResult<Value> {
+    if !req["spec"]["user"].is_string() && !req["spec"]["groups"].is_array() {
+        return Err(KubeError::invalid(
+            "SubjectAccessReview",
+            "",
+            "spec.user",
+            "Invalid value: \"\": at least one of user or group must be specified",
+        ));
+    }
+    let authenticated = req["spec"]["groups"]
+        .as_array()
+        .is_some_and(|g| g.iter().any(|x| x == "system:authenticated" || x == "system:masters"));
+    req["status"] = if authenticated {
+        json!({"allowed": true, "reason": "the simulator enforces no RBAC: every authenticated user is allowed"})
+    } else {
+        json!({"allowed": false, "reason": "not in group system:authenticated"})
+    };
+    req["apiVersion"] = json!("authorization.k8s.io/v1");
+    req["kind"] = json!("SubjectAccessReview");
+    req["metadata"] = json!({"creationTimestamp": null});
+    Ok(req)
+}
+
 /// `POST .../serviceaccounts/NAME/token`: the TokenRequest `req` answered with a new token.
 pub fn token_request(s: &KubeServer, ns: &str, sa: &str, req: Value) -> KResult<Value> {
     let mut inner = s.lock();

@@ -12,14 +12,14 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::controllers::{establish_crd, token_request};
+use super::controllers::{access_review, establish_crd, token_request, token_review, user_of};
 use super::discovery::{discovery_root, openapi_doc, openapi_index, resource_list};
 use super::istio;
 use super::lists::{list, to_table, watch};
 use super::objects::{check_body, create_object, delete, update};
 use super::patch::patch;
 use super::resources::ResourceDef;
-use super::state::{KubeServer, VERSION, find_def, key_of, served};
+use super::state::{KubeServer, VERSION, Via, find_def, key_of, served};
 use super::status::{KResult, KubeError};
 use super::wire::{accepts, decode_body, json_response, ok, query_map};
 use crate::faults::Fault;
@@ -31,7 +31,14 @@ pub fn router(s: Arc<KubeServer>) -> Router {
     Router::new().fallback(handle).with_state(s)
 }
 
-async fn handle(State(s): S, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn handle(
+    State(s): S,
+    via: Option<axum::Extension<Via>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let path = uri.path().to_string();
     let r = if path == "/version" {
         ok(
@@ -77,17 +84,14 @@ async fn handle(State(s): S, method: Method, uri: Uri, headers: HeaderMap, body:
         format!("{path}{q}"),
         r.status().as_u16(),
         std::time::Instant::now(),
+        via.map_or(Via::Ip, |v| v.0),
     ));
     r
 }
 
 fn authorized(s: &KubeServer, h: &HeaderMap) -> bool {
-    let Some(t) = h.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")) else {
-        return false;
-    };
-    t == s.admin_token
-        || s.lock().tokens.contains_key(t)
-        || s.google_tokens.lock().unwrap_or_else(|e| e.into_inner()).contains(t)
+    let token = h.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    token.is_some_and(|t| user_of(s, t).is_some())
 }
 
 async fn route(s: &Arc<KubeServer>, method: &Method, uri: &Uri, headers: &HeaderMap, body: Bytes) -> KResult<Response> {
@@ -100,6 +104,12 @@ async fn route(s: &Arc<KubeServer>, method: &Method, uri: &Uri, headers: &Header
         ["apis"] => Ok(discovery_root(s, false, headers)),
         ["api", "v1"] => resource_list(s, "", "v1"),
         ["apis", g, v] => resource_list(s, g, v),
+        ["apis", "authentication.k8s.io", "v1", "tokenreviews"] if *method == Method::POST => {
+            Ok(json_response(StatusCode::CREATED, &token_review(s, decode_body(headers, &body)?)?, "application/json"))
+        }
+        ["apis", "authorization.k8s.io", "v1", "subjectaccessreviews"] if *method == Method::POST => {
+            Ok(json_response(StatusCode::CREATED, &access_review(decode_body(headers, &body)?)?, "application/json"))
+        }
         ["openapi", "v3"] => Ok(openapi_index(s)),
         ["openapi", "v3", "api", "v1"] => Ok(openapi_doc(s, "", "v1")),
         ["openapi", "v3", "apis", g, v] => Ok(openapi_doc(s, g, v)),

@@ -37,7 +37,7 @@ use tokio::sync::broadcast;
 
 use crate::certs::ClusterCa;
 use crate::world::{ClusterSpec, short_hash};
-pub use state::{Event, Inner, Key, KubeServer, OutsideHook, VERSION};
+pub use state::{Event, Inner, Key, KubeServer, LogLine, OutsideHook, VERSION, Via};
 
 impl KubeServer {
     /// A server for a cluster of the world, seeded like a fresh GKE cluster with ASM installed.
@@ -225,41 +225,85 @@ impl KubeServer {
         }
     }
 
-    /// Serves HTTPS on `listener` until the runtime stops.
+    /// Serves HTTPS on `listener` (an IP endpoint) until the runtime stops, under a certificate
+    /// of the cluster CA.
     pub fn serve(self: &Arc<Self>, listener: TcpListener) -> Result<(), String> {
         let ips: Vec<std::net::IpAddr> = ["127.0.0.1", "127.0.0.2"].iter().filter_map(|a| a.parse().ok()).collect();
-        let (cert_pem, key_pem) = self.ca.issue_server(&ips, &["localhost".into(), "kubernetes.default.svc".into()])?;
-        use rustls::pki_types::pem::PemObject;
-        let certs = vec![
-            rustls::pki_types::CertificateDer::from_pem_slice(cert_pem.as_bytes()).map_err(|e| e.to_string())?,
-            rustls::pki_types::CertificateDer::from_pem_slice(self.ca.cert_pem.as_bytes())
-                .map_err(|e| e.to_string())?,
-        ];
-        let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| e.to_string())?;
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .with_no_client_auth()
-            .with_single_cert(certs, key)
-            .map_err(|e| e.to_string())?;
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-        let app = http::router(self.clone());
-        tokio::spawn(async move {
-            loop {
-                let Ok((tcp, _)) = listener.accept().await else { continue };
-                let acceptor = acceptor.clone();
-                let app = app.clone();
-                tokio::spawn(async move {
-                    let Ok(tls) = acceptor.accept(tcp).await else { return };
-                    let svc = hyper_util::service::TowerToHyperService::new(app);
-                    let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
-                        .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(tls), svc)
-                        .await;
-                });
-            }
-        });
+        let names = ["localhost".into(), "kubernetes.default.svc".into()];
+        self.serve_with(listener, &self.ca, &ips, &names, Via::Ip)
+    }
+
+    /// Serves the DNS-based endpoint on `listener`: the name `localhost` (as the real one is a
+    /// name under `gke.goog`), under a certificate of the simulator's public root.
+    pub fn serve_dns(self: &Arc<Self>, listener: TcpListener, public_root: &ClusterCa) -> Result<(), String> {
+        self.serve_with(listener, public_root, &[], &["localhost".into()], Via::Dns)
+    }
+
+    fn serve_with(
+        self: &Arc<Self>,
+        listener: TcpListener,
+        ca: &ClusterCa,
+        ips: &[std::net::IpAddr],
+        names: &[String],
+        via: Via,
+    ) -> Result<(), String> {
+        let acceptor = tls_acceptor(ca, ips, names)?;
+        let app = http::router(self.clone()).layer(axum::Extension(via));
+        serve_tls(listener, acceptor, app);
         Ok(())
     }
+
+    /// Answers a request as this API server does, marked as having come in `via` (the Connect
+    /// Gateway forwards through it).
+    pub async fn forward(self: &Arc<Self>, req: axum::extract::Request, via: Via) -> axum::response::Response {
+        use tower::ServiceExt as _;
+        let app = http::router(self.clone()).layer(axum::Extension(via));
+        match app.oneshot(req).await {
+            Ok(r) => r,
+            Err(never) => match never {},
+        }
+    }
+}
+
+/// A TLS acceptor with a new serving certificate of `ca` for these addresses and names.
+pub fn tls_acceptor(
+    ca: &ClusterCa,
+    ips: &[std::net::IpAddr],
+    names: &[String],
+) -> Result<tokio_rustls::TlsAcceptor, String> {
+    use rustls::pki_types::pem::PemObject;
+    let (cert_pem, key_pem) = ca.issue_server(ips, names)?;
+    let certs = vec![
+        rustls::pki_types::CertificateDer::from_pem_slice(cert_pem.as_bytes()).map_err(|e| e.to_string())?,
+        rustls::pki_types::CertificateDer::from_pem_slice(ca.cert_pem.as_bytes()).map_err(|e| e.to_string())?,
+    ];
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| e.to_string())?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| e.to_string())?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Serves `app` over TLS on `listener` until the runtime stops (upgrades included: watches,
+/// exec-style streams).
+pub fn serve_tls(listener: TcpListener, acceptor: tokio_rustls::TlsAcceptor, app: axum::Router) {
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else { continue };
+            let acceptor = acceptor.clone();
+            let app = app.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else { return };
+                let svc = hyper_util::service::TowerToHyperService::new(app);
+                let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
 }

@@ -79,14 +79,41 @@ pub struct KubeServer {
     pub faults: crate::faults::Faults,
     /// Seconds injected faults ask clients to wait (`Retry-After`).
     pub retry_after_secs: u32,
-    /// Every request: method, path and query, status, when it finished.
-    pub log: Mutex<Vec<(String, String, u16, std::time::Instant)>>,
+    /// Every request: method, path and query, status, when it finished, the way it came in.
+    pub log: Mutex<Vec<LogLine>>,
     /// Reads of a changed IstioOperator before the operator reconciles it (`SimOptions::controller_polls`).
     pub controller_polls: u32,
     /// Controllers outside the cluster (GKE's service, NEG and Multi Cluster Ingress
     /// controllers), run after a request that changed what they watch; set by the server that
     /// knows the rest of the world.
     pub outside: std::sync::OnceLock<OutsideHook>,
+}
+
+/// A request of [`KubeServer::log`]: method, path and query, status, when it finished, the way
+/// it came in.
+pub type LogLine = (String, String, u16, std::time::Instant, Via);
+
+/// The way a request reached the API server: its IP endpoints (public or private), its
+/// DNS-based endpoint, or the fleet's Connect Gateway.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Via {
+    /// The public or private IP endpoint, under the cluster CA.
+    Ip,
+    /// The DNS-based endpoint, under the simulator's public root.
+    Dns,
+    /// The Connect Gateway (forwarded by the Google API listener's gateway).
+    Gateway,
+}
+
+impl Via {
+    /// Its name in the request log.
+    pub fn name(self) -> &'static str {
+        match self {
+            Via::Ip => "ip",
+            Via::Dns => "dns",
+            Via::Gateway => "gateway",
+        }
+    }
 }
 
 /// See [`KubeServer::outside`].
