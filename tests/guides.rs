@@ -1047,6 +1047,9 @@ async fn asm_plan_reaches_private_control_planes_through_the_connect_gateway_and
     let plan = "plans/asm-multicluster.toml";
     let (rc, t) = mf(&c, &["plan", plan]).await;
     assert!(rc == 1 && t.contains("Connection refused"), "the kubeconfig's IP endpoints are closed:\n{t}");
+    let (rc, t) = mf(&c, &["plan", plan, "--var", "connect=gateway"]).await;
+    assert!(rc == 1 && t.contains("cannot look up clusters `cluster-1`, `cluster-2`"), "{t}");
+    assert!(t.contains("[clusters.mesh]") && t.contains("`connect` must be one of \"kubeconfig\", \"gke\", \"gke-internal\", \"gke-dns\", \"connect-gateway\", not \"gateway\""), "{t}");
 
     let start = log_lengths(&c);
     let (rc, t) = mf(&c, &["apply", plan, "--auto-approve", "--var", "connect=connect-gateway"]).await;

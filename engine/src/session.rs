@@ -474,12 +474,11 @@ impl Session {
                 Err(Diagnostics::from(Diagnostic::global("no cluster provider")))
             };
         };
+        // The block that declares a cluster (a `for_each` one declares many, each under its key).
         let span_of = |name: &str| {
-            self.cfg
-                .blocks
-                .values()
-                .find(|b| b.addr.mode == Mode::Cluster && b.addr.name == name)
-                .map_or(Default::default(), |b| b.span)
+            let instance =
+                self.graph.instances.iter().find(|i| i.addr.block.mode == Mode::Cluster && i.addr.block.name == name);
+            instance.and_then(|i| self.graph.block_of(&self.cfg, &i.addr)).map_or(Default::default(), |b| b.span)
         };
         let reads = declared.iter().map(|(n, c)| (n, c, true)).chain(departed.iter().map(|(n, c)| (n, c, false))).map(
             |(name, config, is_declared)| {

@@ -130,6 +130,9 @@ fn base64_decode(s: &str) -> Option<String> {
     String::from_utf8(bytes).ok()
 }
 
+/// How the Kubernetes provider may reach a cluster (its `conn` module acts on each).
+const CONNECT_MODES: [&str; 5] = ["kubeconfig", "gke", "gke-internal", "gke-dns", "connect-gateway"];
+
 /// Looks a cluster up.
 pub async fn lookup(c: &Client, config: &Map) -> ProviderResult<Map> {
     let project = c.project(config)?;
@@ -152,6 +155,15 @@ pub async fn lookup(c: &Client, config: &Map) -> ProviderResult<Map> {
     })?;
     let autopilot = j["autopilot"]["enabled"].as_bool().unwrap_or(false);
     let tag = node_tag(c, &project, &name, autopilot).await?;
+    if let Some(mode) = config.get("connect").and_then(Value::as_str).filter(|m| !CONNECT_MODES.contains(m)) {
+        return Err(ProviderError::new(
+            ErrorKind::Invalid,
+            format!(
+                "`connect` must be one of {}, not \"{mode}\"",
+                CONNECT_MODES.map(|m| format!("\"{m}\"")).join(", ")
+            ),
+        ));
+    }
     let mut m = attrs(&project, &location, &j, tag);
     for k in ["connect", "context"] {
         if let Some(v) = config.get(k) {
