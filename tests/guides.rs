@@ -1117,6 +1117,42 @@ async fn asm_plan_reaches_private_control_planes_through_the_connect_gateway_and
     assert_eq!(rc, 0, "{t}");
     assert_eq!(t.matches("ok   remote secret authenticates").count(), 2, "{t}");
     assert_eq!(ways_in(&c, &start), ["dns"].into());
+
+    // A token that authenticates but whose account may not read: RBAC's answer, per pair.
+    c.gcloud(&[
+        "container",
+        "clusters",
+        "get-credentials",
+        "cluster-1",
+        "--location",
+        "us-central1-a",
+        "--dns-endpoint",
+    ])
+    .await;
+    let other = kubectl_out(&c, 0, &["create", "token", "default", "-n", "istio-system"]).await;
+    let data = kubectl_out(
+        &c,
+        1,
+        &["get", "secret", "istio-remote-secret-cluster-1", "-n", "istio-system", "-o", "jsonpath={.data.cluster-1}"],
+    )
+    .await;
+    let kc = String::from_utf8(b64.decode(data.trim()).unwrap()).unwrap();
+    let token = kc.lines().find_map(|l| l.trim().strip_prefix("token: ")).unwrap().to_string();
+    let swapped = b64.encode(kc.replace(&token, other.trim()).as_bytes());
+    let patch = format!(r#"{{"data":{{"cluster-1":"{swapped}"}}}}"#);
+    c.kubectl(
+        1,
+        &["patch", "secret", "istio-remote-secret-cluster-1", "-n", "istio-system", "--type", "merge", "-p", &patch],
+    )
+    .await;
+    let (rc, t) = mf(&c, &["drift", plan, "--var", "connect=connect-gateway"]).await;
+    assert_eq!(rc, 2, "{t}");
+    assert!(
+        t.contains("FAIL remote secret authenticates[\"cluster-1,cluster-2\"]: the kubeconfig in cluster-2/istio-system/istio-remote-secret-cluster-1 cannot list services in `cluster-1`: system:serviceaccount:istio-system:default may not list /api/v1/services: services is forbidden"),
+        "{t}"
+    );
+    let (rc, t) = mf(&c, &["apply", plan, "--auto-approve", "--var", "connect=gke-dns"]).await;
+    assert_eq!(rc, 0, "{t}");
     let (rc, t) = mf(&c, &["drift", plan, "--var", "connect=connect-gateway"]).await;
     assert_eq!(rc, 0, "{t}");
 }

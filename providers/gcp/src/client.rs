@@ -25,6 +25,8 @@ pub enum Api {
     HubV2,
     /// Secret Manager v1.
     SecretManager,
+    /// Resource Manager v1 (a project's number).
+    ResourceManager,
 }
 
 /// Base URLs of each API (ending without a slash).
@@ -38,6 +40,8 @@ pub struct Endpoints {
     pub hub: String,
     /// e.g. `https://secretmanager.googleapis.com/v1`.
     pub secretmanager: String,
+    /// e.g. `https://cloudresourcemanager.googleapis.com/v1`.
+    pub resourcemanager: String,
 }
 
 impl Endpoints {
@@ -48,6 +52,7 @@ impl Endpoints {
             container: "https://container.googleapis.com/v1".into(),
             hub: "https://gkehub.googleapis.com/v1".into(),
             secretmanager: "https://secretmanager.googleapis.com/v1".into(),
+            resourcemanager: "https://cloudresourcemanager.googleapis.com/v1".into(),
         }
     }
 
@@ -60,6 +65,7 @@ impl Endpoints {
             container: format!("{b}/container/v1"),
             hub: format!("{b}/gkehub/v1"),
             secretmanager: format!("{b}/secretmanager/v1"),
+            resourcemanager: format!("{b}/cloudresourcemanager/v1"),
         }
     }
 
@@ -74,6 +80,7 @@ impl Endpoints {
                 None => format!("{}/../v2", self.hub).into(),
             },
             Api::SecretManager => self.secretmanager.as_str().into(),
+            Api::ResourceManager => self.resourcemanager.as_str().into(),
         }
     }
 }
@@ -375,6 +382,18 @@ impl Client {
             Ok(page["clusters"].as_array().cloned().unwrap_or_default())
         })
         .await
+    }
+
+    /// A project's number (Resource Manager `projects.get`), read once per run.
+    pub async fn project_number(&self, project: &str) -> ProviderResult<String> {
+        let found = self
+            .listed(&format!("project/{project}"), async {
+                Ok(vec![self.get(Api::ResourceManager, &format!("projects/{project}")).await?])
+            })
+            .await?;
+        found.first().and_then(|p| p["projectNumber"].as_str()).map(String::from).ok_or_else(|| {
+            ProviderError::new(ErrorKind::Other, format!("Resource Manager gave no number for project {project}"))
+        })
     }
 
     /// Every compute instance of a project (one aggregated list), read once per run.

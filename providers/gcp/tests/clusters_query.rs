@@ -1,6 +1,7 @@
 //! The `gke_clusters` data source's fleet form against the simulator's shared-VPC world: the
 //! clusters registered to a fleet host project's fleet, wherever their own project is, filtered
-//! as the project form is; and the fleet membership a registered cluster's lookup reports.
+//! as the project form is; and the fleet membership a registered cluster's lookup reports (with
+//! the project's number for the Connect Gateway).
 
 use std::collections::HashMap;
 
@@ -53,29 +54,36 @@ async fn fleet_members_are_found_across_projects_and_filtered() {
     let projects = vec![("projects", Value::List(vec![Value::str("svc-alpha"), Value::str("svc-beta")]))];
     assert_eq!(names(&read(projects).await).len(), 5);
 
-    // A registered cluster's lookup reports its membership, by project number.
-    let lookup = |name: &str, location: &str| {
-        let config = Map::from([
-            ("project".to_string(), Value::str("svc-alpha")),
+    // A registered cluster's lookup reports its membership as GKE names it; for the Connect
+    // Gateway, with the fleet project's number (from Resource Manager).
+    let lookup = |name: &str, project: &str, connect: Option<&str>| {
+        let location = sim.world.clusters.iter().find(|c| c.name == name).unwrap().location.clone();
+        let mut config = Map::from([
+            ("project".to_string(), Value::str(project)),
             ("location".to_string(), Value::str(location)),
             ("name".to_string(), Value::str(name)),
         ]);
+        if let Some(c) = connect {
+            config.insert("connect".to_string(), Value::str(c));
+        }
         let p = &p;
         async move { p.read_data("gke_cluster", &config, &CallContext::default()).await.unwrap().attrs }
     };
-    let a1 = sim.world.clusters.iter().find(|c| c.name == "alpha-1").unwrap().location.clone();
-    let region = meshform_sim::world::region_of(&a1);
+    let region =
+        meshform_sim::world::region_of(&sim.world.clusters.iter().find(|c| c.name == "alpha-1").unwrap().location);
+    let reported = lookup("alpha-1", "svc-alpha", None).await;
     assert_eq!(
-        lookup("alpha-1", &a1).await["fleet_membership"],
+        reported["fleet_membership"],
+        Value::str(format!("projects/mesh-host/locations/{region}/memberships/alpha-1"))
+    );
+    let before = sim.log().len();
+    let gateway = lookup("alpha-1", "svc-alpha", Some("connect-gateway")).await;
+    assert_eq!(
+        gateway["fleet_membership"],
         Value::str(format!("projects/310552077601/locations/{region}/memberships/alpha-1"))
     );
-    let b = sim.world.clusters.iter().find(|c| c.name == "beta-1").unwrap().location.clone();
-    let beta1 = Map::from([
-        ("project".to_string(), Value::str("svc-beta")),
-        ("location".to_string(), Value::str(&b)),
-        ("name".to_string(), Value::str("beta-1")),
-    ]);
-    let unregistered = p.read_data("gke_cluster", &beta1, &CallContext::default()).await.unwrap().attrs;
-    assert_eq!(unregistered["fleet_membership"], Value::str(""));
+    let asked: Vec<String> = sim.log()[before..].iter().map(|l| l.path.clone()).collect();
+    assert!(asked.contains(&"/cloudresourcemanager/v1/projects/mesh-host".to_string()), "{asked:?}");
+    assert_eq!(lookup("beta-1", "svc-beta", None).await["fleet_membership"], Value::str(""));
     sim.stop().await;
 }

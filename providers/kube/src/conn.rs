@@ -157,7 +157,8 @@ pub fn kube_err(what: &str, e: kube::Error) -> ProviderError {
                 cause = c.source();
             }
             // A certificate that is not trusted stays so: no retry helps.
-            let kind = if text.contains("certificate") { ErrorKind::Invalid } else { ErrorKind::Transient };
+            let kind =
+                if text.contains("invalid peer certificate") { ErrorKind::Invalid } else { ErrorKind::Transient };
             ProviderError::new(kind, format!("{what}: {text}"))
         }
     }
@@ -291,7 +292,7 @@ impl Kube {
                         "it is not a fleet member, and connect = \"connect-gateway\" reaches a cluster through its fleet membership; register it first (`gcloud container fleet memberships register`, or `--fleet-project` when it is made)".into(),
                     )
                 })?;
-                let parts: Vec<&str> = membership.split('/').collect();
+                let parts: Vec<&str> = membership.trim_start_matches("//gkehub.googleapis.com/").split('/').collect();
                 let ["projects", project, "locations", location, "memberships", m] = parts.as_slice() else {
                     return Err(invalid(format!("unexpected fleet membership name `{membership}`")));
                 };

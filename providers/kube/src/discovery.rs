@@ -106,9 +106,10 @@ pub async fn check(k: &Kube, args: &Map) -> ProviderResult<(bool, String)> {
                 Err(why) => Err(format!("{pair}: {why}")),
                 Ok(c) => match c.get(path).await {
                     Ok(s) => Ok((remote.clone(), versions_of(k, remote, namespace, &ready_pods(&s)).await?)),
-                    Err(e) => {
-                        Err(format!("{pair}: the remote secret's kubeconfig cannot list {service}'s endpoints: {e}"))
-                    }
+                    Err(e) => Err(format!(
+                        "{pair}: the remote secret's kubeconfig cannot list {service}'s endpoints: {}",
+                        crate::types::remote_secret::brief(&e)
+                    )),
                 },
             })
         }

@@ -58,8 +58,9 @@ async fn list_clusters(State(s): S, Path((p, l)): Path<(String, String)>) -> Api
     Ok(Json(json!({ "clusters": clusters })))
 }
 
-/// A cluster as GKE reports it, with `fleet` when a fleet holds a membership of it (the
-/// membership's project by number, as GKE writes it). Each store is locked on its own.
+/// A cluster as GKE reports it, with `fleet` when a fleet holds a membership of it (`project`
+/// by number, `membership` as `//gkehub.googleapis.com/` and the membership's name). Each store is
+/// locked on its own.
 fn with_fleet(s: &Shared, project: &(String, String), mut cluster: Value) -> Value {
     let (l, c) = (cluster["location"].as_str().unwrap_or_default(), cluster["name"].as_str().unwrap_or_default());
     // `//container.googleapis.com/projects/P/locations/L/clusters/C`, P the id or the number,
@@ -71,12 +72,19 @@ fn with_fleet(s: &Shared, project: &(String, String), mut cluster: Value) -> Val
     };
     for store in std::iter::once(&s.store).chain(s.service_stores.values()) {
         let st = store.lock().unwrap_or_else(|e| e.into_inner());
-        let found = st.memberships.iter().find(|(_, m)| names_it(m));
-        if let Some((key, _)) = found {
-            let (ml, id) = key.split_once('/').unwrap_or_default();
-            let n = &st.project_number;
-            cluster["fleet"] = json!({"project": format!("projects/{n}"),
-                "membership": format!("projects/{n}/locations/{ml}/memberships/{id}"), "preRegistered": false});
+        let found = st.memberships.values().find(|m| names_it(m));
+        if let Some(m) = found {
+            // Registered at creation (`--fleet-project`, the world's `fleet`), or later through
+            // the fleet API (`preRegistered`).
+            let at_creation = s.opts.world.clusters.iter().any(|w| {
+                w.fleet
+                    && (w.name.as_str(), w.location.as_str()) == (c, l)
+                    && s.opts.world.project_of(w) == project.0
+                    && st.project == s.opts.world.project
+            });
+            cluster["fleet"] = json!({"project": format!("projects/{}", st.project_number),
+                "membership": format!("//gkehub.googleapis.com/{}", m["name"].as_str().unwrap_or_default()),
+                "preRegistered": !at_creation});
             break;
         }
     }

@@ -94,6 +94,15 @@ async fn generate_credentials(
     let server = format!("{gateway}/v1/projects/{number}/locations/{l}/{collection}/{m}");
     let mut context = format!("connectgateway_{id}_{l}_{m}");
     let ns = q.get("kubernetesNamespace").filter(|n| !n.is_empty());
+    let label = |n: &str| {
+        n.len() <= 63
+            && n.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !n.starts_with('-')
+            && !n.ends_with('-')
+    };
+    if let Some(n) = ns.filter(|n| !label(n)) {
+        return Err(ApiError::invalid(R, format!("kubernetes_namespace {n:?} is not a valid namespace name")));
+    }
     let ns_line = ns.map(|n| format!("    namespace: {n}\n")).unwrap_or_default();
     if let Some(n) = ns {
         context.push_str(&format!("_ns-{n}"));

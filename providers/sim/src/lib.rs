@@ -55,6 +55,7 @@ mod layering {
     const KUBE: &[&[&str]] = &[
         &["status", "resources", "proto", "ssa"],
         &["selectors", "state", "wire"],
+        &["rbac"],
         &["defaults", "controllers"],
         &["objects"],
         &["istio"],

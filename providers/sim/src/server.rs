@@ -49,6 +49,8 @@ pub struct Sim {
     pub public_root: ClusterCa,
     /// The Connect Gateway's base URL, `https://localhost:PORT`.
     pub gateway_url: String,
+    /// Closed endpoints' sockets, bound and not listening: their ports refuse connections.
+    _closed: Vec<tokio::net::TcpSocket>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -61,8 +63,8 @@ impl Sim {
         let token = format!("sim-token-{}", short_hash(&format!("{addr}{:?}", std::time::SystemTime::now())));
         let tokens = Arc::new(Mutex::new(HashSet::from([token.clone()])));
         let public_root = ClusterCa::public_root()?;
-        let (clusters, kube) = start_clusters(&opts, &token, &tokens, &public_root).await?;
-        let (gateway, gateway_addr) = bind("127.0.0.1").await?;
+        let (clusters, kube, closed) = start_clusters(&opts, &token, &tokens, &public_root)?;
+        let (gateway, gateway_addr) = bind("127.0.0.1")?;
         let gateway_url = format!("https://localhost:{}", gateway_addr.port());
         let mut store = Store::seed(&opts.world, clusters.clone(), opts.lro_polls);
         store.lro_time = opts.clock.lro_time();
@@ -106,6 +108,7 @@ impl Sim {
             kube,
             public_root,
             gateway_url,
+            _closed: closed,
             shutdown: Some(tx),
             task: Some(task),
         })
@@ -150,29 +153,40 @@ impl Drop for Sim {
     }
 }
 
-/// The stores of the world's service projects, by project id.
+/// A socket bound to an ephemeral port of `ip` (not listening yet: a closed endpoint keeps its
+/// port, refusing connections, so that no later listener takes it), and its address.
+fn bind_socket(ip: &str) -> Result<(tokio::net::TcpSocket, SocketAddr), String> {
+    let addr: SocketAddr = format!("{ip}:0").parse().map_err(|e| format!("{ip}: {e}"))?;
+    let socket = tokio::net::TcpSocket::new_v4().map_err(|e| e.to_string())?;
+    socket.bind(addr).map_err(|e| format!("cannot listen on {ip}: {e}"))?;
+    let a = socket.local_addr().map_err(|e| e.to_string())?;
+    Ok((socket, a))
+}
+
 /// A listener on an ephemeral port of `ip`, and its address.
-async fn bind(ip: &str) -> Result<(TcpListener, SocketAddr), String> {
-    let l = TcpListener::bind(format!("{ip}:0")).await.map_err(|e| format!("cannot listen on {ip}: {e}"))?;
-    let a = l.local_addr().map_err(|e| e.to_string())?;
-    Ok((l, a))
+fn bind(ip: &str) -> Result<(TcpListener, SocketAddr), String> {
+    let (socket, a) = bind_socket(ip)?;
+    Ok((socket.listen(1024).map_err(|e| format!("cannot listen on {ip}: {e}"))?, a))
 }
 
 /// Each cluster's endpoints and API server, served: its public endpoint (unless disabled), its
 /// private one (private clusters; closed to a runner outside the VPC) and its DNS-based one
-/// (when it allows external traffic).
-async fn start_clusters(
+/// (closed when it refuses outside traffic). Closed endpoints' sockets come back too: bound and
+/// not listening, they hold their ports (refusing connections) for the simulator's life.
+#[allow(clippy::type_complexity)]
+fn start_clusters(
     opts: &SimOptions,
     token: &str,
     tokens: &Arc<Mutex<HashSet<String>>>,
     public_root: &ClusterCa,
-) -> Result<(Vec<ClusterAccess>, Vec<Arc<crate::kube::KubeServer>>), String> {
+) -> Result<(Vec<ClusterAccess>, Vec<Arc<crate::kube::KubeServer>>, Vec<tokio::net::TcpSocket>), String> {
     let mut clusters = Vec::new();
     let mut cluster_listeners = Vec::new();
+    let mut closed = Vec::new();
     for c in &opts.world.clusters {
-        let public = if c.public_endpoint { Some(bind("127.0.0.1").await?) } else { None };
-        let private = if c.private { Some(bind("127.0.0.2").await?) } else { None };
-        let dns = bind("127.0.0.1").await?;
+        let public = if c.public_endpoint { Some(bind_socket("127.0.0.1")?) } else { None };
+        let private = if c.private { Some(bind_socket("127.0.0.2")?) } else { None };
+        let dns = bind_socket("127.0.0.1")?;
         // Without a public endpoint, GKE reports the private one as the cluster's endpoint.
         let endpoint = public.as_ref().or(private.as_ref()).map(|(_, a)| a.to_string()).unwrap_or_default();
         clusters.push(ClusterAccess {
@@ -184,9 +198,16 @@ async fn start_clusters(
             ca: ClusterCa::generate(&c.name)?,
             admin_token: format!("sim-admin-{}-{}", c.name, short_hash(token)),
         });
-        // A runner outside the VPC finds private endpoints closed (the listener goes).
-        let private = private.map(|l| l.0).filter(|_| opts.world.runner_in_vpc);
-        cluster_listeners.push((public.map(|l| l.0), private, c.dns_access.then_some(dns.0)));
+        let mut open = |socket: Option<(tokio::net::TcpSocket, SocketAddr)>, served: bool| match socket {
+            Some((socket, _)) if served => socket.listen(1024).map(Some).map_err(|e| format!("cannot listen: {e}")),
+            Some((socket, _)) => {
+                closed.push(socket);
+                Ok(None)
+            }
+            None => Ok(None),
+        };
+        let listeners = (open(public, true)?, open(private, opts.world.runner_in_vpc)?, open(Some(dns), c.dns_access)?);
+        cluster_listeners.push(listeners);
     }
     let mut kube = Vec::new();
     for (i, ((public, private, dns), (access, spec))) in
@@ -208,9 +229,10 @@ async fn start_clusters(
         }
         kube.push(server);
     }
-    Ok((clusters, kube))
+    Ok((clusters, kube, closed))
 }
 
+/// The stores of the world's service projects, by project id.
 fn service_stores(opts: &SimOptions, clusters: &[ClusterAccess]) -> std::collections::BTreeMap<String, Mutex<Store>> {
     let seed = |sp: &crate::world::ProjectSpec| {
         let mut st = Store::seed_service(&opts.world, &sp.id, &sp.number, clusters.to_vec(), opts.lro_polls);

@@ -349,6 +349,19 @@ impl World {
             if region_of(&c.location).is_empty() {
                 return Err(format!("cluster {}: `{}` is not a zone or region", c.name, c.location));
             }
+            if c.fleet
+                && self.clusters.iter().any(|o| {
+                    o.fleet
+                        && o.name == c.name
+                        && !std::ptr::eq(o, c)
+                        && region_of(&o.location) == region_of(&c.location)
+                })
+            {
+                return Err(format!(
+                    "cluster {}: two fleet members of one name in one region would be one membership",
+                    c.name
+                ));
+            }
             if !c.public_endpoint && !c.private {
                 return Err(format!("cluster {}: a cluster without a public endpoint must be private", c.name));
             }

@@ -157,6 +157,14 @@ async fn service_account_token_kubeconfig_private_endpoint_and_tls() {
     std::fs::write(&kc, server.kubeconfig_for_token(&private, &token)).unwrap();
     let o = k.kubectl_with(&kc, &["get", "services", "-n", "istio-system"], None).await;
     assert!(o.status.success() && text(&o).contains("istiod"), "{}", text(&o));
+    // The reader's role reads; RBAC refuses it anything else.
+    let o = k.kubectl_with(&kc, &["create", "namespace", "not-for-readers"], None).await;
+    assert!(
+        !o.status.success()
+            && text(&o).contains("namespaces is forbidden: User \"system:serviceaccount:istio-system:istio-reader-service-account\" cannot create resource \"namespaces\" in API group \"\" at the cluster scope"),
+        "{}",
+        text(&o)
+    );
 
     std::fs::write(&kc, server.kubeconfig_for_token(&private, "not-a-token")).unwrap();
     let o = k.kubectl_with(&kc, &["get", "ns"], None).await;

@@ -89,6 +89,7 @@ fn attrs(project: &str, location: &str, j: &J, tag: Option<String>) -> Map {
         j["privateClusterConfig"]["privateEndpoint"].as_str().or_else(|| ip["privateEndpoint"].as_str()).unwrap_or("");
     let ca = j["masterAuth"]["clusterCaCertificate"].as_str().unwrap_or("");
     let dns = &j["controlPlaneEndpointsConfig"]["dnsEndpointConfig"];
+    let membership = j["fleet"]["membership"].as_str().unwrap_or("");
     let ca_pem = base64_decode(ca).unwrap_or_default();
     let region = region_of(location);
     Map::from([
@@ -100,7 +101,8 @@ fn attrs(project: &str, location: &str, j: &J, tag: Option<String>) -> Map {
         ("private_endpoint".into(), Value::str(private_endpoint)),
         ("dns_endpoint".into(), Value::str(dns["endpoint"].as_str().unwrap_or(""))),
         ("dns_external_traffic".into(), Value::Bool(dns["allowExternalTraffic"].as_bool().unwrap_or(false))),
-        ("fleet_membership".into(), Value::str(j["fleet"]["membership"].as_str().unwrap_or(""))),
+        // GKE reports `//gkehub.googleapis.com/projects/P/locations/L/memberships/M`.
+        ("fleet_membership".into(), Value::str(membership.trim_start_matches("//gkehub.googleapis.com/"))),
         ("private".into(), Value::Bool(private)),
         ("ca_certificate".into(), Value::str(ca_pem)),
         ("pod_cidr".into(), Value::str(pod)),
@@ -135,6 +137,16 @@ const CONNECT_MODES: [&str; 5] = ["kubeconfig", "gke", "gke-internal", "gke-dns"
 
 /// Looks a cluster up.
 pub async fn lookup(c: &Client, config: &Map) -> ProviderResult<Map> {
+    let connect = config.get("connect").and_then(Value::as_str);
+    if let Some(mode) = connect.filter(|m| !CONNECT_MODES.contains(m)) {
+        return Err(ProviderError::new(
+            ErrorKind::Invalid,
+            format!(
+                "`connect` must be one of {}, not \"{mode}\"",
+                CONNECT_MODES.map(|m| format!("\"{m}\"")).join(", ")
+            ),
+        ));
+    }
     let project = c.project(config)?;
     let location = req(config, "location")?;
     let name = req(config, "name")?;
@@ -155,16 +167,17 @@ pub async fn lookup(c: &Client, config: &Map) -> ProviderResult<Map> {
     })?;
     let autopilot = j["autopilot"]["enabled"].as_bool().unwrap_or(false);
     let tag = node_tag(c, &project, &name, autopilot).await?;
-    if let Some(mode) = config.get("connect").and_then(Value::as_str).filter(|m| !CONNECT_MODES.contains(m)) {
-        return Err(ProviderError::new(
-            ErrorKind::Invalid,
-            format!(
-                "`connect` must be one of {}, not \"{mode}\"",
-                CONNECT_MODES.map(|m| format!("\"{m}\"")).join(", ")
-            ),
-        ));
-    }
     let mut m = attrs(&project, &location, &j, tag);
+    // The Connect Gateway's URLs name the fleet project by number.
+    if connect == Some("connect-gateway")
+        && let Some(Value::String(membership)) = m.get_mut("fleet_membership")
+        && let Some(("projects", rest)) = membership.split_once('/')
+        && let Some((fleet, rest)) = rest.split_once('/')
+        && !fleet.bytes().all(|b| b.is_ascii_digit())
+    {
+        let number = c.project_number(fleet).await?;
+        *membership = format!("projects/{number}/{rest}");
+    }
     for k in ["connect", "context"] {
         if let Some(v) = config.get(k) {
             m.insert(k.into(), v.clone());

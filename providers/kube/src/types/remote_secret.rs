@@ -343,7 +343,7 @@ pub async fn check_auth(k: &Kube, source: &str, target: &str, namespace: &str) -
         }
         Err(e) => Ok((
             false,
-            format!("the kubeconfig in {target}/{namespace}/{name} cannot list services in `{source}`: {e}"),
+            format!("the kubeconfig in {target}/{namespace}/{name} cannot list services in `{source}`: {}", brief(&e)),
         )),
     }
 }
@@ -400,6 +400,14 @@ impl RemoteClient {
                 client.request::<serde_json::Value>(req).await
             }
         }
+    }
+}
+
+/// A read's error in a check's words: the server's message and code, or the transport's error.
+pub fn brief(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => format!("{} ({})", s.message, s.code),
+        other => other.to_string(),
     }
 }
 
@@ -483,9 +491,18 @@ async fn reviewed(
     let own = |key: &str| s(attrs, key).filter(|v| !v.is_empty()).map(|e| format!("https://{e}"));
     let mut servers: Vec<String> = ["private_endpoint", "endpoint"].iter().filter_map(|key| own(key)).collect();
     servers.dedup();
-    if !servers.contains(&server) {
+    // `https://HOST` is `https://HOST:443`.
+    let with_port = |u: &str| {
+        let host = u.trim_end_matches('/').trim_start_matches("https://");
+        if host.rsplit_once(':').is_some_and(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()) && !host.ends_with(']')) {
+            host.to_string()
+        } else {
+            format!("{host}:443")
+        }
+    };
+    if !servers.iter().any(|e| with_port(e) == with_port(&server)) {
         return Ok(Err(format!(
-            "{name} points at {server}, which is not an endpoint of `{source}` ({})",
+            "{name} points at {server}, which is not an endpoint of `{source}` ({}); through connect = \"{connect}\" meshform cannot dial it to check it",
             servers.join(", ")
         )));
     }

@@ -86,9 +86,9 @@ pub fn token_review(s: &KubeServer, mut req: Value) -> KResult<Value> {
     Ok(req)
 }
 
-/// `POST /apis/authorization.k8s.io/v1/subjectaccessreviews`: the simulator enforces no RBAC, so
-/// every authenticated user is allowed everything, as its requests are; the review says so.
-pub fn access_review(mut req: Value) -> KResult<Value> {
+/// `POST /apis/authorization.k8s.io/v1/subjectaccessreviews`: whether the user and groups of the
+/// spec may do what its `resourceAttributes` say, as `rbac` decides the requests themselves.
+pub fn access_review(s: &KubeServer, mut req: Value) -> KResult<Value> {
     if !req["spec"]["user"].is_string() && !req["spec"]["groups"].is_array() {
         return Err(KubeError::invalid(
             "SubjectAccessReview",
@@ -97,13 +97,23 @@ pub fn access_review(mut req: Value) -> KResult<Value> {
             "Invalid value: \"\": at least one of user or group must be specified",
         ));
     }
-    let authenticated = req["spec"]["groups"]
-        .as_array()
-        .is_some_and(|g| g.iter().any(|x| x == "system:authenticated" || x == "system:masters"));
-    req["status"] = if authenticated {
-        json!({"allowed": true, "reason": "the simulator enforces no RBAC: every authenticated user is allowed"})
-    } else {
-        json!({"allowed": false, "reason": "not in group system:authenticated"})
+    let spec = &req["spec"];
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    let groups: Vec<String> = spec["groups"].as_array().into_iter().flatten().map(text).collect();
+    let ra = &spec["resourceAttributes"];
+    let resource = match ra["subresource"].as_str().filter(|s| !s.is_empty()) {
+        Some(sub) => format!("{}/{sub}", text(&ra["resource"])),
+        None => text(&ra["resource"]),
+    };
+    let attributes = super::rbac::Attributes {
+        verb: text(&ra["verb"]),
+        group: text(&ra["group"]),
+        resource,
+        namespace: text(&ra["namespace"]),
+    };
+    req["status"] = match super::rbac::decide(&s.lock(), &text(&spec["user"]), &groups, &attributes) {
+        Ok(()) => json!({"allowed": true, "reason": "allowed by the cluster's RBAC"}),
+        Err(why) => json!({"allowed": false, "reason": why}),
     };
     req["apiVersion"] = json!("authorization.k8s.io/v1");
     req["kind"] = json!("SubjectAccessReview");

@@ -99,6 +99,13 @@ async fn route(s: &Arc<KubeServer>, method: &Method, uri: &Uri, headers: &Header
     let segs: Vec<&str> = path.split('/').filter(|x| !x.is_empty()).collect();
     let q = query_map(uri);
     let call = |group, version, rest| Call { group, version, rest, method, q: &q, h: headers, body: &body };
+    let watch = q.get("watch").is_some_and(|w| w == "true" || w == "1");
+    if let Some(attributes) = super::rbac::attributes(method.as_str(), &segs, watch) {
+        let token = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+        let (user, groups) = token.and_then(|t| user_of(s, t)).unwrap_or_default();
+        super::rbac::decide(&s.lock(), &user, &groups, &attributes)
+            .map_err(|why| KubeError::new(403, "Forbidden", why))?;
+    }
     match segs.as_slice() {
         ["api"] => Ok(discovery_root(s, true, headers)),
         ["apis"] => Ok(discovery_root(s, false, headers)),
@@ -108,7 +115,7 @@ async fn route(s: &Arc<KubeServer>, method: &Method, uri: &Uri, headers: &Header
             Ok(json_response(StatusCode::CREATED, &token_review(s, decode_body(headers, &body)?)?, "application/json"))
         }
         ["apis", "authorization.k8s.io", "v1", "subjectaccessreviews"] if *method == Method::POST => {
-            Ok(json_response(StatusCode::CREATED, &access_review(decode_body(headers, &body)?)?, "application/json"))
+            Ok(json_response(StatusCode::CREATED, &access_review(s, decode_body(headers, &body)?)?, "application/json"))
         }
         ["openapi", "v3"] => Ok(openapi_index(s)),
         ["openapi", "v3", "api", "v1"] => Ok(openapi_doc(s, "", "v1")),

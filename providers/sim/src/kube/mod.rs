@@ -1,5 +1,6 @@
 //! One Kubernetes API server per simulated cluster, over TLS from the cluster's CA, on the
-//! cluster's public endpoint and (private clusters) its private endpoint. Generic storage for
+//! cluster's public endpoint and (private clusters) its private endpoint, and over TLS from the
+//! simulator's public root on its DNS-based endpoint; RBAC for service accounts (`rbac`). Generic storage for
 //! every served kind with resourceVersions, managedFields and server-side apply, discovery
 //! (aggregated and legacy), a minimal OpenAPI v3, Tables, watch, namespaces that terminate, a
 //! token controller and TokenRequest, and CRDs that make new kinds servable at once.
@@ -8,8 +9,9 @@
 //! Modules, in dependency order (each imports only those of the groups before it; the crate's
 //! `layering` test checks it): `status` (Status errors), `resources` (served kinds, CRDs),
 //! `proto` (protobuf bodies), `ssa` (field ownership) → `selectors`, `state` (the server's state
-//! and storage primitives), `wire` (bodies, replies) → `defaults` (per kind), `controllers` →
-//! `objects` (CRUD) → `lists` (lists, Tables, watch), `patch`, `discovery` (and OpenAPI) →
+//! and storage primitives), `wire` (bodies, replies) → `rbac` (authorization of service
+//! accounts) → `defaults` (per kind), `controllers` → `objects` (CRUD) → `lists` (lists, Tables,
+//! watch), `patch`, `discovery` (and OpenAPI) →
 //! `http` (auth, faults, log, routing) → this file (building, seeding and serving a server).
 
 mod controllers;
@@ -21,6 +23,7 @@ mod lists;
 mod objects;
 mod patch;
 pub mod proto;
+pub mod rbac;
 pub mod resources;
 pub mod selectors;
 pub mod ssa;
@@ -101,6 +104,26 @@ impl KubeServer {
             "",
             "serviceaccounts",
             json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "istio-reader-service-account", "namespace": "istio-system", "labels": {"app": "istio-reader", "release": "istio"}}}),
+        );
+        // What an Istio installation grants the reader: istiod of other clusters reads with it.
+        let rbac = "rbac.authorization.k8s.io";
+        let reader = "istio-reader-clusterrole-istio-system";
+        put(
+            &mut inner,
+            rbac,
+            "clusterroles",
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": reader, "labels": {"app": "istio-reader", "release": "istio"}},
+                   "rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["get", "list", "watch"]},
+                             {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]},
+                             {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"], "verbs": ["create"]}]}),
+        );
+        put(
+            &mut inner,
+            rbac,
+            "clusterrolebindings",
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": reader, "labels": {"app": "istio-reader", "release": "istio"}},
+                   "roleRef": {"apiGroup": rbac, "kind": "ClusterRole", "name": reader},
+                   "subjects": [{"kind": "ServiceAccount", "name": "istio-reader-service-account", "namespace": "istio-system"}]}),
         );
         // A cluster without a pre-installed control plane (`istio_revision = ""`) gets one only
         // when something installs it (the fleet's managed mesh, an Istio operator).
