@@ -62,9 +62,14 @@ pub fn decide(inner: &Inner, user: &str, groups: &[String], a: &Attributes) -> R
         return Ok(());
     }
     let rbac = "rbac.authorization.k8s.io";
-    let bindings = inner.objects.iter().filter(|((g, plural, ns, _), _)| {
-        g == rbac && (plural == "clusterrolebindings" || (plural == "rolebindings" && *ns == a.namespace))
-    });
+    // The keys sort by group, resource, namespace: each kind of binding is one range.
+    let of = |plural: &str, ns: &str| {
+        let start = (rbac.to_string(), plural.to_string(), ns.to_string(), String::new());
+        let (plural, ns) = (plural.to_string(), ns.to_string());
+        inner.objects.range(start..).take_while(move |((g, p, n, _), _)| g == rbac && *p == plural && *n == ns)
+    };
+    let bindings =
+        of("clusterrolebindings", "").chain(of("rolebindings", &a.namespace).filter(|_| !a.namespace.is_empty()));
     for ((_, plural, ns, _), binding) in bindings {
         if !binding["subjects"].as_array().is_some_and(|s| s.iter().any(|s| names(s, user, groups))) {
             continue;
