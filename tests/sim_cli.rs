@@ -16,27 +16,72 @@ fn env_sh(path: &std::path::Path) -> Vec<(String, String)> {
         .collect()
 }
 
+/// `meshform sim --world` (the world's text) running in the foreground, in a directory of its own.
+struct Running {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+    simdir: std::path::PathBuf,
+    env: Vec<(String, String)>,
+}
+
+impl Running {
+    /// Starts it and waits for its ready line.
+    fn start(world_toml: &str) -> Running {
+        let dir = tempfile::tempdir().unwrap();
+        let world = dir.path().join("world.toml");
+        std::fs::write(&world, world_toml).unwrap();
+        let simdir = dir.path().join("sim");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_meshform"))
+            .args(["sim", "--dir"])
+            .arg(&simdir)
+            .arg("--world")
+            .arg(&world)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut ready = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut ready).unwrap();
+        assert!(ready.starts_with("meshform sim ready"), "{ready}");
+        let env = env_sh(&simdir.join("env.sh"));
+        Running { child, dir, simdir, env }
+    }
+
+    /// Runs `tool` with env.sh's environment (less `SSL_CERT_FILE` unless `trust`), its own HOME,
+    /// gcloud configuration and kubeconfig (`kc`).
+    fn output(&self, tool: &str, args: &[&str], trust: bool) -> std::process::Output {
+        Command::new(meshform_sim::tools::need(tool))
+            .args(args)
+            .env_clear()
+            .envs(self.env.iter().filter(|(k, _)| trust || k != "SSL_CERT_FILE").cloned())
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", self.dir.path())
+            .env("CLOUDSDK_CONFIG", self.dir.path().join("gcloud"))
+            .env("KUBECONFIG", self.dir.path().join("kc"))
+            .output()
+            .unwrap()
+    }
+
+    /// [`Running::output`]: whether it succeeded, and its output and errors together.
+    fn run(&self, tool: &str, args: &[&str], trust: bool) -> (bool, String) {
+        let o = self.output(tool, args, trust);
+        (o.status.success(), format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)))
+    }
+
+    /// SIGTERM, and a clean exit.
+    fn stop(mut self) {
+        // SAFETY: sending SIGTERM to our own child.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "{status:?}");
+    }
+}
+
 #[test]
 fn meshform_sim_serves_gcloud_and_stops_on_sigterm() {
-    let dir = tempfile::tempdir().unwrap();
-    let world = dir.path().join("world.toml");
-    std::fs::write(
-        &world,
+    let r = Running::start(
         "project = \"p3\"\n[[subnets]]\nregion = \"us-central1\"\ncidr = \"10.128.0.0/20\"\n\n[[clusters]]\nname = \"a\"\nlocation = \"us-central1-a\"\npod_cidr = \"10.0.0.0/14\"\n\n[[clusters]]\nname = \"b\"\nlocation = \"us-central1-b\"\npod_cidr = \"10.4.0.0/14\"\n\n[[clusters]]\nname = \"c\"\nlocation = \"us-central1\"\nautopilot = true\nprivate = false\npod_cidr = \"10.8.0.0/14\"\n",
-    )
-    .unwrap();
-    let simdir = dir.path().join("sim");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_meshform"))
-        .args(["sim", "--dir"])
-        .arg(&simdir)
-        .arg("--world")
-        .arg(&world)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut ready = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut ready).unwrap();
-    assert!(ready.starts_with("meshform sim ready"), "{ready}");
+    );
+    let simdir = &r.simdir;
 
     let w: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(simdir.join("world.json")).unwrap()).unwrap();
@@ -51,34 +96,20 @@ fn meshform_sim_serves_gcloud_and_stops_on_sigterm() {
     }
     assert!(kubeconfig.contains("certificate-authority-data:"));
 
-    let env = env_sh(&simdir.join("env.sh"));
     let gcloud = |args: &[&str]| {
-        let o = Command::new(meshform_sim::tools::need("gcloud"))
-            .args(args)
-            .env_clear()
-            .envs(env.iter().cloned())
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", dir.path())
-            .env("CLOUDSDK_CONFIG", dir.path().join("gcloud"))
-            .env("KUBECONFIG", dir.path().join("kc"))
-            .output()
-            .unwrap();
+        let o = r.output("gcloud", args, true);
         assert!(o.status.success(), "gcloud {args:?}: {}", String::from_utf8_lossy(&o.stderr));
         String::from_utf8_lossy(&o.stdout).into_owned()
     };
     let names = gcloud(&["container", "clusters", "list", "--format=value(name)"]);
     assert_eq!(names.lines().count(), 3);
     gcloud(&["container", "clusters", "get-credentials", "a", "--zone", "us-central1-a", "--internal-ip"]);
-    let kc = std::fs::read_to_string(dir.path().join("kc")).unwrap();
+    let kc = std::fs::read_to_string(r.dir.path().join("kc")).unwrap();
     assert!(kc.contains("server: https://127.0.0.2:"), "{kc}");
     // Autopilot clusters have no node instances; GKE's firewall rules carry their target tag.
     let rules = gcloud(&["compute", "firewall-rules", "list", "--filter=name~^gke-c-", "--format=value(targetTags)"]);
     assert!(rules.trim().starts_with("gke-c-"), "{rules}");
-
-    // SAFETY: sending SIGTERM to our own child.
-    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-    let status = child.wait().unwrap();
-    assert!(status.success(), "{status:?}");
+    r.stop();
 }
 
 /// `meshform sim` with a runner outside the VPC: a private cluster without a public endpoint is
@@ -86,42 +117,12 @@ fn meshform_sim_serves_gcloud_and_stops_on_sigterm() {
 /// for the cluster's DNS-based endpoint, each trusted through the simulator's public root.
 #[test]
 fn kubectl_reaches_a_private_control_plane_through_the_connect_gateway_and_the_dns_endpoint() {
-    let dir = tempfile::tempdir().unwrap();
-    let world = dir.path().join("world.toml");
-    std::fs::write(
-        &world,
+    let r = Running::start(
         "project = \"p3\"\nproject_number = \"3003\"\nrunner_in_vpc = false\n[[subnets]]\nregion = \"us-central1\"\ncidr = \"10.128.0.0/20\"\n\n[[clusters]]\nname = \"a\"\nlocation = \"us-central1-a\"\npod_cidr = \"10.0.0.0/14\"\npublic_endpoint = false\nfleet = true\n\n[[clusters]]\nname = \"b\"\nlocation = \"us-central1-b\"\npod_cidr = \"10.4.0.0/14\"\ndns_access = false\n",
-    )
-    .unwrap();
-    let simdir = dir.path().join("sim");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_meshform"))
-        .args(["sim", "--dir"])
-        .arg(&simdir)
-        .arg("--world")
-        .arg(&world)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut ready = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut ready).unwrap();
-    assert!(ready.starts_with("meshform sim ready"), "{ready}");
+    );
     meshform_sim::tools::need("gke-gcloud-auth-plugin");
-    let env = env_sh(&simdir.join("env.sh"));
-    let run = |tool: &str, args: &[&str], trust: bool| {
-        let o = Command::new(meshform_sim::tools::need(tool))
-            .args(args)
-            .env_clear()
-            .envs(env.iter().filter(|(k, _)| trust || k != "SSL_CERT_FILE").cloned())
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", dir.path())
-            .env("CLOUDSDK_CONFIG", dir.path().join("gcloud"))
-            .env("KUBECONFIG", dir.path().join("kc"))
-            .output()
-            .unwrap();
-        let out = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
-        (o.status.success(), out)
-    };
-    let gateway = env.iter().find(|(k, _)| k == "MESHFORM_CONNECT_GATEWAY_ENDPOINT").unwrap().1.clone();
+    let run = |tool: &str, args: &[&str], trust: bool| r.run(tool, args, trust);
+    let gateway = r.env.iter().find(|(k, _)| k == "MESHFORM_CONNECT_GATEWAY_ENDPOINT").unwrap().1.clone();
     let server = |kc: &str, name: &str| {
         let at = kc.find(&format!("  name: {name}\n")).unwrap_or_else(|| panic!("no cluster {name}:\n{kc}"));
         let entry = &kc[kc[..at].rfind("- cluster:").unwrap()..at];
@@ -135,7 +136,7 @@ fn kubectl_reaches_a_private_control_plane_through_the_connect_gateway_and_the_d
         true,
     );
     assert!(ok, "{out}");
-    let kc = std::fs::read_to_string(dir.path().join("kc")).unwrap();
+    let kc = std::fs::read_to_string(r.dir.path().join("kc")).unwrap();
     let (ca, url) = server(&kc, "connectgateway_p3_us-central1_a");
     assert_eq!(
         (ca, url.as_str()),
@@ -154,7 +155,7 @@ fn kubectl_reaches_a_private_control_plane_through_the_connect_gateway_and_the_d
         true,
     );
     assert!(ok, "{out}");
-    let kc = std::fs::read_to_string(dir.path().join("kc")).unwrap();
+    let kc = std::fs::read_to_string(r.dir.path().join("kc")).unwrap();
     let (ca, url) = server(&kc, "gke_p3_us-central1-a_a");
     assert!(!ca && url.starts_with("https://localhost:"), "{kc}");
     let (ok, out) = run("kubectl", &["get", "namespace", "via-gateway", "-o", "name"], true);
@@ -186,7 +187,5 @@ fn kubectl_reaches_a_private_control_plane_through_the_connect_gateway_and_the_d
     );
     assert!(!ok && out.contains("memberships/b not found"), "{out}");
 
-    // SAFETY: sending SIGTERM to our own child.
-    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-    assert!(child.wait().unwrap().success());
+    r.stop();
 }
