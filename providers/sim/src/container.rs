@@ -49,44 +49,53 @@ fn project<'a>(s: &'a Shared, project: &str) -> ApiResult<std::sync::MutexGuard<
 }
 
 async fn list_clusters(State(s): S, Path((p, l)): Path<(String, String)>) -> ApiResult<Json<Value>> {
-    let (id, clusters): ((String, String), Vec<Value>) = {
+    let (id, clusters): (String, Vec<Value>) = {
         let st = project(&s, &p)?;
         let listed = st.clusters.iter().filter(|(k, _)| l == "-" || k.starts_with(&format!("{l}/")));
-        ((st.project.clone(), st.project_number.clone()), listed.map(|(_, v)| v.clone()).collect())
+        (st.project.clone(), listed.map(|(_, v)| v.clone()).collect())
     };
-    let clusters: Vec<Value> = clusters.into_iter().map(|c| with_fleet(&s, &id, c)).collect();
+    let fleets = fleets(&s);
+    let clusters: Vec<Value> = clusters.into_iter().map(|c| with_fleet(&s, &fleets, &id, c)).collect();
     Ok(Json(json!({ "clusters": clusters })))
 }
 
-/// A cluster as GKE reports it, with `fleet` when a fleet holds a membership of it (`project`
-/// by number, `membership` as `//gkehub.googleapis.com/` and the membership's name). Each store is
-/// locked on its own.
-fn with_fleet(s: &Shared, project: &(String, String), mut cluster: Value) -> Value {
-    let (l, c) = (cluster["location"].as_str().unwrap_or_default(), cluster["name"].as_str().unwrap_or_default());
-    // `//container.googleapis.com/projects/P/locations/L/clusters/C`, P the id or the number,
-    // `zones/` for a zonal cluster in older links.
-    let names_it = |m: &Value| {
-        let link =
-            m["endpoint"]["gkeCluster"]["resourceLink"].as_str().unwrap_or_default().replace("/zones/", "/locations/");
-        [&project.0, &project.1].iter().any(|p| link.ends_with(&format!("/projects/{p}/locations/{l}/clusters/{c}")))
-    };
+/// The `fleet` GKE reports for each registered cluster (by world index): `project` by number,
+/// `membership` as `//gkehub.googleapis.com/` and the membership's name, `preRegistered` unless it
+/// was registered at creation (`--fleet-project`, the world's `fleet`: in the world project's
+/// fleet). Read once per request from the memberships of every project, each store locked on its
+/// own.
+fn fleets(s: &Shared) -> std::collections::HashMap<usize, Value> {
+    let w = &s.opts.world;
+    let mut out = std::collections::HashMap::new();
     for store in std::iter::once(&s.store).chain(s.service_stores.values()) {
         let st = store.lock().unwrap_or_else(|e| e.into_inner());
-        let found = st.memberships.values().find(|m| names_it(m));
-        if let Some(m) = found {
-            // Registered at creation (`--fleet-project`, the world's `fleet`), or later through
-            // the fleet API (`preRegistered`).
-            let at_creation = s.opts.world.clusters.iter().any(|w| {
-                w.fleet
-                    && (w.name.as_str(), w.location.as_str()) == (c, l)
-                    && s.opts.world.project_of(w) == project.0
-                    && st.project == s.opts.world.project
+        for m in st.memberships.values() {
+            let Some(i) = w.cluster_of_link(m["endpoint"]["gkeCluster"]["resourceLink"].as_str().unwrap_or_default())
+            else {
+                continue;
+            };
+            let at_creation = w.clusters[i].fleet && st.project == w.project;
+            out.entry(i).or_insert_with(|| {
+                json!({"project": format!("projects/{}", st.project_number),
+                       "membership": format!("//gkehub.googleapis.com/{}", m["name"].as_str().unwrap_or_default()),
+                       "preRegistered": !at_creation})
             });
-            cluster["fleet"] = json!({"project": format!("projects/{}", st.project_number),
-                "membership": format!("//gkehub.googleapis.com/{}", m["name"].as_str().unwrap_or_default()),
-                "preRegistered": !at_creation});
-            break;
         }
+    }
+    out
+}
+
+/// A cluster of `project` as GKE reports it: with its `fleet` (see [`fleets`]) when it has one.
+fn with_fleet(
+    s: &Shared,
+    fleets: &std::collections::HashMap<usize, Value>,
+    project: &str,
+    mut cluster: Value,
+) -> Value {
+    let (l, c) = (cluster["location"].as_str().unwrap_or_default(), cluster["name"].as_str().unwrap_or_default());
+    let link = format!("//container.googleapis.com/projects/{project}/locations/{l}/clusters/{c}");
+    if let Some(f) = s.opts.world.cluster_of_link(&link).and_then(|i| fleets.get(&i)) {
+        cluster["fleet"] = f.clone();
     }
     cluster
 }
@@ -98,9 +107,9 @@ fn not_found(p: &str, l: &str, c: &str) -> ApiError {
 async fn get_cluster(State(s): S, Path((p, l, c)): Path<(String, String, String)>) -> ApiResult<Json<Value>> {
     let (id, found) = {
         let st = project(&s, &p)?;
-        ((st.project.clone(), st.project_number.clone()), st.clusters.get(&format!("{l}/{c}")).cloned())
+        (st.project.clone(), st.clusters.get(&format!("{l}/{c}")).cloned())
     };
-    found.map(|j| Json(with_fleet(&s, &id, j))).ok_or_else(|| not_found(&p, &l, &c))
+    found.map(|j| Json(with_fleet(&s, &fleets(&s), &id, j))).ok_or_else(|| not_found(&p, &l, &c))
 }
 
 fn valid_cidr(c: &str) -> bool {

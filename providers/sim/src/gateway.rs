@@ -120,20 +120,9 @@ async fn generate_credentials(
 /// of something else. A missing membership is NotFound.
 fn member_cluster(s: &Shared, p: &str, l: &str, m: &str) -> ApiResult<Option<usize>> {
     let store = s.store_of(p).ok_or_else(|| unknown_project(p))?;
-    let link = {
-        let st = store.lock().unwrap_or_else(|e| e.into_inner());
-        let membership = st.memberships.get(&format!("{l}/{m}")).ok_or_else(|| membership_not_found(p, l, m))?;
-        membership["endpoint"]["gkeCluster"]["resourceLink"]
-            .as_str()
-            .unwrap_or_default()
-            .replace("/zones/", "/locations/")
-    };
-    let w = &s.opts.world;
-    Ok(w.clusters.iter().position(|c| {
-        let cp = w.project_of(c);
-        let ids = [cp.to_string(), project_ids(s, cp).map(|x| x.1).unwrap_or_default()];
-        ids.iter().any(|id| link.ends_with(&format!("/projects/{id}/locations/{}/clusters/{}", c.location, c.name)))
-    }))
+    let st = store.lock().unwrap_or_else(|e| e.into_inner());
+    let membership = st.memberships.get(&format!("{l}/{m}")).ok_or_else(|| membership_not_found(p, l, m))?;
+    Ok(s.opts.world.cluster_of_link(membership["endpoint"]["gkeCluster"]["resourceLink"].as_str().unwrap_or_default()))
 }
 
 /// Serves the gateway on `listener` (TLS under `acceptor`) until the runtime stops.

@@ -321,6 +321,24 @@ impl World {
         c.project.as_deref().unwrap_or(&self.project)
     }
 
+    /// The cluster (its index) a resource link names, as fleet memberships name theirs:
+    /// `//container.googleapis.com/projects/P/locations/L/clusters/C`, P the project's id or
+    /// number, `zones/` in older links.
+    pub fn cluster_of_link(&self, link: &str) -> Option<usize> {
+        let parts: Vec<&str> = link.split('/').collect();
+        let after = |k: &[&str]| parts.iter().position(|p| k.contains(p)).and_then(|i| parts.get(i + 1)).copied();
+        let (p, l, n) = (after(&["projects"])?, after(&["locations", "zones"])?, after(&["clusters"])?);
+        self.clusters.iter().position(|c| {
+            let cp = self.project_of(c);
+            let number = if cp == self.project {
+                Some(self.project_number.as_str())
+            } else {
+                self.service_projects.iter().find(|s| s.id == cp).map(|s| s.number.as_str())
+            };
+            c.name == n && c.location == l && (cp == p || number == Some(p))
+        })
+    }
+
     /// The subnet of the network in `region`, if the world has one.
     pub fn subnet_in(&self, region: &str) -> Option<&Subnet> {
         self.subnets.iter().find(|s| s.region == region)

@@ -40,18 +40,14 @@ async fn handle(
     body: Bytes,
 ) -> Response {
     let path = uri.path().to_string();
+    let token = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    let user = if path == "/version" { None } else { token.and_then(|t| user_of(&s, t)) };
     let r = if path == "/version" {
         ok(
             json!({"major": VERSION.0, "minor": VERSION.1, "gitVersion": VERSION.2, "gitCommit": "meshform-sim", "gitTreeState": "clean",
                   "buildDate": "2026-01-01T00:00:00Z", "goVersion": "go1.23", "compiler": "gc", "platform": "linux/amd64"}),
         )
-    } else if !authorized(&s, &headers) {
-        json_response(
-            StatusCode::UNAUTHORIZED,
-            &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": "Unauthorized", "reason": "Unauthorized", "code": 401}),
-            "application/json",
-        )
-    } else {
+    } else if let Some(user) = &user {
         if !s.latency.is_zero() {
             tokio::time::sleep(s.latency).await;
         }
@@ -70,8 +66,14 @@ async fn handle(
             Some(Fault::Unavailable | Fault::UnavailableAfter) => {
                 KubeError::unavailable().retry_after(s.retry_after_secs)
             }
-            None => route(&s, &method, &uri, &headers, body).await.unwrap_or_else(IntoResponse::into_response),
+            None => route(&s, user, &method, &uri, &headers, body).await.unwrap_or_else(IntoResponse::into_response),
         }
+    } else {
+        json_response(
+            StatusCode::UNAUTHORIZED,
+            &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": "Unauthorized", "reason": "Unauthorized", "code": 401}),
+            "application/json",
+        )
     };
     // Controllers outside the cluster follow what changed.
     let dirty = std::mem::take(&mut s.lock().outside_dirty);
@@ -89,21 +91,22 @@ async fn handle(
     r
 }
 
-fn authorized(s: &KubeServer, h: &HeaderMap) -> bool {
-    let token = h.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-    token.is_some_and(|t| user_of(s, t).is_some())
-}
-
-async fn route(s: &Arc<KubeServer>, method: &Method, uri: &Uri, headers: &HeaderMap, body: Bytes) -> KResult<Response> {
+/// A request of `user` (name and groups, as its token authenticated), authorized, then routed.
+async fn route(
+    s: &Arc<KubeServer>,
+    user: &(String, Vec<String>),
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> KResult<Response> {
     let path = uri.path().trim_end_matches('/');
     let segs: Vec<&str> = path.split('/').filter(|x| !x.is_empty()).collect();
     let q = query_map(uri);
     let call = |group, version, rest| Call { group, version, rest, method, q: &q, h: headers, body: &body };
     let watch = q.get("watch").is_some_and(|w| w == "true" || w == "1");
     if let Some(attributes) = super::rbac::attributes(method.as_str(), &segs, watch) {
-        let token = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-        let (user, groups) = token.and_then(|t| user_of(s, t)).unwrap_or_default();
-        super::rbac::decide(&s.lock(), &user, &groups, &attributes)
+        super::rbac::decide(&s.lock(), &user.0, &user.1, &attributes)
             .map_err(|why| KubeError::new(403, "Forbidden", why))?;
     }
     match segs.as_slice() {
